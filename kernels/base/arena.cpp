@@ -1,0 +1,87 @@
+#include "kernels/base/arena.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace tmt {
+namespace {
+
+DeviceAllocator g_cuda_allocator;
+
+size_t round_up(size_t n) { return (n + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment; }
+
+}  // namespace
+
+void register_device_allocator(Device device, DeviceAllocator allocator) {
+  TMT_CHECK(device == Device::kCuda, "only CUDA takes a device allocator");
+  g_cuda_allocator = allocator;
+}
+
+bool has_device_allocator(Device device) {
+  return device == Device::kCpu || g_cuda_allocator.allocate != nullptr;
+}
+
+Arena::Arena(Device device, size_t capacity_bytes, std::string name)
+    : capacity_(round_up(capacity_bytes)), device_(device), name_(std::move(name)) {
+  if (capacity_ == 0) return;
+  if (device == Device::kCpu) {
+    base_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity_));
+    TMT_CHECK(base_ != nullptr, "arena '{}': cannot allocate {} bytes on the host", name_, capacity_);
+  } else {
+    TMT_CHECK(g_cuda_allocator.allocate != nullptr, "arena '{}': no CUDA backend in this build", name_);
+    base_ = static_cast<std::byte*>(g_cuda_allocator.allocate(capacity_));
+  }
+}
+
+Arena::~Arena() {
+  if (base_ == nullptr) return;
+  if (device_ == Device::kCpu) {
+    std::free(base_);
+  } else {
+    g_cuda_allocator.release(base_);
+  }
+}
+
+Arena::Arena(Arena&& other) noexcept { *this = std::move(other); }
+
+Arena& Arena::operator=(Arena&& other) noexcept {
+  if (this != &other) {
+    this->~Arena();
+    base_ = std::exchange(other.base_, nullptr);
+    capacity_ = std::exchange(other.capacity_, 0);
+    used_ = std::exchange(other.used_, 0);
+    peak_ = std::exchange(other.peak_, 0);
+    device_ = other.device_;
+    name_ = std::move(other.name_);
+  }
+  return *this;
+}
+
+size_t Arena::footprint(DType dtype, Shape shape) {
+  return round_up(static_cast<size_t>(shape.numel()) * dtype_size(dtype));
+}
+
+Tensor Arena::alloc(DType dtype, Shape shape) {
+  const size_t bytes = footprint(dtype, shape);
+  TMT_CHECK(used_ + bytes <= capacity_, "arena '{}' is full: {} bytes used of {}, {} more asked for {}{}",
+            name_, used_, capacity_, bytes, dtype_name(dtype), shape.str());
+  Tensor t;
+  t.data = base_ + used_;
+  t.dtype = dtype;
+  t.device = device_;
+  t.shape = shape;
+  if (bytes > 0) {
+    if (device_ == Device::kCpu) {
+      std::memset(t.data, 0, bytes);
+    } else {
+      g_cuda_allocator.zero(t.data, bytes);
+    }
+  }
+  used_ += bytes;
+  peak_ = std::max(peak_, used_);
+  return t;
+}
+
+}  // namespace tmt

@@ -1,0 +1,58 @@
+// Arena: one large allocation on one device, handed out as Tensors by bumping an offset.
+//
+// Parameters, gradients, optimizer state and activations each live in an arena sized at setup, so a
+// training step allocates nothing. `mark()`/`reset(mark)` give stack-like reuse for scratch memory.
+// Every allocation is aligned to kAlignment bytes (enough for vectorised loads and cuBLASLt).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "kernels/base/tensor.h"
+
+namespace tmt {
+
+// How an arena obtains memory on a device other than the CPU; the CUDA backend registers one.
+struct DeviceAllocator {
+  void* (*allocate)(size_t bytes) = nullptr;
+  void (*release)(void* ptr) = nullptr;
+  void (*zero)(void* ptr, size_t bytes) = nullptr;
+};
+void register_device_allocator(Device device, DeviceAllocator allocator);
+bool has_device_allocator(Device device);
+
+class Arena {
+ public:
+  static constexpr size_t kAlignment = 256;
+
+  Arena() = default;
+  Arena(Device device, size_t capacity_bytes, std::string name);
+  ~Arena();
+  Arena(Arena&& other) noexcept;
+  Arena& operator=(Arena&& other) noexcept;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // A zero-filled tensor of this shape; fatal if the arena is too small (its size is a setup bug).
+  Tensor alloc(DType dtype, Shape shape);
+
+  size_t mark() const { return used_; }
+  void reset(size_t mark = 0) { used_ = mark; }
+  size_t used() const { return used_; }
+  size_t peak() const { return peak_; }
+  size_t capacity() const { return capacity_; }
+  Device device() const { return device_; }
+
+  // Bytes an allocation of this size takes, alignment included: for sizing arenas up front.
+  static size_t footprint(DType dtype, Shape shape);
+
+ private:
+  std::byte* base_ = nullptr;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  size_t peak_ = 0;
+  Device device_ = Device::kCpu;
+  std::string name_;
+};
+
+}  // namespace tmt

@@ -1,0 +1,53 @@
+// Two kinds of failure, handled two ways (DESIGN.md §7):
+//
+//  * Bad input found while setting up (a recipe, a flag, a data file, a checkpoint) throws
+//    InputError. main() catches it; rank 0 prints one `error: <message>` line and every rank exits 2.
+//    All ranks read the same input, so all fail alike and none is left in a collective.
+//  * A broken invariant or a failed library call at run time goes through TMT_CHECK (or the
+//    library-specific TMT_CUDA_CHECK, TMT_MPI_CHECK, ... built on fatal()): it prints
+//    `[rank R/W host] file:line: what -> message` and ends the job through the fatal hook, which
+//    the MPI layer sets to MPI_Abort so that no other rank hangs.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace tmt {
+
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Throws InputError with a formatted message.
+template <class... Args>
+[[noreturn]] void input_error(fmt::format_string<Args...> f, Args&&... args) {
+  throw InputError(fmt::format(f, std::forward<Args>(args)...));
+}
+
+// Who this process is, for the prefix of fatal and log messages.
+void set_process_identity(int rank, int world);
+int process_rank();
+int process_world();
+const std::string& host_name();
+
+// Called by fatal() after printing; must not return. The default exits with status 1.
+using FatalHook = void (*)();
+void set_fatal_hook(FatalHook hook);
+
+[[noreturn]] void fatal(const char* file, int line, std::string_view what, std::string_view message);
+
+}  // namespace tmt
+
+#define TMT_CHECK(cond, ...)                                                 \
+  do {                                                                       \
+    if (!(cond)) [[unlikely]] {                                              \
+      ::tmt::fatal(__FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__));   \
+    }                                                                        \
+  } while (0)
+
+// For invariants that have nothing more to say than the condition itself.
+#define TMT_ASSERT(cond) TMT_CHECK(cond, "invariant violated")

@@ -1,0 +1,38 @@
+#include "kernels/base/arena.h"
+#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/runtime.h"
+
+namespace tmt::cuda {
+
+int device_count(std::string* why) {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err != cudaSuccess) {
+    // Without a GPU the runtime reports an error (e.g. "driver version is insufficient"), not 0.
+    if (why != nullptr) *why = cudaGetErrorString(err);
+    return 0;
+  }
+  if (n == 0 && why != nullptr) *why = "no CUDA device";
+  return n;
+}
+
+void init(int device) {
+  TMT_CUDA_CHECK(cudaSetDevice(device));
+  DeviceAllocator a;
+  a.allocate = [](size_t bytes) {
+    void* p = nullptr;
+    TMT_CUDA_CHECK(cudaMalloc(&p, bytes));
+    return p;
+  };
+  a.release = [](void* p) { TMT_CUDA_CHECK(cudaFree(p)); };
+  a.zero = [](void* p, size_t bytes) { TMT_CUDA_CHECK(cudaMemset(p, 0, bytes)); };
+  register_device_allocator(Device::kCuda, a);
+}
+
+void synchronize(void* stream) { TMT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
+
+void copy(void* dst, const void* src, size_t bytes) {
+  TMT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
+}  // namespace tmt::cuda

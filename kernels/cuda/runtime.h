@@ -1,0 +1,20 @@
+// The CUDA backend's entry points that plain C++ may call (no CUDA types here).
+#pragma once
+
+#include <string>
+
+namespace tmt::cuda {
+
+// Number of usable GPUs; 0 with the reason in *why when there are none or the driver is missing.
+int device_count(std::string* why);
+
+// Binds this process to `device`, registers the device allocator with the arenas.
+void init(int device);
+
+// Waits until all work on the stream is done (nullptr = the default stream).
+void synchronize(void* stream);
+
+// Copies between host and device memory (direction from the pointers' kinds).
+void copy(void* dst, const void* src, size_t bytes);
+
+}  // namespace tmt::cuda

@@ -1,0 +1,24 @@
+// Runs a program (usually the tramontane binary) and captures what it prints, for CLI tests.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace tmt::test {
+
+struct RunResult {
+  int exit_code = -1;  // the exit status, or 128 + signal if it was killed
+  std::string out;
+  std::string err;
+  bool timed_out = false;
+};
+
+// argv[0] is the program; the child is killed after timeout_s seconds. `cwd` empty = this one.
+RunResult run_command(const std::vector<std::string>& argv, double timeout_s = 60.0,
+                      const std::string& cwd = "");
+
+// The tramontane binary this build produced, and the source tree (for recipes and fixtures).
+std::string tramontane_binary();
+std::string source_path(const std::string& relative);
+
+}  // namespace tmt::test
