@@ -1,0 +1,39 @@
+#include "kernels/embedding.h"
+
+#include "kernels/cpu/embedding.h"
+
+namespace tmt {
+namespace {
+
+// table / dtable: [V_local, D]; rows: out / dout [T, D]; ids: [T] i32; all on ctx.device.
+void check_args(const char* op, const Context& ctx, const Tensor& table, const Tensor& rows,
+                const Tensor& ids) {
+  TMT_CHECK(table.rank() == 2 && rows.rank() == 2 && ids.rank() == 1,
+            "{}: table {}, rows {}, ids {}", op, table.str(), rows.str(), ids.str());
+  TMT_CHECK(rows.size(0) == ids.size(0) && rows.size(1) == table.size(1),
+            "{}: rows {} do not match ids {} and table {}", op, rows.str(), ids.str(), table.str());
+  TMT_CHECK(ids.dtype == DType::kI32, "{}: ids must be i32, got {}", op, ids.str());
+  TMT_CHECK(table.dtype == rows.dtype && (table.dtype == DType::kF32 || table.dtype == DType::kF64),
+            "{}: table {} and rows {} must share a dtype, f32 or f64", op, table.str(), rows.str());
+  TMT_CHECK(table.device == ctx.device && rows.device == ctx.device && ids.device == ctx.device,
+            "{}: tensors {}, {}, {} not all on {}", op, table.str(), rows.str(), ids.str(),
+            device_name(ctx.device));
+}
+
+}  // namespace
+
+void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& ids, const Tensor& table,
+                   int64_t vocab_start) {
+  check_args("embedding_fwd", ctx, table, out, ids);
+  if (ctx.device == Device::kCpu) return cpu::embedding_fwd(out, ids, table, vocab_start);
+  TMT_CHECK(false, "embedding_fwd: no CUDA implementation yet");
+}
+
+void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout, const Tensor& ids,
+                   int64_t vocab_start) {
+  check_args("embedding_bwd", ctx, dtable, dout, ids);
+  if (ctx.device == Device::kCpu) return cpu::embedding_bwd(dtable, dout, ids, vocab_start);
+  TMT_CHECK(false, "embedding_bwd: no CUDA implementation yet");
+}
+
+}  // namespace tmt
