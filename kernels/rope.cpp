@@ -1,0 +1,72 @@
+#include "kernels/rope.h"
+
+#include "kernels/cpu/rope.h"
+
+namespace tmt {
+namespace {
+
+bool is_f32_or_f64(DType t) { return t == DType::kF32 || t == DType::kF64; }
+
+void check_tables(const char* op, const Context& ctx, const Tensor& cos, const Tensor& sin) {
+  TMT_CHECK(cos.rank() == 2 && cos.shape == sin.shape && cos.dtype == sin.dtype &&
+                is_f32_or_f64(cos.dtype),
+            "{}: cos {} and sin {} must be [S_max, Dh/2], one dtype f32|f64", op, cos.str(),
+            sin.str());
+  TMT_CHECK(cos.device == ctx.device && sin.device == ctx.device, "{}: cos {}, sin {} not on {}",
+            op, cos.str(), sin.str(), device_name(ctx.device));
+}
+
+// y and x: [T, Hx, Dh] with Dh = 2 * cos.size(1); positions [T] i32.
+void check_apply(const char* op, const Context& ctx, const Tensor& y, const Tensor& x,
+                 const Tensor& positions, const Tensor& cos, const Tensor& sin) {
+  check_tables(op, ctx, cos, sin);
+  TMT_CHECK(x.rank() == 3 && y.shape == x.shape && x.size(2) == 2 * cos.size(1),
+            "{}: {} and {} must be [T, Hx, Dh] with Dh = 2 * {}", op, y.str(), x.str(),
+            cos.size(1));
+  TMT_CHECK(x.dtype == cos.dtype && y.dtype == x.dtype, "{}: {}, {} must have the tables' dtype {}",
+            op, y.str(), x.str(), dtype_name(cos.dtype));
+  TMT_CHECK(
+      positions.rank() == 1 && positions.size(0) == x.size(0) && positions.dtype == DType::kI32,
+      "{}: positions {} must be i32 [{}]", op, positions.str(), x.size(0));
+  TMT_CHECK(x.device == ctx.device && y.device == ctx.device && positions.device == ctx.device,
+            "{}: {}, {}, positions {} not all on {}", op, y.str(), x.str(), positions.str(),
+            device_name(ctx.device));
+}
+
+}  // namespace
+
+void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
+                 const RopeParams& params) {
+  check_tables("rope_tables", ctx, cos, sin);
+  const RopeParams& p = params;
+  TMT_CHECK(p.head_dim > 0 && p.head_dim % 2 == 0 && cos.size(1) * 2 == p.head_dim,
+            "rope_tables: head_dim {} must be even and twice the tables' width ({})", p.head_dim,
+            cos.size(1));
+  TMT_CHECK(p.theta > 1.0 && p.mscale > 0.0, "rope_tables: theta {} must be > 1, mscale {} > 0",
+            p.theta, p.mscale);
+  if (p.scaling == RopeScaling::kYarn) {
+    TMT_CHECK(
+        p.factor > 0.0 && p.original_max_seq_len > 0 && p.beta_fast > 0.0 && p.beta_slow > 0.0,
+        "rope_tables: yarn needs factor {} > 0, original_max_seq_len {} > 0, beta_fast {} "
+        "> 0, beta_slow {} > 0",
+        p.factor, p.original_max_seq_len, p.beta_fast, p.beta_slow);
+  }
+  if (ctx.device == Device::kCpu) return cpu::rope_tables(cos, sin, params);
+  TMT_CHECK(false, "rope_tables: no CUDA implementation yet");
+}
+
+void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Tensor& positions,
+              const Tensor& cos, const Tensor& sin) {
+  check_apply("rope_fwd", ctx, out, in, positions, cos, sin);
+  if (ctx.device == Device::kCpu) return cpu::rope_apply(out, in, positions, cos, sin, false);
+  TMT_CHECK(false, "rope_fwd: no CUDA implementation yet");
+}
+
+void rope_bwd(const Context& ctx, const Tensor& din, const Tensor& dout, const Tensor& positions,
+              const Tensor& cos, const Tensor& sin) {
+  check_apply("rope_bwd", ctx, din, dout, positions, cos, sin);
+  if (ctx.device == Device::kCpu) return cpu::rope_apply(din, dout, positions, cos, sin, true);
+  TMT_CHECK(false, "rope_bwd: no CUDA implementation yet");
+}
+
+}  // namespace tmt
