@@ -1,0 +1,107 @@
+#include "kernels/cross_entropy.h"
+
+#include "kernels/cpu/cross_entropy.h"
+
+namespace tmt {
+namespace {
+
+bool is_f32_or_f64(DType t) { return t == DType::kF32 || t == DType::kF64; }
+
+void check_logits(const char* op, const Context& ctx, const Tensor& logits) {
+  TMT_CHECK(logits.rank() == 2 && is_f32_or_f64(logits.dtype) && logits.device == ctx.device,
+            "{}: logits {} must be [T, V] f32|f64 on {}", op, logits.str(),
+            device_name(ctx.device));
+}
+
+// A per-row vector: [T] f32|f64 (or i32 for targets) on ctx.device.
+void check_row(const char* op, const Context& ctx, const Tensor& v, int64_t n_tokens,
+               const char* name, bool integer = false) {
+  const bool dtype_ok = integer ? v.dtype == DType::kI32 : is_f32_or_f64(v.dtype);
+  TMT_CHECK(v.rank() == 1 && v.size(0) == n_tokens && dtype_ok && v.device == ctx.device,
+            "{}: {} {} must be [{}] {} on {}", op, name, v.str(), n_tokens,
+            integer ? "i32" : "f32|f64", device_name(ctx.device));
+}
+
+void check_dlogits(const char* op, const Tensor& dlogits, const Tensor& logits) {
+  TMT_CHECK(dlogits.shape == logits.shape && dlogits.dtype == logits.dtype &&
+                dlogits.device == logits.device,
+            "{}: dlogits {} does not match logits {}", op, dlogits.str(), logits.str());
+}
+
+}  // namespace
+
+void cross_entropy(const Context& ctx, const Tensor& losses, const Tensor& dlogits,
+                   const Tensor& logits, const Tensor& targets, double grad_scale) {
+  const char* op = "cross_entropy";
+  check_logits(op, ctx, logits);
+  check_row(op, ctx, losses, logits.size(0), "losses");
+  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  if (dlogits.defined()) check_dlogits(op, dlogits, logits);
+  if (ctx.device == Device::kCpu) {
+    return cpu::cross_entropy(losses, dlogits, logits, targets, grad_scale);
+  }
+  TMT_CHECK(false, "cross_entropy: no CUDA implementation yet");
+}
+
+void cross_entropy_row_max(const Context& ctx, const Tensor& row_max, const Tensor& logits) {
+  const char* op = "cross_entropy_row_max";
+  check_logits(op, ctx, logits);
+  check_row(op, ctx, row_max, logits.size(0), "row_max");
+  if (ctx.device == Device::kCpu) return cpu::cross_entropy_row_max(row_max, logits);
+  TMT_CHECK(false, "cross_entropy_row_max: no CUDA implementation yet");
+}
+
+void cross_entropy_sum_exp(const Context& ctx, const Tensor& sum_exp, const Tensor& logits,
+                           const Tensor& row_max) {
+  const char* op = "cross_entropy_sum_exp";
+  check_logits(op, ctx, logits);
+  check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
+  check_row(op, ctx, row_max, logits.size(0), "row_max");
+  if (ctx.device == Device::kCpu) return cpu::cross_entropy_sum_exp(sum_exp, logits, row_max);
+  TMT_CHECK(false, "cross_entropy_sum_exp: no CUDA implementation yet");
+}
+
+void cross_entropy_target_logit(const Context& ctx, const Tensor& target_logit,
+                                const Tensor& logits, const Tensor& targets, int64_t vocab_start) {
+  const char* op = "cross_entropy_target_logit";
+  check_logits(op, ctx, logits);
+  check_row(op, ctx, target_logit, logits.size(0), "target_logit");
+  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  if (ctx.device == Device::kCpu) {
+    return cpu::cross_entropy_target_logit(target_logit, logits, targets, vocab_start);
+  }
+  TMT_CHECK(false, "cross_entropy_target_logit: no CUDA implementation yet");
+}
+
+void cross_entropy_loss(const Context& ctx, const Tensor& losses, const Tensor& row_max,
+                        const Tensor& sum_exp, const Tensor& target_logit, const Tensor& targets) {
+  const char* op = "cross_entropy_loss";
+  const int64_t n_tokens = losses.rank() == 1 ? losses.size(0) : -1;
+  check_row(op, ctx, losses, n_tokens, "losses");
+  check_row(op, ctx, row_max, n_tokens, "row_max");
+  check_row(op, ctx, sum_exp, n_tokens, "sum_exp");
+  check_row(op, ctx, target_logit, n_tokens, "target_logit");
+  check_row(op, ctx, targets, n_tokens, "targets", true);
+  if (ctx.device == Device::kCpu) {
+    return cpu::cross_entropy_loss(losses, row_max, sum_exp, target_logit, targets);
+  }
+  TMT_CHECK(false, "cross_entropy_loss: no CUDA implementation yet");
+}
+
+void cross_entropy_grad(const Context& ctx, const Tensor& dlogits, const Tensor& logits,
+                        const Tensor& targets, const Tensor& row_max, const Tensor& sum_exp,
+                        int64_t vocab_start, double grad_scale) {
+  const char* op = "cross_entropy_grad";
+  check_logits(op, ctx, logits);
+  check_dlogits(op, dlogits, logits);
+  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  check_row(op, ctx, row_max, logits.size(0), "row_max");
+  check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
+  if (ctx.device == Device::kCpu) {
+    return cpu::cross_entropy_grad(dlogits, logits, targets, row_max, sum_exp, vocab_start,
+                                   grad_scale);
+  }
+  TMT_CHECK(false, "cross_entropy_grad: no CUDA implementation yet");
+}
+
+}  // namespace tmt
