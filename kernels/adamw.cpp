@@ -1,0 +1,29 @@
+#include "kernels/adamw.h"
+
+#include "kernels/cpu/adamw.h"
+
+namespace tmt {
+
+void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
+                const Tensor& v, const AdamWParams& params) {
+  TMT_CHECK(param.dtype == DType::kF32 || param.dtype == DType::kF64,
+            "adamw_step: param {} must be f32 or f64", param.str());
+  for (const Tensor* t : {&grad, &m, &v}) {
+    TMT_CHECK(t->numel() == param.numel() && t->dtype == param.dtype,
+              "adamw_step: {} does not match param {}", t->str(), param.str());
+  }
+  for (const Tensor* t : {&param, &grad, &m, &v}) {
+    TMT_CHECK(t->device == ctx.device, "adamw_step: {} not on {}", t->str(),
+              device_name(ctx.device));
+  }
+  const AdamWParams& p = params;
+  TMT_CHECK(p.step >= 1 && 0.0 <= p.beta1 && p.beta1 < 1.0 && 0.0 <= p.beta2 && p.beta2 < 1.0 &&
+                p.eps > 0.0 && p.lr >= 0.0 && p.weight_decay >= 0.0,
+            "adamw_step: bad hyper-parameters lr {} beta1 {} beta2 {} eps {} weight_decay {} "
+            "step {}",
+            p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.step);
+  if (ctx.device == Device::kCpu) return cpu::adamw_step(param, grad, m, v, params);
+  TMT_CHECK(false, "adamw_step: no CUDA implementation yet");
+}
+
+}  // namespace tmt
