@@ -175,5 +175,15 @@ TEST(CrossEntropy, F32MatchesF64) {
   EXPECT_TRUE(test::all_close(dlogits[0], dlogits[1], 1e-5));
 }
 
+TEST(CrossEntropyDeathTest, TargetBeyondVocabIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Arena a(Device::kCpu, 1 << 12, "test");
+  Tensor logits = a.alloc(DType::kF32, {2, 5}), losses = a.alloc(DType::kF32, {2});
+  Tensor targets = a.alloc(DType::kI32, {2});
+  targets.ptr<int32_t>()[1] = 5;
+  EXPECT_EXIT(cross_entropy(kCpu, losses, logits, logits, targets, 1.0),
+              ::testing::ExitedWithCode(1), "target 5 of token 1 >= V = 5");
+}
+
 }  // namespace
 }  // namespace tmt

@@ -121,5 +121,16 @@ TEST(Linear, F32MatchesF64) {
   EXPECT_TRUE(test::all_close(dw[0], dw[1], 1e-6));
 }
 
+TEST(LinearDeathTest, ShapeMismatchIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Arena a(Device::kCpu, 1 << 12, "test");
+  Tensor x = a.alloc(DType::kF32, {3, 4}), w = a.alloc(DType::kF32, {5, 4});
+  EXPECT_EXIT(linear_fwd(kCpu, a.alloc(DType::kF32, {3, 4}), x, w), ::testing::ExitedWithCode(1),
+              "linear_fwd: .* are not \\[T, K\\], \\[N, K\\], \\[T, N\\]");
+  EXPECT_EXIT(
+      linear_bwd(kCpu, a.alloc(DType::kF32, {3, 5}), Tensor{}, a.alloc(DType::kF32, {3, 5}), x, w),
+      ::testing::ExitedWithCode(1), "linear_bwd: dx .* does not match x");
+}
+
 }  // namespace
 }  // namespace tmt

@@ -203,5 +203,21 @@ TEST(Rope, F32MatchesF64AndInPlace) {
   EXPECT_TRUE(test::all_close(dx[0], dx[1], 1e-6));
 }
 
+TEST(RopeDeathTest, PositionOutsideTablesIsFatal) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  Arena a(Device::kCpu, 1 << 14, "test");
+  RopeParams p;
+  p.head_dim = 8;
+  Tensor cos = a.alloc(DType::kF32, {16, 4}), sin = a.alloc(DType::kF32, {16, 4});
+  rope_tables(kCpu, cos, sin, p);
+  Tensor x = a.alloc(DType::kF32, {3, 2, 8}), pos = a.alloc(DType::kI32, {3});
+  pos.ptr<int32_t>()[2] = 16;
+  EXPECT_EXIT(rope_fwd(kCpu, x, x, pos, cos, sin), ::testing::ExitedWithCode(1),
+              "position 16 of token 2 outside the tables \\[0, 16\\)");
+  p.head_dim = 6;
+  EXPECT_EXIT(rope_tables(kCpu, cos, sin, p), ::testing::ExitedWithCode(1),
+              "head_dim 6 must be even and twice the tables' width");
+}
+
 }  // namespace
 }  // namespace tmt
