@@ -44,7 +44,7 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
             cos.size(1));
   TMT_CHECK(p.theta > 1.0 && p.mscale > 0.0, "rope_tables: theta {} must be > 1, mscale {} > 0",
             p.theta, p.mscale);
-  if (p.scaling == RopeScaling::kYarn) {
+  if (p.scaling == RopeScalingType::kYarn) {
     TMT_CHECK(
         p.factor > 0.0 && p.original_max_seq_len > 0 && p.beta_fast > 0.0 && p.beta_slow > 0.0,
         "rope_tables: yarn needs factor {} > 0, original_max_seq_len {} > 0, beta_fast {} "

@@ -40,12 +40,12 @@
 
 namespace tmt {
 
-enum class RopeScaling : uint8_t { kNone, kYarn };
+enum class RopeScalingType : uint8_t { kNone, kYarn };
 
 struct RopeParams {
   int64_t head_dim = 0;    // Dh, even
   double theta = 10000.0;  // base of the frequencies
-  RopeScaling scaling = RopeScaling::kNone;
+  RopeScalingType scaling = RopeScalingType::kNone;
   double factor = 1.0;               // yarn: s, the context extension factor (> 0)
   int64_t original_max_seq_len = 0;  // yarn: L, the context the model was pretrained with
   double beta_fast = 32.0;           // yarn: rotations over L above which a pair extrapolates

@@ -1,1 +1,122 @@
-int main() { return 0; }
+// tramontane: train Mixture-of-Experts transformers from a YAML recipe.
+//
+//   tramontane train [RECIPE] [--set key.path=value]...
+//   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world]
+//   tramontane prepare --tokenizer bytes INPUT... --out DIR [--val-fraction F]
+//
+// Exit status: 0 success; 2 bad input (one `error:` line on stderr, from one rank); 1 internal
+// failure.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "kernels/base/check.h"
+#include "parallel/mpi_env.h"
+#include "trainer/commands.h"
+
+namespace {
+
+constexpr const char* kRecipeHelp =
+    "YAML recipe (default: the embedded recipes/tiny.yaml). Sections: model, parallel, data, "
+    "optimizer, "
+    "schedule, train, checkpoint, log, run; see README.md";
+constexpr const char* kSetHelp =
+    "override one recipe key, e.g. --set train.steps=50 or --set data.paths=[a.bin,b.bin]; "
+    "repeatable, "
+    "applied in order, checked like the file";
+
+void print_error(const std::string& message) {
+  if (tmt::launcher_rank() == 0) {
+    std::fprintf(stderr, "error: %s\n", message.c_str());
+    std::fflush(stderr);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tramontane: train Mixture-of-Experts transformers (Mixtral-class) with tensor, pipeline, "
+      "expert "
+      "and data parallelism, from one YAML recipe.\nExit status: 0 success, 2 bad input (one "
+      "`error:` "
+      "line), 1 internal failure."};
+  app.set_version_flag("--version", std::string("tramontane ") + TMT_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough(false);
+
+  tmt::TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand(
+      "train",
+      "Train the recipe on the ranks this process was launched with (mpirun -n N or srun; a plain "
+      "start is one rank). Writes recipe.resolved.yaml and metrics.jsonl to run.dir.");
+  train_cmd->add_option("recipe", train.recipe, kRecipeHelp);
+  train_cmd->add_option("--set", train.overrides, kSetHelp)
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+
+  tmt::CheckOptions check;
+  CLI::App* check_cmd = app.add_subcommand("check",
+                                           "Validate a recipe for a number of ranks without "
+                                           "training; print the resolved recipe, parameter "
+                                           "counts (total and active per token), training FLOPs "
+                                           "per token and every rank's coordinates.");
+  check_cmd->add_option("recipe", check.recipe, kRecipeHelp);
+  check_cmd
+      ->add_option("--world", check.world,
+                   "number of ranks to check the layout for (default: what the recipe fixes, "
+                   "tp x dp x pp, with dp = 1 when the recipe leaves it to the world size)")
+      ->check(CLI::PositiveNumber);
+  check_cmd->add_option("--set", check.overrides, kSetHelp)
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  check_cmd->add_flag(
+      "--print-world", check.print_world,
+      "only print the number of ranks the recipe's layout needs (for launch scripts)");
+  check_cmd->add_flag(
+      "--json", check.json,
+      "print a JSON summary (parameters, FLOPs per token, tokens per step, layout) instead");
+
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    // CLI11 would only say that a subcommand is required.
+    print_error(
+        fmt::format("unknown command '{}' (commands: {}; see tramontane --help)", argv[1], names));
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    print_error(e.what());
+    return 2;
+  }
+
+  try {
+    if (check_cmd->parsed()) return tmt::run_check(check);
+    if (train_cmd->parsed()) {
+      tmt::MpiEnvironment mpi(&argc, &argv);
+      try {
+        return tmt::run_train(train);
+      } catch (const tmt::InputError& e) {
+        // Bad input found after the ranks agreed on setup: every rank reads the same input, so
+        // every rank gets here; rank 0 speaks for them.
+        if (tmt::process_rank() == 0) std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+      }
+    }
+  } catch (const tmt::InputError& e) {
+    print_error(e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "[rank %d] internal error: %s\n", tmt::process_rank(), e.what());
+    return 1;
+  }
+  return 1;
+}

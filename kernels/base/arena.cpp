@@ -1,5 +1,6 @@
 #include "kernels/base/arena.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -10,7 +11,9 @@ namespace {
 
 DeviceAllocator g_cuda_allocator;
 
-size_t round_up(size_t n) { return (n + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment; }
+size_t round_up(size_t n) {
+  return (n + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
+}
 
 }  // namespace
 
@@ -28,11 +31,22 @@ Arena::Arena(Device device, size_t capacity_bytes, std::string name)
   if (capacity_ == 0) return;
   if (device == Device::kCpu) {
     base_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity_));
-    TMT_CHECK(base_ != nullptr, "arena '{}': cannot allocate {} bytes on the host", name_, capacity_);
+    TMT_CHECK(base_ != nullptr, "arena '{}': cannot allocate {} bytes on the host", name_,
+              capacity_);
   } else {
-    TMT_CHECK(g_cuda_allocator.allocate != nullptr, "arena '{}': no CUDA backend in this build", name_);
+    TMT_CHECK(g_cuda_allocator.allocate != nullptr, "arena '{}': no CUDA backend in this build",
+              name_);
     base_ = static_cast<std::byte*>(g_cuda_allocator.allocate(capacity_));
   }
+}
+
+Arena Arena::counting(Device device) {
+  Arena a;
+  a.device_ = device;
+  a.counting_ = true;
+  a.capacity_ = SIZE_MAX;
+  a.name_ = "counting";
+  return a;
 }
 
 Arena::~Arena() {
@@ -54,6 +68,7 @@ Arena& Arena::operator=(Arena&& other) noexcept {
     used_ = std::exchange(other.used_, 0);
     peak_ = std::exchange(other.peak_, 0);
     device_ = other.device_;
+    counting_ = other.counting_;
     name_ = std::move(other.name_);
   }
   return *this;
@@ -65,8 +80,18 @@ size_t Arena::footprint(DType dtype, Shape shape) {
 
 Tensor Arena::alloc(DType dtype, Shape shape) {
   const size_t bytes = footprint(dtype, shape);
-  TMT_CHECK(used_ + bytes <= capacity_, "arena '{}' is full: {} bytes used of {}, {} more asked for {}{}",
-            name_, used_, capacity_, bytes, dtype_name(dtype), shape.str());
+  if (counting_) {
+    used_ += bytes;
+    peak_ = std::max(peak_, used_);
+    Tensor t;
+    t.dtype = dtype;
+    t.device = device_;
+    t.shape = shape;
+    return t;
+  }
+  TMT_CHECK(used_ + bytes <= capacity_,
+            "arena '{}' is full: {} bytes used of {}, {} more asked for {}{}", name_, used_,
+            capacity_, bytes, dtype_name(dtype), shape.str());
   Tensor t;
   t.data = base_ + used_;
   t.dtype = dtype;

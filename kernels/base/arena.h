@@ -3,6 +3,10 @@
 // Parameters, gradients, optimizer state and activations each live in an arena sized at setup, so a
 // training step allocates nothing. `mark()`/`reset(mark)` give stack-like reuse for scratch memory.
 // Every allocation is aligned to kAlignment bytes (enough for vectorised loads and cuBLASLt).
+//
+// A counting arena (Arena::counting()) holds no memory: its tensors have no data, it only adds up
+// what was asked. Running the same allocation code on one first gives the exact size of the real
+// arena, so sizes are never computed twice by hand.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +31,7 @@ class Arena {
 
   Arena() = default;
   Arena(Device device, size_t capacity_bytes, std::string name);
+  static Arena counting(Device device);
   ~Arena();
   Arena(Arena&& other) noexcept;
   Arena& operator=(Arena&& other) noexcept;
@@ -42,6 +47,7 @@ class Arena {
   size_t peak() const { return peak_; }
   size_t capacity() const { return capacity_; }
   Device device() const { return device_; }
+  bool is_counting() const { return counting_; }
 
   // Bytes an allocation of this size takes, alignment included: for sizing arenas up front.
   static size_t footprint(DType dtype, Shape shape);
@@ -52,6 +58,7 @@ class Arena {
   size_t used_ = 0;
   size_t peak_ = 0;
   Device device_ = Device::kCpu;
+  bool counting_ = false;
   std::string name_;
 };
 

@@ -1,8 +1,8 @@
 // Two kinds of failure, handled two ways (DESIGN.md §7):
 //
 //  * Bad input found while setting up (a recipe, a flag, a data file, a checkpoint) throws
-//    InputError. main() catches it; rank 0 prints one `error: <message>` line and every rank exits 2.
-//    All ranks read the same input, so all fail alike and none is left in a collective.
+//    InputError. main() catches it; rank 0 prints one `error: <message>` line and every rank
+//    exits 2. All ranks read the same input, so all fail alike and none is left in a collective.
 //  * A broken invariant or a failed library call at run time goes through TMT_CHECK (or the
 //    library-specific TMT_CUDA_CHECK, TMT_MPI_CHECK, ... built on fatal()): it prints
 //    `[rank R/W host] file:line: what -> message` and ends the job through the fatal hook, which
@@ -38,15 +38,16 @@ const std::string& host_name();
 using FatalHook = void (*)();
 void set_fatal_hook(FatalHook hook);
 
-[[noreturn]] void fatal(const char* file, int line, std::string_view what, std::string_view message);
+[[noreturn]] void fatal(const char* file, int line, std::string_view what,
+                        std::string_view message);
 
 }  // namespace tmt
 
-#define TMT_CHECK(cond, ...)                                                 \
-  do {                                                                       \
-    if (!(cond)) [[unlikely]] {                                              \
-      ::tmt::fatal(__FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__));   \
-    }                                                                        \
+#define TMT_CHECK(cond, ...)                                               \
+  do {                                                                     \
+    if (!(cond)) [[unlikely]] {                                            \
+      ::tmt::fatal(__FILE__, __LINE__, #cond, ::fmt::format(__VA_ARGS__)); \
+    }                                                                      \
   } while (0)
 
 // For invariants that have nothing more to say than the condition itself.

@@ -16,10 +16,13 @@ struct MiniFloat {
   bool saturate;
 
   int bias() const { return (1 << (e - 1)) - 1; }
-  uint32_t nan_code() const { return has_inf ? ((1u << (e + m)) - (1u << (m - 1))) : ((1u << (e + m)) - 1); }
+  uint32_t nan_code() const {
+    return has_inf ? ((1u << (e + m)) - (1u << (m - 1))) : ((1u << (e + m)) - 1);
+  }
   uint32_t inf_code() const { return ((1u << e) - 1) << m; }
   uint32_t max_code() const {
-    // e4m3fn: exponent all ones with mantissa 110; IEEE-like: exponent all ones minus one, mantissa all ones
+    // e4m3fn: exponent all ones with mantissa 110; IEEE-like: exponent all ones minus one, mantissa
+    // all ones
     return has_inf ? ((((1u << e) - 2) << m) | ((1u << m) - 1)) : ((1u << (e + m)) - 2);
   }
 
@@ -29,7 +32,8 @@ struct MiniFloat {
     const uint32_t man = bits & ((1u << m) - 1);
     double v;
     if (has_inf && ex == (1 << e) - 1) {
-      v = man == 0 ? std::numeric_limits<double>::infinity() : std::numeric_limits<double>::quiet_NaN();
+      v = man == 0 ? std::numeric_limits<double>::infinity()
+                   : std::numeric_limits<double>::quiet_NaN();
     } else if (!has_inf && ex == (1 << e) - 1 && man == (1u << m) - 1) {
       v = std::numeric_limits<double>::quiet_NaN();
     } else if (ex == 0) {
@@ -75,28 +79,44 @@ constexpr MiniFloat kE5M2Format{5, 2, true, false};
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::kF64: return 8;
-    case DType::kF32: return 4;
-    case DType::kBF16: return 2;
-    case DType::kF16: return 2;
-    case DType::kF8E4M3: return 1;
-    case DType::kF8E5M2: return 1;
-    case DType::kI32: return 4;
-    case DType::kI64: return 8;
+    case DType::kF64:
+      return 8;
+    case DType::kF32:
+      return 4;
+    case DType::kBF16:
+      return 2;
+    case DType::kF16:
+      return 2;
+    case DType::kF8E4M3:
+      return 1;
+    case DType::kF8E5M2:
+      return 1;
+    case DType::kI32:
+      return 4;
+    case DType::kI64:
+      return 8;
   }
   return 0;
 }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::kF64: return "f64";
-    case DType::kF32: return "f32";
-    case DType::kBF16: return "bf16";
-    case DType::kF16: return "f16";
-    case DType::kF8E4M3: return "f8e4m3";
-    case DType::kF8E5M2: return "f8e5m2";
-    case DType::kI32: return "i32";
-    case DType::kI64: return "i64";
+    case DType::kF64:
+      return "f64";
+    case DType::kF32:
+      return "f32";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kF16:
+      return "f16";
+    case DType::kF8E4M3:
+      return "f8e4m3";
+    case DType::kF8E5M2:
+      return "f8e5m2";
+    case DType::kI32:
+      return "i32";
+    case DType::kI64:
+      return "i64";
   }
   return "?";
 }
@@ -111,7 +131,9 @@ std::optional<DType> parse_dtype(std::string_view name) {
 
 bool is_floating(DType t) { return t != DType::kI32 && t != DType::kI64; }
 
-float bf16_to_float(uint16_t bits) { return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16); }
+float bf16_to_float(uint16_t bits) {
+  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
+}
 
 uint16_t float_to_bf16(float x) {
   uint32_t u = std::bit_cast<uint32_t>(x);
@@ -129,14 +151,22 @@ uint8_t float_to_f8e5m2(float x) { return static_cast<uint8_t>(kE5M2Format.encod
 
 double load_element(DType t, const void* data, size_t i) {
   switch (t) {
-    case DType::kF64: return static_cast<const double*>(data)[i];
-    case DType::kF32: return static_cast<const float*>(data)[i];
-    case DType::kBF16: return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
-    case DType::kF16: return f16_to_float(static_cast<const uint16_t*>(data)[i]);
-    case DType::kF8E4M3: return f8e4m3_to_float(static_cast<const uint8_t*>(data)[i]);
-    case DType::kF8E5M2: return f8e5m2_to_float(static_cast<const uint8_t*>(data)[i]);
-    case DType::kI32: return static_cast<const int32_t*>(data)[i];
-    case DType::kI64: return static_cast<double>(static_cast<const int64_t*>(data)[i]);
+    case DType::kF64:
+      return static_cast<const double*>(data)[i];
+    case DType::kF32:
+      return static_cast<const float*>(data)[i];
+    case DType::kBF16:
+      return bf16_to_float(static_cast<const uint16_t*>(data)[i]);
+    case DType::kF16:
+      return f16_to_float(static_cast<const uint16_t*>(data)[i]);
+    case DType::kF8E4M3:
+      return f8e4m3_to_float(static_cast<const uint8_t*>(data)[i]);
+    case DType::kF8E5M2:
+      return f8e5m2_to_float(static_cast<const uint8_t*>(data)[i]);
+    case DType::kI32:
+      return static_cast<const int32_t*>(data)[i];
+    case DType::kI64:
+      return static_cast<double>(static_cast<const int64_t*>(data)[i]);
   }
   return 0.0;
 }
@@ -144,14 +174,30 @@ double load_element(DType t, const void* data, size_t i) {
 void store_element(DType t, void* data, size_t i, double value) {
   const auto f = static_cast<float>(value);
   switch (t) {
-    case DType::kF64: static_cast<double*>(data)[i] = value; return;
-    case DType::kF32: static_cast<float*>(data)[i] = f; return;
-    case DType::kBF16: static_cast<uint16_t*>(data)[i] = float_to_bf16(f); return;
-    case DType::kF16: static_cast<uint16_t*>(data)[i] = float_to_f16(f); return;
-    case DType::kF8E4M3: static_cast<uint8_t*>(data)[i] = float_to_f8e4m3(f); return;
-    case DType::kF8E5M2: static_cast<uint8_t*>(data)[i] = float_to_f8e5m2(f); return;
-    case DType::kI32: static_cast<int32_t*>(data)[i] = static_cast<int32_t>(value); return;
-    case DType::kI64: static_cast<int64_t*>(data)[i] = static_cast<int64_t>(value); return;
+    case DType::kF64:
+      static_cast<double*>(data)[i] = value;
+      return;
+    case DType::kF32:
+      static_cast<float*>(data)[i] = f;
+      return;
+    case DType::kBF16:
+      static_cast<uint16_t*>(data)[i] = float_to_bf16(f);
+      return;
+    case DType::kF16:
+      static_cast<uint16_t*>(data)[i] = float_to_f16(f);
+      return;
+    case DType::kF8E4M3:
+      static_cast<uint8_t*>(data)[i] = float_to_f8e4m3(f);
+      return;
+    case DType::kF8E5M2:
+      static_cast<uint8_t*>(data)[i] = float_to_f8e5m2(f);
+      return;
+    case DType::kI32:
+      static_cast<int32_t*>(data)[i] = static_cast<int32_t>(value);
+      return;
+    case DType::kI64:
+      static_cast<int64_t*>(data)[i] = static_cast<int64_t>(value);
+      return;
   }
 }
 

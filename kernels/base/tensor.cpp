@@ -7,10 +7,20 @@ namespace tmt {
 std::string_view device_name(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
 
 Shape::Shape(std::initializer_list<int64_t> dims) {
-  TMT_CHECK(dims.size() <= kMaxDims, "shape has {} dims, at most {} supported", dims.size(), kMaxDims);
+  TMT_CHECK(dims.size() <= kMaxDims, "shape has {} dims, at most {} supported", dims.size(),
+            kMaxDims);
   for (int64_t d : dims) {
     TMT_CHECK(d >= 0, "negative dimension {}", d);
     dims_[static_cast<size_t>(rank_++)] = d;
+  }
+}
+
+Shape::Shape(const int64_t* dims, int rank) {
+  TMT_CHECK(0 <= rank && rank <= kMaxDims, "shape has {} dims, at most {} supported", rank,
+            kMaxDims);
+  for (int i = 0; i < rank; ++i) {
+    TMT_CHECK(dims[i] >= 0, "negative dimension {}", dims[i]);
+    dims_[static_cast<size_t>(rank_++)] = dims[i];
   }
 }
 
@@ -21,7 +31,8 @@ int64_t Shape::numel() const {
 }
 
 Shape Shape::with(int dim, int64_t value) const {
-  TMT_CHECK(0 <= dim && dim < rank_ && value >= 0, "cannot set dim {} of {} to {}", dim, str(), value);
+  TMT_CHECK(0 <= dim && dim < rank_ && value >= 0, "cannot set dim {} of {} to {}", dim, str(),
+            value);
   Shape s = *this;
   s.dims_[static_cast<size_t>(dim)] = value;
   return s;
@@ -48,6 +59,12 @@ Tensor Tensor::view(Shape s) const {
   TMT_CHECK(s.numel() == numel(), "cannot view {} as {}", str(), s.str());
   Tensor t = *this;
   t.shape = s;
+  return t;
+}
+
+Tensor Tensor::view_flat(int64_t n) const {
+  Tensor t = *this;
+  t.shape = Shape{n};
   return t;
 }
 

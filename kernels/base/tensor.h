@@ -24,6 +24,7 @@ class Shape {
 
   Shape() = default;
   Shape(std::initializer_list<int64_t> dims);
+  Shape(const int64_t* dims, int rank);
 
   int rank() const { return rank_; }
   int64_t operator[](int i) const { return dims_[static_cast<size_t>(i < 0 ? i + rank_ : i)]; }
@@ -55,6 +56,9 @@ struct Tensor {
 
   // Same memory, another shape with the same number of elements.
   Tensor view(Shape s) const;
+  // The n elements starting here as a 1-D tensor (n may exceed numel(): for a view over several
+  // tensors laid out back to back in one arena).
+  Tensor view_flat(int64_t n) const;
   // Rows [begin, end) of the leading dimension.
   Tensor slice(int64_t begin, int64_t end) const;
   std::string str() const;  // "f32[4, 8] cpu"
@@ -62,10 +66,22 @@ struct Tensor {
 
 template <class T>
 constexpr DType dtype_of();
-template <> constexpr DType dtype_of<double>() { return DType::kF64; }
-template <> constexpr DType dtype_of<float>() { return DType::kF32; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::kI32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::kI64; }
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::kF64;
+}
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::kF32;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::kI32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::kI64;
+}
 
 template <class T>
 T* Tensor::ptr() const {

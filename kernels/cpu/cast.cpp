@@ -12,7 +12,8 @@ void cast(const Tensor& out, const Tensor& in) {
     return;
   }
   // The general path goes through double, which holds every value of every format exactly.
-  for (size_t i = 0; i < n; ++i) store_element(out.dtype, out.data, i, load_element(in.dtype, in.data, i));
+  for (size_t i = 0; i < n; ++i)
+    store_element(out.dtype, out.data, i, load_element(in.dtype, in.data, i));
 }
 
 }  // namespace tmt::cpu

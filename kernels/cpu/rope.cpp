@@ -55,7 +55,7 @@ std::vector<double> rope_inv_freq(const RopeParams& p) {
     inv_freq[static_cast<size_t>(i)] =
         std::pow(p.theta, -2.0 * static_cast<double>(i) / static_cast<double>(p.head_dim));
   }
-  if (p.scaling == RopeScaling::kNone) return inv_freq;
+  if (p.scaling == RopeScalingType::kNone) return inv_freq;
 
   const double low = std::max(std::floor(yarn_correction_dim(p.beta_fast, p)), 0.0);
   double high =
@@ -70,7 +70,7 @@ std::vector<double> rope_inv_freq(const RopeParams& p) {
 }
 
 double rope_attention_factor(const RopeParams& p) {
-  if (p.scaling == RopeScaling::kNone) return 1.0;
+  if (p.scaling == RopeScalingType::kNone) return 1.0;
   const double base = p.factor > 1.0 ? 0.1 * std::log(p.factor) + 1.0 : 1.0;
   return p.mscale * base;
 }

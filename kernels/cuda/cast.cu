@@ -34,10 +34,10 @@ void cast(const Context& ctx, const Tensor& out, const Tensor& in) {
   auto stream = static_cast<cudaStream_t>(ctx.stream);
   if (out.dtype == DType::kBF16) {
     f32_to_bf16<<<blocks, kThreads, 0, stream>>>(static_cast<__nv_bfloat16*>(out.data),
-                                                  static_cast<const float*>(in.data), n);
+                                                 static_cast<const float*>(in.data), n);
   } else {
     bf16_to_f32<<<blocks, kThreads, 0, stream>>>(static_cast<float*>(out.data),
-                                                  static_cast<const __nv_bfloat16*>(in.data), n);
+                                                 static_cast<const __nv_bfloat16*>(in.data), n);
   }
   TMT_CUDA_CHECK_LAUNCH();
 }

@@ -29,10 +29,17 @@ void init(int device) {
   register_device_allocator(Device::kCuda, a);
 }
 
-void synchronize(void* stream) { TMT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
+void synchronize(void* stream) {
+  TMT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
+}
 
 void copy(void* dst, const void* src, size_t bytes) {
   TMT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
+void copy_async(void* dst, const void* src, size_t bytes, void* stream) {
+  TMT_CUDA_CHECK(
+      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)));
 }
 
 }  // namespace tmt::cuda

@@ -16,5 +16,7 @@ void synchronize(void* stream);
 
 // Copies between host and device memory (direction from the pointers' kinds).
 void copy(void* dst, const void* src, size_t bytes);
+// The same, ordered on `stream` (cudaStream_t; nullptr = the default stream).
+void copy_async(void* dst, const void* src, size_t bytes, void* stream);
 
 }  // namespace tmt::cuda

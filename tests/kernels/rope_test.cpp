@@ -31,7 +31,7 @@ RopeParams yarn_params() {
   RopeParams p;
   p.head_dim = 64;
   p.theta = 10000.0;
-  p.scaling = RopeScaling::kYarn;
+  p.scaling = RopeScalingType::kYarn;
   p.factor = 8.0;
   p.original_max_seq_len = 4096;
   p.beta_fast = 32.0;
@@ -62,7 +62,7 @@ TEST(RopeTables, NoneIsPlainRope) {
 
   // yarn with factor 1 interpolates nothing and scales nothing.
   Tensor cos1 = a.alloc(DType::kF64, {s_max, dh / 2}), sin1 = a.alloc(DType::kF64, {s_max, dh / 2});
-  p.scaling = RopeScaling::kYarn;
+  p.scaling = RopeScalingType::kYarn;
   p.factor = 1.0;
   p.original_max_seq_len = 32;
   rope_tables(kCpu, cos1, sin1, p);

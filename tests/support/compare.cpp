@@ -8,7 +8,8 @@ namespace tmt::test {
 ::testing::AssertionResult all_close(std::span<const double> got, std::span<const double> want,
                                      double rtol) {
   if (got.size() != want.size()) {
-    return ::testing::AssertionFailure() << "sizes differ: got " << got.size() << ", want " << want.size();
+    return ::testing::AssertionFailure()
+           << "sizes differ: got " << got.size() << ", want " << want.size();
   }
   double diff2 = 0.0, want2 = 0.0, max_abs = 0.0, max_rel = 0.0;
   long first_bad = -1, first_nan = -1;
@@ -23,9 +24,11 @@ namespace tmt::test {
     max_abs = std::max(max_abs, d);
     const double rel = d / std::max(std::fabs(want[i]), std::numeric_limits<double>::min());
     max_rel = std::max(max_rel, rel);
-    if (first_bad < 0 && d > rtol * std::fabs(want[i]) + rtol * 1e-3) first_bad = static_cast<long>(i);
+    if (first_bad < 0 && d > rtol * std::fabs(want[i]) + rtol * 1e-3)
+      first_bad = static_cast<long>(i);
   }
-  const double norm_err = std::sqrt(diff2) / std::max(std::sqrt(want2), std::numeric_limits<double>::min());
+  const double norm_err =
+      std::sqrt(diff2) / std::max(std::sqrt(want2), std::numeric_limits<double>::min());
   if (first_nan >= 0) {
     return ::testing::AssertionFailure() << "non-finite value at index " << first_nan << ": got "
                                          << got[static_cast<size_t>(first_nan)] << ", want "
@@ -53,7 +56,8 @@ std::vector<double> to_doubles(const Tensor& t) {
 
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double rtol) {
   if (!(got.shape == want.shape)) {
-    return ::testing::AssertionFailure() << "shapes differ: got " << got.str() << ", want " << want.str();
+    return ::testing::AssertionFailure()
+           << "shapes differ: got " << got.str() << ", want " << want.str();
   }
   const auto g = to_doubles(got);
   const auto w = to_doubles(want);

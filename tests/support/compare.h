@@ -1,8 +1,8 @@
 // Comparisons that say how far apart two arrays are, not just whether they are.
 //
 // all_close passes when ||got - want|| <= rtol * ||want|| (relative error by norm, the measure
-// DESIGN.md §3 asks for) and nothing is NaN or Inf. On failure it reports the norm error, the largest
-// absolute and relative element errors, and the first element outside rtol.
+// DESIGN.md §3 asks for) and nothing is NaN or Inf. On failure it reports the norm error, the
+// largest absolute and relative element errors, and the first element outside rtol.
 #pragma once
 
 #include <gtest/gtest.h>

@@ -2,9 +2,10 @@
 
 namespace tmt::test {
 
-std::vector<double> numeric_gradient(const std::function<double()>& loss, const Tensor& x, double eps) {
-  TMT_CHECK(x.device == Device::kCpu && x.dtype == DType::kF64, "gradient checks need f64 host tensors, got {}",
-            x.str());
+std::vector<double> numeric_gradient(const std::function<double()>& loss, const Tensor& x,
+                                     double eps) {
+  TMT_CHECK(x.device == Device::kCpu && x.dtype == DType::kF64,
+            "gradient checks need f64 host tensors, got {}", x.str());
   double* p = x.ptr<double>();
   std::vector<double> g(static_cast<size_t>(x.numel()));
   for (size_t i = 0; i < g.size(); ++i) {

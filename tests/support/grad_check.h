@@ -1,8 +1,8 @@
 // Finite-difference gradient checks in fp64.
 //
 // numeric_gradient perturbs each element of `x` by ±eps and differences a scalar loss (central
-// differences, error O(eps²)). A typical op test builds loss = Σ dy ⊙ f(x) with a fixed random dy, so
-// the analytic gradient of the loss with respect to x is exactly what the op's backward returns.
+// differences, error O(eps²)). A typical op test builds loss = Σ dy ⊙ f(x) with a fixed random dy,
+// so the analytic gradient of the loss with respect to x is exactly what the op's backward returns.
 #pragma once
 
 #include <functional>

@@ -21,7 +21,8 @@ void fill_normal(const Tensor& t, uint64_t seed, double std) {
   TMT_CHECK(t.device == Device::kCpu, "fill_normal needs a host tensor, got {}", t.str());
   std::mt19937_64 rng(seed);
   std::normal_distribution<double> n(0.0, std);
-  for (int64_t i = 0; i < t.numel(); ++i) store_element(t.dtype, t.data, static_cast<size_t>(i), n(rng));
+  for (int64_t i = 0; i < t.numel(); ++i)
+    store_element(t.dtype, t.data, static_cast<size_t>(i), n(rng));
 }
 
 }  // namespace tmt::test

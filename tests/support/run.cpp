@@ -13,7 +13,8 @@
 
 namespace tmt::test {
 
-RunResult run_command(const std::vector<std::string>& argv, double timeout_s, const std::string& cwd) {
+RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
+                      const std::string& cwd) {
   int out_pipe[2], err_pipe[2];
   TMT_CHECK(pipe(out_pipe) == 0 && pipe(err_pipe) == 0, "pipe: {}", std::strerror(errno));
   const pid_t pid = fork();
@@ -38,7 +39,8 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s, co
   int open_fds = 2;
   char buf[4096];
   while (open_fds > 0) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       r.timed_out = true;
       kill(pid, SIGKILL);
@@ -67,6 +69,8 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s, co
 }
 
 std::string tramontane_binary() { return TMT_BINARY; }
-std::string source_path(const std::string& relative) { return std::string(TMT_SOURCE_DIR) + "/" + relative; }
+std::string source_path(const std::string& relative) {
+  return std::string(TMT_SOURCE_DIR) + "/" + relative;
+}
 
 }  // namespace tmt::test

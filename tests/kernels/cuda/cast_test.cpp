@@ -1,10 +1,11 @@
 // cast on CUDA against the CPU reference: f32 -> bf16 -> f32 must round exactly as the host does.
+#include "kernels/cast.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "kernels/base/arena.h"
-#include "kernels/cast.h"
 #include "kernels/cuda/runtime.h"
 #include "tests/support/compare.h"
 #include "tests/support/random.h"

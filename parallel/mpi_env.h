@@ -1,0 +1,36 @@
+// The MPI process environment: init/finalize, this rank's identity for logs and fatal errors, and
+// agreement on setup failures so that bad input never leaves a rank waiting in a collective.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace tmt {
+
+// This process's rank as the launcher set it (mpirun, srun), read from the environment before MPI
+// starts; 0 when not launched by one. For deciding who prints an error about the command line.
+int launcher_rank();
+
+class MpiEnvironment {
+ public:
+  // Initialises MPI (thread level FUNNELED), records rank and world for messages, and makes fatal
+  // errors call MPI_Abort.
+  MpiEnvironment(int* argc, char*** argv);
+  ~MpiEnvironment();
+  MpiEnvironment(const MpiEnvironment&) = delete;
+  MpiEnvironment& operator=(const MpiEnvironment&) = delete;
+
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+
+ private:
+  int rank_ = 0;
+  int world_ = 1;
+};
+
+// Runs `setup` (which must not communicate) on every rank, then agrees: if it threw InputError on
+// any rank, the lowest such rank prints `error: <message>` and every rank gets 2; otherwise 0. Call
+// only between MpiEnvironment's construction and destruction, on all ranks.
+int agree_on_setup(const std::function<void()>& setup);
+
+}  // namespace tmt

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what tramontane needs from Debian packages (when missing), then configures and builds into
+# build/. Idempotent: with everything installed and built it only runs an incremental build.
+#
+#   scripts/setup.sh                 install + build
+#   scripts/setup.sh --deps-only     install only
+# Environment: TMT_BUILD_DIR (default build), TMT_CMAKE_ARGS (extra cmake arguments),
+#              TMT_JOBS (parallel build jobs, default: number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake make pkg-config            # toolchain
+  libopenmpi-dev openmpi-bin           # MPI (the CPU communicator, and the launcher)
+  libyaml-cpp-dev                      # recipes
+  libhdf5-openmpi-dev                  # checkpoints (the Open MPI flavour of HDF5)
+  libopenblas-dev                      # CPU GEMMs
+  nlohmann-json3-dev                   # metrics.jsonl
+  libfmt-dev                           # formatting
+  libcli11-dev                         # the command line
+  libgtest-dev                         # tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
+
+build_dir=${TMT_BUILD_DIR:-build}
+jobs=${TMT_JOBS:-$(nproc)}
+if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+  # shellcheck disable=SC2086
+  mkdir -p "$build_dir"
+  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${TMT_CMAKE_ARGS:-} >"$build_dir/configure.log" 2>&1 ||
+    { cat "$build_dir/configure.log"; exit 1; }
+elif [ -n "${TMT_CMAKE_ARGS:-}" ]; then
+  # shellcheck disable=SC2086
+  cmake "$build_dir" ${TMT_CMAKE_ARGS} >/dev/null
+fi
+# The build's own output goes to a log; on failure it is shown.
+echo "setup: building in $build_dir/ (log: $build_dir/build.log)" >&2
+cmake --build "$build_dir" -j "$jobs" >"$build_dir/build.log" 2>&1 || { tail -n 60 "$build_dir/build.log"; exit 1; }

@@ -1,0 +1,169 @@
+// The command line as a user meets it: every malformed recipe of tests/trainer/bad_recipes/ and
+// every bad flag ends with exit 2 and exactly one `error:` line naming the file and line (or the
+// flag) and the key — no crash, no stack trace, no hang; --help documents every command and flag.
+// timeout: 300
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "tests/support/run.h"
+
+namespace tmt {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct BadRecipe {
+  std::string path;
+  int world = 1;
+  std::vector<std::string> sets;
+  std::string expect;
+};
+
+BadRecipe read_bad_recipe(const fs::path& p) {
+  BadRecipe b;
+  b.path = p.string();
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# world:", 0) == 0) b.world = std::stoi(line.substr(8));
+    if (line.rfind("# set:", 0) == 0) b.sets.push_back(line.substr(line.find_first_not_of(' ', 6)));
+    if (line.rfind("# expect:", 0) == 0) b.expect = line.substr(line.find_first_not_of(' ', 9));
+  }
+  return b;
+}
+
+std::vector<std::string> lines_of(const std::string& s) {
+  std::vector<std::string> lines;
+  std::istringstream in(s);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+// Exit 2, nothing on stdout, one stderr line that starts with "error: " and contains `expect`.
+void expect_one_error(const test::RunResult& r, const std::string& expect,
+                      const std::string& what) {
+  EXPECT_FALSE(r.timed_out) << what;
+  EXPECT_EQ(r.exit_code, 2) << what << "\nstderr: " << r.err;
+  const auto lines = lines_of(r.err);
+  ASSERT_EQ(lines.size(), 1u) << what << "\nstderr: " << r.err;
+  EXPECT_EQ(lines[0].rfind("error: ", 0), 0u) << what << ": " << lines[0];
+  EXPECT_NE(lines[0].find(expect), std::string::npos)
+      << what << ": '" << lines[0] << "' lacks '" << expect << "'";
+  EXPECT_TRUE(r.out.empty()) << what << "\nstdout: " << r.out;
+}
+
+TEST(Cli, EveryBadRecipeGivesOneErrorLineAndExit2) {
+  const fs::path dir = test::source_path("tests/trainer/bad_recipes");
+  int count = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".yaml") continue;
+    const BadRecipe b = read_bad_recipe(entry.path());
+    ASSERT_FALSE(b.expect.empty()) << b.path << " has no '# expect:' line";
+    std::vector<std::string> argv = {test::tramontane_binary(), "check", b.path, "--world",
+                                     std::to_string(b.world)};
+    for (const auto& s : b.sets) {
+      argv.push_back("--set");
+      argv.push_back(s);
+    }
+    const std::string expect = b.expect[0] == ':' ? b.path + b.expect : b.expect;
+    expect_one_error(test::run_command(argv, 10.0), expect, b.path);
+    ++count;
+  }
+  EXPECT_GE(count, 30);
+}
+
+TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
+  const std::string bin = test::tramontane_binary();
+  const std::string tiny = test::source_path("recipes/tiny.yaml");
+  struct Case {
+    std::vector<std::string> args;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {{"check", tiny, "--world", "0"}, "--world"},
+      {{"check", tiny, "--world", "abc"}, "--world"},
+      {{"check", tiny, "--bogus"}, "--bogus"},
+      {{"check", tiny, "--set", "train.steps"}, "--set train.steps"},
+      {{"check", tiny, "--set", "train.stepz=3"}, "--set train.stepz=3: train.stepz"},
+      {{"check", tiny, "--set", "train.steps=-4"}, "--set train.steps=-4: train.steps"},
+      {{"check", "/nonexistent/recipe.yaml"}, "/nonexistent/recipe.yaml"},
+      {{"frobnicate"}, "frobnicate"},
+      {{}, "subcommand"},
+      {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {bin};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    std::string what = "tramontane";
+    for (const auto& a : c.args) what += " " + a;
+    expect_one_error(test::run_command(argv, 20.0), c.expect, what);
+  }
+}
+
+TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
+  const std::string bin = test::tramontane_binary();
+  const auto top = test::run_command({bin, "--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  for (const char* cmd : {"train", "check"}) EXPECT_NE(top.out.find(cmd), std::string::npos) << cmd;
+  const std::vector<std::pair<std::string, std::vector<std::string>>> flags = {
+      {"train", {"--set", "RECIPE"}},
+      {"check", {"--set", "--world", "--print-world", "RECIPE"}},
+  };
+  for (const auto& [cmd, names] : flags) {
+    const auto r = test::run_command({bin, cmd, "--help"});
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    for (const auto& n : names) {
+      std::string haystack = r.out;
+      std::string needle = n;
+      std::transform(haystack.begin(), haystack.end(), haystack.begin(), ::toupper);
+      std::transform(needle.begin(), needle.end(), needle.begin(), ::toupper);
+      EXPECT_NE(haystack.find(needle), std::string::npos) << cmd << " --help lacks " << n << "\n"
+                                                          << r.out;
+    }
+  }
+}
+
+TEST(Cli, CheckReportsMixtralSizes) {
+  // Published: Mixtral 8x7B has 46.7B parameters, 12.9B active; 8x22B has 141B, 39B active.
+  struct Want {
+    const char* recipe;
+    int world;
+    double total, active;
+  };
+  for (const Want& w : {Want{"recipes/mixtral-8x7b.yaml", 64, 46.7e9, 12.9e9},
+                        Want{"recipes/mixtral-8x22b.yaml", 128, 141e9, 39e9}}) {
+    const auto r =
+        test::run_command({test::tramontane_binary(), "check", test::source_path(w.recipe),
+                           "--world", std::to_string(w.world)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m,
+                                  std::regex(R"(parameters: ([0-9.]+)B total, ([0-9.]+)B active)")))
+        << r.out;
+    EXPECT_NEAR(std::stod(m[1]) * 1e9, w.total, 0.01 * w.total) << w.recipe;
+    EXPECT_NEAR(std::stod(m[2]) * 1e9, w.active, 0.01 * w.active) << w.recipe;
+    // every rank appears in the rank map, the last one included
+    const std::regex last_rank("\\n +" + std::to_string(w.world - 1) + " +[0-9]+ ");
+    EXPECT_TRUE(std::regex_search(r.out, last_rank)) << w.recipe;
+  }
+}
+
+TEST(Cli, BadRecipeUnderMpirunEndsEveryRankWithExit2) {
+  const auto r =
+      test::run_command({TMT_MPIEXEC, "-n", "3", "--oversubscribe", test::tramontane_binary(),
+                         "train", test::source_path("recipes/tiny.yaml"), "--set", "parallel.ep=3"},
+                        30.0);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  int errors = 0;
+  for (const auto& l : lines_of(r.err)) errors += l.rfind("error: ", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(errors, 1) << r.err;
+  EXPECT_NE(r.err.find("parallel.ep"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace tmt

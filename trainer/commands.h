@@ -1,0 +1,28 @@
+// The subcommands of the `tramontane` binary. Each returns the process exit status and throws
+// InputError for bad input (main turns it into one `error:` line and exit 2).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tmt {
+
+struct CheckOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+  int64_t world = 0;  // 0 = what the recipe's layout needs
+  bool print_world = false;
+  bool json = false;  // a machine-readable summary instead of the report
+};
+// `tramontane check`: validates a recipe for a world size and prints what it would train.
+int run_check(const CheckOptions& options);
+
+struct TrainOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+};
+// `tramontane train`: trains on the ranks mpirun (or srun) started.
+int run_train(const TrainOptions& options);
+
+}  // namespace tmt
