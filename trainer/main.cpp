@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "data/prepare.h"
 #include "kernels/base/check.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
@@ -31,6 +32,12 @@ void print_error(const std::string& message) {
     std::fprintf(stderr, "error: %s\n", message.c_str());
     std::fflush(stderr);
   }
+}
+
+int run_prepare(const tmt::PrepareOptions& options) {
+  const tmt::PrepareSummary s = tmt::prepare_shards(options);
+  fmt::print("{}\n", s.describe());
+  return 0;
 }
 
 }  // namespace
@@ -78,6 +85,21 @@ int main(int argc, char** argv) {
       "--json", check.json,
       "print a JSON summary (parameters, FLOPs per token, tokens per step, layout) instead");
 
+  tmt::PrepareOptions prepare;
+  CLI::App* prepare_cmd = app.add_subcommand(
+      "prepare",
+      "Turn UTF-8 text files into token shards: DIR/train/shard-*.bin and DIR/val/shard-*.bin.");
+  prepare_cmd->add_option("inputs", prepare.inputs, "text files to tokenize")->required();
+  prepare_cmd->add_option("--out", prepare.out_dir, "output directory")->required();
+  prepare_cmd
+      ->add_option("--tokenizer", prepare.tokenizer,
+                   "tokenizer: bytes (one token per byte, vocab 256)")
+      ->default_val("bytes");
+  prepare_cmd
+      ->add_option("--val-fraction", prepare.val_fraction,
+                   "share of the tokens (taken from the end) kept for validation, in (0, 1)")
+      ->default_val(0.05);
+
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {
@@ -100,6 +122,7 @@ int main(int argc, char** argv) {
 
   try {
     if (check_cmd->parsed()) return tmt::run_check(check);
+    if (prepare_cmd->parsed()) return run_prepare(prepare);
     if (train_cmd->parsed()) {
       tmt::MpiEnvironment mpi(&argc, &argv);
       try {

@@ -94,6 +94,12 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
+      {{"prepare", "--out", "/tmp/x"}, "inputs"},
+      {{"prepare", "/nonexistent/text.txt", "--out", "/tmp/x"},
+       "/nonexistent/text.txt: cannot read"},
+      {{"prepare", tiny, "--out", "/tmp/x", "--tokenizer", "bpe"},
+       "--tokenizer: unknown tokenizer 'bpe'"},
+      {{"prepare", tiny, "--out", "/tmp/x", "--val-fraction", "1.5"}, "--val-fraction"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> argv = {bin};
@@ -108,10 +114,12 @@ TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
   const std::string bin = test::tramontane_binary();
   const auto top = test::run_command({bin, "--help"});
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"train", "check"}) EXPECT_NE(top.out.find(cmd), std::string::npos) << cmd;
+  for (const char* cmd : {"train", "check", "prepare"})
+    EXPECT_NE(top.out.find(cmd), std::string::npos) << cmd;
   const std::vector<std::pair<std::string, std::vector<std::string>>> flags = {
       {"train", {"--set", "RECIPE"}},
-      {"check", {"--set", "--world", "--print-world", "RECIPE"}},
+      {"check", {"--set", "--world", "--print-world", "--json", "RECIPE"}},
+      {"prepare", {"--out", "--tokenizer", "--val-fraction", "INPUTS"}},
   };
   for (const auto& [cmd, names] : flags) {
     const auto r = test::run_command({bin, cmd, "--help"});
