@@ -28,7 +28,7 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t 
       tty_(is_rank0 && isatty(1) != 0) {
   if (!rank0_) return;
   const auto path = std::filesystem::path(run_dir) / "metrics.jsonl";
-  file_.open(path, std::ios::app);
+  file_.open(path, std::ios::trunc);
   if (!file_) input_error("run.dir: cannot open {} for writing", path.string());
 }
 

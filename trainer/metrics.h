@@ -26,7 +26,7 @@ struct StepMetrics {
 
 class MetricsLog {
  public:
-  // Opens (appending) run_dir/metrics.jsonl on rank 0.
+  // Starts run_dir/metrics.jsonl afresh on rank 0.
   MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every, bool is_rank0);
   ~MetricsLog();
 
