@@ -13,6 +13,7 @@
 
 #include "data/prepare.h"
 #include "kernels/base/check.h"
+#include "kernels/cpu/threads.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
 
@@ -43,6 +44,7 @@ int run_prepare(const tmt::PrepareOptions& options) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  tmt::cpu::init_threads();
   CLI::App app{
       "tramontane: train Mixture-of-Experts transformers (Mixtral-class) with tensor, pipeline, "
       "expert "

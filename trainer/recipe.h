@@ -18,12 +18,12 @@
 namespace tmt {
 
 struct RopeScaling {
-  std::string type = "none";        // none | yarn
-  double factor = 1.0;              // context extension factor s
-  int64_t original_max_seq_len = 0; // the context the model was trained at before extension
-  double beta_fast = 32.0;          // YaRN ramp: wavelengths with more than beta_fast turns keep
-  double beta_slow = 1.0;           //   their frequency; fewer than beta_slow are fully interpolated
-  double mscale = 1.0;              // attention temperature multiplier (0.1·ln(s)+1 when s>1, scaled)
+  std::string type = "none";         // none | yarn
+  double factor = 1.0;               // context extension factor s
+  int64_t original_max_seq_len = 0;  // the context the model was trained at before extension
+  double beta_fast = 32.0;           // YaRN ramp: wavelengths with more than beta_fast turns keep
+  double beta_slow = 1.0;  //   their frequency; fewer than beta_slow are fully interpolated
+  double mscale = 1.0;     // attention temperature multiplier (0.1·ln(s)+1 when s>1, scaled)
 };
 
 struct MoeConfig {
@@ -33,8 +33,9 @@ struct MoeConfig {
   int64_t n_shared_experts = 0;          // always-on experts added for every token
   int64_t shared_expert_ffn_hidden = 0;  // F of each shared expert; defaults to expert_ffn_hidden
   int64_t first_dense_layers = 0;        // layers [0, first_dense_layers) use the dense FFN
-  std::vector<std::string> layer_pattern;  // optional: "dense" | "moe" per layer; overrides the above
-  std::string score = "softmax";         // softmax | sigmoid
+  std::vector<std::string>
+      layer_pattern;              // optional: "dense" | "moe" per layer; overrides the above
+  std::string score = "softmax";  // softmax | sigmoid
   double aux_loss_coeff = 0.01;
   double z_loss_coeff = 0.0;
   std::optional<double> capacity_factor;  // nullopt = dropless
@@ -64,10 +65,10 @@ struct ModelConfig {
 struct ParallelConfig {
   int64_t tp = 1;
   int64_t pp = 1;
-  int64_t dp = 0;   // 0 until resolve_layout() derives it as world / (tp · pp)
+  int64_t dp = 0;  // 0 until resolve_layout() derives it as world / (tp · pp)
   int64_t ep = 1;
   int64_t etp = 1;
-  int64_t edp = 0;  // derived: tp · dp / (etp · ep)
+  int64_t edp = 0;                 // derived: tp · dp / (etp · ep)
   bool sequence_parallel = false;  // on whenever tp > 1 (required by MoE token routing)
   bool zero1 = false;
   std::vector<int64_t> pp_layers;  // layers per pipeline stage; empty = as even as possible
@@ -80,8 +81,8 @@ struct SyntheticConfig {
 };
 
 struct DataConfig {
-  std::string source = "synthetic";  // synthetic | shards
-  std::vector<std::string> paths;    // shard files or directories (train split); for `shards`
+  std::string source = "synthetic";    // synthetic | shards
+  std::vector<std::string> paths;      // shard files or directories (train split); for `shards`
   std::vector<std::string> val_paths;  // validation shards; default: the `val` split beside paths
   int64_t seq_len = 0;
   SyntheticConfig synthetic;
@@ -108,14 +109,14 @@ struct TrainConfig {
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
   int64_t micro_batch = 1;   // sequences per forward/backward on one data-parallel rank
   uint64_t seed = 0;
-  std::string dtype = "fp32";    // fp32 | bf16
-  std::string device = "cpu";    // cpu | cuda
+  std::string dtype = "fp32";     // fp32 | bf16
+  std::string device = "cpu";     // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
 };
 
 struct CheckpointConfig {
-  int64_t every = 0;  // steps between checkpoints; 0 = only at the end
-  int64_t keep = 2;   // newest checkpoints kept
+  int64_t every = 0;   // steps between checkpoints; 0 = only at the end
+  int64_t keep = 2;    // newest checkpoints kept
   bool resume = true;  // resume from run.dir/checkpoints/latest when present
 };
 

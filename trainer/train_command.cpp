@@ -8,14 +8,24 @@
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
 #include "trainer/recipe.h"
+#include "trainer/trainer.h"
 
 namespace tmt {
 
 int run_train(const TrainOptions& options) {
   Recipe recipe;
+  DataSources data;
   const int status = agree_on_setup([&] {
     recipe = load_recipe(options.recipe, options.overrides);
     resolve_layout(recipe, process_world());
+    if (process_world() > 1) {
+      input_error(
+          "this build trains on one rank only: the parallel layouts (tp, pp, ep, dp over MPI) are "
+          "not "
+          "implemented yet; run without mpirun (world size {} requested)",
+          process_world());
+    }
+    data = open_data(recipe);
     if (process_rank() == 0) {
       std::error_code ec;
       std::filesystem::create_directories(recipe.run.dir, ec);
@@ -29,12 +39,10 @@ int run_train(const TrainOptions& options) {
   });
   if (status != 0) return status;
 
-  log_info("tramontane {}: recipe {} resolved for {} rank(s) (tp {} x dp {} x pp {}, ep {})",
+  log_info("tramontane {}: {} on {} rank(s) (tp {} x dp {} x pp {}, ep {}), run directory {}",
            TMT_VERSION, recipe.source, process_world(), recipe.parallel.tp, recipe.parallel.dp,
-           recipe.parallel.pp, recipe.parallel.ep);
-  log_info("the training loop is not built yet: recipe validated, run directory {} prepared",
-           recipe.run.dir);
-  return 0;
+           recipe.parallel.pp, recipe.parallel.ep, recipe.run.dir);
+  return train(recipe, data);
 }
 
 }  // namespace tmt

@@ -19,12 +19,6 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void expect_close(const V& got, const V& want, double rtol, const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 TEST(AdamW, OneElementByHand) {
   Arena a(Device::kCpu, 1 << 12, "test");
   Tensor p = a.alloc(DType::kF64, {1}), g = a.alloc(DType::kF64, {1});
@@ -63,9 +57,9 @@ TEST(AdamW, ThreeStepsMatchHandWrittenLoop) {
       wp[i] -= step_size * wm[i] / denom;
     }
   }
-  expect_close(test::to_doubles(p), wp, 1e-14, "param after 3 steps");
-  expect_close(test::to_doubles(m), wm, 1e-14, "m after 3 steps");
-  expect_close(test::to_doubles(v), wv, 1e-14, "v after 3 steps");
+  test::expect_close(test::to_doubles(p), wp, 1e-14, "param after 3 steps");
+  test::expect_close(test::to_doubles(m), wm, 1e-14, "m after 3 steps");
+  test::expect_close(test::to_doubles(v), wv, 1e-14, "v after 3 steps");
   // Not a no-op: every parameter moved (by up to lr per step).
   Tensor p_init = a.alloc(DType::kF64, {n});
   test::fill_normal(p_init, 1);
@@ -83,7 +77,7 @@ TEST(AdamW, WeightDecayOnlyWithZeroGrad) {
     adamw_step(kCpu, p, g, m, v, AdamWParams{0.1, 0.9, 0.999, 1e-8, 0.2, step, 1.0});
     for (double& w : want) w *= 1 - 0.1 * 0.2;
   }
-  expect_close(test::to_doubles(p), want, 1e-15, "param after 3 decay-only steps");
+  test::expect_close(test::to_doubles(p), want, 1e-15, "param after 3 decay-only steps");
   for (int64_t i = 0; i < n; ++i) {
     EXPECT_EQ(m.ptr<double>()[i], 0.0);
     EXPECT_EQ(v.ptr<double>()[i], 0.0);

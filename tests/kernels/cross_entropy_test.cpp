@@ -20,12 +20,6 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void expect_close(const V& got, const V& want, double rtol, const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 void set(const Tensor& t, const V& v) {
   for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
 }
@@ -89,7 +83,7 @@ TEST(CrossEntropy, GradientCheckF64WithIgnoredTargets) {
   };
   const V numeric = test::numeric_gradient(loss, logits);
   cross_entropy(kCpu, losses, dlogits, logits, targets, grad_scale);
-  expect_close(test::to_doubles(dlogits), numeric, 1e-8, "dlogits vs finite differences");
+  test::expect_close(test::to_doubles(dlogits), numeric, 1e-8, "dlogits vs finite differences");
   for (int64_t v = 0; v < n_vocab; ++v) {
     EXPECT_EQ(dlogits.ptr<double>()[1 * n_vocab + v], 0.0);
     EXPECT_EQ(dlogits.ptr<double>()[4 * n_vocab + v], 0.0);
@@ -146,14 +140,14 @@ TEST(CrossEntropy, VocabParallelPiecesMatchFused) {
   }
   Tensor losses = a.alloc(DType::kF64, {n_tokens});
   cross_entropy_loss(kCpu, losses, row_max, sum_exp, target_logit, targets);
-  expect_close(test::to_doubles(losses), test::to_doubles(want_loss), 1e-13,
-               "vocab-parallel losses vs fused");
+  test::expect_close(test::to_doubles(losses), test::to_doubles(want_loss), 1e-13,
+                     "vocab-parallel losses vs fused");
   for (int r = 0; r < 2; ++r) {
     // In place, as the fused op allows.
     cross_entropy_grad(kCpu, shard[r], shard[r], targets, row_max, sum_exp, starts[r], grad_scale);
-    expect_close(test::to_doubles(shard[r]),
-                 test::to_doubles(columns(a, want_grad, starts[r], ends[r])), 1e-13,
-                 "vocab-parallel dlogits shard vs fused");
+    test::expect_close(test::to_doubles(shard[r]),
+                       test::to_doubles(columns(a, want_grad, starts[r], ends[r])), 1e-13,
+                       "vocab-parallel dlogits shard vs fused");
   }
 }
 

@@ -18,13 +18,6 @@ namespace {
 const Context kCpu{};
 
 // EXPECT_TRUE(all_close(...)) that also prints the error it saw, for the record.
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                  const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 TEST(Embedding, ShardLookupByHand) {
   Arena a(Device::kCpu, 1 << 16, "test");
   // This rank owns ids [5, 8) of the vocabulary.
@@ -73,7 +66,7 @@ TEST(Embedding, GradientCheckF64) {
   embedding_bwd(kCpu, dtable, dy, ids, vocab_start);
   std::vector<double> added = test::to_doubles(dtable);
   for (size_t i = 0; i < added.size(); ++i) added[i] -= before[i];
-  expect_close(added, numeric, 1e-8, "dtable vs finite differences");
+  test::expect_close(added, numeric, 1e-8, "dtable vs finite differences");
 }
 
 TEST(Embedding, F32MatchesF64) {

@@ -17,13 +17,6 @@ namespace {
 
 const Context kCpu{};
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                  const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 void set(const Tensor& t, const std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
 }
@@ -90,11 +83,11 @@ TEST(Linear, GradientCheckF64) {
   V dx_added = test::to_doubles(dx), dw_added = test::to_doubles(dw);
   for (size_t i = 0; i < dx_added.size(); ++i) dx_added[i] -= dx_before[i];
   for (size_t i = 0; i < dw_added.size(); ++i) dw_added[i] -= dw_before[i];
-  expect_close(dx_added, num_dx, 1e-8, "dx (accumulated) vs finite differences");
-  expect_close(dw_added, num_dw, 1e-8, "dweight vs finite differences");
+  test::expect_close(dx_added, num_dx, 1e-8, "dx (accumulated) vs finite differences");
+  test::expect_close(dw_added, num_dw, 1e-8, "dweight vs finite differences");
 
   linear_bwd(kCpu, dx, Tensor{}, dy, x, w);  // written this time
-  expect_close(test::to_doubles(dx), num_dx, 1e-8, "dx (written) vs finite differences");
+  test::expect_close(test::to_doubles(dx), num_dx, 1e-8, "dx (written) vs finite differences");
 }
 
 TEST(Linear, F32MatchesF64) {

@@ -18,13 +18,6 @@ namespace {
 
 const Context kCpu{};
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rtol,
-                  const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 void set(const Tensor& t, const std::vector<double>& v) {
   for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
 }
@@ -82,8 +75,8 @@ TEST(RmsNorm, GradientCheckF64) {
   rmsnorm_bwd(kCpu, dx, dw, dy, x, w, rstd);
   std::vector<double> added = test::to_doubles(dw);
   for (size_t i = 0; i < added.size(); ++i) added[i] -= dw_before[i];
-  expect_close(test::to_doubles(dx), num_dx, 1e-7, "dx vs finite differences");
-  expect_close(added, num_dw, 1e-7, "dweight vs finite differences");
+  test::expect_close(test::to_doubles(dx), num_dx, 1e-7, "dx vs finite differences");
+  test::expect_close(added, num_dw, 1e-7, "dweight vs finite differences");
 }
 
 TEST(RmsNorm, F32MatchesF64AndInPlace) {

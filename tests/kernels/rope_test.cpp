@@ -21,12 +21,6 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void expect_close(const V& got, const V& want, double rtol, const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 RopeParams yarn_params() {
   RopeParams p;
   p.head_dim = 64;
@@ -155,7 +149,8 @@ TEST(Rope, GradientCheckF64WithYarn) {
   };
   const V numeric = test::numeric_gradient(loss, x);
   rope_bwd(kCpu, dx, dy, pos, cos, sin);
-  expect_close(test::to_doubles(dx), numeric, 1e-8, "dx vs finite differences (yarn, m != 1)");
+  test::expect_close(test::to_doubles(dx), numeric, 1e-8,
+                     "dx vs finite differences (yarn, m != 1)");
 
   // In place: dx over dy.
   rope_bwd(kCpu, dy, dy, pos, cos, sin);

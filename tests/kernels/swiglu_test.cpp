@@ -19,12 +19,6 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void expect_close(const V& got, const V& want, double rtol, const char* what) {
-  const ::testing::AssertionResult r = test::all_close(got, want, rtol);
-  EXPECT_TRUE(r) << what;
-  if (r) std::printf("  %s: %s\n", what, r.message());
-}
-
 TEST(SwiGlu, ByHand) {
   Arena a(Device::kCpu, 1 << 12, "test");
   // One token, F = 2: gate = [0, ln 3], up = [5, 2]. sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4.
@@ -57,7 +51,7 @@ TEST(SwiGlu, GradientCheckF64) {
   };
   const V numeric = test::numeric_gradient(loss, gu);
   swiglu_bwd(kCpu, dgu, dh, gu);
-  expect_close(test::to_doubles(dgu), numeric, 1e-8, "dgu vs finite differences");
+  test::expect_close(test::to_doubles(dgu), numeric, 1e-8, "dgu vs finite differences");
   swiglu_bwd(kCpu, gu, dh, gu);  // in place
   EXPECT_TRUE(test::all_close(gu, dgu, 0.0));
 }

@@ -1,6 +1,7 @@
 #include "tests/support/compare.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 namespace tmt::test {
@@ -45,6 +46,13 @@ namespace tmt::test {
     return f;
   }
   return ::testing::AssertionSuccess() << "relative error by norm " << norm_err;
+}
+
+void expect_close(std::span<const double> got, std::span<const double> want, double rtol,
+                  const char* what) {
+  const ::testing::AssertionResult r = all_close(got, want, rtol);
+  EXPECT_TRUE(r) << what;
+  if (r) std::printf("  %s: %s\n", what, r.message());
 }
 
 std::vector<double> to_doubles(const Tensor& t) {

@@ -20,6 +20,10 @@ namespace tmt::test {
 // Any floating dtype on the host; values are read through load_element.
 ::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double rtol);
 
+// EXPECTs all_close and prints the error it saw, so a passing test still records how close it was.
+void expect_close(std::span<const double> got, std::span<const double> want, double rtol,
+                  const char* what);
+
 // The values of a host tensor as doubles.
 std::vector<double> to_doubles(const Tensor& t);
 

@@ -1,0 +1,16 @@
+#pragma once
+
+#include "kernels/router.h"
+
+namespace tmt::cpu {
+
+void router_fwd(const Tensor& probs, const Tensor& topk_idx, const Tensor& topk_w,
+                const Tensor& lse, const Tensor& logits, const RouterParams& params);
+void router_bwd(const Tensor& dlogits, const Tensor& dtopk_w, const Tensor& dprobs,
+                const Tensor& dlse, const Tensor& probs, const Tensor& topk_idx,
+                const Tensor& topk_w, const Tensor& logits, const RouterParams& params);
+double load_balancing_loss(const Tensor& dprobs, const Tensor& probs, const Tensor& topk_idx,
+                           double coeff, double grad_weight);
+double z_loss(const Tensor& dlse, const Tensor& lse, double coeff, double grad_weight);
+
+}  // namespace tmt::cpu

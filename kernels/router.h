@@ -1,0 +1,46 @@
+// router: a MoE layer's expert scores, top-k choice and the two router losses.
+//
+//   fwd: probs = softmax(logits) (or sigmoid(logits), elementwise)           [T, E]
+//        topk_idx[t] = the K experts with the largest probs (ties: lower index first)   [T, K] i32
+//        topk_w[t, k] = probs[t, topk_idx[t, k]], divided by Σ_k of them when renormalize (Mixtral)
+//        lse[t] = logsumexp(logits[t])  (for the z-loss)                    [T]
+//   bwd: the exact derivative, the choice of experts held fixed, of
+//        Σ dtopk_w ⊙ topk_w + Σ dprobs ⊙ probs + Σ dlse ⊙ lse  with respect to logits (written).
+//        dprobs and dlse may be empty tensors (Tensor{}): no such term.
+//
+// The losses, over the T tokens of a micro-batch (their gradients come back through router_bwd):
+//   load_balancing_loss = coeff · E · Σ_e f_e · P_e,  f_e = #{(t, k): topk_idx = e} / (T·K) (a
+//   constant),
+//       P_e = mean_t probs[t, e];  writes dprobs[t, e] = grad_weight · coeff · E · f_e / T
+//   z_loss = coeff · mean_t lse[t]²;  writes dlse[t] = grad_weight · coeff · 2 · lse[t] / T
+// Both return the loss value (coefficient applied, grad_weight not).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/base/context.h"
+
+namespace tmt {
+
+enum class RouterScore : uint8_t { kSoftmax, kSigmoid };
+
+struct RouterParams {
+  int64_t top_k = 2;
+  RouterScore score = RouterScore::kSoftmax;
+  bool renormalize = true;
+};
+
+void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const RouterParams& params);
+void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w,
+                const Tensor& dprobs, const Tensor& dlse, const Tensor& probs,
+                const Tensor& topk_idx, const Tensor& topk_w, const Tensor& logits,
+                const RouterParams& params);
+
+double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                           const Tensor& topk_idx, double coeff, double grad_weight);
+double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
+              double grad_weight);
+
+}  // namespace tmt

@@ -1,0 +1,154 @@
+// Whole runs of `tramontane train`: the default recipe learns its synthetic data down to near the
+// optimal loss; training on prepared shards lowers the validation loss; bad data files stop the run
+// with one error line naming the file; diverging runs stop after max_skipped_steps. timeout: 900
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "data/shard.h"
+#include "tests/support/run.h"
+#include "tests/support/temp_dir.h"
+
+namespace tmt {
+namespace {
+
+std::vector<nlohmann::json> read_metrics(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  return lines;
+}
+
+std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> out;
+  std::istringstream in(err);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("error: ", 0) == 0) out.push_back(l);
+  }
+  return out;
+}
+
+test::RunResult train(const std::vector<std::string>& sets, double timeout_s = 300) {
+  std::vector<std::string> argv = {test::tramontane_binary(), "train",
+                                   test::source_path("recipes/tiny.yaml")};
+  for (const auto& s : sets) {
+    argv.push_back("--set");
+    argv.push_back(s);
+  }
+  return test::run_command(argv, timeout_s);
+}
+
+TEST(Train, TinyRecipeLearnsItsSyntheticDataNearlyOptimally) {
+  test::TempDir dir;
+  const auto r = train({"run.dir=" + dir.path().string()}, 600);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(optimal loss is ([0-9.]+))"))) << r.out;
+  const double optimal = std::stod(m[1]);
+  const auto metrics = read_metrics(dir.path().string());
+  ASSERT_EQ(metrics.size(), 400u);
+  const double first = metrics.front()["lm_loss"];
+  const double last = metrics.back()["lm_loss"];
+  const double val = metrics.back()["val_loss"];
+  EXPECT_NEAR(first, std::log(256.0), 0.02 * std::log(256.0));
+  EXPECT_LT(last, 1.10 * optimal) << "optimal " << optimal;
+  EXPECT_LT(val, 1.10 * optimal) << "optimal " << optimal;
+  EXPECT_GT(last, 0.97 * optimal) << "below the entropy rate: the loss is wrong";
+  for (const auto& line : metrics) {
+    for (const char* key : {"step", "loss", "lm_loss", "aux_loss", "lr", "grad_norm", "tokens",
+                            "tokens_per_s", "step_time_s"}) {
+      ASSERT_TRUE(line.contains(key)) << key;
+    }
+    EXPECT_FALSE(line["skipped"].get<bool>());
+  }
+  EXPECT_NE(r.out.find("tok/s"), std::string::npos);
+  std::ifstream resolved(dir.file("recipe.resolved.yaml"));
+  EXPECT_TRUE(resolved.good());
+}
+
+TEST(Train, ShardsFromPrepareLowerTheValidationLoss) {
+  test::TempDir dir;
+  // A few hundred kB of real text: the project's own sources.
+  std::vector<std::string> argv = {
+      test::tramontane_binary(), "prepare", "--tokenizer", "bytes", "--out", dir.file("data")};
+  for (const char* f : {"README.md", "trainer/recipe.cpp", "trainer/main.cpp", "data/synthetic.cpp",
+                        "kernels/cpu/linear.cpp", "trainer/model/model.cpp", "CMakeLists.txt"}) {
+    argv.push_back(test::source_path(f));
+  }
+  const auto p = test::run_command(argv);
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const auto r = train({"run.dir=" + dir.file("run"), "data.source=shards",
+                        "data.paths=[" + dir.file("data/train") + "]", "train.steps=60",
+                        "log.eval_every=20", "schedule.warmup_steps=5"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<double> val;
+  for (const auto& line : read_metrics(dir.file("run"))) {
+    if (line.contains("val_loss")) val.push_back(line["val_loss"]);
+  }
+  ASSERT_EQ(val.size(), 3u);
+  EXPECT_LT(val.back(), val.front() - 0.5)
+      << "validation loss did not fall: " << val.front() << " -> " << val.back();
+}
+
+TEST(Train, BadDataStopsWithOneErrorNamingTheFile) {
+  test::TempDir dir;
+  std::vector<uint32_t> tokens(5000);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i % 200);
+  write_shard(dir.file("good.bin"), tokens, 256);
+  std::ifstream in(dir.file("good.bin"), std::ios::binary);
+  const std::string good{std::istreambuf_iterator<char>(in), {}};
+  auto put = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir.file(name), std::ios::binary) << bytes;
+    return dir.file(name);
+  };
+  std::string version = good;
+  version[8] = 2;
+  tokens[1234] = 300;
+  write_shard(dir.file("big_token.bin"), tokens, 0);
+  write_shard(dir.file("short.bin"), std::vector<uint32_t>(50, 1), 256);
+  struct Case {
+    std::string path, expect;
+  };
+  const std::vector<Case> cases = {
+      {dir.file("missing.bin"), "does not exist"},
+      {put("magic.bin", "NOTASHRD" + good.substr(8)), "bad magic"},
+      {put("version.bin", version), "unsupported shard format version 2"},
+      {put("truncated.bin", good.substr(0, good.size() - 3)), "truncated"},
+      {dir.file("big_token.bin"),
+       "token 300 at index 1234 (byte offset 2500) is >= model.vocab_size 256"},
+      {dir.file("short.bin"), "fewer than data.seq_len + 1 = 129"},
+  };
+  for (const Case& c : cases) {
+    const auto r =
+        train({"run.dir=" + dir.file("run"), "data.source=shards", "data.paths=[" + c.path + "]",
+               "data.val_paths=[" + dir.file("good.bin") + "]"});
+    EXPECT_EQ(r.exit_code, 2) << c.path << "\n" << r.err;
+    const auto errors = error_lines(r.err);
+    ASSERT_EQ(errors.size(), 1u) << c.path << "\n" << r.err;
+    EXPECT_NE(errors[0].find(c.path), std::string::npos) << errors[0];
+    EXPECT_NE(errors[0].find(c.expect), std::string::npos) << errors[0];
+  }
+}
+
+TEST(Train, DivergingRunStopsAfterMaxSkippedSteps) {
+  test::TempDir dir;
+  const auto r =
+      train({"run.dir=" + dir.path().string(), "optimizer.lr=1e30", "optimizer.grad_clip=0",
+             "schedule.warmup_steps=0", "train.max_skipped_steps=3", "train.steps=50"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto errors = error_lines(r.err);
+  ASSERT_EQ(errors.size(), 1u) << r.err;
+  EXPECT_NE(errors[0].find("4 steps in a row had a non-finite loss"), std::string::npos)
+      << errors[0];
+  const auto metrics = read_metrics(dir.path().string());
+  ASSERT_GE(metrics.size(), 4u);
+  for (size_t i = metrics.size() - 4; i < metrics.size(); ++i)
+    EXPECT_TRUE(metrics[i]["skipped"].get<bool>());
+}
+
+}  // namespace
+}  // namespace tmt

@@ -1,0 +1,17 @@
+// The PyTorch parity fixtures (tests/fixtures/reference/): their recipes and the config the Python
+// reference reads.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "trainer/model/model.h"
+#include "trainer/safetensors.h"
+
+namespace tmt::test {
+
+std::vector<std::string> reference_fixture_names();  // "micro_moe", ...
+Recipe reference_recipe(const std::string& name);
+std::string reference_config_json(const Recipe& recipe);
+
+}  // namespace tmt::test

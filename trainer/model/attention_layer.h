@@ -1,0 +1,48 @@
+// The attention half of a transformer block, with its residual:
+//
+//   h = RMSNorm(x) · w_norm
+//   q = RoPE(h Wqᵀ), k = RoPE(h Wkᵀ), v = h Wvᵀ          q: [T, H, Dh]; k, v: [T, Hk, Dh]
+//   o = softmax(q kᵀ · Dh^-½ + causal/window mask) v     grouped-query: head h reads kv head
+//   h/(H/Hk) x_out = x + o Woᵀ
+//
+// Parameters: attn_norm [D], wq [H·Dh, D], wk [Hk·Dh, D], wv [Hk·Dh, D], wo [D, H·Dh] (PyTorch
+// layout, out × in).
+#pragma once
+
+#include "trainer/model/layer.h"
+
+namespace tmt {
+
+class AttentionLayer {
+ public:
+  AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& store);
+  // Saved activations for one micro-batch, from `acts`; `scratch` serves backward's temporaries
+  // (allocated and released inside each call). Called on counting arenas first to size the real
+  // ones.
+  void allocate(Arena& acts, Arena& scratch);
+
+  // x_out = x + attention(norm(x)); x is kept (backward needs it).
+  void forward(const Tensor& x_out, const Tensor& x, const Tensor& positions,
+               const Tensor& rope_cos, const Tensor& rope_sin);
+  // dx (the gradient of x_out on entry) becomes the gradient of x: dx += d(branch)/dx.
+  void backward(const Tensor& dx, const Tensor& x, const Tensor& positions, const Tensor& rope_cos,
+                const Tensor& rope_sin);
+
+ private:
+  LayerEnv env_;
+  ParamStore* store_;
+  size_t norm_, wq_, wk_, wv_, wo_;
+  int64_t heads_, kv_heads_, head_dim_;
+  // activations: h [T, D], rstd [T], q [T, H·Dh], k, v [T, Hk·Dh], o [T, H·Dh], lse [B, H, S]
+  Tensor h_, rstd_, q_, k_, v_, o_, lse_;
+  Arena* scratch_ = nullptr;
+
+  // Backward's temporaries: dh [T, D], dq [T, H·Dh], dk, dv [T, Hk·Dh], dout [T, H·Dh], dx_norm [T,
+  // D].
+  struct Grads {
+    Tensor dh, dq, dk, dv, dout, dx_norm;
+  };
+  Grads alloc_grads(Arena& scratch) const;
+};
+
+}  // namespace tmt

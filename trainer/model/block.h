@@ -1,0 +1,39 @@
+// One transformer block: x_mid = x + Attention(RMSNorm(x)); x_out = x_mid + FFN(RMSNorm(x_mid)),
+// where the FFN is dense SwiGLU (first_dense_layers / layer_pattern) or MoE, plus shared experts.
+#pragma once
+
+#include <memory>
+
+#include "trainer/model/attention_layer.h"
+#include "trainer/model/ffn_layer.h"
+#include "trainer/model/moe_layer.h"
+
+namespace tmt {
+
+class Block {
+ public:
+  Block(const LayerEnv& env, int64_t layer, ParamStore& store);
+  void allocate(Arena& acts, Arena& scratch);
+
+  struct Rope {
+    Tensor positions, cos, sin;
+  };
+  // x_out = block(x); x is kept for backward. Returns the MoE statistics (zeros for a dense layer).
+  MoeStats forward(const Tensor& x_out, const Tensor& x, const Rope& rope, double aux_weight);
+  // dx: the gradient of x_out on entry, of x on return.
+  void backward(const Tensor& dx, const Tensor& x, const Rope& rope);
+  bool is_moe() const { return moe_ != nullptr; }
+
+ private:
+  LayerEnv env_;
+  ParamStore* store_;
+  AttentionLayer attention_;
+  size_t ffn_norm_;
+  std::unique_ptr<FfnLayer> dense_;
+  std::unique_ptr<MoeLayer> moe_;
+  std::unique_ptr<FfnLayer> shared_;
+  Tensor x_mid_, h2_, rstd2_;
+  Arena* scratch_ = nullptr;
+};
+
+}  // namespace tmt

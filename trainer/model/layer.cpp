@@ -1,0 +1,18 @@
+#include "trainer/model/layer.h"
+
+namespace tmt {
+
+size_t add_param(ParamStore& store, const std::string& name, Shape shape, ParamKind kind,
+                 bool decay, ParamInit init, double init_std) {
+  ParamSpec spec;
+  spec.name = name;
+  spec.global_shape = shape;
+  spec.local_shape = shape;
+  spec.kind = kind;
+  spec.decay = decay;
+  spec.init = init;
+  spec.init_std = init_std;
+  return store.add(std::move(spec));
+}
+
+}  // namespace tmt

@@ -1,0 +1,104 @@
+#include "trainer/model/params.h"
+
+#include <cstring>
+
+#include "kernels/base/rng.h"
+
+namespace tmt {
+
+size_t ParamStore::add(ParamSpec spec) {
+  TMT_CHECK(groups_.empty(), "parameter {} declared after allocation", spec.name);
+  TMT_CHECK(spec.local_shape.rank() == spec.global_shape.rank(),
+            "{}: block rank differs from tensor rank", spec.name);
+  for (int d = 0; d < spec.global_shape.rank(); ++d) {
+    TMT_CHECK(spec.offset[static_cast<size_t>(d)] + spec.local_shape[d] <= spec.global_shape[d],
+              "{}: block {} at dim {} leaves the tensor {}", spec.name, spec.local_shape.str(), d,
+              spec.global_shape.str());
+  }
+  params_.push_back(Param{std::move(spec), {}, {}});
+  return params_.size() - 1;
+}
+
+void ParamStore::allocate(Device device, DType dtype) {
+  TMT_CHECK(groups_.empty() && !params_.empty(), "parameters allocated twice, or none declared");
+  size_t total = 0;
+  for (const Param& p : params_) total += Arena::footprint(dtype, p.spec.local_shape);
+  values_ = Arena(device, total, "parameters");
+  grads_ = Arena(device, total, "gradients");
+  for (ParamKind kind : {ParamKind::kDense, ParamKind::kExpert}) {
+    for (bool decay : {true, false}) {
+      const size_t begin = values_.used();
+      ParamGroup g{kind, decay, {}, {}};
+      for (Param& p : params_) {
+        if (p.spec.kind != kind || p.spec.decay != decay) continue;
+        p.value = values_.alloc(dtype, p.spec.local_shape);
+        p.grad = grads_.alloc(dtype, p.spec.local_shape);
+        if (g.values.data == nullptr) {
+          g.values = p.value;
+          g.grads = p.grad;
+        }
+      }
+      if (g.values.data == nullptr) continue;
+      // The group's flat range includes the alignment padding between its tensors: zeros that stay
+      // zero under AdamW and add nothing to norms or all-reduces, and keep the group one tensor.
+      const auto n = static_cast<int64_t>((values_.used() - begin) / dtype_size(dtype));
+      g.values = g.values.view_flat(n);
+      g.grads = g.grads.view_flat(n);
+      groups_.push_back(g);
+    }
+  }
+}
+
+int64_t global_index(const ParamSpec& spec, int64_t local_flat) {
+  const int rank = spec.global_shape.rank();
+  int64_t global = 0;
+  int64_t rest = local_flat;
+  int64_t stride = 1;
+  // Walk the dimensions from the last (fastest) to the first.
+  for (int d = rank - 1; d >= 0; --d) {
+    const int64_t local_coord = rest % spec.local_shape[d];
+    rest /= spec.local_shape[d];
+    global += (local_coord + spec.offset[static_cast<size_t>(d)]) * stride;
+    stride *= spec.global_shape[d];
+  }
+  return global;
+}
+
+void ParamStore::initialize(uint64_t seed) {
+  for (Param& p : params_) {
+    TMT_CHECK(p.value.device == Device::kCpu, "initialize: {} is not on the host", p.spec.name);
+    const uint64_t stream = hash_name(p.spec.name);
+    const int64_t n = p.value.numel();
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const double v =
+          p.spec.init == ParamInit::kOnes
+              ? 1.0
+              : p.spec.init_std *
+                    random_normal(seed, stream, static_cast<uint64_t>(global_index(p.spec, i)));
+      store_element(p.value.dtype, p.value.data, static_cast<size_t>(i), v);
+    }
+  }
+}
+
+void ParamStore::zero_grads() {
+  for (const ParamGroup& g : groups_) {
+    TMT_CHECK(g.grads.device == Device::kCpu, "zero_grads on the host only for now");
+    std::memset(g.grads.data, 0, g.grads.nbytes());
+  }
+}
+
+int64_t ParamStore::numel() const {
+  int64_t n = 0;
+  for (const Param& p : params_) n += p.value.numel();
+  return n;
+}
+
+const Param* ParamStore::find(const std::string& name) const {
+  for (const Param& p : params_) {
+    if (p.spec.name == name) return &p;
+  }
+  return nullptr;
+}
+
+}  // namespace tmt

@@ -1,0 +1,80 @@
+// ParamStore: every parameter of this rank's share of the model, with its gradient, in a few flat
+// buffers.
+//
+// Each parameter is declared with its global name and shape and the block of it this rank holds (a
+// tensor-parallel or expert-parallel shard is a box: an offset and a size in every dimension).
+// After allocate(), values and gradients live in two arenas, laid out in groups — (dense | expert)
+// × (decayed | not) — each contiguous, so the optimizer, the gradient norm and the data-parallel
+// all-reduce each work on a handful of flat tensors instead of hundreds of small ones.
+//
+// Initialisation is a pure function of (seed, global name, global element index): a shard draws
+// exactly the values the whole tensor would hold there, so every parallel layout starts from the
+// same model.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/base/arena.h"
+
+namespace tmt {
+
+enum class ParamKind : uint8_t { kDense, kExpert };  // gradients averaged over DP vs. over EDP
+enum class ParamInit : uint8_t { kNormal, kOnes };
+
+struct ParamSpec {
+  std::string name;    // global, e.g. "layers.3.moe.w13"
+  Shape global_shape;  // the whole tensor
+  Shape local_shape;   // this rank's block; equal to global_shape when unsharded
+  std::array<int64_t, Shape::kMaxDims> offset{};  // where the block starts in the global tensor
+  ParamKind kind = ParamKind::kDense;
+  bool decay = true;  // AdamW weight decay applies (matrices) or not (norm weights)
+  ParamInit init = ParamInit::kNormal;
+  double init_std = 0.02;
+};
+
+struct Param {
+  ParamSpec spec;
+  Tensor value;
+  Tensor grad;
+};
+
+struct ParamGroup {
+  ParamKind kind;
+  bool decay;
+  Tensor values;  // flat views over the group's contiguous range
+  Tensor grads;
+};
+
+class ParamStore {
+ public:
+  // Declares a parameter; returns its index. Only before allocate().
+  size_t add(ParamSpec spec);
+  // Lays out and zero-allocates values and gradients on `device` in `dtype`.
+  void allocate(Device device, DType dtype);
+  // Fills every value from the seed (see the header comment).
+  void initialize(uint64_t seed);
+  void zero_grads();
+
+  Param& operator[](size_t i) { return params_[i]; }
+  const Param& operator[](size_t i) const { return params_[i]; }
+  size_t size() const { return params_.size(); }
+  std::vector<Param>& all() { return params_; }
+  const std::vector<Param>& all() const { return params_; }
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  int64_t numel() const;
+  const Param* find(const std::string& name) const;
+
+ private:
+  std::vector<Param> params_;
+  std::vector<ParamGroup> groups_;
+  Arena values_;
+  Arena grads_;
+};
+
+// The global flat index of local element `i` of a parameter's block (row-major in both).
+int64_t global_index(const ParamSpec& spec, int64_t local_flat);
+
+}  // namespace tmt
