@@ -22,6 +22,11 @@ std::vector<std::string> write_split(const fs::path& dir, std::span<const uint32
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) input_error("--out: cannot create {}: {}", dir.string(), ec.message());
+  // Shards of an earlier run with other sizes would otherwise be read as part of this one.
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("shard-", 0) == 0 && e.path().extension() == ".bin") fs::remove(e.path());
+  }
   std::vector<std::string> files;
   for (size_t begin = 0, i = 0; begin < tokens.size();
        begin += static_cast<size_t>(shard_tokens), ++i) {

@@ -107,6 +107,10 @@ TEST(Prepare, TextBecomesTrainAndValidationShardsThatDecodeBack) {
     }
   }
   EXPECT_EQ(make_tokenizer("bytes")->decode(tokens), all);
+  // A second run with larger shards replaces the first run's shards instead of adding to them.
+  o.shard_tokens = 1000;
+  EXPECT_EQ(prepare_shards(o).files.size(), 2u);
+  EXPECT_EQ(expand_shard_paths({dir.file("out/train")}).size(), 1u);
   o.inputs = {dir.file("missing.txt")};
   EXPECT_THROW(prepare_shards(o), InputError);
   o.tokenizer = "sentencepiece";
