@@ -94,6 +94,8 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
+      {{"train", tiny, "--set", "train.device=cuda"}, "--set train.device=cuda: train.device"},
+      {{"train", tiny, "--set", "checkpoint.every=10"}, "--set checkpoint.every=10: checkpoint.every"},
       {{"prepare", "--out", "/tmp/x"}, "inputs"},
       {{"prepare", "/nonexistent/text.txt", "--out", "/tmp/x"},
        "/nonexistent/text.txt: cannot read"},
