@@ -1,0 +1,51 @@
+// Communicator: the collectives the trainer needs, on tensors, within one process group.
+//
+// One interface, two implementations: MPI on the CPU (mpi_comm.cpp) and NCCL on GPUs. Every call is
+// collective over the group unless it says otherwise, and blocking: when it returns, the result is
+// in place. Sums are elementwise; sizes are in elements of the tensors' dtype (f32, f64, i32, i64).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kernels/base/tensor.h"
+
+namespace tmt {
+
+enum class ReduceOp : uint8_t { kSum, kMax, kMin };
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // t = op over the group of t (in place).
+  virtual void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::kSum) = 0;
+  // in: size() equal chunks; out (one chunk) = the sum over the group of chunk rank() of in.
+  virtual void reduce_scatter(const Tensor& out, const Tensor& in) = 0;
+  // out: size() chunks, chunk i = rank i's in.
+  virtual void all_gather(const Tensor& out, const Tensor& in) = 0;
+  // Rows (of the leading dimension) to and from every rank: send_rows[i] rows of in go to rank i,
+  // in rank order; recv_rows[i] rows from rank i land in out, in rank order.
+  virtual void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows,
+                            const Tensor& in, const std::vector<int64_t>& send_rows) = 0;
+  // Point to point (not collective): the peer must make the matching call.
+  virtual void send(const Tensor& t, int peer, int tag) = 0;
+  virtual void recv(const Tensor& t, int peer, int tag) = 0;
+  virtual void broadcast(const Tensor& t, int root) = 0;
+  virtual void barrier() = 0;
+
+  // The group of the ranks that pass the same color, ordered by key (collective).
+  virtual std::unique_ptr<Communicator> split(int color, int key) const = 0;
+
+  // A scalar reduced over the group.
+  double all_reduce_scalar(double v, ReduceOp op = ReduceOp::kSum);
+};
+
+// All processes of the job (MPI_COMM_WORLD), and this process alone (MPI_COMM_SELF).
+std::unique_ptr<Communicator> mpi_world();
+std::unique_ptr<Communicator> mpi_self();
+
+}  // namespace tmt

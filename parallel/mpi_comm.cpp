@@ -1,0 +1,174 @@
+// The Communicator over MPI, for host tensors.
+#include <mpi.h>
+
+#include "kernels/base/check.h"
+#include "parallel/comm.h"
+
+#define TMT_MPI_CHECK(call)                                                     \
+  do {                                                                          \
+    const int tmt_rc_ = (call);                                                 \
+    if (tmt_rc_ != MPI_SUCCESS) [[unlikely]] {                                  \
+      char tmt_msg_[MPI_MAX_ERROR_STRING];                                      \
+      int tmt_len_ = 0;                                                         \
+      MPI_Error_string(tmt_rc_, tmt_msg_, &tmt_len_);                           \
+      ::tmt::fatal(__FILE__, __LINE__, #call, std::string(tmt_msg_, tmt_len_)); \
+    }                                                                           \
+  } while (0)
+
+namespace tmt {
+namespace {
+
+MPI_Datatype mpi_type(const Tensor& t) {
+  switch (t.dtype) {
+    case DType::kF64:
+      return MPI_DOUBLE;
+    case DType::kF32:
+      return MPI_FLOAT;
+    case DType::kI32:
+      return MPI_INT32_T;
+    case DType::kI64:
+      return MPI_INT64_T;
+    default:
+      TMT_CHECK(false, "MPI communicator: no MPI type for {}", t.str());
+  }
+  return MPI_BYTE;
+}
+
+MPI_Op mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return MPI_SUM;
+    case ReduceOp::kMax:
+      return MPI_MAX;
+    case ReduceOp::kMin:
+      return MPI_MIN;
+  }
+  return MPI_SUM;
+}
+
+int count_of(int64_t n) {
+  TMT_CHECK(n >= 0 && n <= INT32_MAX, "MPI communicator: {} elements exceed one call's int count",
+            n);
+  return static_cast<int>(n);
+}
+
+void check_host(const Tensor& t) {
+  TMT_CHECK(t.device == Device::kCpu, "MPI communicator: {} is not a host tensor", t.str());
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
+    TMT_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    TMT_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+  }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (owned_ && !finalized) MPI_Comm_free(&comm_);
+  }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void all_reduce(const Tensor& t, ReduceOp op) override {
+    check_host(t);
+    if (size_ == 1 || t.numel() == 0) return;
+    TMT_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, t.data, count_of(t.numel()), mpi_type(t), mpi_op(op), comm_));
+  }
+
+  void reduce_scatter(const Tensor& out, const Tensor& in) override {
+    check_host(in);
+    check_host(out);
+    TMT_CHECK(in.numel() == out.numel() * size_ && in.dtype == out.dtype,
+              "reduce_scatter: {} into {} over {} ranks", in.str(), out.str(), size_);
+    TMT_MPI_CHECK(MPI_Reduce_scatter_block(in.data, out.data, count_of(out.numel()), mpi_type(in),
+                                           MPI_SUM, comm_));
+  }
+
+  void all_gather(const Tensor& out, const Tensor& in) override {
+    check_host(in);
+    check_host(out);
+    TMT_CHECK(out.numel() == in.numel() * size_ && in.dtype == out.dtype,
+              "all_gather: {} into {} over {} ranks", in.str(), out.str(), size_);
+    TMT_MPI_CHECK(MPI_Allgather(in.data, count_of(in.numel()), mpi_type(in), out.data,
+                                count_of(in.numel()), mpi_type(in), comm_));
+  }
+
+  void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
+                    const std::vector<int64_t>& send_rows) override {
+    check_host(in);
+    check_host(out);
+    TMT_CHECK(static_cast<int>(send_rows.size()) == size_ &&
+                  static_cast<int>(recv_rows.size()) == size_ && in.dtype == out.dtype,
+              "all_to_all_v: {} send and {} receive counts for {} ranks", send_rows.size(),
+              recv_rows.size(), size_);
+    const int64_t in_row = in.size(0) > 0 ? in.numel() / in.size(0) : 0;
+    const int64_t out_row = out.size(0) > 0 ? out.numel() / out.size(0) : 0;
+    std::vector<int> sc(static_cast<size_t>(size_)), sd(sc.size()), rc(sc.size()), rd(sc.size());
+    int64_t s_off = 0, r_off = 0;
+    for (size_t i = 0; i < sc.size(); ++i) {
+      sc[i] = count_of(send_rows[i] * in_row);
+      sd[i] = count_of(s_off);
+      rc[i] = count_of(recv_rows[i] * out_row);
+      rd[i] = count_of(r_off);
+      s_off += send_rows[i] * in_row;
+      r_off += recv_rows[i] * out_row;
+    }
+    TMT_CHECK(s_off <= in.numel() && r_off <= out.numel(), "all_to_all_v: counts exceed {} / {}",
+              in.str(), out.str());
+    TMT_MPI_CHECK(MPI_Alltoallv(in.data, sc.data(), sd.data(), mpi_type(in), out.data, rc.data(),
+                                rd.data(), mpi_type(out), comm_));
+  }
+
+  void send(const Tensor& t, int peer, int tag) override {
+    check_host(t);
+    TMT_MPI_CHECK(MPI_Send(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_));
+  }
+
+  void recv(const Tensor& t, int peer, int tag) override {
+    check_host(t);
+    TMT_MPI_CHECK(
+        MPI_Recv(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+  }
+
+  void broadcast(const Tensor& t, int root) override {
+    check_host(t);
+    TMT_MPI_CHECK(MPI_Bcast(t.data, count_of(t.numel()), mpi_type(t), root, comm_));
+  }
+
+  void barrier() override { TMT_MPI_CHECK(MPI_Barrier(comm_)); }
+
+  std::unique_ptr<Communicator> split(int color, int key) const override {
+    MPI_Comm sub;
+    TMT_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
+    return std::make_unique<MpiCommunicator>(sub, true);
+  }
+
+ private:
+  MPI_Comm comm_;
+  bool owned_;
+  int rank_ = 0;
+  int size_ = 1;
+};
+
+}  // namespace
+
+double Communicator::all_reduce_scalar(double v, ReduceOp op) {
+  Tensor t;
+  t.data = &v;
+  t.dtype = DType::kF64;
+  t.shape = Shape{1};
+  all_reduce(t, op);
+  return v;
+}
+
+std::unique_ptr<Communicator> mpi_world() {
+  return std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, false);
+}
+std::unique_ptr<Communicator> mpi_self() {
+  return std::make_unique<MpiCommunicator>(MPI_COMM_SELF, false);
+}
+
+}  // namespace tmt

@@ -1,0 +1,111 @@
+// The MPI communicator: every collective with rank-dependent values whose results are known in
+// closed form, ragged all-to-all (including ranks that send nothing), a send/recv ring, and split.
+// ranks: 1 2 3 4
+#include "parallel/comm.h"
+
+#include <gtest/gtest.h>
+
+#include "kernels/base/arena.h"
+
+namespace tmt {
+namespace {
+
+TEST(Comm, AllReduceSumMaxAndScalar) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  Arena a(Device::kCpu, 1 << 12, "t");
+  Tensor t = a.alloc(DType::kF64, {5});
+  for (int i = 0; i < 5; ++i) t.ptr<double>()[i] = (r + 1) * (i + 1);
+  world->all_reduce(t, ReduceOp::kSum);
+  for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(t.ptr<double>()[i], (i + 1) * n * (n + 1) / 2.0);
+  Tensor m = a.alloc(DType::kI64, {1});
+  m.ptr<int64_t>()[0] = 10 * r;
+  world->all_reduce(m, ReduceOp::kMax);
+  EXPECT_EQ(m.ptr<int64_t>()[0], 10 * (n - 1));
+  EXPECT_DOUBLE_EQ(world->all_reduce_scalar(0.5, ReduceOp::kSum), 0.5 * n);
+}
+
+TEST(Comm, ReduceScatterAndAllGather) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  Arena a(Device::kCpu, 1 << 14, "t");
+  Tensor in = a.alloc(DType::kF32, {n * 3}), out = a.alloc(DType::kF32, {3});
+  for (int i = 0; i < n * 3; ++i) in.ptr<float>()[i] = static_cast<float>(i + 100 * r);
+  world->reduce_scatter(out, in);
+  // chunk r summed over ranks q: Σ_q (3r + j + 100 q)
+  for (int j = 0; j < 3; ++j)
+    EXPECT_FLOAT_EQ(out.ptr<float>()[j],
+                    static_cast<float>(n * (3 * r + j) + 100 * n * (n - 1) / 2));
+  Tensor gathered = a.alloc(DType::kF32, {n * 3});
+  world->all_gather(gathered, out);
+  for (int q = 0; q < n; ++q) {
+    EXPECT_FLOAT_EQ(gathered.ptr<float>()[q * 3],
+                    static_cast<float>(n * 3 * q + 100 * n * (n - 1) / 2));
+  }
+}
+
+TEST(Comm, AllToAllVWithRaggedCounts) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  // rank r sends (r + q) % 3 rows of width 2 to rank q; row values encode (sender, receiver, row).
+  std::vector<int64_t> send(static_cast<size_t>(n)), recv(static_cast<size_t>(n));
+  int64_t send_total = 0, recv_total = 0;
+  for (int q = 0; q < n; ++q) {
+    send[static_cast<size_t>(q)] = (r + q) % 3;
+    recv[static_cast<size_t>(q)] = (q + r) % 3;
+    send_total += send[static_cast<size_t>(q)];
+    recv_total += recv[static_cast<size_t>(q)];
+  }
+  Arena a(Device::kCpu, 1 << 14, "t");
+  Tensor in = a.alloc(DType::kF64, {send_total, 2}), out = a.alloc(DType::kF64, {recv_total, 2});
+  int64_t row = 0;
+  for (int q = 0; q < n; ++q) {
+    for (int64_t i = 0; i < send[static_cast<size_t>(q)]; ++i, ++row) {
+      in.ptr<double>()[row * 2] = 1000 * r + 10 * q + static_cast<double>(i);
+      in.ptr<double>()[row * 2 + 1] = -1;
+    }
+  }
+  world->all_to_all_v(out, recv, in, send);
+  row = 0;
+  for (int q = 0; q < n; ++q) {
+    for (int64_t i = 0; i < recv[static_cast<size_t>(q)]; ++i, ++row) {
+      EXPECT_DOUBLE_EQ(out.ptr<double>()[row * 2], 1000 * q + 10 * r + static_cast<double>(i));
+      EXPECT_DOUBLE_EQ(out.ptr<double>()[row * 2 + 1], -1);
+    }
+  }
+}
+
+TEST(Comm, RingSendRecvBroadcastAndSplit) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  Arena a(Device::kCpu, 1 << 12, "t");
+  Tensor x = a.alloc(DType::kI32, {2}), y = a.alloc(DType::kI32, {2});
+  x.ptr<int32_t>()[0] = r;
+  x.ptr<int32_t>()[1] = r * r;
+  if (n > 1) {
+    // even ranks send first, odd ranks receive first: no deadlock with blocking calls
+    const int next = (r + 1) % n, prev = (r + n - 1) % n;
+    if (r % 2 == 0) {
+      world->send(x, next, 7);
+      world->recv(y, prev, 7);
+    } else {
+      world->recv(y, prev, 7);
+      world->send(x, next, 7);
+    }
+    EXPECT_EQ(y.ptr<int32_t>()[0], prev);
+    EXPECT_EQ(y.ptr<int32_t>()[1], prev * prev);
+  }
+  Tensor b = a.alloc(DType::kF64, {1});
+  b.ptr<double>()[0] = r == n - 1 ? 3.25 : 0.0;
+  world->broadcast(b, n - 1);
+  EXPECT_DOUBLE_EQ(b.ptr<double>()[0], 3.25);
+  // Split into even and odd ranks, ordered by descending rank.
+  auto half = world->split(r % 2, -r);
+  EXPECT_EQ(half->size(), (n + 1 - r % 2) / 2);
+  EXPECT_DOUBLE_EQ(half->all_reduce_scalar(r),
+                   r % 2 == 0 ? (n - 1) / 2 * ((n - 1) / 2 + 1) : ((n / 2) * (n / 2)));
+  world->barrier();
+}
+
+}  // namespace
+}  // namespace tmt
