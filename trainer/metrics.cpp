@@ -25,7 +25,9 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t 
     : total_steps_(total_steps),
       log_every_(log_every),
       rank0_(is_rank0),
-      tty_(is_rank0 && isatty(1) != 0) {
+      // Launchers give every rank a pseudo-terminal, even when its output goes to a log file: the
+      // progress bar is drawn only for a single process on a real terminal.
+      tty_(is_rank0 && process_world() == 1 && isatty(1) != 0) {
   if (!rank0_) return;
   const auto path = std::filesystem::path(run_dir) / "metrics.jsonl";
   file_.open(path, std::ios::trunc);

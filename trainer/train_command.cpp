@@ -13,21 +13,28 @@
 namespace tmt {
 namespace {
 
-// Keys the recipe format already has (they are part of its contract) but this build cannot honour yet:
-// refusing them is better than silently training something else than the recipe says.
-void refuse_unbuilt_features(const Recipe& r, int64_t world) {
+// Keys the recipe format already has (they are part of its contract) but this build cannot honour
+// yet: refusing them is better than silently training something else than the recipe says.
+void refuse_unbuilt_features(const Recipe& r) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
-  if (world > 1) {
-    input_error("this build trains on one rank only: the parallel layouts (tp, pp, ep, dp over MPI) are not "
-                "implemented yet; run without mpirun (world size {} requested)",
-                world);
-  }
-  if (r.train.device == "cuda") refuse("train.device", "the CUDA backend cannot train yet; use cpu");
-  if (r.train.dtype == "bf16") refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
-  if (r.parallel.zero1) refuse("parallel.zero1", "the distributed optimizer is not implemented yet");
-  if (r.checkpoint.every > 0) refuse("checkpoint.every", "checkpoints are not written yet; set it to 0");
+  const ParallelConfig& p = r.parallel;
+  if (p.tp > 1)
+    refuse("parallel.tp", "tensor parallelism is not implemented yet; use data parallelism (dp)");
+  if (p.pp > 1)
+    refuse("parallel.pp", "pipeline parallelism is not implemented yet; use data parallelism (dp)");
+  if (p.ep > 1)
+    refuse("parallel.ep", "expert parallelism is not implemented yet; use data parallelism (dp)");
+  if (p.etp > 1) refuse("parallel.etp", "expert tensor parallelism is not implemented yet");
+  if (r.train.device == "cuda")
+    refuse("train.device", "the CUDA backend cannot train yet; use cpu");
+  if (r.train.dtype == "bf16")
+    refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
+  if (r.parallel.zero1)
+    refuse("parallel.zero1", "the distributed optimizer is not implemented yet");
+  if (r.checkpoint.every > 0)
+    refuse("checkpoint.every", "checkpoints are not written yet; set it to 0");
   if (r.log.tensorboard) refuse("log.tensorboard", "TensorBoard event files are not written yet");
 }
 
@@ -39,7 +46,7 @@ int run_train(const TrainOptions& options) {
   const int status = agree_on_setup([&] {
     recipe = load_recipe(options.recipe, options.overrides);
     resolve_layout(recipe, process_world());
-    refuse_unbuilt_features(recipe, process_world());
+    refuse_unbuilt_features(recipe);
     data = open_data(recipe);
     if (process_rank() == 0) {
       std::error_code ec;

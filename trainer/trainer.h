@@ -1,15 +1,52 @@
-// The training loop: for each optimizer step, gradient accumulation over micro-batches, global-norm
-// clipping, a NaN/Inf guard, AdamW, validation and metrics.
+// The training loop: for each optimizer step, gradient accumulation over micro-batches, the
+// gradient all-reduce over data-parallel ranks, global-norm clipping, a NaN/Inf guard, AdamW,
+// validation and metrics.
 //
 // Which data a step sees depends only on the recipe: sequence j of step s is global sequence number
-// s · global_batch + j of the source, and a data-parallel rank takes a contiguous share of them, so
-// the same recipe trains on the same tokens at every parallel layout.
+// s · global_batch + j of the source, and data-parallel rank d takes the contiguous share
+// [d · global_batch / dp, (d + 1) · global_batch / dp), so the same recipe trains on the same
+// tokens at every parallel layout.
 #pragma once
 
+#include <memory>
+#include <optional>
+
 #include "trainer/data_sources.h"
+#include "trainer/metrics.h"
+#include "trainer/model/model.h"
+#include "trainer/optimizer.h"
+#include "trainer/parallel_env.h"
 #include "trainer/recipe.h"
 
 namespace tmt {
+
+class Trainer {
+ public:
+  // `recipe` must be resolved for env's layout; both must outlive the trainer.
+  Trainer(const Recipe& recipe, const DataSources& data, ParallelEnv& env);
+
+  // One optimizer step: every rank returns the same metrics (reduced over the data-parallel ranks).
+  StepMetrics step();
+  // Mean validation loss over log.eval_batches micro-batches, shared out over the data-parallel
+  // ranks.
+  std::optional<double> validate();
+
+  Model& model() { return model_; }
+  int64_t steps_done() const { return step_; }
+  int64_t tokens_per_step() const { return step_tokens_; }
+
+ private:
+  const Recipe& r_;
+  const DataSources& data_;
+  ParallelEnv& env_;
+  Context ctx_;
+  int64_t micro_, n_micro_, step_tokens_;
+  Model model_;
+  Optimizer optimizer_;
+  Arena batch_arena_;
+  MicroBatch batch_;
+  int64_t step_ = 0;
+};
 
 // Trains on the ranks of MPI_COMM_WORLD from checked input; returns the process exit status.
 int train(const Recipe& recipe, const DataSources& data);

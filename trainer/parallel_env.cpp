@@ -1,0 +1,35 @@
+#include "trainer/parallel_env.h"
+
+#include <algorithm>
+
+#include "kernels/base/check.h"
+
+namespace tmt {
+namespace {
+
+std::unique_ptr<Communicator> group(const Communicator& world, const Layout& l, GroupKind kind) {
+  const auto members = group_ranks(l, world.rank(), kind);
+  const auto position = std::find(members.begin(), members.end(), world.rank()) - members.begin();
+  return world.split(static_cast<int>(members.front()), static_cast<int>(position));
+}
+
+}  // namespace
+
+ParallelEnv ParallelEnv::create(const Communicator& world, const ParallelConfig& p) {
+  ParallelEnv env;
+  env.layout = {p.tp, p.dp, p.pp, p.etp, p.ep, p.edp};
+  check_layout(env.layout);
+  TMT_CHECK(env.layout.world() == world.size(), "layout of {} ranks on a world of {}",
+            env.layout.world(), world.size());
+  env.coords = coords_of(env.layout, world.rank());
+  env.world = world.split(0, world.rank());
+  env.tp = group(world, env.layout, GroupKind::kTp);
+  env.dp = group(world, env.layout, GroupKind::kDp);
+  env.pp = group(world, env.layout, GroupKind::kPp);
+  env.etp = group(world, env.layout, GroupKind::kEtp);
+  env.ep = group(world, env.layout, GroupKind::kEp);
+  env.edp = group(world, env.layout, GroupKind::kEdp);
+  return env;
+}
+
+}  // namespace tmt
