@@ -7,12 +7,6 @@
 
 namespace tmt {
 
-double grad_norm_squared(const Context& ctx, const ParamStore& params) {
-  double s = 0.0;
-  for (const ParamGroup& g : params.groups()) s += sum_squares(ctx, g.grads);
-  return s;
-}
-
 double clip_factor(double norm, double clip) {
   if (clip <= 0.0 || !(norm > clip)) return 1.0;
   return clip / norm;

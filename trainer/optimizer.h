@@ -16,9 +16,6 @@
 
 namespace tmt {
 
-// Σ g² over this rank's gradients (padding between tensors is zero and adds nothing).
-double grad_norm_squared(const Context& ctx, const ParamStore& params);
-
 // The factor that brings a gradient of norm `norm` down to `clip` (1 when clip is 0 or not
 // exceeded).
 double clip_factor(double norm, double clip);

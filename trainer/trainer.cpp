@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/base/log.h"
+#include "kernels/reduce.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_stats.h"
 
@@ -25,7 +26,7 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, DType::kF32, r.train.micro_batch),
+      model_(r, ctx_, DType::kF32, r.train.micro_batch, env.ep.get()),
       optimizer_(ctx_, model_.params(), r.optimizer),
       batch_arena_(Device::kCpu,
                    2 * Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len}),
@@ -68,7 +69,13 @@ StepMetrics Trainer::step() {
                  Shape{static_cast<int64_t>(max_load.size())}};
     env_.dp->all_reduce(loads, ReduceOp::kMax);
   }
-  const double grad_norm = std::sqrt(grad_norm_squared(ctx_, model_.params()));
+  // The global norm counts every parameter once: dense gradients are replicated (identical after
+  // the all-reduce), expert gradients are shards over the EP group.
+  double dense_sq = 0, expert_sq = 0;
+  for (const ParamGroup& g : model_.params().groups()) {
+    (g.kind == ParamKind::kDense ? dense_sq : expert_sq) += sum_squares(ctx_, g.grads);
+  }
+  const double grad_norm = std::sqrt(dense_sq + env_.ep->all_reduce_scalar(expert_sq));
 
   StepMetrics sm;
   sm.step = ++step_;
@@ -92,9 +99,14 @@ StepMetrics Trainer::step() {
 std::optional<double> Trainer::validate() {
   if (!data_.val) return std::nullopt;
   double sums[2] = {0, 0};
-  for (int64_t i = env_.coords.dp; i < r_.log.eval_batches; i += r_.parallel.dp) {
-    fill_batch(*data_.val, i * micro_, batch_.inputs, batch_.targets);
+  // Every rank runs the same number of forward passes (expert-parallel peers meet in all-to-alls);
+  // a rank past the end recomputes a batch without counting it.
+  const int64_t dp = r_.parallel.dp, n = r_.log.eval_batches;
+  for (int64_t round = 0; round < (n + dp - 1) / dp; ++round) {
+    const int64_t i = round * dp + env_.coords.dp;
+    fill_batch(*data_.val, (i % n) * micro_, batch_.inputs, batch_.targets);
     const LossParts p = model_.forward(batch_);
+    if (i >= n) continue;
     sums[0] += p.lm_loss_sum;
     sums[1] += static_cast<double>(p.lm_tokens);
   }

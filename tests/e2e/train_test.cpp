@@ -1,6 +1,8 @@
 // Whole runs of `tramontane train`: the default recipe learns its synthetic data down to near the
 // optimal loss; training on prepared shards lowers the validation loss; bad data files stop the run
-// with one error line naming the file; diverging runs stop after max_skipped_steps. timeout: 900
+// with one error line naming the file; diverging runs stop after max_skipped_steps.
+//
+// timeout: 900
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -72,13 +74,18 @@ TEST(Train, TinyRecipeLearnsItsSyntheticDataNearlyOptimally) {
 
 TEST(Train, ShardsFromPrepareLowerTheValidationLoss) {
   test::TempDir dir;
-  // A few hundred kB of real text: the project's own sources.
-  std::vector<std::string> argv = {
-      test::tramontane_binary(), "prepare", "--tokenizer", "bytes", "--out", dir.file("data")};
-  for (const char* f : {"README.md", "trainer/recipe.cpp", "trainer/main.cpp", "data/synthetic.cpp",
-                        "kernels/cpu/linear.cpp", "trainer/model/model.cpp", "CMakeLists.txt"}) {
-    argv.push_back(test::source_path(f));
+  // Text with structure a small model can pick up: numbered lines over a few recurring sentences.
+  const char* sentences[] = {
+      "the north wind blows cold over the sea", "a tramontane clears the sky by morning",
+      "experts route tokens and the router learns", "every layout computes the same run"};
+  {
+    std::ofstream text(dir.file("text.txt"));
+    for (int i = 0; i < 4000; ++i)
+      text << "line " << i % 97 << ": " << sentences[(i * 7) % 4] << ".\n";
   }
+  std::vector<std::string> argv = {
+      test::tramontane_binary(), "prepare",           "--tokenizer", "bytes", "--out",
+      dir.file("data"),          dir.file("text.txt")};
   const auto p = test::run_command(argv);
   ASSERT_EQ(p.exit_code, 0) << p.err;
   const auto r = train({"run.dir=" + dir.file("run"), "data.source=shards",

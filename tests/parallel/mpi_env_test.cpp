@@ -1,5 +1,7 @@
 // Setup agreement under mpirun: when any rank finds bad input, every rank returns 2 and none is
-// left waiting; when none does, every rank goes on. ranks: 1 2 3 4
+// left waiting; when none does, every rank goes on.
+//
+// ranks: 1 2 3 4
 #include "parallel/mpi_env.h"
 
 #include <gtest/gtest.h>

@@ -9,7 +9,8 @@
 
 namespace tmt {
 
-Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch)
+Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
+             Communicator* ep)
     : recipe_(&recipe) {
   const ModelConfig& m = recipe.model;
   env_.ctx = ctx;
@@ -17,6 +18,7 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
   env_.batch = micro_batch;
   env_.seq = recipe.data.seq_len;
   env_.dtype = dtype;
+  env_.ep = ep;
   embedding_ = add_param(params_, "embedding", {m.vocab_size, m.d_model}, ParamKind::kDense, true,
                          ParamInit::kNormal, m.init_std);
   for (int64_t l = 0; l < m.n_layers; ++l)

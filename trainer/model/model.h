@@ -33,8 +33,9 @@ struct LossParts {
 
 class Model {
  public:
-  // dtype f32 for training; f64 for gradient checks.
-  Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch);
+  // dtype f32 for training; f64 for gradient checks. `ep`: the expert-parallel group (null = none).
+  Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
+        Communicator* ep = nullptr);
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }

@@ -13,6 +13,12 @@
 // Both are added to the training loss of each MoE layer and weighted like the micro-batch's share
 // of the step (aux_weight), so they are per-layer sums and micro-batch means.
 //
+// Expert parallelism (ep > 1): rank q of the EP group holds experts [q·E/ep, (q+1)·E/ep). Each rank
+// routes its own tokens; the rows bound for each rank's experts go there in one all-to-all (with
+// the per-expert counts exchanged first), are reordered expert-major, run through the local
+// experts, reordered back and returned by a second all-to-all; backward mirrors it. Nothing else
+// changes: the router and its losses see the same tokens as on one rank.
+//
 // Dropless by default: every assignment is computed. With a capacity factor c each expert takes at
 // most ⌈c · T · K / E⌉ assignments, the earliest tokens first; a dropped assignment contributes
 // nothing (the token keeps its residual and whatever its other experts give).
@@ -24,8 +30,8 @@
 namespace tmt {
 
 struct MoeStats {
-  double aux_loss =
-      0.0;  // the coefficient-weighted values as they enter the loss (before aux_weight)
+  // The coefficient-weighted values as they enter the loss (before aux_weight).
+  double aux_loss = 0.0;
   double z_loss = 0.0;
   double max_load = 0.0;  // max over experts of assignments / mean assignments (1 = balanced)
   int64_t dropped = 0;    // assignments dropped by the capacity limit
@@ -42,20 +48,30 @@ class MoeLayer {
   void backward(const Tensor& dh, const Tensor& dy, const Tensor& h);
 
  private:
+  // The rows this rank sends (plan order) and receives (source-rank order), and the expert-major
+  // order.
+  void exchange_counts();
+  void to_experts(const Tensor& expert_major, const Tensor& received, const Tensor& sent);
+  void from_experts(const Tensor& sent, const Tensor& received, const Tensor& expert_major);
+
   LayerEnv env_;
   ParamStore* store_;
   int64_t experts_, top_k_, hidden_;
+  int64_t local_experts_, expert_begin_;
   size_t router_, w13_, w2_;
-  // activations
-  Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_,
-      dlse_;                 // [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
-  Tensor xp_, gu_, a_, yp_;  // at most T·K rows: [R, D], [R, 2Fe], [R, Fe], [R, D]
-  DispatchPlan plan_;
-  int64_t rows_ = 0;  // R, the kept assignments of this micro-batch
+  // activations: [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
+  Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
+  Tensor xp_, yp_;                // this rank's assignments in plan order: at most T·K rows of [D]
+  Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most ep·T·K): D, D, 2Fe, Fe, D
+  DispatchPlan plan_;             // this rank's tokens over all experts
+  DispatchPlan reorder_;          // the received rows: source-rank order <-> expert-major order
+  std::vector<int64_t> send_rows_, recv_rows_, local_counts_;
+  int64_t rows_ = 0;  // assignments this rank sends (the kept ones)
+  int64_t recv_ = 0;  // rows its experts receive
   Arena* scratch_ = nullptr;
 
   struct Grads {
-    Tensor dyp, da, dgu, dxp, dtopk_w, dlogits;
+    Tensor dyp, dyr, dye, da, dgu, dxe, dxr, dxp, dtopk_w, dlogits;
   };
   Grads alloc_grads(Arena& scratch) const;
 };
