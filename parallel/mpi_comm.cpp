@@ -92,8 +92,11 @@ class MpiCommunicator final : public Communicator {
     check_host(out);
     TMT_CHECK(out.numel() == in.numel() * size_ && in.dtype == out.dtype,
               "all_gather: {} into {} over {} ranks", in.str(), out.str(), size_);
-    TMT_MPI_CHECK(MPI_Allgather(in.data, count_of(in.numel()), mpi_type(in), out.data,
-                                count_of(in.numel()), mpi_type(in), comm_));
+    // `in` may be this rank's own chunk of `out` (gathering in place).
+    const bool in_place =
+        in.data == static_cast<std::byte*>(out.data) + static_cast<size_t>(rank_) * in.nbytes();
+    TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.data, count_of(in.numel()),
+                                mpi_type(in), out.data, count_of(in.numel()), mpi_type(in), comm_));
   }
 
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,

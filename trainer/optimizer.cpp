@@ -12,31 +12,81 @@ double clip_factor(double norm, double clip) {
   return clip / norm;
 }
 
-Optimizer::Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config)
-    : ctx_(ctx), params_(&params), config_(config) {
+Optimizer::Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config,
+                     ParallelEnv& env, bool zero1)
+    : ctx_(ctx), params_(&params), config_(config), env_(&env), zero1_(zero1) {
   size_t bytes = 0;
-  for (const ParamGroup& g : params.groups())
-    bytes += 2 * Arena::footprint(DType::kF32, g.values.shape);
-  state_ = Arena(ctx.device, bytes, "optimizer state");
-  for (const ParamGroup& g : params.groups()) {
-    moments_.push_back(
-        {state_.alloc(DType::kF32, g.values.shape), state_.alloc(DType::kF32, g.values.shape)});
+  for (const ParamGroup& pg : params.groups()) {
+    GroupState g;
+    g.replicas = pg.kind == ParamKind::kDense ? env.dp.get() : env.edp.get();
+    const int64_t n = pg.values.numel();
+    if (zero1) {
+      const int64_t s = g.replicas->size();
+      TMT_CHECK(n % s == 0, "parameter group of {} elements does not split over {} ranks", n, s);
+      g.shard_len = n / s;
+      g.shard_begin = g.replicas->rank() * g.shard_len;
+    } else {
+      g.shard_len = n;
+    }
+    bytes += (zero1 ? 3 : 2) * Arena::footprint(DType::kF32, {g.shard_len});
+    groups_.push_back(g);
   }
+  state_ = Arena(ctx.device, bytes, "optimizer state");
+  for (GroupState& g : groups_) {
+    g.m = state_.alloc(DType::kF32, {g.shard_len});
+    g.v = state_.alloc(DType::kF32, {g.shard_len});
+    if (zero1) g.grad_shard = state_.alloc(DType::kF32, {g.shard_len});
+  }
+}
+
+Tensor Optimizer::shard(const Tensor& flat, const GroupState& g) const {
+  Tensor t = flat;
+  t.data = static_cast<std::byte*>(flat.data) +
+           static_cast<size_t>(g.shard_begin) * dtype_size(flat.dtype);
+  t.shape = Shape{g.shard_len};
+  return t;
+}
+
+double Optimizer::reduce_gradients() {
+  const auto& pgroups = params_->groups();
+  double dense_sq = 0, expert_sq = 0;
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    const GroupState& g = groups_[i];
+    const bool dense = pgroups[i].kind == ParamKind::kDense;
+    double sq = 0;
+    if (zero1_) {
+      g.replicas->reduce_scatter(g.grad_shard, pgroups[i].grads);
+      // shards are disjoint over the replica group: sum their squares there
+      sq = g.replicas->all_reduce_scalar(sum_squares(ctx_, g.grad_shard));
+    } else {
+      g.replicas->all_reduce(pgroups[i].grads);
+      sq = sum_squares(ctx_, pgroups[i].grads);
+    }
+    (dense ? dense_sq : expert_sq) += sq;
+  }
+  // Dense norms are now the same on every rank; expert parameters are further split over EP.
+  return std::sqrt(dense_sq + env_->ep->all_reduce_scalar(expert_sq));
 }
 
 void Optimizer::step(double lr, double grad_scale) {
   ++steps_;
-  const auto& groups = params_->groups();
-  for (size_t i = 0; i < groups.size(); ++i) {
+  const auto& pgroups = params_->groups();
+  for (size_t i = 0; i < groups_.size(); ++i) {
+    const GroupState& g = groups_[i];
     AdamWParams p;
     p.lr = lr;
     p.beta1 = config_.beta1;
     p.beta2 = config_.beta2;
     p.eps = config_.eps;
-    p.weight_decay = groups[i].decay ? config_.weight_decay : 0.0;
+    p.weight_decay = pgroups[i].decay ? config_.weight_decay : 0.0;
     p.step = steps_;
     p.grad_scale = grad_scale;
-    adamw_step(ctx_, groups[i].values, groups[i].grads, moments_[i].m, moments_[i].v, p);
+    if (zero1_) {
+      adamw_step(ctx_, shard(pgroups[i].values, g), g.grad_shard, g.m, g.v, p);
+      g.replicas->all_gather(pgroups[i].values, shard(pgroups[i].values, g));
+    } else {
+      adamw_step(ctx_, pgroups[i].values, pgroups[i].grads, g.m, g.v, p);
+    }
   }
 }
 

@@ -1,9 +1,16 @@
-// AdamW over a ParamStore's groups, with global-norm gradient clipping.
+// The optimizer side of a step: gradient reduction over replicas, the global gradient norm, and
+// AdamW, optionally sharded (ZeRO-1).
 //
 // Decoupled weight decay (Loshchilov & Hutter) applies to the decayed groups — every weight matrix:
 // attention and FFN projections, experts, router, embedding and LM head — and not to RMSNorm
-// weights. The moments m and v are fp32 and laid out like the parameters, one flat tensor per
-// group.
+// weights. The moments m and v are fp32, one flat tensor per parameter group.
+//
+// Replicas: dense parameters are replicated over the data-parallel group, expert parameters over
+// the expert-data-parallel group. Without zero1 each group's gradient is all-reduced there and
+// every rank updates the whole group. With parallel.zero1 (the distributed optimizer) the gradient
+// is reduce-scattered instead: rank i of the group keeps shard i of the summed gradient, holds m
+// and v for that shard only, updates its shard of the parameters and all-gathers them back — the
+// same update, with 1/group-size of the optimizer state per rank.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +19,7 @@
 #include "kernels/base/arena.h"
 #include "kernels/base/context.h"
 #include "trainer/model/params.h"
+#include "trainer/parallel_env.h"
 #include "trainer/recipe.h"
 
 namespace tmt {
@@ -22,23 +30,37 @@ double clip_factor(double norm, double clip);
 
 class Optimizer {
  public:
-  Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config);
+  // With zero1, every group of `params` must split evenly over its replica group (see
+  // ParamStore::allocate's group_multiple).
+  Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config, ParallelEnv& env,
+            bool zero1);
 
-  // One AdamW step at learning rate lr, the gradients multiplied by grad_scale first.
+  // Sums the gradients over their replicas and returns the global gradient norm: every parameter
+  // counted once, whichever ranks hold it.
+  double reduce_gradients();
+  // One AdamW step at learning rate lr, the summed gradients multiplied by grad_scale first.
   void step(double lr, double grad_scale);
   int64_t steps_taken() const { return steps_; }
 
-  struct Moments {
-    Tensor m, v;
+  struct GroupState {
+    Communicator* replicas = nullptr;  // DP for dense groups, EDP for expert groups
+    int64_t shard_begin = 0;           // this rank's part of the group: all of it without zero1
+    int64_t shard_len = 0;
+    Tensor m, v;        // [shard_len] f32
+    Tensor grad_shard;  // zero1: the reduce-scattered gradient [shard_len]
   };
-  const std::vector<Moments>& moments() const { return moments_; }  // one per params.groups() entry
+  const std::vector<GroupState>& groups() const { return groups_; }
 
  private:
+  Tensor shard(const Tensor& flat, const GroupState& g) const;
+
   Context ctx_;
   ParamStore* params_;
   OptimizerConfig config_;
+  ParallelEnv* env_;
+  bool zero1_;
   Arena state_;
-  std::vector<Moments> moments_;
+  std::vector<GroupState> groups_;
   int64_t steps_ = 0;
 };
 

@@ -29,8 +29,6 @@ void refuse_unbuilt_features(const Recipe& r) {
     refuse("train.device", "the CUDA backend cannot train yet; use cpu");
   if (r.train.dtype == "bf16")
     refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
-  if (r.parallel.zero1)
-    refuse("parallel.zero1", "the distributed optimizer is not implemented yet");
   if (r.checkpoint.every > 0)
     refuse("checkpoint.every", "checkpoints are not written yet; set it to 0");
   if (r.log.tensorboard) refuse("log.tensorboard", "TensorBoard event files are not written yet");

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "kernels/base/log.h"
 #include "kernels/reduce.h"
@@ -26,8 +27,9 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, DType::kF32, r.train.micro_batch, env.ep.get()),
-      optimizer_(ctx_, model_.params(), r.optimizer),
+      model_(r, ctx_, DType::kF32, r.train.micro_batch, env.ep.get(),
+             r.parallel.zero1 ? std::lcm(r.parallel.dp, r.parallel.edp) : 1),
+      optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
       batch_arena_(Device::kCpu,
                    2 * Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len}),
                    "batch"),
@@ -57,11 +59,6 @@ StepMetrics Trainer::step() {
     for (size_t i = 0; i < p.max_load.size(); ++i)
       max_load[i] = std::max(max_load[i], p.max_load[i]);
   }
-  // Gradients: the sum over the ranks that hold a replica of each parameter — dense parameters over
-  // DP, expert parameters over EDP. The loss was already scaled to the global-batch mean.
-  for (const ParamGroup& g : model_.params().groups()) {
-    (g.kind == ParamKind::kDense ? env_.dp : env_.edp)->all_reduce(g.grads);
-  }
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{5}};
   env_.dp->all_reduce(reduced);
   if (!max_load.empty()) {
@@ -69,13 +66,9 @@ StepMetrics Trainer::step() {
                  Shape{static_cast<int64_t>(max_load.size())}};
     env_.dp->all_reduce(loads, ReduceOp::kMax);
   }
-  // The global norm counts every parameter once: dense gradients are replicated (identical after
-  // the all-reduce), expert gradients are shards over the EP group.
-  double dense_sq = 0, expert_sq = 0;
-  for (const ParamGroup& g : model_.params().groups()) {
-    (g.kind == ParamKind::kDense ? dense_sq : expert_sq) += sum_squares(ctx_, g.grads);
-  }
-  const double grad_norm = std::sqrt(dense_sq + env_.ep->all_reduce_scalar(expert_sq));
+  // Gradients: summed over the ranks that hold a replica of each parameter (the loss was already
+  // scaled to the global-batch mean); the norm counts every parameter once.
+  const double grad_norm = optimizer_.reduce_gradients();
 
   StepMetrics sm;
   sm.step = ++step_;

@@ -142,5 +142,13 @@ TEST(LayoutEquivalence, ExpertDataParallelWithinExpertGroups) {
   expect_same_run({"parallel.ep=2"});  // edp = 2: each expert replicated on two ranks
 }
 
+TEST(LayoutEquivalence, DistributedOptimizer) { expect_same_run({"parallel.zero1=true"}); }
+
+TEST(LayoutEquivalence, DistributedOptimizerWithExperts) {
+  // with 4 ranks: dp4 ep2 (edp 2), so dense state is split 4 ways and expert state 2 ways
+  const int n = mpi_world()->size();
+  expect_same_run({"parallel.ep=" + std::to_string(n == 4 ? 2 : n), "parallel.zero1=true"});
+}
+
 }  // namespace
 }  // namespace tmt

@@ -10,7 +10,7 @@
 namespace tmt {
 
 Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
-             Communicator* ep)
+             Communicator* ep, int64_t shard_multiple)
     : recipe_(&recipe) {
   const ModelConfig& m = recipe.model;
   env_.ctx = ctx;
@@ -28,7 +28,7 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
   head_ = m.tie_embeddings ? embedding_
                            : add_param(params_, "head", {m.vocab_size, m.d_model},
                                        ParamKind::kDense, true, ParamInit::kNormal, m.init_std);
-  params_.allocate(ctx.device, dtype);
+  params_.allocate(ctx.device, dtype, shard_multiple);
   params_.initialize(recipe.train.seed);
 
   Arena count_acts = Arena::counting(ctx.device);

@@ -34,8 +34,9 @@ struct LossParts {
 class Model {
  public:
   // dtype f32 for training; f64 for gradient checks. `ep`: the expert-parallel group (null = none).
+  // `shard_multiple`: parameter groups are padded to a multiple of it (ParamStore::allocate).
   Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
-        Communicator* ep = nullptr);
+        Communicator* ep = nullptr, int64_t shard_multiple = 1);
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }

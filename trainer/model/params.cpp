@@ -19,9 +19,11 @@ size_t ParamStore::add(ParamSpec spec) {
   return params_.size() - 1;
 }
 
-void ParamStore::allocate(Device device, DType dtype) {
+void ParamStore::allocate(Device device, DType dtype, int64_t group_multiple) {
   TMT_CHECK(groups_.empty() && !params_.empty(), "parameters allocated twice, or none declared");
-  size_t total = 0;
+  TMT_CHECK(group_multiple >= 1, "group multiple {}", group_multiple);
+  // Room for the tensors, and for each of the (at most 4) groups' padding.
+  size_t total = 4 * Arena::footprint(dtype, {group_multiple});
   for (const Param& p : params_) total += Arena::footprint(dtype, p.spec.local_shape);
   values_ = Arena(device, total, "parameters");
   grads_ = Arena(device, total, "gradients");
@@ -41,7 +43,13 @@ void ParamStore::allocate(Device device, DType dtype) {
       if (g.values.data == nullptr) continue;
       // The group's flat range includes the alignment padding between its tensors: zeros that stay
       // zero under AdamW and add nothing to norms or all-reduces, and keep the group one tensor.
-      const auto n = static_cast<int64_t>((values_.used() - begin) / dtype_size(dtype));
+      auto n = static_cast<int64_t>((values_.used() - begin) / dtype_size(dtype));
+      if (n % group_multiple != 0) {
+        const int64_t pad = group_multiple - n % group_multiple;
+        values_.alloc(dtype, {pad});
+        grads_.alloc(dtype, {pad});
+        n += pad;
+      }
       g.values = g.values.view_flat(n);
       g.grads = g.grads.view_flat(n);
       groups_.push_back(g);

@@ -52,8 +52,10 @@ class ParamStore {
  public:
   // Declares a parameter; returns its index. Only before allocate().
   size_t add(ParamSpec spec);
-  // Lays out and zero-allocates values and gradients on `device` in `dtype`.
-  void allocate(Device device, DType dtype);
+  // Lays out and zero-allocates values and gradients on `device` in `dtype`. Each group's flat
+  // length is padded (with zeros) to a multiple of `group_multiple`, so it splits evenly into that
+  // many shards (the distributed optimizer's).
+  void allocate(Device device, DType dtype, int64_t group_multiple = 1);
   // Fills every value from the seed (see the header comment).
   void initialize(uint64_t seed);
   void zero_grads();
