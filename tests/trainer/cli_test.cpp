@@ -4,6 +4,7 @@
 // timeout: 300
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -95,7 +96,8 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
       {{"train", tiny, "--set", "train.device=cuda"}, "--set train.device=cuda: train.device"},
-      {{"train", tiny, "--set", "checkpoint.every=10"}, "--set checkpoint.every=10: checkpoint.every"},
+      {{"train", tiny, "--set", "checkpoint.every=10"},
+       "--set checkpoint.every=10: checkpoint.every"},
       {{"prepare", "--out", "/tmp/x"}, "inputs"},
       {{"prepare", "/nonexistent/text.txt", "--out", "/tmp/x"},
        "/nonexistent/text.txt: cannot read"},
@@ -173,6 +175,59 @@ TEST(Cli, BadRecipeUnderMpirunEndsEveryRankWithExit2) {
   for (const auto& l : lines_of(r.err)) errors += l.rfind("error: ", 0) == 0 ? 1 : 0;
   EXPECT_EQ(errors, 1) << r.err;
   EXPECT_NE(r.err.find("parallel.ep"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InconsistentLayoutsEndEveryRankWithinTenSeconds) {
+  struct Case {
+    int ranks;
+    std::vector<std::string> sets;
+    std::string key;
+  };
+  const std::vector<Case> cases = {
+      {3, {"parallel.dp=2"}, "parallel.dp"},
+      {3, {"parallel.ep=3"}, "parallel.ep"},
+      {4, {"parallel.pp=8"}, "parallel"},
+      {2, {"parallel.pp=2", "parallel.pp_layers=[1,2]"}, "parallel.pp_layers"},
+      {4, {"parallel.tp=4", "model.n_heads=6", "model.head_dim=16"}, "parallel.tp"},
+      {2, {"parallel.ep=2", "parallel.etp=2"}, "parallel.ep"},
+      {4, {"train.micro_batch=2", "train.global_batch=6"}, "train.global_batch"},
+      {2, {"parallel.tp=2", "parallel.sequence_parallel=false"}, "parallel.sequence_parallel"},
+      {3, {"parallel.tp=2"}, "parallel"},
+      {2, {"parallel.tp=2", "data.seq_len=127"}, "data.seq_len"},
+      {2, {"model.moe=null", "parallel.ep=2"}, "parallel.ep"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {TMT_MPIEXEC,
+                                     "-n",
+                                     std::to_string(c.ranks),
+                                     "--oversubscribe",
+                                     test::tramontane_binary(),
+                                     "train",
+                                     test::source_path("recipes/tiny.yaml")};
+    std::string what = std::to_string(c.ranks) + " ranks:";
+    for (const auto& s : c.sets) {
+      argv.push_back("--set");
+      argv.push_back(s);
+      what += " " + s;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto r = test::run_command(argv, 10.0);
+    const double took =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_FALSE(r.timed_out) << what;
+    EXPECT_LT(took, 10.0) << what;
+    EXPECT_EQ(r.exit_code, 2) << what << "\n" << r.err;
+    int errors = 0;
+    std::string line;
+    for (const auto& l : lines_of(r.err)) {
+      if (l.rfind("error: ", 0) == 0) {
+        ++errors;
+        line = l;
+      }
+    }
+    EXPECT_EQ(errors, 1) << what << "\n" << r.err;
+    EXPECT_NE(line.find(": " + c.key + ":"), std::string::npos) << what << ": " << line;
+  }
 }
 
 }  // namespace
