@@ -21,7 +21,7 @@ std::string format_duration(double s) {
 }
 
 MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every,
-                       bool is_rank0)
+                       bool is_rank0, bool tensorboard)
     : total_steps_(total_steps),
       log_every_(log_every),
       rank0_(is_rank0),
@@ -32,6 +32,10 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t 
   const auto path = std::filesystem::path(run_dir) / "metrics.jsonl";
   file_.open(path, std::ios::trunc);
   if (!file_) input_error("run.dir: cannot open {} for writing", path.string());
+  if (tensorboard) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(
+        (std::filesystem::path(run_dir) / "tensorboard").string());
+  }
 }
 
 MetricsLog::~MetricsLog() { clear_bar(); }
@@ -70,6 +74,18 @@ void MetricsLog::step(const StepMetrics& m) {
   // NaN/Inf are not JSON: they are written as null (the "skipped" flag says why).
   file_ << to_json(m).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   file_.flush();
+  if (tensorboard_) {
+    const std::pair<const char*, double> scalars[] = {{"train/loss", m.loss},
+                                                      {"train/lm_loss", m.lm_loss},
+                                                      {"train/aux_loss", m.aux_loss},
+                                                      {"train/z_loss", m.z_loss},
+                                                      {"train/lr", m.lr},
+                                                      {"train/grad_norm", m.grad_norm},
+                                                      {"train/tokens_per_s", m.tokens_per_s}};
+    for (const auto& [tag, value] : scalars) tensorboard_->scalar(tag, m.step, value);
+    if (m.val_loss) tensorboard_->scalar("val/loss", m.step, *m.val_loss);
+    tensorboard_->flush();
+  }
   elapsed_s_ += m.step_time_s;
   ++steps_seen_;
   const double eta =

@@ -5,10 +5,13 @@
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "trainer/tensorboard.h"
 
 namespace tmt {
 
@@ -27,7 +30,9 @@ struct StepMetrics {
 class MetricsLog {
  public:
   // Starts run_dir/metrics.jsonl afresh on rank 0.
-  MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every, bool is_rank0);
+  // tensorboard: also write TensorBoard scalars to run_dir/tensorboard/.
+  MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every, bool is_rank0,
+             bool tensorboard = false);
   ~MetricsLog();
 
   // One line of metrics.jsonl per optimizer step (a contract: tools read it line by line).
@@ -40,6 +45,7 @@ class MetricsLog {
  private:
   void clear_bar();
   std::ofstream file_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
   int64_t total_steps_, log_every_;
   bool rank0_, tty_;
   bool bar_shown_ = false;

@@ -131,7 +131,7 @@ int train(const Recipe& r, const DataSources& data) {
       r.parallel.dp, std::log(static_cast<double>(r.model.vocab_size)),
       std::isnan(optimal) ? "" : fmt::format(", the data's optimal loss is {:.4f}", optimal));
 
-  MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0);
+  MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0, r.log.tensorboard);
   int64_t bad_in_a_row = 0;
   const auto run_start = Clock::now();
   while (trainer.steps_done() < r.train.steps) {
