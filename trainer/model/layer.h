@@ -22,7 +22,6 @@ struct LayerEnv {
   Communicator* ep = nullptr;
   int64_t tokens() const { return batch * seq; }  // T
   int64_t ep_size() const { return ep != nullptr ? ep->size() : 1; }
-  int64_t ep_rank() const { return ep != nullptr ? ep->rank() : 0; }
 };
 
 // Declares a parameter held whole by this rank (no sharding yet).

@@ -25,6 +25,7 @@
 #pragma once
 
 #include "kernels/moe_dispatch.h"
+#include "parallel/expert_exchange.h"
 #include "trainer/model/layer.h"
 
 namespace tmt {
@@ -48,26 +49,18 @@ class MoeLayer {
   void backward(const Tensor& dh, const Tensor& dy, const Tensor& h);
 
  private:
-  // The rows this rank sends (plan order) and receives (source-rank order), and the expert-major
-  // order.
-  void exchange_counts();
-  void to_experts(const Tensor& expert_major, const Tensor& received, const Tensor& sent);
-  void from_experts(const Tensor& sent, const Tensor& received, const Tensor& expert_major);
-
   LayerEnv env_;
   ParamStore* store_;
   int64_t experts_, top_k_, hidden_;
-  int64_t local_experts_, expert_begin_;
   size_t router_, w13_, w2_;
   // activations: [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
   Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
   Tensor xp_, yp_;                // this rank's assignments in plan order: at most T·K rows of [D]
   Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most ep·T·K): D, D, 2Fe, Fe, D
   DispatchPlan plan_;             // this rank's tokens over all experts
-  DispatchPlan reorder_;          // the received rows: source-rank order <-> expert-major order
-  std::vector<int64_t> send_rows_, recv_rows_, local_counts_;
-  int64_t rows_ = 0;  // assignments this rank sends (the kept ones)
-  int64_t recv_ = 0;  // rows its experts receive
+  ExpertExchange exchange_;       // to and from the ranks that hold the experts
+  int64_t rows_ = 0;              // assignments this rank sends (the kept ones)
+  int64_t recv_ = 0;              // rows its experts receive
   Arena* scratch_ = nullptr;
 
   struct Grads {
