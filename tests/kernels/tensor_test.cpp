@@ -41,5 +41,23 @@ TEST(Arena, AlignsZeroesAndReuses) {
   EXPECT_EQ(a.peak(), m + Arena::footprint(DType::kF32, {100}));
 }
 
+TEST(Arena, CountingArenaSizesTheRealOneExactly) {
+  auto allocate = [](Arena& a) {
+    a.alloc(DType::kF32, {7, 3});
+    const size_t m = a.mark();
+    a.alloc(DType::kBF16, {1000});  // scratch, released
+    a.reset(m);
+    a.alloc(DType::kI64, {5});
+  };
+  Arena counting = Arena::counting(Device::kCpu);
+  allocate(counting);
+  EXPECT_TRUE(counting.is_counting());
+  EXPECT_EQ(counting.peak(),
+            Arena::footprint(DType::kF32, {7, 3}) + Arena::footprint(DType::kBF16, {1000}));
+  Arena real(Device::kCpu, counting.peak(), "real");
+  allocate(real);  // fits exactly: a TMT_CHECK would stop the test otherwise
+  EXPECT_EQ(real.peak(), counting.peak());
+}
+
 }  // namespace
 }  // namespace tmt

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One command for a machine with a GPU: build with the CUDA backend, run every test labelled `cuda`
+# (and the CPU suite's unit tests as a sanity check), and print a summary table last. Without a GPU
+# the cuda tests report "Not Run" (skipped), which this script shows rather than hides. The GPU
+# benchmark joins here when the CUDA training path exists. Logs go to $OUT
+# when that variable is set (the lent-GPU workflow), else to build-gpu/logs.
+#   scripts/gpu_check.sh
+# Environment: TMT_CUDA_ARCHS (default 90a, Hopper), TMT_JOBS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu/logs}
+mkdir -p "$out"
+jobs=${TMT_JOBS:-$(nproc)}
+
+step() {  # name, command...: runs it, logs it, records pass/fail
+  local name=$1
+  shift
+  local start=$SECONDS
+  if "$@" >"$out/$name.log" 2>&1; then
+    results+=("$(printf '%-14s %-6s %5ds' "$name" ok $((SECONDS - start)))")
+  else
+    results+=("$(printf '%-14s %-6s %5ds  (see %s)' "$name" FAILED $((SECONDS - start)) "$out/$name.log")")
+    failed=1
+  fi
+}
+results=()
+failed=0
+
+nvidia-smi >"$out/nvidia-smi.log" 2>&1 || true
+gpu=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)
+gpu=${gpu:-no GPU found}
+step setup scripts/setup.sh --deps-only
+step configure cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTMT_CUDA=ON \
+  -DTMT_CUDA_ARCHS="${TMT_CUDA_ARCHS:-90a}" -DTMT_WERROR=ON
+step build cmake --build build-gpu -j "$jobs"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+step cuda-tests ctest --test-dir build-gpu -L cuda --output-on-failure
+step unit-tests ctest --test-dir build-gpu -L unit -j "$jobs" --output-on-failure
+
+echo
+echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu)"
+grep -E "tests passed|Not Run|Skipped" "$out/cuda-tests.log" 2>/dev/null | sed 's/^/  cuda: /'
+printf '%s\n' "${results[@]}"
+exit $failed
