@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "kernels/base/arena.h"
+#include "kernels/cast.h"
 #include "tests/support/compare.h"
 #include "tests/support/grad_check.h"
 #include "tests/support/random.h"
@@ -102,10 +103,7 @@ TEST(Attention, F32AgreesWithF64) {
   test::fill_normal(dout, 4);
   Tensor q32 = a.alloc(DType::kF32, qs), k32 = a.alloc(DType::kF32, ks),
          v32 = a.alloc(DType::kF32, ks), do32 = a.alloc(DType::kF32, qs);
-  for (auto [d, s] : {std::pair{q32, q}, {k32, k}, {v32, v}, {do32, dout}}) {
-    for (int64_t i = 0; i < s.numel(); ++i)
-      d.ptr<float>()[i] = static_cast<float>(s.ptr<double>()[i]);
-  }
+  for (auto [d, s] : {std::pair{q32, q}, {k32, k}, {v32, v}, {do32, dout}}) cast(kCpu, d, s);
   const AttentionParams p{0.35, 4};
   Tensor o64 = a.alloc(DType::kF64, qs), l64 = a.alloc(DType::kF64, {2, 4, 9});
   Tensor o32 = a.alloc(DType::kF32, qs), l32 = a.alloc(DType::kF32, {2, 4, 9});

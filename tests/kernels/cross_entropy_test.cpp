@@ -20,10 +20,6 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void set(const Tensor& t, const V& v) {
-  for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
-}
-
 // Columns [begin, end) of a [T, V] f64 tensor, as a new [T, end - begin] tensor.
 Tensor columns(Arena& a, const Tensor& x, int64_t begin, int64_t end) {
   Tensor out = a.alloc(x.dtype, {x.size(0), end - begin});
@@ -39,12 +35,12 @@ TEST(CrossEntropy, ByHand) {
   Arena a(Device::kCpu, 1 << 16, "test");
   const double l2 = std::log(2.0), l3 = std::log(3.0), l4 = std::log(4.0);
   Tensor logits = a.alloc(DType::kF64, {4, 4}), dlogits = a.alloc(DType::kF64, {4, 4});
-  set(logits, {0, 0, 0, 0,     // uniform, target 2: loss ln 4
-               0, l2, l3, l4,  // probabilities 0.1 .. 0.4, target 3: loss -ln 0.4
-               1000, 0, 0, 0,  // target 0: loss log(1 + 3 e^-1000) = 0, no overflow
-               5, 6, 7, 8});   // ignored
+  test::set_values(logits, {0, 0, 0, 0,     // uniform, target 2: loss ln 4
+                            0, l2, l3, l4,  // probabilities 0.1 .. 0.4, target 3: loss -ln 0.4
+                            1000, 0, 0, 0,  // target 0: loss log(1 + 3 e^-1000) = 0, no overflow
+                            5, 6, 7, 8});   // ignored
   Tensor targets = a.alloc(DType::kI32, {4});
-  set(targets, {2, 3, 0, -100});
+  test::set_values(targets, {2, 3, 0, -100});
   Tensor losses = a.alloc(DType::kF64, {4});
   test::fill_uniform(losses, 1);
   test::fill_uniform(dlogits, 2);

@@ -17,19 +17,15 @@ namespace {
 
 const Context kCpu{};
 
-void set(const Tensor& t, const std::vector<double>& v) {
-  for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
-}
-
 using V = std::vector<double>;
 
 TEST(Linear, ByHand) {
   Arena a(Device::kCpu, 1 << 16, "test");
   Tensor x = a.alloc(DType::kF64, {2, 2}), w = a.alloc(DType::kF64, {3, 2});
   Tensor y = a.alloc(DType::kF64, {2, 3});
-  set(x, {1, 2, 3, 4});
-  set(w, {1, 0, 0, 1, 1, 1});
-  set(y, {9, 9, 9, 9, 9, 9});
+  test::set_values(x, {1, 2, 3, 4});
+  test::set_values(w, {1, 0, 0, 1, 1, 1});
+  test::set_values(y, {9, 9, 9, 9, 9, 9});
   linear_fwd(kCpu, y, x, w);
   EXPECT_TRUE(test::all_close(test::to_doubles(y), V{1, 2, 3, 3, 4, 7}, 0.0));
   linear_fwd(kCpu, y, x, w, /*accumulate=*/true);
@@ -37,9 +33,9 @@ TEST(Linear, ByHand) {
 
   Tensor dy = a.alloc(DType::kF64, {2, 3}), dx = a.alloc(DType::kF64, {2, 2});
   Tensor dw = a.alloc(DType::kF64, {3, 2});
-  set(dy, {1, 0, 0, 0, 0, 1});
-  set(dx, {5, 5, 5, 5});
-  set(dw, {1, 1, 1, 1, 1, 1});
+  test::set_values(dy, {1, 0, 0, 0, 0, 1});
+  test::set_values(dx, {5, 5, 5, 5});
+  test::set_values(dw, {1, 1, 1, 1, 1, 1});
   linear_bwd(kCpu, dx, dw, dy, x, w);
   EXPECT_TRUE(test::all_close(test::to_doubles(dx), V{1, 0, 1, 1}, 0.0));
   EXPECT_TRUE(test::all_close(test::to_doubles(dw), V{2, 3, 1, 1, 4, 5}, 0.0));

@@ -18,23 +18,19 @@ namespace {
 const Context kCpu{};
 using V = std::vector<double>;
 
-void set(const Tensor& t, const V& v) {
-  for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
-}
-
 TEST(Reduce, ByHand) {
   Arena a(Device::kCpu, 1 << 12, "test");
   Tensor x = a.alloc(DType::kF64, {2, 2}), y = a.alloc(DType::kF32, {3});
-  set(x, {1, -2, 3, 0.5});
+  test::set_values(x, {1, -2, 3, 0.5});
   EXPECT_EQ(sum_squares(kCpu, x), 14.25);
-  set(y, {3, 4, 12});
+  test::set_values(y, {3, 4, 12});
   EXPECT_EQ(sum_squares(kCpu, y), 169.0);
   EXPECT_EQ(sum_squares(kCpu, a.alloc(DType::kF32, {0})), 0.0);
 
   scale(kCpu, x, -0.5);
   EXPECT_TRUE(test::all_close(test::to_doubles(x), V{-0.5, 1, -1.5, -0.25}, 0.0));
   Tensor z = a.alloc(DType::kF64, {4});
-  set(z, {10, 20, 30, 40});
+  test::set_values(z, {10, 20, 30, 40});
   add(kCpu, z, x);
   EXPECT_TRUE(test::all_close(test::to_doubles(z), V{9.5, 21, 28.5, 39.75}, 0.0));
   add(kCpu, z, x.view({4}), 2.0);

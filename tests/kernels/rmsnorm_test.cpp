@@ -18,17 +18,13 @@ namespace {
 
 const Context kCpu{};
 
-void set(const Tensor& t, const std::vector<double>& v) {
-  for (size_t i = 0; i < v.size(); ++i) store_element(t.dtype, t.data, i, v[i]);
-}
-
 TEST(RmsNorm, ByHand) {
   Arena a(Device::kCpu, 1 << 16, "test");
   // Row 0: x = [3, 4], mean square 12.5, r = 1/sqrt(12.5). Row 1: x = [1, -1], r = 1 (eps = 0).
   Tensor x = a.alloc(DType::kF64, {2, 2}), y = a.alloc(DType::kF64, {2, 2});
   Tensor w = a.alloc(DType::kF64, {2}), rstd = a.alloc(DType::kF64, {2});
-  set(x, {3, 4, 1, -1});
-  set(w, {1, 2});
+  test::set_values(x, {3, 4, 1, -1});
+  test::set_values(w, {1, 2});
   rmsnorm_fwd(kCpu, y, rstd, x, w, 0.0);
   const double r = 1.0 / std::sqrt(12.5);
   EXPECT_TRUE(test::all_close(test::to_doubles(rstd), std::vector<double>{r, 1.0}, 1e-15));
@@ -38,11 +34,11 @@ TEST(RmsNorm, ByHand) {
   // Row 0, dy = [1, 0], w = 1: a = 3, dx = [r - r^3 * 3 * 3/2, -r^3 * 4 * 3/2]
   //   = r * [0.64, -0.48] since r^2 = 0.08.
   // Row 1, dy = [0, 1], r = 1: a = -1, dx = dy - a/2 * x = [0.5, 0.5].
-  set(w, {1, 1});
+  test::set_values(w, {1, 1});
   Tensor dy = a.alloc(DType::kF64, {2, 2}), dx = a.alloc(DType::kF64, {2, 2});
   Tensor dw = a.alloc(DType::kF64, {2});
-  set(dy, {1, 0, 0, 1});
-  set(dw, {10, 20});
+  test::set_values(dy, {1, 0, 0, 1});
+  test::set_values(dw, {10, 20});
   rmsnorm_bwd(kCpu, dx, dw, dy, x, w, rstd);
   EXPECT_TRUE(test::all_close(test::to_doubles(dx),
                               std::vector<double>{0.64 * r, -0.48 * r, 0.5, 0.5}, 1e-14));

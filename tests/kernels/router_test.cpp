@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "kernels/base/arena.h"
+#include "kernels/cast.h"
 #include "tests/support/compare.h"
 #include "tests/support/grad_check.h"
 #include "tests/support/random.h"
@@ -133,8 +134,7 @@ TEST(Router, F32AgreesWithF64) {
   Arena a(Device::kCpu, 1 << 18, "t");
   Tensor l64 = a.alloc(DType::kF64, {t, e}), l32 = a.alloc(DType::kF32, {t, e});
   test::fill_normal(l64, 9);
-  for (int64_t i = 0; i < t * e; ++i)
-    l32.ptr<float>()[i] = static_cast<float>(l64.ptr<double>()[i]);
+  cast(kCpu, l32, l64);
   Tensor p64 = a.alloc(DType::kF64, {t, e}), p32 = a.alloc(DType::kF32, {t, e});
   Tensor i64 = a.alloc(DType::kI32, {t, k}), i32 = a.alloc(DType::kI32, {t, k});
   Tensor w64 = a.alloc(DType::kF64, {t, k}), w32 = a.alloc(DType::kF32, {t, k});

@@ -55,6 +55,12 @@ void expect_close(std::span<const double> got, std::span<const double> want, dou
   if (r) std::printf("  %s: %s\n", what, r.message());
 }
 
+void set_values(const Tensor& t, const std::vector<double>& values) {
+  TMT_CHECK(t.device == Device::kCpu && static_cast<int64_t>(values.size()) <= t.numel(),
+            "set_values: {} values into {}", values.size(), t.str());
+  for (size_t i = 0; i < values.size(); ++i) store_element(t.dtype, t.data, i, values[i]);
+}
+
 std::vector<double> to_doubles(const Tensor& t) {
   TMT_CHECK(t.device == Device::kCpu, "to_doubles needs a host tensor, got {}", t.str());
   std::vector<double> v(static_cast<size_t>(t.numel()));

@@ -24,6 +24,9 @@ namespace tmt::test {
 void expect_close(std::span<const double> got, std::span<const double> want, double rtol,
                   const char* what);
 
+// Writes values into a host tensor (through its dtype's rounding): the inverse of to_doubles.
+void set_values(const Tensor& t, const std::vector<double>& values);
+
 // The values of a host tensor as doubles.
 std::vector<double> to_doubles(const Tensor& t);
 
