@@ -76,4 +76,35 @@ double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double 
   TMT_CHECK(false, "z_loss: no CUDA implementation yet");
 }
 
+void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                  const Tensor& topk_idx, const Tensor& lse) {
+  TMT_CHECK(probs.rank() == 2 && stats.dtype == DType::kF64 &&
+                stats.numel() == 2 * probs.size(1) + 1 && topk_idx.size(0) == probs.size(0) &&
+                lse.numel() == probs.size(0) && lse.dtype == probs.dtype,
+            "router_stats: stats {}, probs {}, topk_idx {}, lse {}", stats.str(), probs.str(),
+            topk_idx.str(), lse.str());
+  if (ctx.device == Device::kCpu) return cpu::router_stats(stats, probs, topk_idx, lse);
+  TMT_CHECK(false, "router_stats: no CUDA implementation yet");
+}
+
+double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight) {
+  TMT_CHECK(dprobs.rank() == 2 && stats.dtype == DType::kF64 &&
+                stats.numel() == 2 * dprobs.size(1) + 1 && tokens >= dprobs.size(0),
+            "load_balancing_from_stats: dprobs {}, stats {}, {} tokens", dprobs.str(), stats.str(),
+            tokens);
+  if (ctx.device == Device::kCpu)
+    return cpu::load_balancing_from_stats(dprobs, stats, tokens, top_k, coeff, grad_weight);
+  TMT_CHECK(false, "load_balancing_from_stats: no CUDA implementation yet");
+}
+
+double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight) {
+  TMT_CHECK(dlse.shape == lse.shape && dlse.dtype == lse.dtype && stats.dtype == DType::kF64,
+            "z_loss_from_stats: dlse {}, lse {}, stats {}", dlse.str(), lse.str(), stats.str());
+  if (ctx.device == Device::kCpu)
+    return cpu::z_loss_from_stats(dlse, lse, stats, tokens, coeff, grad_weight);
+  TMT_CHECK(false, "z_loss_from_stats: no CUDA implementation yet");
+}
+
 }  // namespace tmt

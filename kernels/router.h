@@ -14,6 +14,15 @@
 //       P_e = mean_t probs[t, e];  writes dprobs[t, e] = grad_weight · coeff · E · f_e / T
 //   z_loss = coeff · mean_t lse[t]²;  writes dlse[t] = grad_weight · coeff · 2 · lse[t] / T
 // Both return the loss value (coefficient applied, grad_weight not).
+//
+// When a micro-batch's tokens are split over ranks (sequence parallelism), both losses are taken
+// over the whole micro-batch from statistics summed over those ranks:
+//   router_stats: stats [2E + 1] f64 (written) = [#assignments to e (E), Σ_t probs[t, e] (E),
+//                 Σ_t lse[t]²] over this rank's rows
+//   load_balancing_from_stats: the loss with f_e, P_e from the summed stats and `tokens` (the whole
+//                 micro-batch's T); writes dprobs for this rank's rows as above (T the whole's)
+//   z_loss_from_stats: likewise coeff · Σ lse² / T; writes dlse for this rank's rows
+// With one rank (stats of all T tokens) they equal the two functions above.
 #pragma once
 
 #include <cstdint>
@@ -42,5 +51,12 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                            const Tensor& topk_idx, double coeff, double grad_weight);
 double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
               double grad_weight);
+
+void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                  const Tensor& topk_idx, const Tensor& lse);
+double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight);
+double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight);
 
 }  // namespace tmt

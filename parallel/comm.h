@@ -15,6 +15,13 @@ namespace tmt {
 
 enum class ReduceOp : uint8_t { kSum, kMax, kMin };
 
+// A send in flight (Communicator::isend): its tensor must stay untouched until wait() returns.
+class SendRequest {
+ public:
+  virtual ~SendRequest() = default;
+  virtual void wait() = 0;
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -28,12 +35,18 @@ class Communicator {
   // out: size() chunks, chunk i = rank i's in.
   virtual void all_gather(const Tensor& out, const Tensor& in) = 0;
   // Rows (of the leading dimension) to and from every rank: send_rows[i] rows of in go to rank i,
-  // in rank order; recv_rows[i] rows from rank i land in out, in rank order.
+  // in rank order, or, when send_first is given, the rows from send_first[i] on (blocks may
+  // overlap: the same rows can go to several ranks); recv_rows[i] rows from rank i land in out,
+  // in rank order.
   virtual void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows,
-                            const Tensor& in, const std::vector<int64_t>& send_rows) = 0;
+                            const Tensor& in, const std::vector<int64_t>& send_rows,
+                            const std::vector<int64_t>& send_first = {}) = 0;
   // Point to point (not collective): the peer must make the matching call.
   virtual void send(const Tensor& t, int peer, int tag) = 0;
   virtual void recv(const Tensor& t, int peer, int tag) = 0;
+  // A send that returns at once (the pipeline's activations and gradients): messages between two
+  // ranks with the same tag arrive in the order they were sent.
+  virtual std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) = 0;
   virtual void broadcast(const Tensor& t, int root) = 0;
   virtual void barrier() = 0;
 

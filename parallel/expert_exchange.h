@@ -1,11 +1,14 @@
 // ExpertExchange: the all-to-all of expert parallelism.
 //
-// Rank q of the EP group (size P) holds experts [q·E/P, (q+1)·E/P). A rank's rows arrive grouped by
-// global expert (moe_dispatch's plan), so each destination's rows are one contiguous block. plan()
-// exchanges the per-expert counts; to_experts() sends the rows and reorders what arrives
-// expert-major (for local expert e: rank 0's rows, then rank 1's, ...), ready for the grouped GEMM;
-// from_experts() undoes both. The same two moves carry gradients in backward, in the other order.
-// With P = 1 both are plain copies.
+// The experts are shared out over a group of etp x ep ranks: rank j = t + etp · q of the group
+// holds experts [q·E/ep, (q+1)·E/ep) — all etp ranks with the same q hold the same experts — and,
+// of each, the hidden slice t of etp (expert tensor parallelism). A rank's rows arrive grouped by
+// global expert (moe_dispatch's plan), so each expert block q is one contiguous range of rows.
+// plan() exchanges the per-expert counts; to_experts() sends block q to each of the etp ranks that
+// hold it and reorders what arrives expert-major (for local expert e: source 0's rows, then
+// source 1's, ...), ready for the grouped GEMM; from_experts() undoes both and, when etp > 1,
+// adds up the etp partial results (one per hidden slice) of each row. The same two moves carry
+// gradients in backward, in the other order. With one rank both are plain copies.
 #pragma once
 
 #include <cstdint>
@@ -19,16 +22,20 @@ namespace tmt {
 
 class ExpertExchange {
  public:
-  // `ep` may be null: one rank holds every expert.
-  ExpertExchange(Communicator* ep, int64_t n_experts);
+  // `group` may be null: one rank holds every expert whole.
+  ExpertExchange(Communicator* group, int64_t etp, int64_t n_experts);
 
   int64_t local_experts() const { return local_experts_; }
   int64_t first_expert() const { return first_expert_; }
+  int64_t etp() const { return etp_; }
+  int64_t etp_rank() const { return etp_rank_; }
 
-  // counts: this rank's rows per global expert [E], in order. Collective over the EP group.
+  // counts: this rank's rows per global expert [E], in order. Collective over the group.
   void plan(const std::vector<int64_t>& counts);
   int64_t sent_rows() const { return sent_; }
   int64_t received_rows() const { return received_; }
+  // Rows of the buffer from_experts() collects the etp partial results in: etp · sent_rows().
+  int64_t returned_rows() const { return etp_ * sent_; }
   const std::vector<int64_t>& local_counts() const {
     return local_counts_;
   }  // rows per local expert
@@ -36,14 +43,16 @@ class ExpertExchange {
   // sent [sent_rows, D] -> received [received_rows, D] (source order) -> expert_major (same size).
   void to_experts(const Context& ctx, const Tensor& expert_major, const Tensor& received,
                   const Tensor& sent);
-  // expert_major -> received (source order) -> sent, back on the ranks the rows came from.
-  void from_experts(const Context& ctx, const Tensor& sent, const Tensor& received,
-                    const Tensor& expert_major);
+  // expert_major -> received (source order) -> back on the ranks the rows came from, in
+  // `returned` [returned_rows, D] (used only when etp > 1), summed into sent [sent_rows, D].
+  void from_experts(const Context& ctx, const Tensor& sent, const Tensor& returned,
+                    const Tensor& received, const Tensor& expert_major);
 
  private:
-  Communicator* ep_;
-  int64_t ranks_, experts_, local_experts_, first_expert_;
-  std::vector<int64_t> send_rows_, recv_rows_, local_counts_, got_;
+  Communicator* group_;
+  int64_t ranks_, etp_, etp_rank_, experts_, local_experts_, first_expert_;
+  std::vector<int64_t> send_rows_, send_first_, recv_rows_, local_counts_, got_;
+  std::vector<int64_t> block_rows_, block_first_;  // this rank's rows per expert block q
   DispatchPlan reorder_;  // source order <-> expert-major order of the received rows
   int64_t sent_ = 0, received_ = 0;
 };

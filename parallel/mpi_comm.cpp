@@ -56,6 +56,16 @@ void check_host(const Tensor& t) {
   TMT_CHECK(t.device == Device::kCpu, "MPI communicator: {} is not a host tensor", t.str());
 }
 
+struct MpiSendRequest final : SendRequest {
+  MPI_Request request = MPI_REQUEST_NULL;
+  ~MpiSendRequest() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized && request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
+  }
+  void wait() override { TMT_MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE)); }
+};
+
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
@@ -100,26 +110,35 @@ class MpiCommunicator final : public Communicator {
   }
 
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
-                    const std::vector<int64_t>& send_rows) override {
+                    const std::vector<int64_t>& send_rows,
+                    const std::vector<int64_t>& send_first) override {
     check_host(in);
     check_host(out);
     TMT_CHECK(static_cast<int>(send_rows.size()) == size_ &&
                   static_cast<int>(recv_rows.size()) == size_ && in.dtype == out.dtype,
               "all_to_all_v: {} send and {} receive counts for {} ranks", send_rows.size(),
               recv_rows.size(), size_);
+    TMT_CHECK(send_first.empty() || static_cast<int>(send_first.size()) == size_,
+              "all_to_all_v: {} send offsets for {} ranks", send_first.size(), size_);
     const int64_t in_row = in.size(0) > 0 ? in.numel() / in.size(0) : 0;
     const int64_t out_row = out.size(0) > 0 ? out.numel() / out.size(0) : 0;
     std::vector<int> sc(static_cast<size_t>(size_)), sd(sc.size()), rc(sc.size()), rd(sc.size());
     int64_t s_off = 0, r_off = 0;
     for (size_t i = 0; i < sc.size(); ++i) {
       sc[i] = count_of(send_rows[i] * in_row);
-      sd[i] = count_of(s_off);
+      sd[i] = count_of(send_first.empty() ? s_off : send_first[i] * in_row);
+      if (!send_first.empty()) {
+        TMT_CHECK(send_first[i] >= 0 && (send_first[i] + send_rows[i]) * in_row <= in.numel(),
+                  "all_to_all_v: rows {}..{} for rank {} leave {}", send_first[i],
+                  send_first[i] + send_rows[i], i, in.str());
+      }
       rc[i] = count_of(recv_rows[i] * out_row);
       rd[i] = count_of(r_off);
       s_off += send_rows[i] * in_row;
       r_off += recv_rows[i] * out_row;
     }
-    TMT_CHECK(s_off <= in.numel() && r_off <= out.numel(), "all_to_all_v: counts exceed {} / {}",
+    TMT_CHECK((!send_first.empty() || s_off <= in.numel()) && r_off <= out.numel(),
+              "all_to_all_v: counts exceed {} / {}",
               in.str(), out.str());
     TMT_MPI_CHECK(MPI_Alltoallv(in.data, sc.data(), sd.data(), mpi_type(in), out.data, rc.data(),
                                 rd.data(), mpi_type(out), comm_));
@@ -134,6 +153,14 @@ class MpiCommunicator final : public Communicator {
     check_host(t);
     TMT_MPI_CHECK(
         MPI_Recv(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+  }
+
+  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
+    check_host(t);
+    auto request = std::make_unique<MpiSendRequest>();
+    TMT_MPI_CHECK(MPI_Isend(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_,
+                            &request->request));
+    return request;
   }
 
   void broadcast(const Tensor& t, int root) override {

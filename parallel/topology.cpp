@@ -57,6 +57,11 @@ std::vector<int64_t> group_ranks(const Layout& l, int64_t rank, GroupKind kind) 
     case GroupKind::kEdp:
       for (int64_t i = 0; i < l.edp; ++i) ranks.push_back(expert_rank(l, c.etp, c.ep, i, c.pp));
       break;
+    case GroupKind::kExperts:
+      for (int64_t e = 0; e < l.ep; ++e) {
+        for (int64_t t = 0; t < l.etp; ++t) ranks.push_back(expert_rank(l, t, e, c.edp, c.pp));
+      }
+      break;
   }
   return ranks;
 }
@@ -75,6 +80,8 @@ std::string group_name(GroupKind kind) {
       return "ep";
     case GroupKind::kEdp:
       return "edp";
+    case GroupKind::kExperts:
+      return "etp*ep";
   }
   return "?";
 }

@@ -29,7 +29,9 @@ struct RankCoords {
   int64_t etp = 0, ep = 0, edp = 0;
 };
 
-enum class GroupKind { kTp, kDp, kPp, kEtp, kEp, kEdp };
+// kExperts: the etp · ep ranks that share out the experts of one expert-data-parallel replica
+// (ordered etp + ETP · ep).
+enum class GroupKind { kTp, kDp, kPp, kEtp, kEp, kEdp, kExperts };
 
 // Checks the layout is self-consistent; TMT_CHECK (the recipe layer reports user errors earlier).
 void check_layout(const Layout& layout);

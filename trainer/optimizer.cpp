@@ -49,23 +49,23 @@ Tensor Optimizer::shard(const Tensor& flat, const GroupState& g) const {
 
 double Optimizer::reduce_gradients() {
   const auto& pgroups = params_->groups();
-  double dense_sq = 0, expert_sq = 0;
+  // Each rank adds its share of the squared norm so that the sum over the world counts every
+  // parameter once: a group's square is divided by the ranks that hold the same values — its TP
+  // replicas, and (without zero1, where the shards are disjoint) its data-parallel replicas.
+  double sq = 0;
   for (size_t i = 0; i < groups_.size(); ++i) {
     const GroupState& g = groups_[i];
-    const bool dense = pgroups[i].kind == ParamKind::kDense;
-    double sq = 0;
+    const auto copies = static_cast<double>(pgroups[i].tp_replicas *
+                                            (zero1_ ? 1 : g.replicas->size()));
     if (zero1_) {
       g.replicas->reduce_scatter(g.grad_shard, pgroups[i].grads);
-      // shards are disjoint over the replica group: sum their squares there
-      sq = g.replicas->all_reduce_scalar(sum_squares(ctx_, g.grad_shard));
+      sq += sum_squares(ctx_, g.grad_shard) / copies;
     } else {
       g.replicas->all_reduce(pgroups[i].grads);
-      sq = sum_squares(ctx_, pgroups[i].grads);
+      sq += sum_squares(ctx_, pgroups[i].grads) / copies;
     }
-    (dense ? dense_sq : expert_sq) += sq;
   }
-  // Dense norms are now the same on every rank; expert parameters are further split over EP.
-  return std::sqrt(dense_sq + env_->ep->all_reduce_scalar(expert_sq));
+  return std::sqrt(env_->world->all_reduce_scalar(sq));
 }
 
 void Optimizer::step(double lr, double grad_scale) {

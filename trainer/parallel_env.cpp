@@ -29,6 +29,7 @@ ParallelEnv ParallelEnv::create(const Communicator& world, const ParallelConfig&
   env.etp = group(world, env.layout, GroupKind::kEtp);
   env.ep = group(world, env.layout, GroupKind::kEp);
   env.edp = group(world, env.layout, GroupKind::kEdp);
+  env.experts = group(world, env.layout, GroupKind::kExperts);
   return env;
 }
 

@@ -77,6 +77,19 @@ void resolve_layout(Recipe& r, int64_t world) {
   }
   p.sequence_parallel = p.tp > 1;
   // Pipeline parallelism splits layers.
+  if (m.moe && m.moe->n_shared_experts > 0 &&
+      (m.moe->n_shared_experts * m.moe->shared_expert_ffn_hidden) % p.tp != 0) {
+    fail(r, "parallel.tp",
+         fmt::format("{} does not divide the shared experts' hidden size {} x {}", p.tp,
+                     m.moe->n_shared_experts, m.moe->shared_expert_ffn_hidden));
+  }
+  if (p.pp > 1 && m.tie_embeddings) {
+    fail(r, "parallel.pp",
+         fmt::format("{} stages with model.tie_embeddings: the tied embedding and head would sit on "
+                     "different stages, which this version does not support (untie them or use "
+                     "pp 1)",
+                     p.pp));
+  }
   if (p.pp > m.n_layers)
     fail(r, "parallel.pp", fmt::format("{} stages for model.n_layers = {}", p.pp, m.n_layers));
   if (!p.pp_layers.empty()) {

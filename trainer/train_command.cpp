@@ -20,11 +20,6 @@ void refuse_unbuilt_features(const Recipe& r) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
   const ParallelConfig& p = r.parallel;
-  if (p.tp > 1)
-    refuse("parallel.tp", "tensor parallelism is not implemented yet; use data parallelism (dp)");
-  if (p.pp > 1)
-    refuse("parallel.pp", "pipeline parallelism is not implemented yet; use data parallelism (dp)");
-  if (p.etp > 1) refuse("parallel.etp", "expert tensor parallelism is not implemented yet");
   if (r.train.device == "cuda")
     refuse("train.device", "the CUDA backend cannot train yet; use cpu");
   if (r.train.dtype == "bf16")

@@ -20,6 +20,26 @@ double seconds_since(Clock::time_point t0) {
 
 }  // namespace
 
+namespace {
+
+ModelShard shard_of(const Recipe& r, ParallelEnv& env) {
+  ModelShard shard;
+  shard.tp = env.tp.get();
+  shard.experts = env.experts.get();
+  shard.etp = r.parallel.etp;
+  shard.stage = env.coords.pp;
+  shard.in_flight = r.parallel.pp - env.coords.pp;  // 1F1B (schedule.h)
+  shard.shard_multiple = r.parallel.zero1 ? std::lcm(r.parallel.dp, r.parallel.edp) : 1;
+  return shard;
+}
+
+size_t batch_bytes(const Recipe& r) {
+  return 2 * static_cast<size_t>(r.parallel.pp) *
+         Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len});
+}
+
+}  // namespace
+
 Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
     : r_(r),
       data_(data),
@@ -27,14 +47,10 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, DType::kF32, r.train.micro_batch, env.ep.get(),
-             r.parallel.zero1 ? std::lcm(r.parallel.dp, r.parallel.edp) : 1),
+      model_(r, ctx_, DType::kF32, r.train.micro_batch, shard_of(r, env)),
       optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
-      batch_arena_(Device::kCpu,
-                   2 * Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len}),
-                   "batch"),
-      batch_{batch_arena_.alloc(DType::kI32, {micro_, r.data.seq_len}),
-             batch_arena_.alloc(DType::kI32, {micro_, r.data.seq_len})} {}
+      batch_arena_(Device::kCpu, batch_bytes(r), "batch"),
+      schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
 
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
@@ -42,32 +58,32 @@ StepMetrics Trainer::step() {
   const int64_t dp = r_.parallel.dp;
   const int64_t share = r_.train.global_batch / dp;
   model_.params().zero_grads();
-  // [lm loss sum, lm tokens, aux, z, dropped]: summed over micro-batches here, then over DP ranks.
-  double sums[5] = {0, 0, 0, 0, 0};
-  std::vector<double> max_load;
-  for (int64_t m = 0; m < n_micro_; ++m) {
-    const int64_t first = step_ * r_.train.global_batch + env_.coords.dp * share + m * micro_;
-    fill_batch(*data_.train, first, batch_.inputs, batch_.targets);
-    const LossParts p = model_.forward_backward(batch_, 1.0 / static_cast<double>(step_tokens_),
-                                                1.0 / static_cast<double>(n_micro_ * dp));
-    sums[0] += p.lm_loss_sum;
-    sums[1] += static_cast<double>(p.lm_tokens);
-    sums[2] += p.aux_loss;
-    sums[3] += p.z_loss;
-    sums[4] += static_cast<double>(p.dropped);
-    if (max_load.empty()) max_load.assign(p.max_load.size(), 0.0);
-    for (size_t i = 0; i < p.max_load.size(); ++i)
-      max_load[i] = std::max(max_load[i], p.max_load[i]);
-  }
+  const int64_t step_first = step_ * r_.train.global_batch + env_.coords.dp * share;
+  const LossParts p = schedule_.train(
+      n_micro_,
+      [&](int64_t m, MicroBatch& batch) {
+        fill_batch(*data_.train, step_first + m * micro_, batch.inputs, batch.targets);
+      },
+      1.0 / static_cast<double>(step_tokens_), 1.0 / static_cast<double>(n_micro_ * dp));
+  // [lm loss sum, lm tokens, aux, z, dropped], summed over the micro-batches, then over the
+  // data-parallel ranks and the pipeline stages (the loss lives on the last, the router losses on
+  // the stages of their layers); TP ranks already agree.
+  double sums[5] = {p.lm_loss_sum, static_cast<double>(p.lm_tokens), p.aux_loss, p.z_loss,
+                    static_cast<double>(p.dropped)};
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{5}};
   env_.dp->all_reduce(reduced);
+  env_.pp->all_reduce(reduced);
+  std::vector<double> max_load = p.max_load;
   if (!max_load.empty()) {
     Tensor loads{max_load.data(), DType::kF64, Device::kCpu,
                  Shape{static_cast<int64_t>(max_load.size())}};
     env_.dp->all_reduce(loads, ReduceOp::kMax);
+    env_.pp->all_reduce(loads, ReduceOp::kMax);
   }
-  // Gradients: summed over the ranks that hold a replica of each parameter (the loss was already
-  // scaled to the global-batch mean); the norm counts every parameter once.
+  // Gradients: summed over the TP ranks that hold a replica of a parameter and each saw part of
+  // the tokens, then over the data-parallel replicas (the loss was already scaled to the
+  // global-batch mean); the norm counts every parameter once.
+  model_.reduce_tp_replicated_grads();
   const double grad_norm = optimizer_.reduce_gradients();
 
   StepMetrics sm;
@@ -97,14 +113,16 @@ std::optional<double> Trainer::validate() {
   const int64_t dp = r_.parallel.dp, n = r_.log.eval_batches;
   for (int64_t round = 0; round < (n + dp - 1) / dp; ++round) {
     const int64_t i = round * dp + env_.coords.dp;
-    fill_batch(*data_.val, (i % n) * micro_, batch_.inputs, batch_.targets);
-    const LossParts p = model_.forward(batch_);
+    const LossParts p = schedule_.evaluate(1, [&](int64_t, MicroBatch& batch) {
+      fill_batch(*data_.val, (i % n) * micro_, batch.inputs, batch.targets);
+    });
     if (i >= n) continue;
     sums[0] += p.lm_loss_sum;
     sums[1] += static_cast<double>(p.lm_tokens);
   }
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{2}};
   env_.dp->all_reduce(reduced);
+  env_.pp->all_reduce(reduced);
   return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 

@@ -1,6 +1,6 @@
-// The training loop: for each optimizer step, gradient accumulation over micro-batches, the
-// gradient all-reduce over data-parallel ranks, global-norm clipping, a NaN/Inf guard, AdamW,
-// validation and metrics.
+// The training loop: for each optimizer step, the micro-batches through the pipeline schedule
+// (gradient accumulation), the gradient reductions (tensor-parallel replicas, then data-parallel
+// ranks), global-norm clipping, a NaN/Inf guard, AdamW, validation and metrics.
 //
 // Which data a step sees depends only on the recipe: sequence j of step s is global sequence number
 // s · global_batch + j of the source, and data-parallel rank d takes the contiguous share
@@ -16,6 +16,7 @@
 #include "trainer/model/model.h"
 #include "trainer/optimizer.h"
 #include "trainer/parallel_env.h"
+#include "trainer/schedule.h"
 #include "trainer/recipe.h"
 
 namespace tmt {
@@ -44,7 +45,7 @@ class Trainer {
   Model model_;
   Optimizer optimizer_;
   Arena batch_arena_;
-  MicroBatch batch_;
+  PipelineSchedule schedule_;
   int64_t step_ = 0;
 };
 

@@ -135,7 +135,71 @@ double zloss(const Tensor& dlse, const Tensor& lse, double coeff, double weight)
   return n > 0 ? coeff * sum / static_cast<double>(n) : 0.0;
 }
 
+template <class T>
+void stats_of(const Tensor& stats, const Tensor& probs, const Tensor& topk_idx, const Tensor& lse) {
+  const int64_t n = probs.size(0), e = probs.size(1), k = topk_idx.size(1);
+  const T* pr = probs.ptr<const T>();
+  const T* l = lse.ptr<const T>();
+  const int32_t* idx = topk_idx.ptr<const int32_t>();
+  double* st = stats.ptr<double>();
+  for (int64_t j = 0; j < 2 * e + 1; ++j) st[j] = 0;
+  for (int64_t i = 0; i < n * k; ++i) st[idx[i]] += 1.0;
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < e; ++j) st[e + j] += static_cast<double>(pr[t * e + j]);
+    st[2 * e] += static_cast<double>(l[t]) * static_cast<double>(l[t]);
+  }
+}
+
+template <class T>
+double balance_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens,
+                          int64_t top_k, double coeff, double weight) {
+  const int64_t n = dprobs.size(0), e = dprobs.size(1);
+  const double* st = stats.ptr<const double>();
+  const double total = static_cast<double>(tokens);
+  double aux = 0;
+  for (int64_t j = 0; j < e; ++j) aux += st[j] / (total * static_cast<double>(top_k)) * st[e + j] / total;
+  T* d = dprobs.ptr<T>();
+  for (int64_t j = 0; j < e; ++j) {
+    const double f = st[j] / (total * static_cast<double>(top_k));
+    const auto g = static_cast<T>(weight * coeff * static_cast<double>(e) * f / total);
+    for (int64_t t = 0; t < n; ++t) d[t * e + j] = g;
+  }
+  return coeff * static_cast<double>(e) * aux;
+}
+
+template <class T>
+double zloss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats, int64_t tokens,
+                        double coeff, double weight) {
+  const int64_t n = lse.size(0);
+  const double total = static_cast<double>(tokens);
+  const T* l = lse.ptr<const T>();
+  T* d = dlse.ptr<T>();
+  for (int64_t t = 0; t < n; ++t)
+    d[t] = static_cast<T>(weight * coeff * 2.0 * static_cast<double>(l[t]) / total);
+  return tokens > 0 ? coeff * stats.ptr<const double>()[stats.numel() - 1] / total : 0.0;
+}
+
 }  // namespace
+
+void router_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_idx,
+                  const Tensor& lse) {
+  if (probs.dtype == DType::kF64) return stats_of<double>(stats, probs, topk_idx, lse);
+  stats_of<float>(stats, probs, topk_idx, lse);
+}
+
+double load_balancing_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens,
+                                 int64_t top_k, double coeff, double grad_weight) {
+  if (dprobs.dtype == DType::kF64)
+    return balance_from_stats<double>(dprobs, stats, tokens, top_k, coeff, grad_weight);
+  return balance_from_stats<float>(dprobs, stats, tokens, top_k, coeff, grad_weight);
+}
+
+double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats,
+                         int64_t tokens, double coeff, double grad_weight) {
+  if (lse.dtype == DType::kF64)
+    return zloss_from_stats<double>(dlse, lse, stats, tokens, coeff, grad_weight);
+  return zloss_from_stats<float>(dlse, lse, stats, tokens, coeff, grad_weight);
+}
 
 void router_fwd(const Tensor& probs, const Tensor& topk_idx, const Tensor& topk_w,
                 const Tensor& lse, const Tensor& logits, const RouterParams& params) {

@@ -12,5 +12,11 @@ void router_bwd(const Tensor& dlogits, const Tensor& dtopk_w, const Tensor& dpro
 double load_balancing_loss(const Tensor& dprobs, const Tensor& probs, const Tensor& topk_idx,
                            double coeff, double grad_weight);
 double z_loss(const Tensor& dlse, const Tensor& lse, double coeff, double grad_weight);
+void router_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_idx,
+                  const Tensor& lse);
+double load_balancing_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens,
+                                 int64_t top_k, double coeff, double grad_weight);
+double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats,
+                         int64_t tokens, double coeff, double grad_weight);
 
 }  // namespace tmt::cpu

@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
                     xr = a.alloc(tmt::DType::kF32, {most, d}),
                     xe = a.alloc(tmt::DType::kF32, {most, d});
   tmt::DispatchPlan plan;
-  tmt::ExpertExchange exchange(world.get(), e);
+  tmt::ExpertExchange exchange(world.get(), 1, e);
   double dispatch_s = 0, combine_s = 0;
   int64_t moved = 0;
   for (int r = -2; r < repeats; ++r) {  // two warm-up rounds
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     exchange.to_experts(ctx, xe.slice(0, recv), xr.slice(0, recv), xp);
     world->barrier();
     const auto t1 = std::chrono::steady_clock::now();
-    exchange.from_experts(ctx, xp, xr.slice(0, recv), xe.slice(0, recv));
+    exchange.from_experts(ctx, xp, xp, xr.slice(0, recv), xe.slice(0, recv));
     tmt::unpermute_fwd(ctx, y, xp, w, plan);
     world->barrier();
     const auto t2 = std::chrono::steady_clock::now();

@@ -7,6 +7,11 @@
 //
 // Parameters: attn_norm [D], wq [H·Dh, D], wk [Hk·Dh, D], wv [Hk·Dh, D], wo [D, H·Dh] (PyTorch
 // layout, out × in).
+//
+// Tensor parallelism: rank r of tp holds query heads [r·H/tp, (r+1)·H/tp) — its rows of wq and
+// columns of wo — and the kv heads they read: Hk/tp of them when tp divides Hk, else the one kv
+// head its query heads share, replicated on tp/Hk ranks. The normalised chunk h is all-gathered
+// before the projections; o Woᵀ is a partial sum, reduce-scattered back to the chunks.
 #pragma once
 
 #include "trainer/model/layer.h"
@@ -32,15 +37,17 @@ class AttentionLayer {
   LayerEnv env_;
   ParamStore* store_;
   size_t norm_, wq_, wk_, wv_, wo_;
-  int64_t heads_, kv_heads_, head_dim_;
-  // activations: h [T, D], rstd [T], q [T, H·Dh], k, v [T, Hk·Dh], o [T, H·Dh], lse [B, H, S]
-  Tensor h_, rstd_, q_, k_, v_, o_, lse_;
+  int64_t heads_, kv_heads_, head_dim_;  // this rank's
+  // activations (T tokens, Tl = T/tp of them in this rank's chunk; H, Hk this rank's heads):
+  // h [Tl, D], rstd [Tl], h_full [T, D] (tp > 1), q [T, H·Dh], k, v [T, Hk·Dh], o [T, H·Dh],
+  // lse [B, H, S]
+  Tensor h_, rstd_, h_full_, q_, k_, v_, o_, lse_;
   Arena* scratch_ = nullptr;
 
-  // Backward's temporaries: dh [T, D], dq [T, H·Dh], dk, dv [T, Hk·Dh], dout [T, H·Dh], dx_norm [T,
-  // D].
+  // Backward's temporaries: dy_full, dh_full [T, D] (tp > 1), dh [Tl, D], dq [T, H·Dh],
+  // dk, dv [T, Hk·Dh], dout [T, H·Dh], dx_norm [Tl, D]. Forward's: the partial output [T, D].
   struct Grads {
-    Tensor dh, dq, dk, dv, dout, dx_norm;
+    Tensor dy_full, dh_full, dh, dq, dk, dv, dout, dx_norm;
   };
   Grads alloc_grads(Arena& scratch) const;
 };

@@ -1,5 +1,7 @@
 // One transformer block: x_mid = x + Attention(RMSNorm(x)); x_out = x_mid + FFN(RMSNorm(x_mid)),
 // where the FFN is dense SwiGLU (first_dense_layers / layer_pattern) or MoE, plus shared experts.
+// x, x_mid and x_out are this rank's sequence chunk [T/tp, D] (layer.h); the dense FFN and the
+// shared experts see the all-gathered h2 and their partial outputs are reduce-scattered back.
 #pragma once
 
 #include <memory>
@@ -32,7 +34,8 @@ class Block {
   std::unique_ptr<FfnLayer> dense_;
   std::unique_ptr<MoeLayer> moe_;
   std::unique_ptr<FfnLayer> shared_;
-  Tensor x_mid_, h2_, rstd2_;
+  Tensor x_mid_, h2_, rstd2_;  // [Tl, D], [Tl, D], [Tl]
+  Tensor h2_full_;              // [T, D] under tp (for the dense FFN or the shared experts)
   Arena* scratch_ = nullptr;
 };
 

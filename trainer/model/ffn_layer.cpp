@@ -9,13 +9,14 @@ namespace tmt {
 
 FfnLayer::FfnLayer(const LayerEnv& env, const std::string& prefix, int64_t hidden,
                    ParamStore& store)
-    : env_(env), store_(&store), hidden_(hidden) {
+    : env_(env), store_(&store), hidden_(hidden / env.tp_size()) {
   const ModelConfig& m = env.recipe->model;
   const double out_std = m.init_std / std::sqrt(2.0 * static_cast<double>(m.n_layers));
-  w13_ = add_param(store, prefix + "w13", {2 * hidden, m.d_model}, ParamKind::kDense, true,
-                   ParamInit::kNormal, m.init_std);
-  w2_ = add_param(store, prefix + "w2", {m.d_model, hidden}, ParamKind::kDense, true,
-                  ParamInit::kNormal, out_std);
+  const int64_t first = env.tp_rank() * hidden_, d = m.d_model;
+  w13_ = add_param_block(store, prefix + "w13", {2, hidden, d}, {0, first, 0}, {2, hidden_, d},
+                         ParamKind::kDense, true, ParamInit::kNormal, m.init_std);
+  w2_ = add_param_block(store, prefix + "w2", {d, hidden}, {0, first}, {d, hidden_},
+                        ParamKind::kDense, true, ParamInit::kNormal, out_std);
 }
 
 void FfnLayer::allocate(Arena& acts, Arena& scratch) {
@@ -34,11 +35,12 @@ FfnLayer::Grads FfnLayer::alloc_grads(Arena& scratch) const {
   return g;
 }
 
-void FfnLayer::forward(const Tensor& y, const Tensor& h) {
+void FfnLayer::forward(const Tensor& y, const Tensor& h, bool accumulate) {
   const ParamStore& ps = *store_;
-  linear_fwd(env_.ctx, gu_, h, ps[w13_].value, false);
+  const Tensor w13 = ps[w13_].value.view({2 * hidden_, env_.recipe->model.d_model});
+  linear_fwd(env_.ctx, gu_, h, w13, false);
   swiglu_fwd(env_.ctx, a_, gu_);
-  linear_fwd(env_.ctx, y, a_, ps[w2_].value, true);
+  linear_fwd(env_.ctx, y, a_, ps[w2_].value, accumulate);
 }
 
 void FfnLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h, bool accumulate_dh) {
@@ -47,7 +49,9 @@ void FfnLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h, boo
   const Grads g = alloc_grads(*scratch_);
   linear_bwd(env_.ctx, g.da, ps[w2_].grad, dy, a_, ps[w2_].value, false);
   swiglu_bwd(env_.ctx, g.dgu, g.da, gu_);
-  linear_bwd(env_.ctx, dh, ps[w13_].grad, g.dgu, h, ps[w13_].value, accumulate_dh);
+  const Shape w13{2 * hidden_, env_.recipe->model.d_model};
+  linear_bwd(env_.ctx, dh, ps[w13_].grad.view(w13), g.dgu, h, ps[w13_].value.view(w13),
+             accumulate_dh);
   scratch_->reset(mark);
 }
 

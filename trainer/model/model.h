@@ -1,13 +1,22 @@
-// Model: this rank's transformer — token embedding, n_layers blocks, final RMSNorm, LM head and the
-// cross-entropy loss — with forward and backward written out by hand.
+// Model: this rank's share of the transformer — token embedding, its pipeline stage's blocks, final
+// RMSNorm, LM head and the cross-entropy loss — with forward and backward written out by hand.
 //
 //   x_0 = E[tokens]                                   [T, D]
 //   x_{l+1} = Block_l(x_l)                             (block.h)
 //   logits = RMSNorm(x_L) W_headᵀ                      [T, V]   (W_head = E when tie_embeddings)
 //   loss = mean over target tokens of CE(logits, target) + Σ_MoE layers (aux + z)
 //
-// Parameters, gradients and activations each live in one arena, sized once for a micro-batch of
-// train.micro_batch × data.seq_len tokens; a step allocates nothing.
+// Which share (ModelShard): pipeline stage s holds the layers pipeline_stages() gives it, the
+// first stage also the embedding, the last the final norm, the head and the loss. Under tensor
+// parallelism the residual stream is this rank's sequence chunk [T/tp, D] (layer.h), and the
+// embedding and the head are vocab-parallel: rank r holds rows [r·V/tp, (r+1)·V/tp) of each; the
+// embedding's partial rows are reduce-scattered to the chunks, and the loss is the vocab-parallel
+// cross-entropy over logits [T, V/tp] (kernels/cross_entropy.h) — the full logits never exist.
+//
+// A pipeline stage keeps the activations of several micro-batches at once (1F1B): `in_flight`
+// slots, each a full set of the stage's activations; the slots share the parameters.
+// Parameters, gradients and activations each live in one arena, sized once; a step allocates
+// nothing.
 #pragma once
 
 #include <memory>
@@ -23,45 +32,86 @@ struct MicroBatch {
 };
 
 struct LossParts {
-  double lm_loss_sum = 0.0;  // Σ over counted targets of the cross-entropy
-  int64_t lm_tokens = 0;     // targets counted
-  double aux_loss = 0.0;     // Σ over MoE layers (coefficients applied)
+  double lm_loss_sum = 0.0;  // Σ over counted targets of the cross-entropy (last stage)
+  int64_t lm_tokens = 0;     // targets counted (last stage)
+  double aux_loss = 0.0;     // Σ over this stage's MoE layers (coefficients applied)
   double z_loss = 0.0;
-  std::vector<double> max_load;  // per MoE layer: busiest expert / mean
+  std::vector<double> max_load;  // per MoE layer of the whole model: busiest expert / mean (0 for
+                                 // layers on other stages)
   int64_t dropped = 0;
+};
+
+// Which part of the model this rank holds, and the groups it shares the work with.
+struct ModelShard {
+  Communicator* tp = nullptr;       // tensor parallelism (null: none)
+  Communicator* experts = nullptr;  // the etp x ep ranks the experts are spread over (null: none)
+  int64_t etp = 1;
+  int64_t stage = 0;      // pipeline stage, of recipe.parallel.pp
+  int64_t in_flight = 1;  // micro-batches whose activations the stage keeps at once
+  int64_t shard_multiple = 1;  // parameter groups are padded to a multiple of it (ZeRO-1)
 };
 
 class Model {
  public:
-  // dtype f32 for training; f64 for gradient checks. `ep`: the expert-parallel group (null = none).
-  // `shard_multiple`: parameter groups are padded to a multiple of it (ParamStore::allocate).
+  // dtype f32 for training; f64 for gradient checks.
   Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
-        Communicator* ep = nullptr, int64_t shard_multiple = 1);
+        const ModelShard& shard = {});
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
+  bool first_stage() const { return first_layer_ == 0; }
+  bool last_stage() const { return last_; }
+  int64_t in_flight() const { return static_cast<int64_t>(slots_.size()); }
 
-  // Forward and backward over one micro-batch; gradients ACCUMULATE into params().
-  // lm_grad_scale multiplies the cross-entropy's gradient (1 / target tokens in the step);
-  // aux_weight multiplies the router losses' (1 / micro-batches in the step).
+  // The pipeline's view, one micro-batch in slot k (< in_flight()):
+  // what this stage receives (its first block's input, [T/tp, D]; unused on the first stage),
+  Tensor stage_input(int64_t slot) { return slots_[static_cast<size_t>(slot)].x.front(); }
+  // what it sends on (its last block's output),
+  Tensor stage_output(int64_t slot) { return slots_[static_cast<size_t>(slot)].x.back(); }
+  // and the gradient buffer backward() works in: on entry (stages but the last) the gradient of
+  // stage_output, on return the gradient of stage_input, to send back.
+  Tensor stage_grad(int64_t slot) { return slots_[static_cast<size_t>(slot)].dx; }
+  LossParts forward(int64_t slot, const MicroBatch& batch, double lm_grad_scale,
+                    double aux_weight);
+  // Gradients ACCUMULATE into params().
+  void backward(int64_t slot, const MicroBatch& batch);
+
+  // One stage, one micro-batch: forward and backward. lm_grad_scale multiplies the
+  // cross-entropy's gradient (1 / target tokens in the step); aux_weight multiplies the router
+  // losses' (1 / micro-batches in the step).
   LossParts forward_backward(const MicroBatch& batch, double lm_grad_scale, double aux_weight);
-  // Forward only (validation).
+  // Forward only (validation), one stage.
   LossParts forward(const MicroBatch& batch);
+
+  // After the backward passes of a step: sums the gradient parts of the parameters that several
+  // TP ranks hold (norms, router, replicated kv heads) over those ranks.
+  void reduce_tp_replicated_grads();
 
   size_t activation_bytes() const { return acts_.capacity() + scratch_.capacity(); }
 
  private:
-  LossParts run_forward(const MicroBatch& batch, double lm_grad_scale, double aux_weight);
+  struct Slot {
+    std::vector<std::unique_ptr<Block>> blocks;
+    std::vector<Tensor> x;  // residual stream: the stage's input .. each block's output [Tl, D]
+    Tensor dx;              // [Tl, D]
+    Tensor hf, rstd_f, hf_full, logits, losses, ce_stats;  // last stage
+  };
   void allocate_activations(Arena& acts, Arena& scratch);
+  void loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossParts& parts);
 
   const Recipe* recipe_;
   LayerEnv env_;
+  int64_t first_layer_ = 0, last_layer_ = 0;
+  bool last_ = true;
+  int64_t vocab_local_ = 0, vocab_start_ = 0;
+  std::vector<int64_t> moe_index_;  // per layer of the stage: index among the model's MoE layers
+  int64_t moe_layers_ = 0;
   ParamStore params_;
-  size_t embedding_, final_norm_, head_;
-  std::vector<std::unique_ptr<Block>> blocks_;
+  size_t embedding_ = 0, final_norm_ = 0, head_ = 0;
+  std::vector<Slot> slots_;
+  std::unique_ptr<Communicator> kv_replicas_;  // TP ranks sharing a kv head (tp > n_kv_heads)
   Arena acts_, scratch_;
-  std::vector<Tensor> x_;  // residual stream x_0 .. x_L, each [T, D]
-  Tensor hf_, rstd_f_, logits_, losses_, positions_, rope_cos_, rope_sin_;
+  Tensor positions_, rope_cos_, rope_sin_;
 };
 
 }  // namespace tmt

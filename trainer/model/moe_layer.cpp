@@ -23,30 +23,35 @@ RouterParams router_params(const MoeConfig& cfg) {
 }  // namespace
 
 MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
-    : env_(env), store_(&store), exchange_(env.ep, env.recipe->model.moe->n_experts) {
+    : env_(env),
+      store_(&store),
+      exchange_(env.experts, env.etp, env.recipe->model.moe->n_experts) {
   const ModelConfig& m = env.recipe->model;
   const MoeConfig& e = *m.moe;
   experts_ = e.n_experts;
   top_k_ = e.top_k;
-  hidden_ = e.expert_ffn_hidden;
+  hidden_ = e.expert_ffn_hidden / env.etp;
   const std::string p = "layers." + std::to_string(layer) + ".moe.";
   const double out_std = m.init_std / std::sqrt(2.0 * static_cast<double>(m.n_layers));
-  // The router is replicated (a dense parameter); each EP rank holds its block of the experts.
-  router_ = add_param(store, p + "router", {experts_, m.d_model}, ParamKind::kDense, true,
-                      ParamInit::kNormal, m.init_std);
-  w13_ = add_param_rows(store, p + "w13", {experts_, 2 * hidden_, m.d_model},
-                        exchange_.first_expert(), exchange_.local_experts(), ParamKind::kExpert,
-                        true, ParamInit::kNormal, m.init_std);
-  w2_ = add_param_rows(store, p + "w2", {experts_, m.d_model, hidden_}, exchange_.first_expert(),
-                       exchange_.local_experts(), ParamKind::kExpert, true, ParamInit::kNormal,
-                       out_std);
+  const int64_t d = m.d_model, fe = e.expert_ffn_hidden, le = exchange_.local_experts();
+  const int64_t first = exchange_.first_expert(), slice = exchange_.etp_rank() * hidden_;
+  // The router is replicated (a dense parameter, on every TP rank); each rank holds its block of
+  // the experts.
+  router_ = add_param(store, p + "router", {experts_, d}, ParamKind::kDense, true,
+                      ParamInit::kNormal, m.init_std, env.tp_size());
+  w13_ = add_param_block(store, p + "w13", {experts_, 2, fe, d}, {first, 0, slice, 0},
+                         {le, 2, hidden_, d}, ParamKind::kExpert, true, ParamInit::kNormal,
+                         m.init_std);
+  w2_ = add_param_block(store, p + "w2", {experts_, d, fe}, {first, 0, slice}, {le, d, hidden_},
+                        ParamKind::kExpert, true, ParamInit::kNormal, out_std);
 }
 
 void MoeLayer::allocate(Arena& acts, Arena& scratch) {
-  const int64_t t = env_.tokens();
+  const int64_t t = env_.local_tokens();
   const int64_t d = env_.recipe->model.d_model;
-  const int64_t sent = t * top_k_;                 // dropless worst case
-  const int64_t received = env_.ep_size() * sent;  // every rank's every assignment to this rank
+  const int64_t sent = t * top_k_;  // dropless worst case
+  const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
+  const int64_t received = group * sent;  // every rank's every assignment to this rank
   const DType f = env_.dtype;
   logits_ = acts.alloc(f, {t, experts_});
   probs_ = acts.alloc(f, {t, experts_});
@@ -55,8 +60,10 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   lse_ = acts.alloc(f, {t});
   dprobs_ = acts.alloc(f, {t, experts_});
   dlse_ = acts.alloc(f, {t});
+  stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
   xp_ = acts.alloc(f, {sent, d});
   yp_ = acts.alloc(f, {sent, d});
+  yw_ = env_.etp > 1 ? acts.alloc(f, {env_.etp * sent, d}) : Tensor{};
   xr_ = acts.alloc(f, {received, d});
   xe_ = acts.alloc(f, {received, d});
   gu_ = acts.alloc(f, {received, 2 * hidden_});
@@ -71,9 +78,10 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
 }
 
 MoeLayer::Grads MoeLayer::alloc_grads(Arena& scratch) const {
-  const int64_t t = env_.tokens();
+  const int64_t t = env_.local_tokens();
   const int64_t d = env_.recipe->model.d_model;
-  const int64_t sent = t * top_k_, received = env_.ep_size() * sent;
+  const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
+  const int64_t sent = t * top_k_, received = group * sent;
   const DType f = env_.dtype;
   Grads g;
   g.dyp = scratch.alloc(f, {sent, d});
@@ -84,6 +92,7 @@ MoeLayer::Grads MoeLayer::alloc_grads(Arena& scratch) const {
   g.dxe = scratch.alloc(f, {received, d});
   g.dxr = scratch.alloc(f, {received, d});
   g.dxp = scratch.alloc(f, {sent, d});
+  g.dxw = env_.etp > 1 ? scratch.alloc(f, {env_.etp * sent, d}) : Tensor{};
   g.dtopk_w = scratch.alloc(f, {t, top_k_});
   g.dlogits = scratch.alloc(f, {t, experts_});
   return g;
@@ -93,9 +102,12 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const Context& ctx = env_.ctx;
   const ParamStore& ps = *store_;
   const MoeConfig& cfg = *env_.recipe->model.moe;
-  const int64_t t = env_.tokens();
+  const int64_t t = env_.local_tokens();
+  const int64_t d = env_.recipe->model.d_model;
   linear_fwd(ctx, logits_, h, ps[router_].value, false);
   router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, logits_, router_params(cfg));
+  const Tensor router_sums = stats_.slice(0, 2 * experts_ + 1);
+  router_stats(ctx, router_sums, probs_, topk_idx_, lse_);
 
   std::optional<int64_t> capacity;
   if (cfg.capacity_factor) {
@@ -106,28 +118,36 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   // contiguous.
   make_dispatch_plan(plan_, topk_idx_, experts_, 0, experts_, capacity);
   rows_ = plan_.rows();
+  double* st = stats_.ptr<double>();
+  st[2 * experts_ + 1] = static_cast<double>(t * top_k_ - rows_);
+  if (env_.tp_size() > 1) env_.tp->all_reduce(stats_);  // the whole micro-batch's statistics
   exchange_.plan(plan_.counts);
   recv_ = exchange_.received_rows();
 
   MoeStats stats;
-  stats.aux_loss =
-      load_balancing_loss(ctx, dprobs_, probs_, topk_idx_, cfg.aux_loss_coeff, aux_weight);
-  stats.z_loss = z_loss(ctx, dlse_, lse_, cfg.z_loss_coeff, aux_weight);
-  int64_t busiest = 0;
-  for (int64_t c : plan_.counts) busiest = std::max(busiest, c);
-  stats.max_load = static_cast<double>(busiest) * static_cast<double>(experts_) /
-                   static_cast<double>(t * top_k_);
-  stats.dropped = t * top_k_ - rows_;
+  const int64_t tokens = env_.tokens();
+  stats.aux_loss = load_balancing_from_stats(ctx, dprobs_, router_sums, tokens, top_k_,
+                                             cfg.aux_loss_coeff, aux_weight);
+  stats.z_loss = z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff,
+                                   aux_weight);
+  double busiest = 0;
+  for (int64_t e = 0; e < experts_; ++e) busiest = std::max(busiest, st[e]);
+  stats.max_load =
+      busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);
+  stats.dropped = static_cast<int64_t>(st[2 * experts_ + 1]);
 
   const Tensor xp = xp_.slice(0, rows_), yp = yp_.slice(0, rows_);
+  const Tensor yw = env_.etp > 1 ? yw_.slice(0, exchange_.returned_rows()) : Tensor{};
   const Tensor xr = xr_.slice(0, recv_), xe = xe_.slice(0, recv_), gu = gu_.slice(0, recv_),
                a = a_.slice(0, recv_), ye = ye_.slice(0, recv_);
+  const int64_t le = exchange_.local_experts();
   permute_fwd(ctx, xp, h, plan_);
   exchange_.to_experts(ctx, xe, xr, xp);
-  grouped_linear_fwd(ctx, gu, xe, ps[w13_].value, exchange_.local_counts());
+  grouped_linear_fwd(ctx, gu, xe, ps[w13_].value.view({le, 2 * hidden_, d}),
+                     exchange_.local_counts());
   swiglu_fwd(ctx, a, gu);
   grouped_linear_fwd(ctx, ye, a, ps[w2_].value, exchange_.local_counts());
-  exchange_.from_experts(ctx, yp, xr, ye);  // xr is free again: it carries the outputs back
+  exchange_.from_experts(ctx, yp, yw, xr, ye);  // xr is free again: it carries the outputs back
   unpermute_fwd(ctx, y, yp, topk_w_, plan_);
   return stats;
 }
@@ -136,21 +156,26 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   const Context& ctx = env_.ctx;
   ParamStore& ps = *store_;
   const MoeConfig& cfg = *env_.recipe->model.moe;
+  const int64_t d = env_.recipe->model.d_model;
   const size_t mark = scratch_->mark();
   const Grads g = alloc_grads(*scratch_);
   const Tensor yp = yp_.slice(0, rows_), xe = xe_.slice(0, recv_), gu = gu_.slice(0, recv_),
                a = a_.slice(0, recv_);
   const Tensor dyp = g.dyp.slice(0, rows_), dxp = g.dxp.slice(0, rows_);
+  const Tensor dxw = env_.etp > 1 ? g.dxw.slice(0, exchange_.returned_rows()) : Tensor{};
   const Tensor dyr = g.dyr.slice(0, recv_), dye = g.dye.slice(0, recv_), da = g.da.slice(0, recv_),
                dgu = g.dgu.slice(0, recv_), dxe = g.dxe.slice(0, recv_),
                dxr = g.dxr.slice(0, recv_);
+  const int64_t le = exchange_.local_experts();
+  const Shape w13{le, 2 * hidden_, d};
   unpermute_bwd(ctx, dyp, g.dtopk_w, dy, yp, topk_w_,
                 plan_);  // dtopk_w accumulates onto zeroed scratch
   exchange_.to_experts(ctx, dye, dyr, dyp);
   grouped_linear_bwd(ctx, da, ps[w2_].grad, dye, a, ps[w2_].value, exchange_.local_counts());
   swiglu_bwd(ctx, dgu, da, gu);
-  grouped_linear_bwd(ctx, dxe, ps[w13_].grad, dgu, xe, ps[w13_].value, exchange_.local_counts());
-  exchange_.from_experts(ctx, dxp, dxr, dxe);
+  grouped_linear_bwd(ctx, dxe, ps[w13_].grad.view(w13), dgu, xe, ps[w13_].value.view(w13),
+                     exchange_.local_counts());
+  exchange_.from_experts(ctx, dxp, dxw, dxr, dxe);
   permute_bwd(ctx, dh, dxp, plan_);
   router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, logits_,
              router_params(cfg));

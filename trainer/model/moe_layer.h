@@ -13,15 +13,24 @@
 // Both are added to the training loss of each MoE layer and weighted like the micro-batch's share
 // of the step (aux_weight), so they are per-layer sums and micro-batch means.
 //
-// Expert parallelism (ep > 1): rank q of the EP group holds experts [q·E/ep, (q+1)·E/ep). Each rank
+// Expert parallelism: the experts are shared out over the etp x ep ranks of LayerEnv::experts
+// (parallel/expert_exchange.h): rank q of ep holds experts [q·E/ep, (q+1)·E/ep), and with expert
+// tensor parallelism (etp > 1) each of its etp ranks holds a slice Fe/etp of their hidden size
+// (column-parallel W13, row-parallel W2; the partial outputs are summed on the way back). Each rank
 // routes its own tokens; the rows bound for each rank's experts go there in one all-to-all (with
 // the per-expert counts exchanged first), are reordered expert-major, run through the local
-// experts, reordered back and returned by a second all-to-all; backward mirrors it. Nothing else
-// changes: the router and its losses see the same tokens as on one rank.
+// experts, reordered back and returned by a second all-to-all; backward mirrors it.
+//
+// Under tensor (and so sequence) parallelism each TP rank routes its own chunk of T/tp tokens; the
+// router losses still cover the whole micro-batch: the statistics they need (assignments and
+// probability sums per expert, Σ lse²) are summed over TP first, so the losses and their
+// gradients equal the one-rank values.
 //
 // Dropless by default: every assignment is computed. With a capacity factor c each expert takes at
-// most ⌈c · T · K / E⌉ assignments, the earliest tokens first; a dropped assignment contributes
-// nothing (the token keeps its residual and whatever its other experts give).
+// most ⌈c · T · K / E⌉ of a rank's assignments (T: the tokens the rank routes, T/tp under tensor
+// parallelism), the earliest tokens first (in token order, a token's k-th choice before later
+// tokens); a dropped assignment contributes nothing: the token keeps its residual and whatever its
+// other experts give.
 #pragma once
 
 #include "kernels/moe_dispatch.h"
@@ -43,7 +52,8 @@ class MoeLayer {
   MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store);
   void allocate(Arena& acts, Arena& scratch);
 
-  // y += MoE(h). aux_weight scales the router losses' gradients (their share of the step's loss).
+  // y += MoE(h), both this rank's chunk [T/tp, D]. aux_weight scales the router losses' gradients
+  // (their share of the step's loss).
   MoeStats forward(const Tensor& y, const Tensor& h, double aux_weight);
   // dh = d MoE / dh · dy, plus the router losses' gradients.
   void backward(const Tensor& dh, const Tensor& dy, const Tensor& h);
@@ -51,12 +61,14 @@ class MoeLayer {
  private:
   LayerEnv env_;
   ParamStore* store_;
-  int64_t experts_, top_k_, hidden_;
+  int64_t experts_, top_k_, hidden_;  // hidden_: this rank's slice of Fe
   size_t router_, w13_, w2_;
-  // activations: [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
+  // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
   Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
+  Tensor stats_;                  // f64 [2E + 2]: router_stats, then dropped assignments
   Tensor xp_, yp_;                // this rank's assignments in plan order: at most T·K rows of [D]
-  Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most ep·T·K): D, D, 2Fe, Fe, D
+  Tensor yw_;                     // etp > 1: the etp partial outputs of each, [etp·T·K, D]
+  Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
   DispatchPlan plan_;             // this rank's tokens over all experts
   ExpertExchange exchange_;       // to and from the ranks that hold the experts
   int64_t rows_ = 0;              // assignments this rank sends (the kept ones)
@@ -64,7 +76,7 @@ class MoeLayer {
   Arena* scratch_ = nullptr;
 
   struct Grads {
-    Tensor dyp, dyr, dye, da, dgu, dxe, dxr, dxp, dtopk_w, dlogits;
+    Tensor dyp, dyr, dye, da, dgu, dxe, dxr, dxp, dxw, dtopk_w, dlogits;
   };
   Grads alloc_grads(Arena& scratch) const;
 };

@@ -1,5 +1,6 @@
 #include "trainer/model/params.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/base/rng.h"
@@ -8,6 +9,14 @@ namespace tmt {
 
 size_t ParamStore::add(ParamSpec spec) {
   TMT_CHECK(groups_.empty(), "parameter {} declared after allocation", spec.name);
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (params_[i].spec.name != spec.name) continue;
+    const ParamSpec& had = params_[i].spec;
+    TMT_CHECK(had.global_shape == spec.global_shape && had.local_shape == spec.local_shape &&
+                  had.offset == spec.offset && had.kind == spec.kind,
+              "parameter {} declared twice with different blocks", spec.name);
+    return i;
+  }
   TMT_CHECK(spec.local_shape.rank() == spec.global_shape.rank(),
             "{}: block rank differs from tensor rank", spec.name);
   for (int d = 0; d < spec.global_shape.rank(); ++d) {
@@ -22,39 +31,50 @@ size_t ParamStore::add(ParamSpec spec) {
 void ParamStore::allocate(Device device, DType dtype, int64_t group_multiple) {
   TMT_CHECK(groups_.empty() && !params_.empty(), "parameters allocated twice, or none declared");
   TMT_CHECK(group_multiple >= 1, "group multiple {}", group_multiple);
-  // Room for the tensors, and for each of the (at most 4) groups' padding.
-  size_t total = 4 * Arena::footprint(dtype, {group_multiple});
+  // Room for the tensors, and for each group's padding.
+  size_t total = 4 * params_.size() * Arena::footprint(dtype, {group_multiple});
   for (const Param& p : params_) total += Arena::footprint(dtype, p.spec.local_shape);
   values_ = Arena(device, total, "parameters");
   grads_ = Arena(device, total, "gradients");
+  std::vector<int64_t> replication;  // the distinct tp_replicas values, ascending
+  for (const Param& p : params_) {
+    if (std::find(replication.begin(), replication.end(), p.spec.tp_replicas) == replication.end())
+      replication.push_back(p.spec.tp_replicas);
+  }
+  std::sort(replication.begin(), replication.end());
   for (ParamKind kind : {ParamKind::kDense, ParamKind::kExpert}) {
     for (bool decay : {true, false}) {
-      const size_t begin = values_.used();
-      ParamGroup g{kind, decay, {}, {}};
-      for (Param& p : params_) {
-        if (p.spec.kind != kind || p.spec.decay != decay) continue;
-        p.value = values_.alloc(dtype, p.spec.local_shape);
-        p.grad = grads_.alloc(dtype, p.spec.local_shape);
-        if (g.values.data == nullptr) {
-          g.values = p.value;
-          g.grads = p.grad;
-        }
-      }
-      if (g.values.data == nullptr) continue;
-      // The group's flat range includes the alignment padding between its tensors: zeros that stay
-      // zero under AdamW and add nothing to norms or all-reduces, and keep the group one tensor.
-      auto n = static_cast<int64_t>((values_.used() - begin) / dtype_size(dtype));
-      if (n % group_multiple != 0) {
-        const int64_t pad = group_multiple - n % group_multiple;
-        values_.alloc(dtype, {pad});
-        grads_.alloc(dtype, {pad});
-        n += pad;
-      }
-      g.values = g.values.view_flat(n);
-      g.grads = g.grads.view_flat(n);
-      groups_.push_back(g);
+      for (int64_t replicas : replication) add_group(kind, decay, replicas, dtype, group_multiple);
     }
   }
+}
+
+void ParamStore::add_group(ParamKind kind, bool decay, int64_t replicas, DType dtype,
+                           int64_t group_multiple) {
+  const size_t begin = values_.used();
+  ParamGroup g{kind, decay, replicas, {}, {}};
+  for (Param& p : params_) {
+    if (p.spec.kind != kind || p.spec.decay != decay || p.spec.tp_replicas != replicas) continue;
+    p.value = values_.alloc(dtype, p.spec.local_shape);
+    p.grad = grads_.alloc(dtype, p.spec.local_shape);
+    if (g.values.data == nullptr) {
+      g.values = p.value;
+      g.grads = p.grad;
+    }
+  }
+  if (g.values.data == nullptr) return;
+  // The group's flat range includes the alignment padding between its tensors: zeros that stay
+  // zero under AdamW and add nothing to norms or all-reduces, and keep the group one tensor.
+  auto n = static_cast<int64_t>((values_.used() - begin) / dtype_size(dtype));
+  if (n % group_multiple != 0) {
+    const int64_t pad = group_multiple - n % group_multiple;
+    values_.alloc(dtype, {pad});
+    grads_.alloc(dtype, {pad});
+    n += pad;
+  }
+  g.values = g.values.view_flat(n);
+  g.grads = g.grads.view_flat(n);
+  groups_.push_back(g);
 }
 
 int64_t global_index(const ParamSpec& spec, int64_t local_flat) {

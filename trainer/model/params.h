@@ -4,7 +4,7 @@
 // Each parameter is declared with its global name and shape and the block of it this rank holds (a
 // tensor-parallel or expert-parallel shard is a box: an offset and a size in every dimension).
 // After allocate(), values and gradients live in two arenas, laid out in groups — (dense | expert)
-// × (decayed | not) — each contiguous, so the optimizer, the gradient norm and the data-parallel
+// × (decayed | not) × tensor-parallel replication — each contiguous, so the optimizer, the gradient norm and the data-parallel
 // all-reduce each work on a handful of flat tensors instead of hundreds of small ones.
 //
 // Initialisation is a pure function of (seed, global name, global element index): a shard draws
@@ -33,6 +33,10 @@ struct ParamSpec {
   bool decay = true;  // AdamW weight decay applies (matrices) or not (norm weights)
   ParamInit init = ParamInit::kNormal;
   double init_std = 0.02;
+  // Tensor-parallel ranks that hold this same block and each add a part of its gradient: tp for
+  // the norms and the router (each rank sees its share of the tokens), tp / n_kv_heads for wk and
+  // wv when kv heads are replicated, else 1.
+  int64_t tp_replicas = 1;
 };
 
 struct Param {
@@ -44,13 +48,16 @@ struct Param {
 struct ParamGroup {
   ParamKind kind;
   bool decay;
+  int64_t tp_replicas;
   Tensor values;  // flat views over the group's contiguous range
   Tensor grads;
 };
 
 class ParamStore {
  public:
-  // Declares a parameter; returns its index. Only before allocate().
+  // Declares a parameter; returns its index. Only before allocate(). Declaring the same name again
+  // (the same block) returns the first declaration's index: the pipeline's in-flight copies of a
+  // layer share their parameters.
   size_t add(ParamSpec spec);
   // Lays out and zero-allocates values and gradients on `device` in `dtype`. Each group's flat
   // length is padded (with zeros) to a multiple of `group_multiple`, so it splits evenly into that
@@ -70,6 +77,8 @@ class ParamStore {
   const Param* find(const std::string& name) const;
 
  private:
+  void add_group(ParamKind kind, bool decay, int64_t replicas, DType dtype, int64_t group_multiple);
+
   std::vector<Param> params_;
   std::vector<ParamGroup> groups_;
   Arena values_;

@@ -1,0 +1,50 @@
+// The pipeline schedule: one optimizer step's micro-batches through this rank's stage, 1F1B.
+//
+// Stage s of P runs min(P - s - 1, M) forward passes first (warm-up), then alternates one forward
+// and one backward until every micro-batch went forward, then finishes the backward passes. So a
+// stage keeps at most P - s micro-batches' activations (the model's in-flight slots; micro-batch
+// m lives in slot m mod (P - s)), the last stage only one. Activations go to the next stage and
+// gradients come back by point-to-point messages over the PP group; sends do not block (a slot's
+// send is awaited before the slot is reused), receives do. With P = 1 it is plain gradient
+// accumulation: forward and backward of each micro-batch in turn.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "trainer/model/model.h"
+
+namespace tmt {
+
+class PipelineSchedule {
+ public:
+  // `pp` may be null (one stage). `batch_arena` provides a batch per in-flight slot.
+  PipelineSchedule(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena);
+
+  // Loads micro-batch m (0 ..) of the step into `batch`.
+  using Loader = std::function<void(int64_t m, MicroBatch& batch)>;
+
+  // Forward and backward of `micro_batches` micro-batches; gradients accumulate in the model.
+  // Returns this stage's loss parts summed over the micro-batches.
+  LossParts train(int64_t micro_batches, const Loader& load, double lm_grad_scale,
+                  double aux_weight);
+  // Forward only (validation); the loss parts are the last stage's.
+  LossParts evaluate(int64_t micro_batches, const Loader& load);
+
+ private:
+  void forward(int64_t m, const Loader& load, LossParts& sum, double lm_grad_scale,
+               double aux_weight);
+  void backward(int64_t m);
+  int64_t slot_of(int64_t m) const { return m % model_->in_flight(); }
+
+  Model* model_;
+  Communicator* pp_;
+  int prev_ = -1, next_ = -1;  // neighbouring stages' ranks in the PP group (-1: none)
+  std::vector<MicroBatch> batches_;
+  std::vector<std::unique_ptr<SendRequest>> activation_sent_, grad_sent_;  // per slot
+};
+
+// Adds one micro-batch's loss parts to a running sum.
+void accumulate(LossParts& sum, const LossParts& parts);
+
+}  // namespace tmt
