@@ -42,8 +42,12 @@ void resolve_layout(Recipe& r, int64_t world) {
   } else {
     if (world % tp_pp != 0) {
       fail(r, "parallel",
-           fmt::format("tp {} x pp {} = {} does not divide the world size {}", p.tp, p.pp, tp_pp,
-                       world));
+           fmt::format("tp {} x pp {} = {} does not divide the world size {}{}", p.tp, p.pp, tp_pp,
+                       world,
+                       world == 1 ? fmt::format(" (launch {} ranks: scripts/train.sh or mpirun -n "
+                                                "{}; or set parallel.tp and parallel.pp to 1)",
+                                                tp_pp, tp_pp)
+                                  : ""));
     }
     p.dp = world / tp_pp;
   }

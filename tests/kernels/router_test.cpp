@@ -129,6 +129,39 @@ TEST(RouterLosses, BalanceAndZLossAndTheirGradients) {
                      "aux + z dlogits");
 }
 
+TEST(RouterLosses, SplitTokensWithSummedStatisticsGiveTheWholeBatchLosses) {
+  // Sequence parallelism: two ranks each hold part of a micro-batch's tokens; their summed
+  // statistics must give exactly the losses and gradient rows of the whole.
+  const int64_t t = 11, e = 6, k = 2, first = 4;
+  Arena a(Device::kCpu, 1 << 18, "t");
+  Tensor logits = a.alloc(DType::kF64, {t, e}), probs = a.alloc(DType::kF64, {t, e});
+  Tensor idx = a.alloc(DType::kI32, {t, k}), w = a.alloc(DType::kF64, {t, k}),
+         lse = a.alloc(DType::kF64, {t});
+  Tensor dprobs = a.alloc(DType::kF64, {t, e}), dlse = a.alloc(DType::kF64, {t});
+  test::fill_normal(logits, 9, 1.2);
+  router_fwd(kCpu, probs, idx, w, lse, logits, RouterParams{k, RouterScore::kSoftmax, true});
+  const double aux = load_balancing_loss(kCpu, dprobs, probs, idx, 0.3, 0.5);
+  const double z = z_loss(kCpu, dlse, lse, 0.05, 0.5);
+
+  Tensor stats = a.alloc(DType::kF64, {2 * e + 1}), part = a.alloc(DType::kF64, {2 * e + 1});
+  Tensor dprobs_split = a.alloc(DType::kF64, {t, e}), dlse_split = a.alloc(DType::kF64, {t});
+  router_stats(kCpu, stats, probs.slice(0, first), idx.slice(0, first), lse.slice(0, first));
+  router_stats(kCpu, part, probs.slice(first, t), idx.slice(first, t), lse.slice(first, t));
+  for (int64_t i = 0; i < 2 * e + 1; ++i) stats.ptr<double>()[i] += part.ptr<double>()[i];
+  double aux_split = 0, z_split = 0;
+  for (auto [b, end] : {std::pair<int64_t, int64_t>{0, first}, {first, t}}) {
+    aux_split =
+        load_balancing_from_stats(kCpu, dprobs_split.slice(b, end), stats, t, k, 0.3, 0.5);
+    z_split = z_loss_from_stats(kCpu, dlse_split.slice(b, end), lse.slice(b, end), stats, t,
+                                0.05, 0.5);
+  }
+  EXPECT_NEAR(aux_split, aux, 1e-15);
+  EXPECT_NEAR(z_split, z, 1e-15);
+  EXPECT_TRUE(test::all_close(dprobs_split, dprobs, 1e-15));
+  EXPECT_TRUE(test::all_close(dlse_split, dlse, 1e-15));
+  EXPECT_GT(aux, 0.0);
+}
+
 TEST(Router, F32AgreesWithF64) {
   const int64_t t = 33, e = 8, k = 2;
   Arena a(Device::kCpu, 1 << 18, "t");

@@ -75,6 +75,44 @@ TEST(Comm, AllToAllVWithRaggedCounts) {
   }
 }
 
+TEST(Comm, AllToAllVSendsOverlappingBlocks) {
+  // Every rank sends its rows [q/2, q/2 + 2) to rank q: neighbouring ranks get overlapping blocks.
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  const int64_t rows = n / 2 + 2;
+  Arena a(Device::kCpu, 1 << 14, "t");
+  Tensor in = a.alloc(DType::kF32, {rows, 3}), out = a.alloc(DType::kF32, {2 * n, 3});
+  for (int64_t i = 0; i < rows * 3; ++i) in.ptr<float>()[i] = static_cast<float>(100 * r + i);
+  std::vector<int64_t> count(static_cast<size_t>(n), 2), first(static_cast<size_t>(n));
+  for (int q = 0; q < n; ++q) first[static_cast<size_t>(q)] = q / 2;
+  world->all_to_all_v(out, count, in, count, first);
+  for (int q = 0; q < n; ++q) {
+    for (int64_t i = 0; i < 6; ++i) {  // from rank q: its rows r/2, r/2 + 1
+      EXPECT_EQ(out.ptr<float>()[q * 6 + i], static_cast<float>(100 * q + (r / 2) * 3 + i));
+    }
+  }
+}
+
+TEST(Comm, NonBlockingSendsArriveInOrder) {
+  // Each rank posts three sends to the next before it receives from the previous.
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  Arena a(Device::kCpu, 1 << 12, "t");
+  std::vector<Tensor> out;
+  std::vector<std::unique_ptr<SendRequest>> sent;
+  for (int i = 0; i < 3; ++i) {
+    out.push_back(a.alloc(DType::kF64, {4}));
+    for (int j = 0; j < 4; ++j) out.back().ptr<double>()[j] = 10 * r + i;
+    sent.push_back(world->isend(out.back(), (r + 1) % n, 5));
+  }
+  Tensor in = a.alloc(DType::kF64, {4});
+  for (int i = 0; i < 3; ++i) {
+    world->recv(in, (r + n - 1) % n, 5);
+    EXPECT_EQ(in.ptr<double>()[3], 10 * ((r + n - 1) % n) + i);
+  }
+  for (auto& s : sent) s->wait();
+}
+
 TEST(Comm, RingSendRecvBroadcastAndSplit) {
   auto world = mpi_world();
   const int r = world->rank(), n = world->size();

@@ -53,7 +53,7 @@ TEST(Topology, TpFastestPpSlowest) {
 TEST(Topology, GroupsPartitionTheWorld) {
   for (const Layout& l : layouts()) {
     for (GroupKind k : {GroupKind::kTp, GroupKind::kDp, GroupKind::kPp, GroupKind::kEtp,
-                        GroupKind::kEp, GroupKind::kEdp}) {
+                        GroupKind::kEp, GroupKind::kEdp, GroupKind::kExperts}) {
       std::vector<int> seen(static_cast<size_t>(l.world()), 0);
       for (int64_t r = 0; r < l.world(); ++r) {
         const auto g = group_ranks(l, r, k);
@@ -79,6 +79,19 @@ TEST(Topology, ExpertGroupsStayInsideAPipelineStage) {
   }
   EXPECT_EQ(group_ranks(l, 0, GroupKind::kEp).size(), 8u);
   EXPECT_EQ(group_ranks(l, 0, GroupKind::kEdp), (std::vector<int64_t>{0, 8}));
+}
+
+TEST(Topology, ExpertsGroupIsEtpTimesEpInExpertOrder) {
+  // tp2 dp4 pp2 with etp2 ep2 edp2: a stage's 8 ranks read as etp + 2 · (ep + 2 · edp)
+  const Layout l{2, 4, 2, 2, 2, 2};
+  EXPECT_EQ(group_ranks(l, 0, GroupKind::kExperts), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(group_ranks(l, 13, GroupKind::kExperts), (std::vector<int64_t>{12, 13, 14, 15}));
+  for (int64_t r = 0; r < l.world(); ++r) {
+    const auto g = group_ranks(l, r, GroupKind::kExperts);
+    const RankCoords c = coords_of(l, r);
+    // position in the group = etp + ETP · ep
+    EXPECT_EQ(g[static_cast<size_t>(c.etp + l.etp * c.ep)], r);
+  }
 }
 
 }  // namespace
