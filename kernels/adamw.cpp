@@ -1,13 +1,17 @@
 #include "kernels/adamw.h"
 
 #include "kernels/cpu/adamw.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/adamw.h"
+#endif
 
 namespace tmt {
 
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
                 const Tensor& v, const AdamWParams& params) {
-  TMT_CHECK(param.dtype == DType::kF32 || param.dtype == DType::kF64,
-            "adamw_step: param {} must be f32 or f64", param.str());
+  TMT_CHECK(
+      param.dtype == DType::kF32 || (ctx.device == Device::kCpu && param.dtype == DType::kF64),
+      "adamw_step: param {} must be f32 (or f64 on cpu)", param.str());
   for (const Tensor* t : {&grad, &m, &v}) {
     TMT_CHECK(t->numel() == param.numel() && t->dtype == param.dtype,
               "adamw_step: {} does not match param {}", t->str(), param.str());
@@ -23,7 +27,11 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, con
             "step {}",
             p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.step);
   if (ctx.device == Device::kCpu) return cpu::adamw_step(param, grad, m, v, params);
-  TMT_CHECK(false, "adamw_step: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::adamw_step(ctx, param, grad, m, v, params);
+#else
+  TMT_CHECK(false, "adamw_step: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -11,6 +11,7 @@
 //
 //   param, m, v: [N] (any shape; treated as flat) f32|f64, one dtype   (updated in place)
 //   grad:        same numel and dtype                                    (read only)
+//   CUDA: f32 only, computed in fp32 (the step's scalars in double on the host).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// copy: dst = src (same dtype, same number of elements, same device).
+// copy: dst = src (same dtype, same number of elements, same device). On CUDA: one
+// cudaMemcpyAsync on ctx.stream, any dtype.
 #pragma once
 
 #include "kernels/base/context.h"

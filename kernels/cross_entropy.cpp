@@ -1,15 +1,21 @@
 #include "kernels/cross_entropy.h"
 
 #include "kernels/cpu/cross_entropy.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/cross_entropy.h"
+#endif
 
 namespace tmt {
 namespace {
 
 bool is_f32_or_f64(DType t) { return t == DType::kF32 || t == DType::kF64; }
 
+// logits: f32|f64 on the CPU, f32|bf16 on CUDA.
 void check_logits(const char* op, const Context& ctx, const Tensor& logits) {
-  TMT_CHECK(logits.rank() == 2 && is_f32_or_f64(logits.dtype) && logits.device == ctx.device,
-            "{}: logits {} must be [T, V] f32|f64 on {}", op, logits.str(),
+  const bool dtype_ok = logits.dtype == DType::kF32 ||
+                        logits.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
+  TMT_CHECK(logits.rank() == 2 && dtype_ok && logits.device == ctx.device,
+            "{}: logits {} must be [T, V] f32|f64 (cpu) or f32|bf16 (cuda) on {}", op, logits.str(),
             device_name(ctx.device));
 }
 
@@ -40,7 +46,11 @@ void cross_entropy(const Context& ctx, const Tensor& losses, const Tensor& dlogi
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy(losses, dlogits, logits, targets, grad_scale);
   }
-  TMT_CHECK(false, "cross_entropy: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy(ctx, losses, dlogits, logits, targets, grad_scale);
+#else
+  TMT_CHECK(false, "cross_entropy: this build has no CUDA backend");
+#endif
 }
 
 void cross_entropy_row_max(const Context& ctx, const Tensor& row_max, const Tensor& logits) {
@@ -48,7 +58,11 @@ void cross_entropy_row_max(const Context& ctx, const Tensor& row_max, const Tens
   check_logits(op, ctx, logits);
   check_row(op, ctx, row_max, logits.size(0), "row_max");
   if (ctx.device == Device::kCpu) return cpu::cross_entropy_row_max(row_max, logits);
-  TMT_CHECK(false, "cross_entropy_row_max: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy_row_max(ctx, row_max, logits);
+#else
+  TMT_CHECK(false, "cross_entropy_row_max: this build has no CUDA backend");
+#endif
 }
 
 void cross_entropy_sum_exp(const Context& ctx, const Tensor& sum_exp, const Tensor& logits,
@@ -58,7 +72,11 @@ void cross_entropy_sum_exp(const Context& ctx, const Tensor& sum_exp, const Tens
   check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
   check_row(op, ctx, row_max, logits.size(0), "row_max");
   if (ctx.device == Device::kCpu) return cpu::cross_entropy_sum_exp(sum_exp, logits, row_max);
-  TMT_CHECK(false, "cross_entropy_sum_exp: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy_sum_exp(ctx, sum_exp, logits, row_max);
+#else
+  TMT_CHECK(false, "cross_entropy_sum_exp: this build has no CUDA backend");
+#endif
 }
 
 void cross_entropy_target_logit(const Context& ctx, const Tensor& target_logit,
@@ -70,7 +88,11 @@ void cross_entropy_target_logit(const Context& ctx, const Tensor& target_logit,
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy_target_logit(target_logit, logits, targets, vocab_start);
   }
-  TMT_CHECK(false, "cross_entropy_target_logit: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy_target_logit(ctx, target_logit, logits, targets, vocab_start);
+#else
+  TMT_CHECK(false, "cross_entropy_target_logit: this build has no CUDA backend");
+#endif
 }
 
 void cross_entropy_loss(const Context& ctx, const Tensor& losses, const Tensor& row_max,
@@ -85,7 +107,11 @@ void cross_entropy_loss(const Context& ctx, const Tensor& losses, const Tensor& 
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy_loss(losses, row_max, sum_exp, target_logit, targets);
   }
-  TMT_CHECK(false, "cross_entropy_loss: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy_loss(ctx, losses, row_max, sum_exp, target_logit, targets);
+#else
+  TMT_CHECK(false, "cross_entropy_loss: this build has no CUDA backend");
+#endif
 }
 
 void cross_entropy_grad(const Context& ctx, const Tensor& dlogits, const Tensor& logits,
@@ -101,7 +127,12 @@ void cross_entropy_grad(const Context& ctx, const Tensor& dlogits, const Tensor&
     return cpu::cross_entropy_grad(dlogits, logits, targets, row_max, sum_exp, vocab_start,
                                    grad_scale);
   }
-  TMT_CHECK(false, "cross_entropy_grad: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::cross_entropy_grad(ctx, dlogits, logits, targets, row_max, sum_exp, vocab_start,
+                                  grad_scale);
+#else
+  TMT_CHECK(false, "cross_entropy_grad: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

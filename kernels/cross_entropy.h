@@ -10,6 +10,8 @@
 //                    the logits in place); pass Tensor{} as dlogits to compute the losses only.
 //   losses:          [T] f32|f64 (need not match the logits)
 //   targets:         [T] i32
+//   CUDA: logits, dlogits f32|bf16, all arithmetic in fp32; losses and statistics f32|f64. A
+//   target >= V traps the kernel (fatal at the next CUDA call).
 // Written: losses, dlogits.
 //
 // Vocab-parallel pieces. Each rank holds logits [T, V_local] for the vocabulary slice

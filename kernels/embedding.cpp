@@ -1,6 +1,9 @@
 #include "kernels/embedding.h"
 
 #include "kernels/cpu/embedding.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/embedding.h"
+#endif
 
 namespace tmt {
 namespace {
@@ -13,8 +16,11 @@ void check_args(const char* op, const Context& ctx, const Tensor& table, const T
   TMT_CHECK(rows.size(0) == ids.size(0) && rows.size(1) == table.size(1),
             "{}: rows {} do not match ids {} and table {}", op, rows.str(), ids.str(), table.str());
   TMT_CHECK(ids.dtype == DType::kI32, "{}: ids must be i32, got {}", op, ids.str());
-  TMT_CHECK(table.dtype == rows.dtype && (table.dtype == DType::kF32 || table.dtype == DType::kF64),
-            "{}: table {} and rows {} must share a dtype, f32 or f64", op, table.str(), rows.str());
+  const bool dtype_ok = table.dtype == DType::kF32 ||
+                        table.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
+  TMT_CHECK(table.dtype == rows.dtype && dtype_ok,
+            "{}: table {} and rows {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda)", op,
+            table.str(), rows.str());
   TMT_CHECK(table.device == ctx.device && rows.device == ctx.device && ids.device == ctx.device,
             "{}: tensors {}, {}, {} not all on {}", op, table.str(), rows.str(), ids.str(),
             device_name(ctx.device));
@@ -26,14 +32,22 @@ void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& ids, con
                    int64_t vocab_start) {
   check_args("embedding_fwd", ctx, table, out, ids);
   if (ctx.device == Device::kCpu) return cpu::embedding_fwd(out, ids, table, vocab_start);
-  TMT_CHECK(false, "embedding_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::embedding_fwd(ctx, out, ids, table, vocab_start);
+#else
+  TMT_CHECK(false, "embedding_fwd: this build has no CUDA backend");
+#endif
 }
 
 void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout, const Tensor& ids,
                    int64_t vocab_start) {
   check_args("embedding_bwd", ctx, dtable, dout, ids);
   if (ctx.device == Device::kCpu) return cpu::embedding_bwd(dtable, dout, ids, vocab_start);
-  TMT_CHECK(false, "embedding_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::embedding_bwd(ctx, dtable, dout, ids, vocab_start);
+#else
+  TMT_CHECK(false, "embedding_bwd: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -7,6 +7,8 @@
 //   x, dx:           [T, K] f32|f64
 //   weight, dweight: [N, K] same dtype
 //   y, dy:           [T, N] same dtype
+// CUDA (cuBLASLt): f32 with exact fp32 arithmetic (no TF32), or bf16 with fp32 accumulation;
+// with bf16 operands dweight may also be f32.
 // `accumulate` turns the forward into a residual add (y += x @ W^T). In the backward either output
 // may be skipped by passing an empty Tensor{} (no dx for a first layer, no dweight for a frozen
 // one). The CPU reference is one cblas_{s,d}gemm a product. No output may alias an input.

@@ -1,13 +1,19 @@
 #include "kernels/reduce.h"
 
 #include "kernels/cpu/reduce.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/reduce.h"
+#endif
 
 namespace tmt {
 namespace {
 
+// f32|f64 on the CPU; f32|f64|bf16 on CUDA.
 void check_tensor(const char* op, const Context& ctx, const Tensor& x) {
-  TMT_CHECK((x.dtype == DType::kF32 || x.dtype == DType::kF64) && x.device == ctx.device,
-            "{}: {} must be f32|f64 on {}", op, x.str(), device_name(ctx.device));
+  const bool dtype_ok = x.dtype == DType::kF32 || x.dtype == DType::kF64 ||
+                        (ctx.device == Device::kCuda && x.dtype == DType::kBF16);
+  TMT_CHECK(dtype_ok && x.device == ctx.device, "{}: {} must be f32|f64 (or bf16 on cuda) on {}",
+            op, x.str(), device_name(ctx.device));
 }
 
 }  // namespace
@@ -15,14 +21,22 @@ void check_tensor(const char* op, const Context& ctx, const Tensor& x) {
 double sum_squares(const Context& ctx, const Tensor& x) {
   check_tensor("sum_squares", ctx, x);
   if (ctx.device == Device::kCpu) return cpu::sum_squares(x);
-  TMT_CHECK(false, "sum_squares: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::sum_squares(ctx, x);
+#else
+  TMT_CHECK(false, "sum_squares: this build has no CUDA backend");
   return 0.0;
+#endif
 }
 
 void scale(const Context& ctx, const Tensor& x, double alpha) {
   check_tensor("scale", ctx, x);
   if (ctx.device == Device::kCpu) return cpu::scale(x, alpha);
-  TMT_CHECK(false, "scale: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::scale(ctx, x, alpha);
+#else
+  TMT_CHECK(false, "scale: this build has no CUDA backend");
+#endif
 }
 
 void add(const Context& ctx, const Tensor& y, const Tensor& x, double alpha) {
@@ -31,7 +45,11 @@ void add(const Context& ctx, const Tensor& y, const Tensor& x, double alpha) {
   TMT_CHECK(x.numel() == y.numel() && x.dtype == y.dtype, "add: {} += {}: numel or dtype differ",
             y.str(), x.str());
   if (ctx.device == Device::kCpu) return cpu::add(y, x, alpha);
-  TMT_CHECK(false, "add: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::add(ctx, y, x, alpha);
+#else
+  TMT_CHECK(false, "add: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

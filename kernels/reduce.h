@@ -5,7 +5,8 @@
 //   scale:       x[i] *= alpha                                   (in place)
 //   add:         y[i] += alpha * x[i]                            (accumulated)
 //
-//   x, y: any shape (treated as flat), f32|f64; add needs equal numel and dtype.
+//   x, y: any shape (treated as flat), f32|f64 (CUDA also bf16, computed in fp32); add needs equal
+//         numel and dtype.
 // sum_squares is deterministic: the CPU reference sums a fixed partition of x and adds the partial
 // sums in order, so the result does not depend on the number of threads.
 #pragma once

@@ -1,11 +1,19 @@
 #include "kernels/rmsnorm.h"
 
 #include "kernels/cpu/rmsnorm.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/rmsnorm.h"
+#endif
 
 namespace tmt {
 namespace {
 
 bool is_f32_or_f64(DType t) { return t == DType::kF32 || t == DType::kF64; }
+
+// The element types of x, y, weight: f32|f64 on the CPU, f32|bf16 on CUDA.
+bool element_dtype_ok(const Context& ctx, DType t) {
+  return ctx.device == Device::kCpu ? is_f32_or_f64(t) : (t == DType::kF32 || t == DType::kBF16);
+}
 
 // x and every [T, D] / [D] tensor in `same`: one dtype, matching shapes; rstd [T]; all on
 // ctx.device.
@@ -15,9 +23,10 @@ void check_args(const char* op, const Context& ctx, const Tensor& x, const Tenso
   TMT_CHECK(x.rank() == 2 && weight.rank() == 1 && weight.size(0) == x.size(1) &&
                 rstd.rank() == 1 && rstd.size(0) == x.size(0),
             "{}: x {}, weight {}, rstd {}", op, x.str(), weight.str(), rstd.str());
-  TMT_CHECK(is_f32_or_f64(x.dtype) && weight.dtype == x.dtype && is_f32_or_f64(rstd.dtype),
-            "{}: x {}, weight {} must share a dtype (f32|f64); rstd {} f32|f64", op, x.str(),
-            weight.str(), rstd.str());
+  TMT_CHECK(element_dtype_ok(ctx, x.dtype) && weight.dtype == x.dtype && is_f32_or_f64(rstd.dtype),
+            "{}: x {}, weight {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda); rstd {} "
+            "f32|f64",
+            op, x.str(), weight.str(), rstd.str());
   TMT_CHECK(like_weight.shape == weight.shape && like_weight.dtype == weight.dtype,
             "{}: {} does not match weight {}", op, like_weight.str(), weight.str());
   TMT_CHECK(x.device == ctx.device && weight.device == ctx.device && rstd.device == ctx.device &&
@@ -36,14 +45,22 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const 
   check_args("rmsnorm_fwd", ctx, x, weight, rstd, {&y}, weight);
   TMT_CHECK(eps >= 0.0, "rmsnorm_fwd: eps {} < 0", eps);
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_fwd(y, rstd, x, weight, eps);
-  TMT_CHECK(false, "rmsnorm_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::rmsnorm_fwd(ctx, y, rstd, x, weight, eps);
+#else
+  TMT_CHECK(false, "rmsnorm_fwd: this build has no CUDA backend");
+#endif
 }
 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight);
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_bwd(dx, dweight, dy, x, weight, rstd);
-  TMT_CHECK(false, "rmsnorm_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::rmsnorm_bwd(ctx, dx, dweight, dy, x, weight, rstd);
+#else
+  TMT_CHECK(false, "rmsnorm_bwd: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -1,17 +1,24 @@
 #include "kernels/rope.h"
 
 #include "kernels/cpu/rope.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/rope.h"
+#endif
 
 namespace tmt {
 namespace {
 
-bool is_f32_or_f64(DType t) { return t == DType::kF32 || t == DType::kF64; }
+// f32|f64 on the CPU; f32|bf16 on CUDA.
+bool dtype_ok(const Context& ctx, DType t) {
+  return t == DType::kF32 || t == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
+}
 
 void check_tables(const char* op, const Context& ctx, const Tensor& cos, const Tensor& sin) {
   TMT_CHECK(cos.rank() == 2 && cos.shape == sin.shape && cos.dtype == sin.dtype &&
-                is_f32_or_f64(cos.dtype),
-            "{}: cos {} and sin {} must be [S_max, Dh/2], one dtype f32|f64", op, cos.str(),
-            sin.str());
+                dtype_ok(ctx, cos.dtype),
+            "{}: cos {} and sin {} must be [S_max, Dh/2], one dtype (f32|f64 on cpu, f32|bf16 on "
+            "cuda)",
+            op, cos.str(), sin.str());
   TMT_CHECK(cos.device == ctx.device && sin.device == ctx.device, "{}: cos {}, sin {} not on {}",
             op, cos.str(), sin.str(), device_name(ctx.device));
 }
@@ -23,8 +30,13 @@ void check_apply(const char* op, const Context& ctx, const Tensor& y, const Tens
   TMT_CHECK(x.rank() == 3 && y.shape == x.shape && x.size(2) == 2 * cos.size(1),
             "{}: {} and {} must be [T, Hx, Dh] with Dh = 2 * {}", op, y.str(), x.str(),
             cos.size(1));
-  TMT_CHECK(x.dtype == cos.dtype && y.dtype == x.dtype, "{}: {}, {} must have the tables' dtype {}",
-            op, y.str(), x.str(), dtype_name(cos.dtype));
+  // bf16 activations on CUDA may keep f32 tables (positions far out need more than 8 bits).
+  const bool tables_ok =
+      x.dtype == cos.dtype ||
+      (ctx.device == Device::kCuda && x.dtype == DType::kBF16 && cos.dtype == DType::kF32);
+  TMT_CHECK(tables_ok && y.dtype == x.dtype,
+            "{}: {}, {} must have the tables' dtype {} (or be bf16 with f32 tables on cuda)", op,
+            y.str(), x.str(), dtype_name(cos.dtype));
   TMT_CHECK(
       positions.rank() == 1 && positions.size(0) == x.size(0) && positions.dtype == DType::kI32,
       "{}: positions {} must be i32 [{}]", op, positions.str(), x.size(0));
@@ -52,21 +64,35 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
         p.factor, p.original_max_seq_len, p.beta_fast, p.beta_slow);
   }
   if (ctx.device == Device::kCpu) return cpu::rope_tables(cos, sin, params);
-  TMT_CHECK(false, "rope_tables: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  // The frequencies are few: the host computes them once with the reference's formula.
+  const std::vector<double> inv_freq = cpu::rope_inv_freq(params);
+  return cuda::rope_tables(ctx, cos, sin, inv_freq, cpu::rope_attention_factor(params));
+#else
+  TMT_CHECK(false, "rope_tables: this build has no CUDA backend");
+#endif
 }
 
 void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Tensor& positions,
               const Tensor& cos, const Tensor& sin) {
   check_apply("rope_fwd", ctx, out, in, positions, cos, sin);
   if (ctx.device == Device::kCpu) return cpu::rope_apply(out, in, positions, cos, sin, false);
-  TMT_CHECK(false, "rope_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::rope_apply(ctx, out, in, positions, cos, sin, false);
+#else
+  TMT_CHECK(false, "rope_fwd: this build has no CUDA backend");
+#endif
 }
 
 void rope_bwd(const Context& ctx, const Tensor& din, const Tensor& dout, const Tensor& positions,
               const Tensor& cos, const Tensor& sin) {
   check_apply("rope_bwd", ctx, din, dout, positions, cos, sin);
   if (ctx.device == Device::kCpu) return cpu::rope_apply(din, dout, positions, cos, sin, true);
-  TMT_CHECK(false, "rope_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::rope_apply(ctx, din, dout, positions, cos, sin, true);
+#else
+  TMT_CHECK(false, "rope_bwd: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -31,6 +31,8 @@
 //   in, out, dout, din: [T, Hx, Dh] f32|f64 (Hx = H for queries, Hk for keys), Dh even
 //   positions:          [T] i32, each in [0, S_max)
 //   cos, sin:           [S_max, Dh/2] same dtype as in
+//   CUDA: in, out, tables f32|bf16, computed in fp32; bf16 in/out may use f32 tables. The tables
+//   kernel takes Dh <= 512. A position outside the tables is fatal (the kernel traps).
 // Written: cos, sin, out, din. out may alias in; din may alias dout.
 #pragma once
 

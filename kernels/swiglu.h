@@ -9,6 +9,7 @@
 //
 //   gu, dgu: [T, 2F] f32|f64
 //   h, dh:   [T, F]  same dtype
+//   CUDA: f32|bf16, computed in fp32.
 // Written: h (fwd), dgu (bwd). dgu may alias gu (each element pair is read before it is written).
 #pragma once
 

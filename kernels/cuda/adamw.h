@@ -1,0 +1,12 @@
+// The CUDA side of kernels/adamw.h: param, grad, m, v f32.
+#pragma once
+
+#include "kernels/adamw.h"
+#include "kernels/base/context.h"
+
+namespace tmt::cuda {
+
+void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
+                const Tensor& v, const AdamWParams& params);
+
+}  // namespace tmt::cuda

@@ -1,0 +1,100 @@
+// rope on CUDA (formulas in kernels/rope.h).
+//
+//   tables: one thread per (position, pair), angle and cos/sin in double, stored in the tables'
+//           dtype (as the CPU reference does).
+//   apply:  one thread per (token, head, pair): reads x1 and x2, writes both (y may alias x).
+//           A position outside the tables is a broken invariant: the kernel traps, and the next
+//           CUDA call on the stream fails with it (TMT_CUDA_CHECK makes that fatal).
+#include <vector>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/rope.h"
+
+namespace tmt::cuda {
+namespace {
+
+struct Frequencies {
+  double inv_freq[kRopeMaxHalf];
+  double m;  // the attention factor folded into cos and sin
+};
+
+// cos, sin: [S_max, half].
+template <class Tab>
+__global__ void tables_kernel(Tab* cos_out, Tab* sin_out, const Frequencies freq, int64_t s_max,
+                              int64_t half) {
+  const int64_t n = s_max * half;
+  for (int64_t k = global_thread(); k < n; k += grid_threads()) {
+    const int64_t p = k / half, i = k % half;
+    const double angle = static_cast<double>(p) * freq.inv_freq[i];
+    double s, c;
+    sincos(angle, &s, &c);
+    cos_out[k] = from_math<Tab>(static_cast<float>(freq.m * c));
+    sin_out[k] = from_math<Tab>(static_cast<float>(freq.m * s));
+  }
+}
+
+// x, y: [T, heads, 2 * half]; positions: [T]; cos, sin: [s_max, half]. sign = -1 applies R^T.
+template <class T, class Tab>
+__global__ void apply_kernel(T* y, const T* x, const int32_t* positions, const Tab* cos_t,
+                             const Tab* sin_t, int64_t n_tokens, int64_t heads, int64_t half,
+                             int64_t s_max, float sign) {
+  const int64_t n = n_tokens * heads * half;
+  for (int64_t k = global_thread(); k < n; k += grid_threads()) {
+    const int64_t row = k / half, i = k % half;  // row = token * heads + head
+    const int64_t p = positions[row / heads];
+    if (p < 0 || p >= s_max) __trap();
+    const float c = to_math(cos_t[p * half + i]), s = sign * to_math(sin_t[p * half + i]);
+    const int64_t a = row * 2 * half + i, b = a + half;
+    const float x1 = to_math(x[a]), x2 = to_math(x[b]);
+    y[a] = from_math<T>(x1 * c - x2 * s);
+    y[b] = from_math<T>(x2 * c + x1 * s);
+  }
+}
+
+template <class Tab>
+void tables_as(const Context& ctx, const Tensor& cos, const Tensor& sin, const Frequencies& freq) {
+  const int64_t s_max = cos.size(0), half = cos.size(1);
+  tables_kernel<Tab><<<grid_for(s_max * half), kThreads, 0, stream_of(ctx)>>>(
+      static_cast<Tab*>(cos.data), static_cast<Tab*>(sin.data), freq, s_max, half);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+template <class T, class Tab>
+void apply_as(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& positions,
+              const Tensor& cos, const Tensor& sin, bool transpose) {
+  const int64_t n_tokens = x.size(0), heads = x.size(1), half = x.size(2) / 2;
+  apply_kernel<T, Tab><<<grid_for(n_tokens * heads * half), kThreads, 0, stream_of(ctx)>>>(
+      static_cast<T*>(y.data), static_cast<const T*>(x.data),
+      static_cast<const int32_t*>(positions.data), static_cast<const Tab*>(cos.data),
+      static_cast<const Tab*>(sin.data), n_tokens, heads, half, cos.size(0),
+      transpose ? -1.0f : 1.0f);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
+                 const std::vector<double>& inv_freq, double m) {
+  TMT_CHECK(static_cast<int64_t>(inv_freq.size()) == cos.size(1) && cos.size(1) <= kRopeMaxHalf,
+            "rope_tables: {} frequencies for tables {} (at most {} on cuda)", inv_freq.size(),
+            cos.str(), kRopeMaxHalf);
+  if (cos.numel() == 0) return;
+  Frequencies freq{};
+  for (size_t i = 0; i < inv_freq.size(); ++i) freq.inv_freq[i] = inv_freq[i];
+  freq.m = m;
+  if (cos.dtype == DType::kBF16) return tables_as<bf16>(ctx, cos, sin, freq);
+  tables_as<float>(ctx, cos, sin, freq);
+}
+
+void rope_apply(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& positions,
+                const Tensor& cos, const Tensor& sin, bool transpose) {
+  if (x.numel() == 0) return;
+  if (x.dtype == DType::kF32)
+    return apply_as<float, float>(ctx, y, x, positions, cos, sin, transpose);
+  if (cos.dtype == DType::kF32) {
+    return apply_as<bf16, float>(ctx, y, x, positions, cos, sin, transpose);
+  }
+  apply_as<bf16, bf16>(ctx, y, x, positions, cos, sin, transpose);
+}
+
+}  // namespace tmt::cuda
