@@ -95,9 +95,13 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
-      {{"train", tiny, "--set", "train.device=cuda"}, "--set train.device=cuda: train.device"},
-      {{"train", tiny, "--set", "checkpoint.every=10"},
+      {{"train", tiny, "--set", "train.device=cuda", "--set", "parallel.tp=1", "--set",
+        "parallel.pp=1", "--set", "parallel.ep=1"},
+       "--set train.device=cuda: train.device"},
+      {{"train", tiny, "--set", "checkpoint.every=10", "--set", "parallel.tp=1", "--set",
+        "parallel.pp=1", "--set", "parallel.ep=1"},
        "--set checkpoint.every=10: checkpoint.every"},
+      {{"train", tiny}, "launch 4 ranks: scripts/train.sh or mpirun -n 4"},
       {{"prepare", "--out", "/tmp/x"}, "inputs"},
       {{"prepare", "/nonexistent/text.txt", "--out", "/tmp/x"},
        "/nonexistent/text.txt: cannot read"},
@@ -167,7 +171,8 @@ TEST(Cli, CheckReportsMixtralSizes) {
 TEST(Cli, BadRecipeUnderMpirunEndsEveryRankWithExit2) {
   const auto r =
       test::run_command({TMT_MPIEXEC, "-n", "3", "--oversubscribe", test::tramontane_binary(),
-                         "train", test::source_path("recipes/tiny.yaml"), "--set", "parallel.ep=3"},
+                         "train", test::source_path("recipes/tiny.yaml"), "--set", "parallel.tp=1",
+                         "--set", "parallel.pp=1", "--set", "parallel.ep=3"},
                         30.0);
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.exit_code, 2) << r.err;
@@ -205,6 +210,11 @@ TEST(Cli, InconsistentLayoutsEndEveryRankWithinTenSeconds) {
                                      "train",
                                      test::source_path("recipes/tiny.yaml")};
     std::string what = std::to_string(c.ranks) + " ranks:";
+    // From the one-rank layout of the tiny model, each case breaks one rule.
+    for (const std::string s : {"parallel.tp=1", "parallel.pp=1", "parallel.ep=1"}) {
+      argv.push_back("--set");
+      argv.push_back(s);
+    }
     for (const auto& s : c.sets) {
       argv.push_back("--set");
       argv.push_back(s);
