@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "kernels/base/tensor.h"
@@ -56,6 +57,9 @@ class Communicator {
   // A scalar reduced over the group.
   double all_reduce_scalar(double v, ReduceOp op = ReduceOp::kSum);
 };
+
+// Every rank's string, in rank order (collective over `comm`).
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine);
 
 // All processes of the job (MPI_COMM_WORLD), and this process alone (MPI_COMM_SELF).
 std::unique_ptr<Communicator> mpi_world();

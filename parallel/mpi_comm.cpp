@@ -4,6 +4,9 @@
 #include "kernels/base/check.h"
 #include "parallel/comm.h"
 
+#include <algorithm>
+#include <cstring>
+
 #define TMT_MPI_CHECK(call)                                                     \
   do {                                                                          \
     const int tmt_rc_ = (call);                                                 \
@@ -192,6 +195,26 @@ double Communicator::all_reduce_scalar(double v, ReduceOp op) {
   t.shape = Shape{1};
   all_reduce(t, op);
   return v;
+}
+
+std::vector<std::string> all_gather_strings(Communicator& comm, const std::string& mine) {
+  const auto n = static_cast<size_t>(comm.size());
+  std::vector<int64_t> lengths(n);
+  auto my_length = static_cast<int64_t>(mine.size());
+  comm.all_gather(Tensor{lengths.data(), DType::kI64, Device::kCpu, Shape{comm.size()}},
+                  Tensor{&my_length, DType::kI64, Device::kCpu, Shape{1}});
+  int64_t words = 1;
+  for (int64_t l : lengths) words = std::max(words, (l + 7) / 8);
+  std::vector<int64_t> packed(static_cast<size_t>(words), 0), all(n * static_cast<size_t>(words));
+  std::memcpy(packed.data(), mine.data(), mine.size());
+  comm.all_gather(Tensor{all.data(), DType::kI64, Device::kCpu, Shape{comm.size() * words}},
+                  Tensor{packed.data(), DType::kI64, Device::kCpu, Shape{words}});
+  std::vector<std::string> out(n);
+  for (size_t i = 0; i < n; ++i) {
+    out[i].assign(reinterpret_cast<const char*>(all.data() + i * static_cast<size_t>(words)),
+                  static_cast<size_t>(lengths[i]));
+  }
+  return out;
 }
 
 std::unique_ptr<Communicator> mpi_world() {

@@ -21,7 +21,16 @@ int run_check(const CheckOptions& options);
 struct TrainOptions {
   std::string recipe;  // empty = the embedded default
   std::vector<std::string> overrides;
+  std::string resume;      // a checkpoint directory to start from ("" = latest in run.dir)
+  bool no_resume = false;  // start fresh even when run.dir has checkpoints
 };
+
+struct InspectOptions {
+  std::string checkpoint;
+  bool tensors_only = false;
+};
+// `tramontane inspect CKPT`: what a checkpoint holds.
+int run_inspect(const InspectOptions& options);
 // `tramontane train`: trains on the ranks mpirun (or srun) started.
 int run_train(const TrainOptions& options);
 

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--set", train.overrides, kSetHelp)
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
+  train_cmd->add_option("--resume", train.resume,
+                        "start from this checkpoint directory (default: the one "
+                        "run.dir/checkpoints/latest names, when there is one)");
+  train_cmd->add_flag("--no-resume", train.no_resume,
+                      "start from step 0 even when run.dir has checkpoints");
 
   tmt::CheckOptions check;
   CLI::App* check_cmd = app.add_subcommand("check",
@@ -102,6 +107,15 @@ int main(int argc, char** argv) {
                    "share of the tokens (taken from the end) kept for validation, in (0, 1)")
       ->default_val(0.05);
 
+  tmt::InspectOptions inspect;
+  CLI::App* inspect_cmd = app.add_subcommand(
+      "inspect",
+      "Show a checkpoint: its step, the layout it was written at, every tensor (name, global "
+      "shape, dtype, checksum) and the recipe; verifies every shard's checksum.");
+  inspect_cmd->add_option("checkpoint", inspect.checkpoint, "checkpoint directory (step-NNNNNNN)")
+      ->required();
+  inspect_cmd->add_flag("--tensors", inspect.tensors_only, "print only the tensor lines");
+
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {
@@ -125,6 +139,7 @@ int main(int argc, char** argv) {
   try {
     if (check_cmd->parsed()) return tmt::run_check(check);
     if (prepare_cmd->parsed()) return run_prepare(prepare);
+    if (inspect_cmd->parsed()) return tmt::run_inspect(inspect);
     if (train_cmd->parsed()) {
       tmt::MpiEnvironment mpi(&argc, &argv);
       try {

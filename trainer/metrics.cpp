@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <vector>
 
 #include "kernels/base/check.h"
 
@@ -21,7 +23,7 @@ std::string format_duration(double s) {
 }
 
 MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every,
-                       bool is_rank0, bool tensorboard)
+                       bool is_rank0, bool tensorboard, int64_t resumed_at)
     : total_steps_(total_steps),
       log_every_(log_every),
       rank0_(is_rank0),
@@ -30,7 +32,17 @@ MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t 
       tty_(is_rank0 && process_world() == 1 && isatty(1) != 0) {
   if (!rank0_) return;
   const auto path = std::filesystem::path(run_dir) / "metrics.jsonl";
+  std::vector<std::string> kept;
+  if (resumed_at > 0) {
+    std::ifstream old(path);
+    for (std::string line; std::getline(old, line);) {
+      const auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.contains("step") && j["step"].get<int64_t>() <= resumed_at)
+        kept.push_back(line);
+    }
+  }
   file_.open(path, std::ios::trunc);
+  for (const std::string& line : kept) file_ << line << '\n';
   if (!file_) input_error("run.dir: cannot open {} for writing", path.string());
   if (tensorboard) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(

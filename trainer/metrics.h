@@ -29,10 +29,11 @@ struct StepMetrics {
 
 class MetricsLog {
  public:
-  // Starts run_dir/metrics.jsonl afresh on rank 0.
+  // Starts run_dir/metrics.jsonl afresh on rank 0 or, resuming after step `resumed_at` > 0, keeps
+  // its lines up to that step (later ones are about to be recomputed) and appends.
   // tensorboard: also write TensorBoard scalars to run_dir/tensorboard/.
   MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every, bool is_rank0,
-             bool tensorboard = false);
+             bool tensorboard = false, int64_t resumed_at = 0);
   ~MetricsLog();
 
   // One line of metrics.jsonl per optimizer step (a contract: tools read it line by line).

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kernels/adamw.h"
+#include "kernels/copy.h"
 #include "kernels/reduce.h"
 
 namespace tmt {
@@ -66,6 +67,25 @@ double Optimizer::reduce_gradients() {
     }
   }
   return std::sqrt(env_->world->all_reduce_scalar(sq));
+}
+
+void Optimizer::export_moments(size_t group, const Tensor& m, const Tensor& v) {
+  const GroupState& g = groups_[group];
+  if (zero1_) {
+    g.replicas->all_gather(m, g.m);
+    g.replicas->all_gather(v, g.v);
+  } else {
+    copy(ctx_, m, g.m);
+    copy(ctx_, v, g.v);
+  }
+}
+
+void Optimizer::import_moments(size_t group, const Tensor& m, const Tensor& v,
+                               int64_t steps_taken) {
+  const GroupState& g = groups_[group];
+  copy(ctx_, g.m, shard(m, g));
+  copy(ctx_, g.v, shard(v, g));
+  steps_ = steps_taken;
 }
 
 void Optimizer::step(double lr, double grad_scale) {

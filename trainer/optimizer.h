@@ -42,6 +42,11 @@ class Optimizer {
   void step(double lr, double grad_scale);
   int64_t steps_taken() const { return steps_; }
 
+  // Checkpoints: the moments of parameter group i whole ([group numel] f32 each, whatever zero1
+  // shards), and back. export_moments is collective over the group's replicas under zero1.
+  void export_moments(size_t group, const Tensor& m, const Tensor& v);
+  void import_moments(size_t group, const Tensor& m, const Tensor& v, int64_t steps_taken);
+
   struct GroupState {
     Communicator* replicas = nullptr;  // DP for dense groups, EDP for expert groups
     int64_t shard_begin = 0;           // this rank's part of the group: all of it without zero1

@@ -13,10 +13,11 @@
 #include <string>
 #include <string_view>
 
+#include "trainer/crc32c.h"
+
 namespace tmt {
 
-// CRC-32C (Castagnoli), and the "masked" form TFRecord stores.
-uint32_t crc32c(std::string_view bytes);
+// The "masked" CRC-32C TFRecord stores.
 uint32_t masked_crc32c(std::string_view bytes);
 
 class TensorBoardWriter {

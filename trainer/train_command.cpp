@@ -19,13 +19,10 @@ void refuse_unbuilt_features(const Recipe& r) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
-  const ParallelConfig& p = r.parallel;
   if (r.train.device == "cuda")
     refuse("train.device", "the CUDA backend cannot train yet; use cpu");
   if (r.train.dtype == "bf16")
     refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
-  if (r.checkpoint.every > 0)
-    refuse("checkpoint.every", "checkpoints are not written yet; set it to 0");
 }
 
 }  // namespace
@@ -54,7 +51,15 @@ int run_train(const TrainOptions& options) {
   log_info("tramontane {}: {} on {} rank(s) (tp {} x dp {} x pp {}, ep {}), run directory {}",
            TMT_VERSION, recipe.source, process_world(), recipe.parallel.tp, recipe.parallel.dp,
            recipe.parallel.pp, recipe.parallel.ep, recipe.run.dir);
-  return train(recipe, data);
+  std::string resume_from = options.resume;
+  if (resume_from.empty() && !options.no_resume && recipe.checkpoint.resume)
+    resume_from = latest_checkpoint(recipe.run.dir);
+  return train(recipe, data, resume_from);
+}
+
+int run_inspect(const InspectOptions& options) {
+  print_checkpoint(options.checkpoint, options.tensors_only);
+  return 0;
 }
 
 }  // namespace tmt

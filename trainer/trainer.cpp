@@ -1,11 +1,13 @@
 #include "trainer/trainer.h"
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <numeric>
 
 #include "kernels/base/log.h"
 #include "kernels/reduce.h"
+#include "parallel/mpi_env.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_stats.h"
 
@@ -126,10 +128,32 @@ std::optional<double> Trainer::validate() {
   return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
 }
 
-int train(const Recipe& r, const DataSources& data) {
+namespace {
+
+volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+}  // namespace
+
+int train(const Recipe& r, const DataSources& data, const std::string& resume_from) {
   auto world = mpi_world();
   ParallelEnv env = ParallelEnv::create(*world, r.parallel);
   Trainer trainer(r, data, env);
+
+  TrainingState state;
+  if (!resume_from.empty()) {
+    const int status = agree_on_setup([&] {
+      check_checkpoint(resume_from, r, trainer.model().params(), world->rank(), world->size());
+    });
+    if (status != 0) return status;
+    state = load_checkpoint(resume_from, trainer.model().params(), trainer.optimizer());
+    trainer.resume_at(state.step);
+    log_info("resumed from {} at step {}", resume_from, state.step);
+  }
+  // Slurm sends SIGUSR1 (--signal) before a time limit and SIGTERM on preemption or scancel:
+  // finish the step, save, exit 0.
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGUSR1, on_stop_signal);
 
   const int64_t seq = r.data.seq_len;
   const ModelStats stats = model_stats(r.model, seq);
@@ -149,8 +173,14 @@ int train(const Recipe& r, const DataSources& data) {
       r.parallel.dp, std::log(static_cast<double>(r.model.vocab_size)),
       std::isnan(optimal) ? "" : fmt::format(", the data's optimal loss is {:.4f}", optimal));
 
-  MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0, r.log.tensorboard);
-  int64_t bad_in_a_row = 0;
+  MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0, r.log.tensorboard,
+                     state.step);
+  int64_t bad_in_a_row = state.skipped_in_a_row;
+  const auto save = [&](int64_t step) {
+    const std::string dir = save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
+                                            {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    metrics.note(fmt::format("checkpoint: {}", dir));
+  };
   const auto run_start = Clock::now();
   while (trainer.steps_done() < r.train.steps) {
     StepMetrics sm = trainer.step();
@@ -170,6 +200,15 @@ int train(const Recipe& r, const DataSources& data) {
       sm.val_loss = trainer.validate();
     }
     metrics.step(sm);
+    // Every rank learns of a signal any rank got, at the same step.
+    const bool stop = world->all_reduce_scalar(static_cast<double>(g_stop_signal), ReduceOp::kMax) > 0;
+    const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
+    if (periodic || stop || sm.step == r.train.steps) save(sm.step);
+    if (stop) {
+      metrics.note(fmt::format("stopped by a signal after step {}; resume with the same command",
+                               sm.step));
+      return 0;
+    }
   }
   const double total_s = seconds_since(run_start);
   metrics.note(

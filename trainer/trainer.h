@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 
+#include "trainer/checkpoint.h"
 #include "trainer/data_sources.h"
 #include "trainer/metrics.h"
 #include "trainer/model/model.h"
@@ -33,7 +34,10 @@ class Trainer {
   std::optional<double> validate();
 
   Model& model() { return model_; }
+  Optimizer& optimizer() { return optimizer_; }
   int64_t steps_done() const { return step_; }
+  // Continues after `step` optimizer steps (a loaded checkpoint).
+  void resume_at(int64_t step) { step_ = step; }
   int64_t tokens_per_step() const { return step_tokens_; }
 
  private:
@@ -49,7 +53,9 @@ class Trainer {
   int64_t step_ = 0;
 };
 
-// Trains on the ranks of MPI_COMM_WORLD from checked input; returns the process exit status.
-int train(const Recipe& recipe, const DataSources& data);
+// Trains on the ranks of MPI_COMM_WORLD from checked input, first loading the checkpoint
+// `resume_from` when it is not empty; returns the process exit status. Writes checkpoints every
+// checkpoint.every steps, at the end, and when SIGTERM or SIGUSR1 arrives (then exits 0).
+int train(const Recipe& recipe, const DataSources& data, const std::string& resume_from = "");
 
 }  // namespace tmt

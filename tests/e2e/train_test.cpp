@@ -45,7 +45,7 @@ test::RunResult train(const std::vector<std::string>& sets, double timeout_s = 3
     argv = {TMT_MPIEXEC,   "-n", std::to_string(ranks), "--oversubscribe", "--bind-to",
             "none",        "-x", "OMP_NUM_THREADS=1",   "-x",              "OPENBLAS_NUM_THREADS=1"};
   }
-  for (const std::string a : {test::tramontane_binary(), std::string("train"),
+  for (const std::string& a : {test::tramontane_binary(), std::string("train"),
                               test::source_path("recipes/tiny.yaml")}) {
     argv.push_back(a);
   }

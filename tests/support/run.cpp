@@ -20,6 +20,7 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
   const pid_t pid = fork();
   TMT_CHECK(pid >= 0, "fork: {}", std::strerror(errno));
   if (pid == 0) {
+    setpgid(0, 0);  // its own process group: a timeout kills everything it started (mpirun's ranks)
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
     close(out_pipe[0]);
@@ -43,6 +44,7 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       r.timed_out = true;
+      kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
       break;
     }

@@ -13,7 +13,8 @@ struct RunResult {
   bool timed_out = false;
 };
 
-// argv[0] is the program; the child is killed after timeout_s seconds. `cwd` empty = this one.
+// argv[0] is the program; after timeout_s seconds the child and every process it started (its
+// process group) get SIGKILL. `cwd` empty = this one.
 RunResult run_command(const std::vector<std::string>& argv, double timeout_s = 60.0,
                       const std::string& cwd = "");
 

@@ -211,7 +211,7 @@ TEST(Cli, InconsistentLayoutsEndEveryRankWithinTenSeconds) {
                                      test::source_path("recipes/tiny.yaml")};
     std::string what = std::to_string(c.ranks) + " ranks:";
     // From the one-rank layout of the tiny model, each case breaks one rule.
-    for (const std::string s : {"parallel.tp=1", "parallel.pp=1", "parallel.ep=1"}) {
+    for (const char* s : {"parallel.tp=1", "parallel.pp=1", "parallel.ep=1"}) {
       argv.push_back("--set");
       argv.push_back(s);
     }
