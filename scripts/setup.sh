@@ -19,6 +19,8 @@ packages=(
   libfmt-dev                           # formatting
   libcli11-dev                         # the command line
   libgtest-dev                         # tests
+  python3-h5py                         # tests: checkpoints read with h5py alone
+  slurm-wlm munge                      # tests: a one-node Slurm for the batch-script test
 )
 
 missing=()

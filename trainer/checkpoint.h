@@ -21,7 +21,8 @@
 // Atomic: everything is written under step-NNNNNNN.partial/ and fsynced; rank 0 then writes the
 // index, renames the directory and only then replaces `latest` (write, fsync, rename). A run
 // killed at any moment leaves the previous checkpoint as latest; leftover .partial directories are
-// removed by the next save.
+// removed by the next save. (For crash tests, TMT_FAULT_KILL_IN_SAVE=N makes rank 0 kill itself
+// in the save of step N, after the shards and before the index.)
 //
 // Loading reads, for each of this rank's blocks at its own layout, the hyperslab of the global
 // tensor through the index, so tp, pp, ep, etp, dp and zero1 may all differ from the writer's.
