@@ -1,6 +1,9 @@
 #include "kernels/attention.h"
 
 #include "kernels/cpu/attention.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/attention.h"
+#endif
 
 namespace tmt {
 namespace {
@@ -14,12 +17,23 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
             op, q.str(), k.str(), v.str(), out.str());
   TMT_CHECK(lse.shape == (Shape{q.size(0), q.size(2), q.size(1)}),
             "{}: lse {} is not [B, H, S] for q {}", op, lse.str(), q.str());
-  for (const Tensor* t : {&k, &v, &out, &lse}) {
+  for (const Tensor* t : {&q, &k, &v, &out}) {
     TMT_CHECK(t->dtype == q.dtype && t->device == ctx.device, "{}: {} does not match q {} on {}",
               op, t->str(), q.str(), device_name(ctx.device));
   }
-  TMT_CHECK(q.dtype == DType::kF32 || q.dtype == DType::kF64, "{}: f32 or f64, got {}", op,
-            q.str());
+  // CPU: one dtype, f32|f64, lse included. CUDA: f32|bf16 with lse always f32.
+  const bool cpu = ctx.device == Device::kCpu;
+  TMT_CHECK(cpu ? (q.dtype == DType::kF32 || q.dtype == DType::kF64) && lse.dtype == q.dtype
+                : (q.dtype == DType::kF32 || q.dtype == DType::kBF16) && lse.dtype == DType::kF32,
+            "{}: q {}, lse {}: f32|f64 (lse alike) on cpu, f32|bf16 (lse f32) on cuda", op,
+            q.str(), lse.str());
+  TMT_CHECK(lse.device == ctx.device, "{}: lse {} not on {}", op, lse.str(),
+            device_name(ctx.device));
+#if TMT_WITH_CUDA
+  TMT_CHECK(cpu || q.size(3) <= cuda::kAttentionMaxHeadDim,
+            "{}: head dim {} over the CUDA kernel's {}", op, q.size(3),
+            cuda::kAttentionMaxHeadDim);
+#endif
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
 }
 
@@ -29,7 +43,11 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   check_args("attention_fwd", ctx, q, k, v, out, lse, params);
   if (ctx.device == Device::kCpu) return cpu::attention_fwd(out, lse, q, k, v, params);
-  TMT_CHECK(false, "attention_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::attention_fwd(ctx, out, lse, q, k, v, params);
+#else
+  TMT_CHECK(false, "attention_fwd: this build has no CUDA backend");
+#endif
 }
 
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
@@ -43,7 +61,11 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
             dk.str(), dv.str(), dout.str(), q.str(), k.str());
   if (ctx.device == Device::kCpu)
     return cpu::attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, params);
-  TMT_CHECK(false, "attention_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+#else
+  TMT_CHECK(false, "attention_bwd: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -1,6 +1,12 @@
 #include "kernels/moe_dispatch.h"
 
+#include <vector>
+
 #include "kernels/cpu/moe_dispatch.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/moe_dispatch.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace tmt {
 namespace {
@@ -9,34 +15,52 @@ void check_rows(const char* op, const Context& ctx, const Tensor& perm, const Te
                 const DispatchPlan& plan) {
   TMT_CHECK(perm.rank() == 2 && tokens.rank() == 2 && perm.size(1) == tokens.size(1) &&
                 perm.size(0) == plan.rows() && perm.dtype == tokens.dtype &&
-                (perm.dtype == DType::kF32 || perm.dtype == DType::kF64),
-            "{}: permuted {} and token rows {} for a plan of {} rows", op, perm.str(), tokens.str(),
-            plan.rows());
+                (perm.dtype == DType::kF32 ||
+                 perm.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16)),
+            "{}: permuted {} and token rows {} (f32|f64 on cpu, f32|bf16 on cuda) for a plan of {} "
+            "rows",
+            op, perm.str(), tokens.str(), plan.rows());
   TMT_CHECK(perm.device == ctx.device && tokens.device == ctx.device, "{}: tensors not on {}", op,
             device_name(ctx.device));
 }
 
-void check_weights(const char* op, const Tensor& topk_w, const Tensor& tokens,
+// topk_w: the tokens' dtype on the CPU, f32 (the router's) on CUDA.
+void check_weights(const char* op, const Context& ctx, const Tensor& topk_w, const Tensor& tokens,
                    const DispatchPlan& plan) {
   TMT_CHECK(topk_w.rank() == 2 && topk_w.size(0) == tokens.size(0) &&
                 topk_w.numel() == static_cast<int64_t>(plan.slot.size()) &&
-                topk_w.dtype == tokens.dtype,
-            "{}: topk_w {} for {} tokens and {} assignments", op, topk_w.str(), tokens.size(0),
-            plan.slot.size());
+                topk_w.dtype == (ctx.device == Device::kCpu ? tokens.dtype : DType::kF32) &&
+                topk_w.device == ctx.device,
+            "{}: topk_w {} for {} tokens {} and {} assignments", op, topk_w.str(), tokens.size(0),
+            tokens.str(), plan.slot.size());
 }
 
 }  // namespace
 
 void make_dispatch_plan(DispatchPlan& plan, const Tensor& topk_idx, int64_t n_experts,
                         int64_t expert_begin, int64_t expert_end, std::optional<int64_t> capacity) {
-  TMT_CHECK(
-      topk_idx.rank() == 2 && topk_idx.dtype == DType::kI32 && topk_idx.device == Device::kCpu,
-      "make_dispatch_plan: topk_idx {} must be host i32 [T, K]", topk_idx.str());
+  TMT_CHECK(topk_idx.rank() == 2 && topk_idx.dtype == DType::kI32,
+            "make_dispatch_plan: topk_idx {} must be i32 [T, K]", topk_idx.str());
   TMT_CHECK(0 <= expert_begin && expert_begin <= expert_end && expert_end <= n_experts,
             "make_dispatch_plan: local experts [{}, {}) of {}", expert_begin, expert_end,
             n_experts);
   TMT_CHECK(!capacity || *capacity >= 0, "make_dispatch_plan: negative capacity");
-  cpu::make_dispatch_plan(plan, topk_idx, n_experts, expert_begin, expert_end, capacity);
+  if (topk_idx.device == Device::kCpu) {
+    return cpu::make_dispatch_plan(plan, topk_idx, n_experts, expert_begin, expert_end, capacity);
+  }
+#if TMT_WITH_CUDA
+  // A device topk_idx is copied to the host first (a blocking copy: it waits for the work queued
+  // before it); the buffer keeps its capacity between calls, as the plan's vectors do.
+  thread_local std::vector<int32_t> host_idx;
+  host_idx.resize(static_cast<size_t>(topk_idx.numel()));
+  cuda::copy(host_idx.data(), topk_idx.data, topk_idx.nbytes());
+  Tensor on_host = topk_idx;
+  on_host.data = host_idx.data();
+  on_host.device = Device::kCpu;
+  cpu::make_dispatch_plan(plan, on_host, n_experts, expert_begin, expert_end, capacity);
+#else
+  TMT_CHECK(false, "make_dispatch_plan: topk_idx {} on a device this build lacks", topk_idx.str());
+#endif
 }
 
 DispatchPlan make_dispatch_plan(const Tensor& topk_idx, int64_t n_experts, int64_t expert_begin,
@@ -50,22 +74,34 @@ void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
                  const DispatchPlan& plan) {
   check_rows("permute_fwd", ctx, x_perm, x, plan);
   if (ctx.device == Device::kCpu) return cpu::permute_fwd(x_perm, x, plan);
-  TMT_CHECK(false, "permute_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::permute_fwd(ctx, x_perm, x, plan);
+#else
+  TMT_CHECK(false, "permute_fwd: this build has no CUDA backend");
+#endif
 }
 
 void permute_bwd(const Context& ctx, const Tensor& dx, const Tensor& dx_perm,
                  const DispatchPlan& plan) {
   check_rows("permute_bwd", ctx, dx_perm, dx, plan);
   if (ctx.device == Device::kCpu) return cpu::permute_bwd(dx, dx_perm, plan);
-  TMT_CHECK(false, "permute_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::permute_bwd(ctx, dx, dx_perm, plan);
+#else
+  TMT_CHECK(false, "permute_bwd: this build has no CUDA backend");
+#endif
 }
 
 void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan) {
   check_rows("unpermute_fwd", ctx, y_perm, y, plan);
-  check_weights("unpermute_fwd", topk_w, y, plan);
+  check_weights("unpermute_fwd", ctx, topk_w, y, plan);
   if (ctx.device == Device::kCpu) return cpu::unpermute_fwd(y, y_perm, topk_w, plan);
-  TMT_CHECK(false, "unpermute_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::unpermute_fwd(ctx, y, y_perm, topk_w, plan);
+#else
+  TMT_CHECK(false, "unpermute_fwd: this build has no CUDA backend");
+#endif
 }
 
 void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtopk_w,
@@ -73,12 +109,16 @@ void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtop
                    const DispatchPlan& plan) {
   check_rows("unpermute_bwd", ctx, dy_perm, dy, plan);
   check_rows("unpermute_bwd", ctx, y_perm, dy, plan);
-  check_weights("unpermute_bwd", topk_w, dy, plan);
+  check_weights("unpermute_bwd", ctx, topk_w, dy, plan);
   TMT_CHECK(dtopk_w.shape == topk_w.shape && dtopk_w.dtype == topk_w.dtype,
             "unpermute_bwd: dtopk_w {} for {}", dtopk_w.str(), topk_w.str());
   if (ctx.device == Device::kCpu)
     return cpu::unpermute_bwd(dy_perm, dtopk_w, dy, y_perm, topk_w, plan);
-  TMT_CHECK(false, "unpermute_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::unpermute_bwd(ctx, dy_perm, dtopk_w, dy, y_perm, topk_w, plan);
+#else
+  TMT_CHECK(false, "unpermute_bwd: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

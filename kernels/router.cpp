@@ -1,9 +1,26 @@
 #include "kernels/router.h"
 
+#include <initializer_list>
+
 #include "kernels/cpu/router.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/router.h"
+#endif
 
 namespace tmt {
 namespace {
+
+// The router's floating dtype: f32|f64 on the CPU, f32 on CUDA.
+bool float_dtype_ok(const Context& ctx, DType t) {
+  return t == DType::kF32 || (ctx.device == Device::kCpu && t == DType::kF64);
+}
+
+void on_device(const char* op, const Context& ctx, std::initializer_list<const Tensor*> tensors) {
+  for (const Tensor* t : tensors) {
+    TMT_CHECK(!t->defined() || t->numel() == 0 || t->device == ctx.device, "{}: {} not on {}", op,
+              t->str(), device_name(ctx.device));
+  }
+}
 
 void check_args(const char* op, const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
                 const Tensor& topk_w, const Tensor& logits) {
@@ -13,13 +30,13 @@ void check_args(const char* op, const Context& ctx, const Tensor& probs, const T
           topk_idx.size(1) <= logits.size(1),
       "{}: logits {}, probs {}, topk_idx {}, topk_w {} are not [T, E], [T, E], [T, K], [T, K]", op,
       logits.str(), probs.str(), topk_idx.str(), topk_w.str());
-  TMT_CHECK((logits.dtype == DType::kF32 || logits.dtype == DType::kF64) &&
+  TMT_CHECK(float_dtype_ok(ctx, logits.dtype) &&
                 probs.dtype == logits.dtype && topk_w.dtype == logits.dtype &&
                 topk_idx.dtype == DType::kI32,
-            "{}: logits, probs, topk_w must share f32|f64 and topk_idx be i32 (got {}, {}, {}, {})",
+            "{}: logits, probs, topk_w must share f32|f64 (f32 on cuda) and topk_idx be i32 (got {}, "
+            "{}, {}, {})",
             op, logits.str(), probs.str(), topk_w.str(), topk_idx.str());
-  TMT_CHECK(logits.device == ctx.device, "{}: logits {} not on {}", op, logits.str(),
-            device_name(ctx.device));
+  on_device(op, ctx, {&logits, &probs, &topk_idx, &topk_w});
 }
 
 }  // namespace
@@ -32,9 +49,14 @@ void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
                 lse.dtype == logits.dtype,
             "router_fwd: top_k {} for topk_idx {}, lse {}", params.top_k, topk_idx.str(),
             lse.str());
+  on_device("router_fwd", ctx, {&lse});
   if (ctx.device == Device::kCpu)
     return cpu::router_fwd(probs, topk_idx, topk_w, lse, logits, params);
-  TMT_CHECK(false, "router_fwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::router_fwd(ctx, probs, topk_idx, topk_w, lse, logits, params);
+#else
+  TMT_CHECK(false, "router_fwd: this build has no CUDA backend");
+#endif
 }
 
 void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w,
@@ -51,10 +73,16 @@ void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w
   TMT_CHECK(
       !dlse.defined() || (dlse.shape == (Shape{logits.size(0)}) && dlse.dtype == logits.dtype),
       "router_bwd: dlse {} for logits {}", dlse.str(), logits.str());
+  on_device("router_bwd", ctx, {&dlogits, &dtopk_w, &dprobs, &dlse});
   if (ctx.device == Device::kCpu) {
     return cpu::router_bwd(dlogits, dtopk_w, dprobs, dlse, probs, topk_idx, topk_w, logits, params);
   }
-  TMT_CHECK(false, "router_bwd: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::router_bwd(ctx, dlogits, dtopk_w, dprobs, dlse, probs, topk_idx, topk_w, logits,
+                          params);
+#else
+  TMT_CHECK(false, "router_bwd: this build has no CUDA backend");
+#endif
 }
 
 double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
@@ -63,17 +91,29 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                 topk_idx.size(0) == probs.size(0) && topk_idx.dtype == DType::kI32,
             "load_balancing_loss: dprobs {}, probs {}, topk_idx {}", dprobs.str(), probs.str(),
             topk_idx.str());
+  on_device("load_balancing_loss", ctx, {&dprobs, &probs, &topk_idx});
+  TMT_CHECK(float_dtype_ok(ctx, probs.dtype), "load_balancing_loss: probs {}", probs.str());
   if (ctx.device == Device::kCpu)
     return cpu::load_balancing_loss(dprobs, probs, topk_idx, coeff, grad_weight);
-  TMT_CHECK(false, "load_balancing_loss: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::load_balancing_loss(ctx, dprobs, probs, topk_idx, coeff, grad_weight);
+#else
+  TMT_CHECK(false, "load_balancing_loss: this build has no CUDA backend");
+#endif
 }
 
 double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
               double grad_weight) {
   TMT_CHECK(dlse.shape == lse.shape && dlse.dtype == lse.dtype && lse.rank() == 1,
             "z_loss: dlse {}, lse {}", dlse.str(), lse.str());
+  on_device("z_loss", ctx, {&dlse, &lse});
+  TMT_CHECK(float_dtype_ok(ctx, lse.dtype), "z_loss: lse {}", lse.str());
   if (ctx.device == Device::kCpu) return cpu::z_loss(dlse, lse, coeff, grad_weight);
-  TMT_CHECK(false, "z_loss: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::z_loss(ctx, dlse, lse, coeff, grad_weight);
+#else
+  TMT_CHECK(false, "z_loss: this build has no CUDA backend");
+#endif
 }
 
 void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
@@ -83,8 +123,15 @@ void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                 lse.numel() == probs.size(0) && lse.dtype == probs.dtype,
             "router_stats: stats {}, probs {}, topk_idx {}, lse {}", stats.str(), probs.str(),
             topk_idx.str(), lse.str());
+  on_device("router_stats", ctx, {&stats, &probs, &topk_idx, &lse});
+  TMT_CHECK(float_dtype_ok(ctx, probs.dtype) && topk_idx.dtype == DType::kI32,
+            "router_stats: probs {}, topk_idx {}", probs.str(), topk_idx.str());
   if (ctx.device == Device::kCpu) return cpu::router_stats(stats, probs, topk_idx, lse);
-  TMT_CHECK(false, "router_stats: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::router_stats(ctx, stats, probs, topk_idx, lse);
+#else
+  TMT_CHECK(false, "router_stats: this build has no CUDA backend");
+#endif
 }
 
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
@@ -93,18 +140,33 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
                 stats.numel() == 2 * dprobs.size(1) + 1 && tokens >= dprobs.size(0),
             "load_balancing_from_stats: dprobs {}, stats {}, {} tokens", dprobs.str(), stats.str(),
             tokens);
+  on_device("load_balancing_from_stats", ctx, {&dprobs, &stats});
+  TMT_CHECK(float_dtype_ok(ctx, dprobs.dtype), "load_balancing_from_stats: dprobs {}",
+            dprobs.str());
   if (ctx.device == Device::kCpu)
     return cpu::load_balancing_from_stats(dprobs, stats, tokens, top_k, coeff, grad_weight);
-  TMT_CHECK(false, "load_balancing_from_stats: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::load_balancing_from_stats(ctx, dprobs, stats, tokens, top_k, coeff,
+                                         grad_weight);
+#else
+  TMT_CHECK(false, "load_balancing_from_stats: this build has no CUDA backend");
+#endif
 }
 
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
                          const Tensor& stats, int64_t tokens, double coeff, double grad_weight) {
   TMT_CHECK(dlse.shape == lse.shape && dlse.dtype == lse.dtype && stats.dtype == DType::kF64,
             "z_loss_from_stats: dlse {}, lse {}, stats {}", dlse.str(), lse.str(), stats.str());
+  on_device("z_loss_from_stats", ctx, {&dlse, &lse, &stats});
+  TMT_CHECK(float_dtype_ok(ctx, lse.dtype) && stats.numel() >= 1,
+            "z_loss_from_stats: lse {}, stats {}", lse.str(), stats.str());
   if (ctx.device == Device::kCpu)
     return cpu::z_loss_from_stats(dlse, lse, stats, tokens, coeff, grad_weight);
-  TMT_CHECK(false, "z_loss_from_stats: no CUDA implementation yet");
+#if TMT_WITH_CUDA
+  return cuda::z_loss_from_stats(ctx, dlse, lse, stats, tokens, coeff, grad_weight);
+#else
+  TMT_CHECK(false, "z_loss_from_stats: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace tmt

@@ -1,0 +1,377 @@
+// attention on CUDA (formulas in kernels/attention.h): flash-attention-style tiles on the CUDA
+// cores, fp32 throughout, correctness first (no tensor cores yet).
+//
+// Tiles are kTile = 32 queries by 32 keys, blocks of 4 warps; a warp owns 8 rows of its block's
+// tile, and its lanes run over the other tile dimension (32 keys or queries) when computing scores
+// and over the head dimension (lane + 32 c, c < C) when accumulating. Tiles sit in shared memory as
+// fp32 rows of ld = Dh rounded up to an odd number of floats, so a lane-per-row access is free of
+// bank conflicts.
+//
+//   forward       one block per (query tile, head, batch): online softmax over the visible key
+//                 tiles (running max m, running sum l, rescaled accumulator), out = acc / l,
+//                 lse = m + log l.
+//   backward dk/dv one block per (key tile, kv head, batch): for each query head of the group and
+//                 each query tile that sees the keys, P = exp(s - lse) recomputed, dP = dout vᵀ,
+//                 dS = P (dP - D), D = Σ dout ⊙ out (recomputed per tile); dv += Pᵀ dout,
+//                 dk += scale dSᵀ q. Each block owns its dk, dv rows: no atomics.
+//   backward dq   one block per (query tile, head, batch): over the visible key tiles,
+//                 dq += scale dS k.
+// Every output element has exactly one writer, so results do not depend on scheduling.
+#include <algorithm>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/common.cuh"
+
+namespace tmt::cuda {
+namespace {
+
+constexpr int kTile = 32;
+constexpr int kWarps = 4;
+constexpr int kRows = kTile / kWarps;  // rows of a tile per warp
+
+struct Shape4 {
+  int64_t b, s, h, hk, dh, group;
+  float scale;
+  int64_t window;
+  // Element offsets of row (batch, position, head) in q/out and in k/v; lse is [B, H, S].
+  __device__ int64_t q_at(int64_t bi, int64_t i, int64_t hi) const {
+    return ((bi * s + i) * h + hi) * dh;
+  }
+  __device__ int64_t k_at(int64_t bi, int64_t j, int64_t g) const {
+    return ((bi * s + j) * hk + g) * dh;
+  }
+  __device__ bool visible(int64_t i, int64_t j) const {
+    return i < s && j <= i && (window == 0 || j > i - window);
+  }
+  __device__ int64_t first_key(int64_t i) const {
+    return window > 0 ? (i - window + 1 > 0 ? i - window + 1 : 0) : 0;
+  }
+};
+
+__host__ __device__ inline int leading_dim(int64_t dh) { return static_cast<int>(dh % 2 == 1 ? dh : dh + 1); }
+
+// Rows [row0, row0 + kTile) of a [.., Dh] sequence into shared memory (zeros past the end).
+// `at(r)` gives row r's element offset.
+template <class T, class At>
+__device__ void load_tile(float* tile, int ld, const T* src, int64_t row0, int64_t rows, int dh,
+                          At at) {
+  for (int idx = threadIdx.x; idx < kTile * dh; idx += blockDim.x) {
+    const int r = idx / dh, d = idx - r * dh;
+    const int64_t row = row0 + r;
+    tile[r * ld + d] = row < rows ? to_math(src[at(row) + d]) : 0.0f;
+  }
+}
+
+// lse and D = Σ_d dout ⊙ out for the query tile's rows (warp w computes rows w·kRows...).
+template <class T>
+__device__ void load_row_stats(float* lse_tile, float* d_tile, const float* lse_row,
+                               const T* dout, const T* out, const Shape4& n, int64_t bi,
+                               int64_t hi, int64_t i0) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int r = 0; r < kRows; ++r) {
+    const int il = warp * kRows + r;
+    const int64_t i = i0 + il;
+    float dsum = 0.0f;
+    if (i < n.s) {
+      const int64_t at = n.q_at(bi, i, hi);
+      for (int64_t d = lane; d < n.dh; d += 32) dsum += to_math(dout[at + d]) * to_math(out[at + d]);
+    }
+    dsum = warp_sum(dsum);
+    if (lane == 0) {
+      d_tile[il] = dsum;
+      lse_tile[il] = i < n.s ? lse_row[i] : 0.0f;
+    }
+  }
+}
+
+template <class T, int C>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_fwd_kernel(T* __restrict__ out, float* __restrict__ lse, const T* __restrict__ q,
+                         const T* __restrict__ k, const T* __restrict__ v, Shape4 n) {
+  extern __shared__ float shared[];
+  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  float* qs = shared;
+  float* ks = qs + kTile * ld;
+  float* vs = ks + kTile * ld;
+  float* ps = vs + kTile * ld;  // [kTile][kTile]: P of the current tiles
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTile, hi = blockIdx.y, bi = blockIdx.z;
+  const int64_t g = hi / n.group;
+
+  load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  float m[kRows], l[kRows], acc[kRows][C];
+  for (int r = 0; r < kRows; ++r) {
+    m[r] = -INFINITY;
+    l[r] = 0.0f;
+    for (int c = 0; c < C; ++c) acc[r][c] = 0.0f;
+  }
+  const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
+  for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
+    __syncthreads();  // the previous tiles' readers are done (and qs is loaded)
+    load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    __syncthreads();
+    float s[kRows];
+    for (int r = 0; r < kRows; ++r) s[r] = 0.0f;
+    for (int d = 0; d < dh; ++d) {
+      const float kd = ks[lane * ld + d];
+      for (int r = 0; r < kRows; ++r) s[r] += qs[(warp * kRows + r) * ld + d] * kd;
+    }
+    const int64_t j = j0 + lane;
+    for (int r = 0; r < kRows; ++r) {
+      const int il = warp * kRows + r;
+      const bool seen = n.visible(i0 + il, j);
+      const float sr = seen ? n.scale * s[r] : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(sr));
+      float p = 0.0f, alpha = 1.0f;
+      if (m_new != -INFINITY) {  // some key of this row seen so far
+        p = seen ? expf(sr - m_new) : 0.0f;
+        alpha = expf(m[r] - m_new);
+      }
+      l[r] = l[r] * alpha + warp_sum(p);
+      m[r] = m_new;
+      ps[il * kTile + lane] = p;
+      for (int c = 0; c < C; ++c) acc[r][c] *= alpha;
+    }
+    __syncwarp();
+    for (int jj = 0; jj < kTile; ++jj) {
+      for (int c = 0; c < C; ++c) {
+        const int d = lane + 32 * c;
+        if (d >= dh) continue;
+        const float vd = vs[jj * ld + d];
+        for (int r = 0; r < kRows; ++r) acc[r][c] += ps[(warp * kRows + r) * kTile + jj] * vd;
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t i = i0 + warp * kRows + r;
+    if (i >= n.s) continue;
+    const float inv = 1.0f / l[r];
+    const int64_t at = n.q_at(bi, i, hi);
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < dh) out[at + d] = from_math<T>(acc[r][c] * inv);
+    }
+    if (lane == 0) lse[(bi * n.h + hi) * n.s + i] = m[r] + logf(l[r]);
+  }
+}
+
+template <class T, int C>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dkdv_kernel(T* __restrict__ dk, T* __restrict__ dv, const T* __restrict__ dout,
+                          const T* __restrict__ q, const T* __restrict__ k,
+                          const T* __restrict__ v, const T* __restrict__ out,
+                          const float* __restrict__ lse, Shape4 n) {
+  extern __shared__ float shared[];
+  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  float* ks = shared;
+  float* vs = ks + kTile * ld;
+  float* qs = vs + kTile * ld;
+  float* dos = qs + kTile * ld;
+  float* ps = dos + kTile * ld;   // [key][query]
+  float* dss = ps + kTile * kTile;  // [key][query]
+  float* lse_tile = dss + kTile * kTile;
+  float* d_tile = lse_tile + kTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile, g = blockIdx.y, bi = blockIdx.z;
+
+  load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+  load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+  float acc_dk[kRows][C], acc_dv[kRows][C];
+  for (int r = 0; r < kRows; ++r) {
+    for (int c = 0; c < C; ++c) acc_dk[r][c] = acc_dv[r][c] = 0.0f;
+  }
+  // The last query that sees key j0 + kTile - 1 is j0 + kTile - 2 + window.
+  const int64_t query_end = n.window > 0 ? std::min<int64_t>(n.s, j0 + kTile - 1 + n.window) : n.s;
+  for (int64_t hi = g * n.group; hi < (g + 1) * n.group; ++hi) {
+    const float* lse_row = lse + (bi * n.h + hi) * n.s;
+    for (int64_t i0 = j0; i0 < query_end; i0 += kTile) {
+      __syncthreads();
+      load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+      load_tile(dos, ld, dout, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+      load_row_stats(lse_tile, d_tile, lse_row, dout, out, n, bi, hi, i0);
+      __syncthreads();
+      float s[kRows], dp[kRows];
+      for (int r = 0; r < kRows; ++r) s[r] = dp[r] = 0.0f;
+      for (int d = 0; d < dh; ++d) {
+        const float qd = qs[lane * ld + d], od = dos[lane * ld + d];
+        for (int r = 0; r < kRows; ++r) {
+          s[r] += qd * ks[(warp * kRows + r) * ld + d];
+          dp[r] += od * vs[(warp * kRows + r) * ld + d];
+        }
+      }
+      const int64_t i = i0 + lane;
+      for (int r = 0; r < kRows; ++r) {
+        const int jl = warp * kRows + r;
+        const float p = n.visible(i, j0 + jl) ? expf(n.scale * s[r] - lse_tile[lane]) : 0.0f;
+        ps[jl * kTile + lane] = p;
+        dss[jl * kTile + lane] = p * (dp[r] - d_tile[lane]);
+      }
+      __syncwarp();
+      for (int il = 0; il < kTile; ++il) {
+        for (int c = 0; c < C; ++c) {
+          const int d = lane + 32 * c;
+          if (d >= dh) continue;
+          const float qd = qs[il * ld + d], od = dos[il * ld + d];
+          for (int r = 0; r < kRows; ++r) {
+            const int jl = warp * kRows + r;
+            acc_dv[r][c] += ps[jl * kTile + il] * od;
+            acc_dk[r][c] += dss[jl * kTile + il] * qd;
+          }
+        }
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t j = j0 + warp * kRows + r;
+    if (j >= n.s) continue;
+    const int64_t at = n.k_at(bi, j, g);
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      if (d >= dh) continue;
+      dk[at + d] = from_math<T>(n.scale * acc_dk[r][c]);
+      dv[at + d] = from_math<T>(acc_dv[r][c]);
+    }
+  }
+}
+
+template <class T, int C>
+__global__ void __launch_bounds__(kWarps * 32)
+    attention_dq_kernel(T* __restrict__ dq, const T* __restrict__ dout, const T* __restrict__ q,
+                        const T* __restrict__ k, const T* __restrict__ v,
+                        const T* __restrict__ out, const float* __restrict__ lse, Shape4 n) {
+  extern __shared__ float shared[];
+  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  float* qs = shared;
+  float* dos = qs + kTile * ld;
+  float* ks = dos + kTile * ld;
+  float* vs = ks + kTile * ld;
+  float* dss = vs + kTile * ld;  // [query][key]
+  float* lse_tile = dss + kTile * kTile;
+  float* d_tile = lse_tile + kTile;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTile, hi = blockIdx.y, bi = blockIdx.z;
+  const int64_t g = hi / n.group;
+
+  load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  load_tile(dos, ld, dout, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  load_row_stats(lse_tile, d_tile, lse + (bi * n.h + hi) * n.s, dout, out, n, bi, hi, i0);
+  float acc[kRows][C];
+  for (int r = 0; r < kRows; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = 0.0f;
+  }
+  const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
+  for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
+    __syncthreads();
+    load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    __syncthreads();
+    float s[kRows], dp[kRows];
+    for (int r = 0; r < kRows; ++r) s[r] = dp[r] = 0.0f;
+    for (int d = 0; d < dh; ++d) {
+      const float kd = ks[lane * ld + d], vd = vs[lane * ld + d];
+      for (int r = 0; r < kRows; ++r) {
+        s[r] += qs[(warp * kRows + r) * ld + d] * kd;
+        dp[r] += dos[(warp * kRows + r) * ld + d] * vd;
+      }
+    }
+    const int64_t j = j0 + lane;
+    for (int r = 0; r < kRows; ++r) {
+      const int il = warp * kRows + r;
+      const float p = n.visible(i0 + il, j) ? expf(n.scale * s[r] - lse_tile[il]) : 0.0f;
+      dss[il * kTile + lane] = p * (dp[r] - d_tile[il]);
+    }
+    __syncwarp();
+    for (int jj = 0; jj < kTile; ++jj) {
+      for (int c = 0; c < C; ++c) {
+        const int d = lane + 32 * c;
+        if (d >= dh) continue;
+        const float kd = ks[jj * ld + d];
+        for (int r = 0; r < kRows; ++r) acc[r][c] += dss[(warp * kRows + r) * kTile + jj] * kd;
+      }
+    }
+  }
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t i = i0 + warp * kRows + r;
+    if (i >= n.s) continue;
+    const int64_t at = n.q_at(bi, i, hi);
+    for (int c = 0; c < C; ++c) {
+      const int d = lane + 32 * c;
+      if (d < dh) dq[at + d] = from_math<T>(n.scale * acc[r][c]);
+    }
+  }
+}
+
+Shape4 shape_of(const Tensor& q, const Tensor& k, const AttentionParams& p) {
+  return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2),
+          static_cast<float>(p.softmax_scale), p.window};
+}
+
+// Calls f(T{}, std::integral_constant<int, C>{}) for the tensors' dtype and the head dimension's
+// chunk count C = ceil(Dh / 32) rounded up to a power of two.
+template <class F>
+void dispatch(DType dtype, int64_t dh, F&& f) {
+  const auto with_chunks = [&](auto zero) {
+    if (dh <= 32) return f(zero, std::integral_constant<int, 1>{});
+    if (dh <= 64) return f(zero, std::integral_constant<int, 2>{});
+    if (dh <= 128) return f(zero, std::integral_constant<int, 4>{});
+    return f(zero, std::integral_constant<int, 8>{});
+  };
+  if (dtype == DType::kBF16) return with_chunks(bf16{});
+  with_chunks(float{});
+}
+
+// Launches `kernel` with `floats` of dynamic shared memory (raising the 48 KiB default first).
+template <class Kernel, class... Args>
+void launch(const Context& ctx, Kernel kernel, dim3 grid, size_t floats, Args... args) {
+  const size_t bytes = floats * sizeof(float);
+  TMT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      static_cast<int>(bytes)));
+  kernel<<<grid, kWarps * 32, bytes, stream_of(ctx)>>>(args...);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+unsigned tiles(int64_t s) { return static_cast<unsigned>((s + kTile - 1) / kTile); }
+
+template <class T>
+T* data(const Tensor& t) {
+  return static_cast<T*>(t.data);
+}
+
+}  // namespace
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  const Shape4 n = shape_of(q, k, params);
+  if (q.numel() == 0) return;
+  const size_t floats = 3 * kTile * static_cast<size_t>(leading_dim(n.dh)) + kTile * kTile;
+  const dim3 grid(tiles(n.s), static_cast<unsigned>(n.h), static_cast<unsigned>(n.b));
+  dispatch(q.dtype, n.dh, [&](auto zero, auto chunks) {
+    using T = decltype(zero);
+    launch(ctx, attention_fwd_kernel<T, decltype(chunks)::value>, grid, floats, data<T>(out),
+           lse.ptr<float>(), data<const T>(q), data<const T>(k), data<const T>(v), n);
+  });
+}
+
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  const Shape4 n = shape_of(q, k, params);
+  if (q.numel() == 0) return;
+  const size_t tile = kTile * static_cast<size_t>(leading_dim(n.dh));
+  const size_t dkdv_floats = 4 * tile + 2 * kTile * kTile + 2 * kTile;
+  const size_t dq_floats = 4 * tile + kTile * kTile + 2 * kTile;
+  dispatch(q.dtype, n.dh, [&](auto zero, auto chunks) {
+    using T = decltype(zero);
+    launch(ctx, attention_dkdv_kernel<T, decltype(chunks)::value>,
+           dim3(tiles(n.s), static_cast<unsigned>(n.hk), static_cast<unsigned>(n.b)), dkdv_floats,
+           data<T>(dk), data<T>(dv), data<const T>(dout), data<const T>(q), data<const T>(k),
+           data<const T>(v), data<const T>(out), lse.ptr<const float>(), n);
+    launch(ctx, attention_dq_kernel<T, decltype(chunks)::value>,
+           dim3(tiles(n.s), static_cast<unsigned>(n.h), static_cast<unsigned>(n.b)), dq_floats,
+           data<T>(dq), data<const T>(dout), data<const T>(q), data<const T>(k), data<const T>(v),
+           data<const T>(out), lse.ptr<const float>(), n);
+  });
+}
+
+}  // namespace tmt::cuda

@@ -1,0 +1,21 @@
+// The CUDA side of kernels/moe_dispatch.h: token rows f32|bf16, topk_w and dtopk_w f32 (the
+// router's dtype), sums in fp32. The DispatchPlan stays on the host; each op uploads the array it
+// reads (src_token or slot) into a device buffer this backend owns, one per stream, grown as
+// needed and kept for the process (growing frees the old buffer, which waits for the device).
+#pragma once
+
+#include "kernels/moe_dispatch.h"
+
+namespace tmt::cuda {
+
+void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
+                 const DispatchPlan& plan);
+void permute_bwd(const Context& ctx, const Tensor& dx, const Tensor& dx_perm,
+                 const DispatchPlan& plan);
+void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, const Tensor& topk_w,
+                   const DispatchPlan& plan);
+void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtopk_w,
+                   const Tensor& dy, const Tensor& y_perm, const Tensor& topk_w,
+                   const DispatchPlan& plan);
+
+}  // namespace tmt::cuda

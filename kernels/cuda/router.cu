@@ -1,0 +1,342 @@
+// router on CUDA (formulas in kernels/router.h), f32.
+//
+// Forward and backward: one warp per token row, kRowsPerBlock rows a block, each warp with a row of
+// E floats of shared memory (the scores it selects from, or the gradient with respect to probs).
+// Top-k is the reference's repeated selection: each round takes the largest score not yet chosen,
+// the lower index on ties (a warp arg-max over (score, index) pairs, a total order, so the result
+// does not depend on the reduction's shape).
+//
+// Statistics: one block per expert column (#assignments and Σ_t probs in f64, in a fixed order, so
+// the result is the same from run to run) plus one block for Σ_t lse². The gradients from the
+// statistics are computed in f64 from the same expressions as the reference; the losses are
+// computed on the host from the statistics copied back.
+#include <climits>
+#include <vector>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/router.h"
+
+namespace tmt::cuda {
+namespace {
+
+constexpr int kRowsPerBlock = 4;  // warps per block
+constexpr int kMaxTopK = 32;      // one choice per lane
+constexpr int kMaxExperts = 2048; // 4 warps x 2048 floats = 32 KiB of shared memory
+
+int blocks_for_rows(int64_t rows) {
+  return static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
+}
+
+// probs [T, E], topk_idx/topk_w [T, K], lse [T] written from logits [T, E].
+__global__ void router_fwd_kernel(float* __restrict__ probs, int32_t* __restrict__ topk_idx,
+                                  float* __restrict__ topk_w, float* __restrict__ lse,
+                                  const float* __restrict__ logits, int64_t rows, int e, int k,
+                                  bool sigmoid, bool renormalize) {
+  extern __shared__ float shared[];
+  __shared__ int chosen_of[kRowsPerBlock][kMaxTopK];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t t = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + warp;
+  if (t >= rows) return;  // the whole warp leaves; nothing below waits on the block
+  float* score = shared + static_cast<int64_t>(warp) * e;
+  int* chosen = chosen_of[warp];
+  const float* lt = logits + t * e;
+
+  float m = -INFINITY;
+  for (int j = lane; j < e; j += 32) m = fmaxf(m, lt[j]);
+  m = warp_max(m);
+  float sum = 0.0f;
+  for (int j = lane; j < e; j += 32) sum += expf(lt[j] - m);
+  sum = warp_sum(sum);
+  const float row_lse = m + logf(sum);
+  if (lane == 0) lse[t] = row_lse;
+  for (int j = lane; j < e; j += 32) {
+    const float p = sigmoid ? 1.0f / (1.0f + expf(-lt[j])) : expf(lt[j] - row_lse);
+    probs[t * e + j] = p;
+    score[j] = p;
+  }
+  __syncwarp();
+
+  int my_idx = 0;
+  float my_w = 0.0f, chosen_sum = 0.0f;
+  for (int c = 0; c < k; ++c) {
+    float best = -INFINITY;
+    int best_j = -1;
+    for (int j = lane; j < e; j += 32) {
+      bool taken = false;
+      for (int i = 0; i < c; ++i) taken |= chosen[i] == j;
+      if (taken) continue;
+      const float v = score[j];
+      if (best_j < 0 || v > best) best = v, best_j = j;  // j ascends: ties keep the lower index
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other = __shfl_xor_sync(kFullMask, best, offset);
+      const int other_j = __shfl_xor_sync(kFullMask, best_j, offset);
+      const bool take = other_j >= 0 && (best_j < 0 || other > best ||
+                                         (other == best && other_j < best_j));
+      if (take) best = other, best_j = other_j;
+    }
+    if (lane == 0) chosen[c] = best_j;
+    if (lane == c) my_idx = best_j, my_w = best;
+    chosen_sum += best;
+    __syncwarp();
+  }
+  if (lane < k) {
+    topk_idx[t * k + lane] = my_idx;
+    topk_w[t * k + lane] = renormalize ? my_w / chosen_sum : my_w;
+  }
+}
+
+// dlogits [T, E] written; dprobs [T, E] and dlse [T] may be null.
+__global__ void router_bwd_kernel(float* __restrict__ dlogits, const float* __restrict__ dtopk_w,
+                                  const float* __restrict__ dprobs, const float* __restrict__ dlse,
+                                  const float* __restrict__ probs,
+                                  const int32_t* __restrict__ topk_idx,
+                                  const float* __restrict__ topk_w,
+                                  const float* __restrict__ logits, int64_t rows, int e, int k,
+                                  bool sigmoid, bool renormalize) {
+  extern __shared__ float shared[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t t = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + warp;
+  if (t >= rows) return;
+  float* g = shared + static_cast<int64_t>(warp) * e;  // d loss / d probs[t]
+  const float* pt = probs + t * e;
+  const int32_t* idx = topk_idx + t * k;
+  const float* dw = dtopk_w + t * k;
+  const float* w = topk_w + t * k;
+
+  for (int j = lane; j < e; j += 32) g[j] = dprobs != nullptr ? dprobs[t * e + j] : 0.0f;
+  __syncwarp();
+  // w_c = p_c / S with S = Σ_c p_c: d/dp_c = (dw_c - Σ_j dw_j w_j) / S. The chosen experts are
+  // distinct, so the lanes below never add to the same element.
+  float chosen_sum = 0.0f, dot = 0.0f;
+  if (renormalize) {
+    for (int c = 0; c < k; ++c) {
+      chosen_sum += pt[idx[c]];
+      dot += dw[c] * w[c];
+    }
+  }
+  for (int c = lane; c < k; c += 32) g[idx[c]] += renormalize ? (dw[c] - dot) / chosen_sum : dw[c];
+  __syncwarp();
+
+  float* out = dlogits + t * e;
+  if (sigmoid) {
+    for (int j = lane; j < e; j += 32) out[j] = g[j] * pt[j] * (1.0f - pt[j]);
+  } else {
+    float gp = 0.0f;
+    for (int j = lane; j < e; j += 32) gp += g[j] * pt[j];
+    gp = warp_sum(gp);
+    for (int j = lane; j < e; j += 32) out[j] = pt[j] * (g[j] - gp);
+  }
+  if (dlse != nullptr) {  // d lse / d logits = softmax(logits)
+    const float* lt = logits + t * e;
+    float m = -INFINITY;
+    for (int j = lane; j < e; j += 32) m = fmaxf(m, lt[j]);
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int j = lane; j < e; j += 32) sum += expf(lt[j] - m);
+    sum = warp_sum(sum);
+    const float dl = dlse[t];
+    for (int j = lane; j < e; j += 32) out[j] += dl * expf(lt[j] - m) / sum;
+  }
+}
+
+__device__ void sum_squares(double* out, const float* __restrict__ lse, int64_t rows) {
+  double s = 0.0;
+  for (int64_t t = threadIdx.x; t < rows; t += blockDim.x) {
+    const double l = lse[t];
+    s += l * l;
+  }
+  s = block_sum(s);
+  if (threadIdx.x == 0) *out = s;
+}
+
+// stats [2E + 1] written (see kernels/router.h). Blocks 0..E-1: one expert each; block E: Σ lse²
+// (left alone when lse is null).
+__global__ void stats_kernel(double* __restrict__ stats, const float* __restrict__ probs,
+                             const int32_t* __restrict__ topk_idx, const float* __restrict__ lse,
+                             int64_t rows, int e, int k) {
+  const int j = blockIdx.x;
+  if (j == e) {
+    if (lse != nullptr) sum_squares(stats + 2 * e, lse, rows);
+    return;
+  }
+  double count = 0.0, psum = 0.0;
+  for (int64_t a = threadIdx.x; a < rows * k; a += blockDim.x) count += topk_idx[a] == j ? 1.0 : 0.0;
+  for (int64_t t = threadIdx.x; t < rows; t += blockDim.x) psum += probs[t * e + j];
+  count = block_sum(count);
+  psum = block_sum(psum);
+  if (threadIdx.x == 0) {
+    stats[j] = count;
+    stats[e + j] = psum;
+  }
+}
+
+__global__ void sum_squares_kernel(double* out, const float* __restrict__ lse, int64_t rows) {
+  sum_squares(out, lse, rows);
+}
+
+// dprobs[t, j] = grad_weight · coeff · E · f_j / tokens, f_j = stats[j] / (tokens · top_k): the
+// reference's expression, evaluated in f64 in the same order.
+__global__ void balance_grad_kernel(float* __restrict__ dprobs, const double* __restrict__ stats,
+                                    int64_t rows, int e, double tokens, double top_k, double coeff,
+                                    double weight) {
+  const int64_t n = rows * e;
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    const int j = static_cast<int>(i % e);
+    const double f = stats[j] / (tokens * top_k);
+    dprobs[i] = static_cast<float>(weight * coeff * static_cast<double>(e) * f / tokens);
+  }
+}
+
+// dlse[t] = grad_weight · coeff · 2 · lse[t] / tokens, in f64 as the reference.
+__global__ void z_grad_kernel(float* __restrict__ dlse, const float* __restrict__ lse, int64_t rows,
+                              double tokens, double coeff, double weight) {
+  for (int64_t t = global_thread(); t < rows; t += grid_threads()) {
+    dlse[t] = static_cast<float>(weight * coeff * 2.0 * static_cast<double>(lse[t]) / tokens);
+  }
+}
+
+// f64 scratch on the device for the losses that have no statistics tensor of their own, grown as
+// needed and kept for the process. Its users copy the result back and synchronize before
+// returning, so one buffer serves every stream.
+double* scratch(size_t count) {
+  static double* buffer = nullptr;
+  static size_t capacity = 0;
+  if (count > capacity) {
+    if (buffer != nullptr) TMT_CUDA_CHECK(cudaFree(buffer));
+    capacity = std::max<size_t>(count, 2 * capacity);
+    TMT_CUDA_CHECK(cudaMalloc(&buffer, capacity * sizeof(double)));
+  }
+  return buffer;
+}
+
+std::vector<double> to_host(const Context& ctx, const double* device, size_t count) {
+  std::vector<double> host(count);
+  TMT_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, count * sizeof(double),
+                                 cudaMemcpyDeviceToHost, stream_of(ctx)));
+  TMT_CUDA_CHECK(cudaStreamSynchronize(stream_of(ctx)));
+  return host;
+}
+
+void launch_stats(const Context& ctx, double* stats, const Tensor& probs, const Tensor& topk_idx,
+                  const float* lse) {
+  const int e = static_cast<int>(probs.size(1));
+  stats_kernel<<<e + 1, kThreads, 0, stream_of(ctx)>>>(
+      stats, probs.ptr<const float>(), topk_idx.ptr<const int32_t>(), lse,
+      probs.size(0), e, static_cast<int>(topk_idx.size(1)));
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+void launch_balance_grad(const Context& ctx, const Tensor& dprobs, const double* stats,
+                         int64_t tokens, int64_t top_k, double coeff, double weight) {
+  if (dprobs.numel() == 0) return;
+  balance_grad_kernel<<<grid_for(dprobs.numel()), kThreads, 0, stream_of(ctx)>>>(
+      dprobs.ptr<float>(), stats, dprobs.size(0), static_cast<int>(dprobs.size(1)),
+      static_cast<double>(tokens), static_cast<double>(top_k), coeff, weight);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+void launch_z_grad(const Context& ctx, const Tensor& dlse, const Tensor& lse, int64_t tokens,
+                   double coeff, double weight) {
+  if (lse.numel() == 0) return;
+  z_grad_kernel<<<grid_for(lse.numel()), kThreads, 0, stream_of(ctx)>>>(
+      dlse.ptr<float>(), lse.ptr<const float>(), lse.numel(), static_cast<double>(tokens), coeff,
+      weight);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+// The load-balancing loss from statistics on the host (the reference's expression).
+double balance_loss(const std::vector<double>& st, int64_t e, int64_t tokens, int64_t top_k,
+                    double coeff) {
+  const double total = static_cast<double>(tokens);
+  double aux = 0;
+  for (int64_t j = 0; j < e; ++j) {
+    aux += st[static_cast<size_t>(j)] / (total * static_cast<double>(top_k)) *
+           st[static_cast<size_t>(e + j)] / total;
+  }
+  return coeff * static_cast<double>(e) * aux;
+}
+
+void check_sizes(const char* op, int64_t e, int64_t k) {
+  TMT_CHECK(e <= kMaxExperts && k <= kMaxTopK,
+            "{}: {} experts, top-{}: the CUDA router handles at most {} experts and top-{}", op, e,
+            k, kMaxExperts, kMaxTopK);
+}
+
+}  // namespace
+
+void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const RouterParams& params) {
+  const int64_t rows = logits.size(0), e = logits.size(1), k = params.top_k;
+  check_sizes("router_fwd", e, k);
+  if (rows == 0) return;
+  const size_t shared = kRowsPerBlock * static_cast<size_t>(e) * sizeof(float);
+  router_fwd_kernel<<<blocks_for_rows(rows), kRowsPerBlock * 32, shared, stream_of(ctx)>>>(
+      probs.ptr<float>(), topk_idx.ptr<int32_t>(), topk_w.ptr<float>(), lse.ptr<float>(),
+      logits.ptr<const float>(), rows, static_cast<int>(e), static_cast<int>(k),
+      params.score == RouterScore::kSigmoid, params.renormalize);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w,
+                const Tensor& dprobs, const Tensor& dlse, const Tensor& probs,
+                const Tensor& topk_idx, const Tensor& topk_w, const Tensor& logits,
+                const RouterParams& params) {
+  const int64_t rows = logits.size(0), e = logits.size(1), k = params.top_k;
+  check_sizes("router_bwd", e, k);
+  if (rows == 0) return;
+  const size_t shared = kRowsPerBlock * static_cast<size_t>(e) * sizeof(float);
+  router_bwd_kernel<<<blocks_for_rows(rows), kRowsPerBlock * 32, shared, stream_of(ctx)>>>(
+      dlogits.ptr<float>(), dtopk_w.ptr<const float>(),
+      dprobs.defined() ? dprobs.ptr<const float>() : nullptr,
+      dlse.defined() ? dlse.ptr<const float>() : nullptr, probs.ptr<const float>(),
+      topk_idx.ptr<const int32_t>(), topk_w.ptr<const float>(), logits.ptr<const float>(), rows,
+      static_cast<int>(e), static_cast<int>(k), params.score == RouterScore::kSigmoid,
+      params.renormalize);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                           const Tensor& topk_idx, double coeff, double grad_weight) {
+  const int64_t rows = probs.size(0), e = probs.size(1), k = topk_idx.size(1);
+  if (rows == 0) return 0.0;  // the reference's f and P are all zero
+  double* stats = scratch(static_cast<size_t>(2 * e + 1));
+  launch_stats(ctx, stats, probs, topk_idx, nullptr);
+  launch_balance_grad(ctx, dprobs, stats, rows, k, coeff, grad_weight);
+  return balance_loss(to_host(ctx, stats, static_cast<size_t>(2 * e)), e, rows, k, coeff);
+}
+
+double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
+              double grad_weight) {
+  const int64_t rows = lse.numel();
+  if (rows == 0) return 0.0;
+  double* sum = scratch(1);
+  sum_squares_kernel<<<1, kThreads, 0, stream_of(ctx)>>>(sum, lse.ptr<const float>(), rows);
+  TMT_CUDA_CHECK_LAUNCH();
+  launch_z_grad(ctx, dlse, lse, rows, coeff, grad_weight);
+  return coeff * to_host(ctx, sum, 1)[0] / static_cast<double>(rows);
+}
+
+void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                  const Tensor& topk_idx, const Tensor& lse) {
+  launch_stats(ctx, stats.ptr<double>(), probs, topk_idx, lse.ptr<const float>());
+}
+
+double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight) {
+  const int64_t e = dprobs.size(1);
+  launch_balance_grad(ctx, dprobs, stats.ptr<const double>(), tokens, top_k, coeff, grad_weight);
+  return balance_loss(to_host(ctx, stats.ptr<const double>(), static_cast<size_t>(2 * e)), e,
+                      tokens, top_k, coeff);
+}
+
+double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight) {
+  launch_z_grad(ctx, dlse, lse, tokens, coeff, grad_weight);
+  if (tokens <= 0) return 0.0;
+  const double sum = to_host(ctx, stats.ptr<const double>() + stats.numel() - 1, 1)[0];
+  return coeff * sum / static_cast<double>(tokens);
+}
+
+}  // namespace tmt::cuda

@@ -1,0 +1,30 @@
+// The CUDA side of kernels/router.h, in f32 (logits, probs, topk_w, lse and their gradients; the
+// statistics f64). One warp per token row for the forward and backward: the top-k selection is the
+// reference's (repeated arg-max, ties to the lower index), so on inputs without near-ties the
+// chosen experts are the CPU's exactly. The loss functions reduce on the device and copy the few
+// numbers they return back to the host (they synchronize the stream).
+#pragma once
+
+#include "kernels/router.h"
+
+namespace tmt::cuda {
+
+void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const RouterParams& params);
+void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w,
+                const Tensor& dprobs, const Tensor& dlse, const Tensor& probs,
+                const Tensor& topk_idx, const Tensor& topk_w, const Tensor& logits,
+                const RouterParams& params);
+double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                           const Tensor& topk_idx, double coeff, double grad_weight);
+double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
+              double grad_weight);
+void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                  const Tensor& topk_idx, const Tensor& lse);
+double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight);
+double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight);
+
+}  // namespace tmt::cuda
