@@ -1,6 +1,7 @@
 #include "trainer/trainer.h"
 
 #include <chrono>
+#include <filesystem>
 #include <csignal>
 #include <cmath>
 #include <numeric>
@@ -18,6 +19,15 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+uintmax_t directory_bytes(const std::string& dir) {
+  uintmax_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    if (e.is_regular_file(ec)) n += e.file_size(ec);
+  }
+  return n;
 }
 
 }  // namespace
@@ -146,9 +156,19 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
       check_checkpoint(resume_from, r, trainer.model().params(), world->rank(), world->size());
     });
     if (status != 0) return status;
+    const auto t0 = Clock::now();
     state = load_checkpoint(resume_from, trainer.model().params(), trainer.optimizer());
+    world->barrier();
     trainer.resume_at(state.step);
-    log_info("resumed from {} at step {}", resume_from, state.step);
+    const double mb = static_cast<double>(directory_bytes(resume_from)) / 1e6;
+    log_info("resumed from {} at step {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", resume_from,
+             state.step, mb, seconds_since(t0), mb / seconds_since(t0));
+    if (state.step >= r.train.steps) {
+      log_info("nothing to do: the checkpoint is at step {} of train.steps = {} (--no-resume "
+               "starts over; a larger train.steps trains on)",
+               state.step, r.train.steps);
+      return 0;
+    }
   }
   // Slurm sends SIGUSR1 (--signal) before a time limit and SIGTERM on preemption or scancel:
   // finish the step, save, exit 0.
@@ -177,9 +197,12 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
                      state.step);
   int64_t bad_in_a_row = state.skipped_in_a_row;
   const auto save = [&](int64_t step) {
+    const auto t0 = Clock::now();
     const std::string dir = save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
                                             {step, trainer.optimizer().steps_taken(), bad_in_a_row});
-    metrics.note(fmt::format("checkpoint: {}", dir));
+    const double s = seconds_since(t0), mb = static_cast<double>(directory_bytes(dir)) / 1e6;
+    metrics.note(fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s,
+                             mb / s));
   };
   const auto run_start = Clock::now();
   while (trainer.steps_done() < r.train.steps) {

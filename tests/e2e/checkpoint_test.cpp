@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -99,6 +101,38 @@ TEST(Checkpoint, KilledAndRestartedRunEndsBitIdenticalToAnUninterruptedOne) {
   std::printf("  10 kills (%ld inside a checkpoint write), last resume at step %ld: final "
               "tensors bit-identical\n",
               static_cast<long>(inside_writes), static_cast<long>(last_resumed));
+}
+
+// Sends `sig` after 4 s; the run must finish its step, save, and exit 0 soon after.
+void expect_signal_saves(const std::vector<std::string>& argv, const test::TempDir& dir, int sig,
+                         const char* what) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = test::run_command(argv, 4.0, "", sig);
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 0) << what << "\n" << r.err;
+  EXPECT_LT(took, 4.0 + 20.0) << what << ": saving after the signal took too long";
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(stopped by a signal after step (\d+))")))
+      << what << "\n" << r.out << r.err;
+  std::ifstream latest(dir.file("checkpoints/latest"));
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "step-" + std::string(7 - m[1].str().size(), '0') + m[1].str());
+  std::printf("  %s at 4 s: saved %s and exited 0 after %.1f s\n", what, name.c_str(), took);
+}
+
+TEST(Checkpoint, SignalsFinishTheStepSaveAndExitZero) {
+  // SIGUSR1 to mpirun and its 2 ranks (what Slurm's --signal and the batch script send)
+  test::TempDir two;
+  expect_signal_saves(train_argv(two.path().string(), 100000, 0), two, SIGUSR1, "SIGUSR1, 2 ranks");
+  // SIGTERM to a rank (scancel, preemption)
+  test::TempDir one;
+  expect_signal_saves({test::tramontane_binary(), "train", "--set", "parallel.tp=1", "--set",
+                       "parallel.pp=1", "--set", "parallel.ep=1", "--set", "train.steps=100000",
+                       "--set", "run.dir=" + one.path().string()},
+                      one, SIGTERM, "SIGTERM, 1 rank");
 }
 
 class DamagedCheckpoint : public ::testing::Test {

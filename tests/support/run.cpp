@@ -14,7 +14,7 @@
 namespace tmt::test {
 
 RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
-                      const std::string& cwd) {
+                      const std::string& cwd, int timeout_signal) {
   int out_pipe[2], err_pipe[2];
   TMT_CHECK(pipe(out_pipe) == 0 && pipe(err_pipe) == 0, "pipe: {}", std::strerror(errno));
   const pid_t pid = fork();
@@ -35,7 +35,9 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
   close(out_pipe[1]);
   close(err_pipe[1]);
   RunResult r;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                      std::chrono::duration<double>(timeout_s));
   pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   char buf[4096];
@@ -43,6 +45,13 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
+      if (timeout_signal != SIGKILL && !r.timed_out) {
+        // A gentle signal first; SIGKILL if the program has not ended a minute later.
+        r.timed_out = true;
+        kill(-pid, timeout_signal);
+        deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        continue;
+      }
       r.timed_out = true;
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);

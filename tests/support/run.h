@@ -14,9 +14,10 @@ struct RunResult {
 };
 
 // argv[0] is the program; after timeout_s seconds the child and every process it started (its
-// process group) get SIGKILL. `cwd` empty = this one.
+// process group) get `timeout_signal` (then SIGKILL a minute later if that was not SIGKILL itself;
+// timed_out is set either way). `cwd` empty = this one.
 RunResult run_command(const std::vector<std::string>& argv, double timeout_s = 60.0,
-                      const std::string& cwd = "");
+                      const std::string& cwd = "", int timeout_signal = 9);
 
 // The tramontane binary this build produced, and the source tree (for recipes and fixtures).
 std::string tramontane_binary();
