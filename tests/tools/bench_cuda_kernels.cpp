@@ -127,7 +127,7 @@ class Bench {
     } else {
       std::snprintf(achieved, sizeof achieved, "%.0f GB/s", r.bytes / (r.ms * 1e-3) / 1e9);
     }
-    std::printf("| %-15s | %-7s | %-44s | %9.3f | %16s | %8.3f | %6.1f%% |\n", r.op.c_str(),
+    std::printf("| %-15s | %-7s | %-44s | %9.4f | %16s | %8.4f | %6.1f%% |\n", r.op.c_str(),
                 r.pass.c_str(), r.shape.c_str(), r.ms, achieved, floor_ms, 100.0 * floor_ms / r.ms);
     std::fflush(stdout);
   }
@@ -196,7 +196,7 @@ void bench_linear(Bench& b, Arena& dev, const char* name, int64_t n) {
   const Tensor dx = dev.alloc(DType::kBF16, {kT, kD});
   const Tensor dw = dev.alloc(DType::kBF16, {n, kD});
   const double mnk = static_cast<double>(kT) * n * kD;
-  const std::string shape = dims({kT, kD}) + " x " + dims({n, kD}) + "ᵀ";
+  const std::string shape = dims({kT, kD}) + " x " + dims({n, kD}) + "^T";
   b.add(name, "fwd", shape, 2 * mnk, kBf16 * double(kT * kD + n * kD + kT * n),
         [&] { linear_fwd(b.ctx(), y, x, w); });
   b.add(name, "bwd", shape, 4 * mnk, kBf16 * double(kT * n + 2 * n * kD + 2 * kT * kD),
@@ -216,7 +216,7 @@ void bench_grouped_linear(Bench& b, Arena& dev, const char* name, int64_t n, int
   const Tensor dx = dev.alloc(DType::kBF16, {kR, k});
   const Tensor dw = dev.alloc(DType::kBF16, {kE, n, k});
   const double mnk = static_cast<double>(kR) * n * k;
-  const std::string shape = dims({kR, k}) + " x " + dims({kE, n, k}) + "ᵀ";
+  const std::string shape = dims({kR, k}) + " x " + dims({kE, n, k}) + "^T";
   b.add(name, "fwd", shape, 2 * mnk, kBf16 * double(kR * k + kE * n * k + kR * n),
         [&] { grouped_linear_fwd(b.ctx(), y, x, w, counts); });
   b.add(name, "bwd", shape, 4 * mnk, kBf16 * double(kR * n + 2 * kE * n * k + 2 * kR * k),
