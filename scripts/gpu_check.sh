@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: build with the CUDA backend, run every test labelled `cuda`
 # (and the CPU suite's unit tests as a sanity check), and print a summary table last. Without a GPU
-# the cuda tests report "Not Run" (skipped), which this script shows rather than hides. The GPU
-# benchmark joins here when the CUDA training path exists. Logs go to $OUT
+# the cuda tests report "Not Run" (skipped), which this script shows rather than hides. Then the
+# CUDA kernel benchmark (scripts/bench/cuda_kernels.sh); the training-step benchmark joins when the
+# CUDA training path exists. Logs go to $OUT
 # when that variable is set (the lent-GPU workflow), else to build-gpu/logs.
 #   scripts/gpu_check.sh
 # Environment: TMT_CUDA_ARCHS (default 90a, Hopper), TMT_JOBS.
@@ -12,12 +13,15 @@ out=${OUT:-build-gpu/logs}
 mkdir -p "$out"
 jobs=${TMT_JOBS:-$(nproc)}
 
-step() {  # name, command...: runs it, logs it, records pass/fail
+step() {  # name, command...: runs it, logs it, records pass/fail (exit 77: skipped, no GPU)
   local name=$1
   shift
-  local start=$SECONDS
-  if "$@" >"$out/$name.log" 2>&1; then
+  local start=$SECONDS rc=0
+  "$@" >"$out/$name.log" 2>&1 || rc=$?
+  if ((rc == 0)); then
     results+=("$(printf '%-14s %-6s %5ds' "$name" ok $((SECONDS - start)))")
+  elif ((rc == 77)); then
+    results+=("$(printf '%-14s %-6s %5ds  (see %s)' "$name" skipped $((SECONDS - start)) "$out/$name.log")")
   else
     results+=("$(printf '%-14s %-6s %5ds  (see %s)' "$name" FAILED $((SECONDS - start)) "$out/$name.log")")
     failed=1
@@ -46,7 +50,11 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # -V: the cuda tests print the error they measured even when they pass; the log keeps it.
 step cuda-tests ctest --test-dir build-gpu -L cuda -V
 step unit-tests ctest --test-dir build-gpu -L unit -j "$jobs" --output-on-failure
+# The kernel benchmark's table (time, rate, floor per op) lands in $out/kernel-bench.log.
+step kernel-bench env TMT_BUILD_DIR=build-gpu TMT_JOBS="$jobs" scripts/bench/cuda_kernels.sh
 
+echo
+grep -E '^(\||[A-Z].*SMs)' "$out/kernel-bench.log" 2>/dev/null
 echo
 echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu)"
 grep -E "Test +#[0-9]+: |tests passed" "$out/cuda-tests.log" 2>/dev/null | sed 's/^/  cuda: /'

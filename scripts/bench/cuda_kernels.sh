@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every CUDA kernel timed at one Mixtral-shaped layer's shapes (T = 4096 tokens, D = 2048, 16/4
+# heads of 128, 8 experts top-2 of FFN 5632, vocab 32000), bf16 where the op takes it: a table of
+# time, achieved rate, floor and % of the floor (tests/tools/bench_cuda_kernels.cpp says how each
+# is counted). Builds build-gpu with the CUDA backend if the program is missing or stale; exits 77
+# (skipped) on a machine without a GPU.
+#   scripts/bench/cuda_kernels.sh
+# Environment: TMT_BUILD_DIR (default build-gpu), TMT_CUDA_ARCHS (default 90a), TMT_JOBS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+build=${TMT_BUILD_DIR:-build-gpu}
+if [[ ! -f $build/CMakeCache.txt ]]; then
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DTMT_CUDA=ON \
+    -DTMT_CUDA_ARCHS="${TMT_CUDA_ARCHS:-90a}" -DTMT_WERROR=ON >&2
+fi
+cmake --build "$build" -j "${TMT_JOBS:-$(nproc)}" --target bench_cuda_kernels >&2
+exec "$build/tests/bench_cuda_kernels"

@@ -1,0 +1,454 @@
+// Times every CUDA kernel, forward and backward apart, at the shapes of one layer of a
+// Mixtral-shaped model on one GPU (d_model D = 2048, H = 16 heads, Hk = 4 kv heads, Dh = 128,
+// E = 8 experts top-K = 2, expert FFN F = 5632, vocab V = 32000, S = 4096, micro-batch 1, so
+// T = 4096 tokens and R = T·K = 8192 expert rows), bf16 wherever the op takes it. Prints one table:
+// time (median of kRuns after kWarmup, CUDA events around each call, L2 flushed before each), the
+// achieved rate, the floor and the share of it reached. The floor of an op is the larger of
+//   FLOPs / 989 TFLOP/s   (H100 SXM bf16 dense tensor-core peak)
+//   bytes / 3.35 TB/s     (H100 SXM HBM3), bytes = each input read once + each output written once
+// and the achieved column shows TFLOP/s for ops whose floor is the FLOP term, GB/s otherwise.
+// Built only with the CUDA backend; exits 77 without a GPU.
+//   build/tests/bench_cuda_kernels
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <initializer_list>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/adamw.h"
+#include "kernels/attention.h"
+#include "kernels/base/arena.h"
+#include "kernels/base/check.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/grouped_linear.h"
+#include "kernels/linear.h"
+#include "kernels/moe_dispatch.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/router.h"
+#include "kernels/swiglu.h"
+#include "tests/support/random.h"
+
+namespace tmt {
+namespace {
+
+#define BENCH_CUDA(call)                                                        \
+  do {                                                                          \
+    const cudaError_t bench_err_ = (call);                                      \
+    TMT_CHECK(bench_err_ == cudaSuccess, "{}", cudaGetErrorString(bench_err_)); \
+  } while (0)
+
+constexpr double kPeakFlops = 989e12;   // H100 SXM, bf16 dense, tensor cores
+constexpr double kPeakBytes = 3.35e12;  // H100 SXM, HBM3
+constexpr int kWarmup = 3;
+constexpr int kRuns = 20;
+constexpr size_t kFlushBytes = size_t{256} << 20;  // > the H100's 50 MB L2
+
+// The model's shapes.
+constexpr int64_t kT = 4096, kD = 2048, kH = 16, kHk = 4, kDh = 128, kE = 8, kK = 2, kF = 5632,
+                  kV = 32000, kR = kT * kK;
+constexpr int64_t kAdamParams = 100'000'000;
+constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;  // bytes per element
+
+struct Row {
+  std::string op, pass, shape;
+  double ms, flops, bytes;
+};
+
+class Bench {
+ public:
+  explicit Bench(Arena& dev)
+      : flush_(dev.alloc(DType::kI32, {static_cast<int64_t>(kFlushBytes / 4)})) {
+    BENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    BENCH_CUDA(cudaEventCreate(&start_));
+    BENCH_CUDA(cudaEventCreate(&stop_));
+  }
+  ~Bench() {
+    cudaEventDestroy(start_);
+    cudaEventDestroy(stop_);
+    cudaStreamDestroy(stream_);
+  }
+  Bench(const Bench&) = delete;
+  Bench& operator=(const Bench&) = delete;
+
+  Context ctx() const { return Context{Device::kCuda, stream_}; }
+
+  // The median time of `fn` in ms: kWarmup calls, then kRuns, each after a write over a buffer
+  // larger than L2 (so every run starts from device memory, as the floor assumes).
+  double time_ms(const std::function<void()>& fn) {
+    for (int i = 0; i < kWarmup; ++i) fn();
+    std::vector<double> ms;
+    for (int i = 0; i < kRuns; ++i) {
+      BENCH_CUDA(cudaMemsetAsync(flush_.data, i & 0xff, kFlushBytes, stream_));
+      BENCH_CUDA(cudaEventRecord(start_, stream_));
+      fn();
+      BENCH_CUDA(cudaEventRecord(stop_, stream_));
+      BENCH_CUDA(cudaEventSynchronize(stop_));
+      BENCH_CUDA(cudaGetLastError());
+      float elapsed = 0;
+      BENCH_CUDA(cudaEventElapsedTime(&elapsed, start_, stop_));
+      ms.push_back(elapsed);
+    }
+    std::sort(ms.begin(), ms.end());
+    return 0.5 * (ms[(kRuns - 1) / 2] + ms[kRuns / 2]);
+  }
+
+  void add(std::string op, std::string pass, std::string shape, double flops, double bytes,
+           const std::function<void()>& fn) {
+    const double ms = time_ms(fn);
+    rows_.push_back({std::move(op), std::move(pass), std::move(shape), ms, flops, bytes});
+    print(rows_.back());
+  }
+
+  static void print_header() {
+    std::printf("| %-15s | %-7s | %-44s | %9s | %16s | %8s | %7s |\n", "op", "pass", "shape",
+                "time ms", "achieved", "floor ms", "% floor");
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(),
+                std::string(9, '-').c_str(), std::string(46, '-').c_str(),
+                std::string(11, '-').c_str(), std::string(18, '-').c_str(),
+                std::string(10, '-').c_str(), std::string(9, '-').c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  static void print(const Row& r) {
+    const double flop_s = r.flops / kPeakFlops, byte_s = r.bytes / kPeakBytes;
+    const double floor_ms = 1e3 * std::max(flop_s, byte_s);
+    char achieved[32];
+    if (flop_s >= byte_s) {
+      std::snprintf(achieved, sizeof achieved, "%.1f TFLOP/s", r.flops / (r.ms * 1e-3) / 1e12);
+    } else {
+      std::snprintf(achieved, sizeof achieved, "%.0f GB/s", r.bytes / (r.ms * 1e-3) / 1e9);
+    }
+    std::printf("| %-15s | %-7s | %-44s | %9.4f | %16s | %8.4f | %6.1f%% |\n", r.op.c_str(),
+                r.pass.c_str(), r.shape.c_str(), r.ms, achieved, floor_ms, 100.0 * floor_ms / r.ms);
+    std::fflush(stdout);
+  }
+
+  Tensor flush_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+  std::vector<Row> rows_;
+};
+
+// A device tensor of uniform random values in [lo, hi): a host block of fresh values (up to 4M
+// elements) copied over the tensor as many times as it takes. Never zeros (they can run faster).
+Tensor random_tensor(Arena& dev, DType dtype, Shape shape, uint64_t seed, double lo = -1.0,
+                     double hi = 1.0) {
+  Tensor t = dev.alloc(dtype, shape);
+  const int64_t block = std::min<int64_t>(t.numel(), int64_t{1} << 22);
+  Arena host(Device::kCpu, Arena::footprint(dtype, {block}) + 4096, "bench host");
+  const Tensor h = host.alloc(dtype, {block});
+  test::fill_uniform(h, seed, lo, hi);
+  const size_t block_bytes = h.nbytes();
+  auto* dst = static_cast<std::byte*>(t.data);
+  for (size_t at = 0; at < t.nbytes(); at += block_bytes) {
+    cuda::copy(dst + at, h.data, std::min(block_bytes, t.nbytes() - at));
+  }
+  return t;
+}
+
+// A device i32 tensor with these values.
+Tensor int_tensor(Arena& dev, const std::vector<int32_t>& values, Shape shape) {
+  Tensor t = dev.alloc(DType::kI32, shape);
+  TMT_CHECK(t.numel() == static_cast<int64_t>(values.size()), "int_tensor: {} values for {}",
+            values.size(), t.str());
+  cuda::copy(t.data, values.data(), t.nbytes());
+  return t;
+}
+
+// Each token's K = 2 experts: tokens in a random order take (i mod E, i mod E + E/2), so every
+// expert gets exactly R / E = 1024 rows and no token picks one expert twice.
+std::vector<int32_t> balanced_choices(uint64_t seed) {
+  std::vector<int32_t> order(kT);
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
+  std::vector<int32_t> idx(kT * kK);
+  for (int64_t i = 0; i < kT; ++i) {
+    const auto first = static_cast<int32_t>(i % kE);
+    idx[order[i] * kK] = first;
+    idx[order[i] * kK + 1] = static_cast<int32_t>((first + kE / 2) % kE);
+  }
+  return idx;
+}
+
+std::string dims(std::initializer_list<int64_t> d) {
+  std::string s = "[";
+  for (int64_t x : d) s += (s.size() > 1 ? " x " : "") + std::to_string(x);
+  return s + "]";
+}
+
+void bench_linear(Bench& b, Arena& dev, const char* name, int64_t n) {
+  // fwd 2·T·N·D FLOPs; bytes 2·(T·D + N·D + T·N). bwd dx = dy W and dW += dyᵀ x: 4·T·N·D FLOPs;
+  // bytes 2·(T·N + N·D + T·D) read, 2·T·D written, 2·N·D read and written (dW accumulates).
+  const size_t mark = dev.mark();
+  const Tensor x = random_tensor(dev, DType::kBF16, {kT, kD}, 1);
+  const Tensor w = random_tensor(dev, DType::kBF16, {n, kD}, 2, -0.02, 0.02);
+  const Tensor y = dev.alloc(DType::kBF16, {kT, n});
+  const Tensor dy = random_tensor(dev, DType::kBF16, {kT, n}, 3);
+  const Tensor dx = dev.alloc(DType::kBF16, {kT, kD});
+  const Tensor dw = dev.alloc(DType::kBF16, {n, kD});
+  const double mnk = static_cast<double>(kT) * n * kD;
+  const std::string shape = dims({kT, kD}) + " x " + dims({n, kD}) + "^T";
+  b.add(name, "fwd", shape, 2 * mnk, kBf16 * double(kT * kD + n * kD + kT * n),
+        [&] { linear_fwd(b.ctx(), y, x, w); });
+  b.add(name, "bwd", shape, 4 * mnk, kBf16 * double(kT * n + 2 * n * kD + 2 * kT * kD),
+        [&] { linear_bwd(b.ctx(), dx, dw, dy, x, w); });
+  dev.reset(mark);
+}
+
+void bench_grouped_linear(Bench& b, Arena& dev, const char* name, int64_t n, int64_t k) {
+  // R rows, R / E per expert, through [E, N, K] weights: fwd 2·R·N·K FLOPs, bwd twice that;
+  // bytes as for linear with E weight matrices.
+  const size_t mark = dev.mark();
+  const std::vector<int64_t> counts(kE, kR / kE);
+  const Tensor x = random_tensor(dev, DType::kBF16, {kR, k}, 4);
+  const Tensor w = random_tensor(dev, DType::kBF16, {kE, n, k}, 5, -0.02, 0.02);
+  const Tensor y = dev.alloc(DType::kBF16, {kR, n});
+  const Tensor dy = random_tensor(dev, DType::kBF16, {kR, n}, 6);
+  const Tensor dx = dev.alloc(DType::kBF16, {kR, k});
+  const Tensor dw = dev.alloc(DType::kBF16, {kE, n, k});
+  const double mnk = static_cast<double>(kR) * n * k;
+  const std::string shape = dims({kR, k}) + " x " + dims({kE, n, k}) + "^T";
+  b.add(name, "fwd", shape, 2 * mnk, kBf16 * double(kR * k + kE * n * k + kR * n),
+        [&] { grouped_linear_fwd(b.ctx(), y, x, w, counts); });
+  b.add(name, "bwd", shape, 4 * mnk, kBf16 * double(kR * n + 2 * kE * n * k + 2 * kR * k),
+        [&] { grouped_linear_bwd(b.ctx(), dx, dw, dy, x, w, counts); });
+  dev.reset(mark);
+}
+
+void bench_attention(Bench& b, Arena& dev) {
+  // Causal: query i sees i + 1 keys, Σ = S(S+1)/2 pairs per head. fwd: q·k and p·v, 4·Dh FLOPs a
+  // pair; bwd: q·k recomputed, dp = dout·v, dv, dq, dk, 10·Dh a pair. Bytes: fwd reads q, k, v
+  // and writes out, lse; bwd reads q, k, v, out, dout, lse and writes dq, dk, dv.
+  const size_t mark = dev.mark();
+  const Tensor q = random_tensor(dev, DType::kBF16, {1, kT, kH, kDh}, 7);
+  const Tensor k = random_tensor(dev, DType::kBF16, {1, kT, kHk, kDh}, 8);
+  const Tensor v = random_tensor(dev, DType::kBF16, {1, kT, kHk, kDh}, 9);
+  const Tensor out = dev.alloc(DType::kBF16, {1, kT, kH, kDh});
+  const Tensor lse = dev.alloc(DType::kF32, {1, kH, kT});
+  const Tensor dout = random_tensor(dev, DType::kBF16, {1, kT, kH, kDh}, 10);
+  const Tensor dq = dev.alloc(DType::kBF16, {1, kT, kH, kDh});
+  const Tensor dk = dev.alloc(DType::kBF16, {1, kT, kHk, kDh});
+  const Tensor dv = dev.alloc(DType::kBF16, {1, kT, kHk, kDh});
+  const AttentionParams p{1.0 / std::sqrt(double(kDh)), 0};
+  const double pairs = double(kH) * kT * (kT + 1) / 2;
+  const double q_bytes = kBf16 * double(kT * kH * kDh), kv_bytes = kBf16 * double(kT * kHk * kDh),
+               lse_bytes = kF32 * double(kH * kT);
+  const std::string shape = "B 1, S 4096, H 16, Hk 4, Dh 128, causal";
+  b.add("attention", "fwd", shape, 4 * kDh * pairs, 2 * q_bytes + 2 * kv_bytes + lse_bytes,
+        [&] { attention_fwd(b.ctx(), out, lse, q, k, v, p); });
+  b.add("attention", "bwd", shape, 10 * kDh * pairs, 4 * q_bytes + 4 * kv_bytes + lse_bytes,
+        [&] { attention_bwd(b.ctx(), dq, dk, dv, dout, q, k, v, out, lse, p); });
+  dev.reset(mark);
+}
+
+void bench_rmsnorm(Bench& b, Arena& dev) {
+  // fwd reads x, weight, writes y, rstd (f32); bwd reads dy, x, weight, rstd, writes dx and
+  // reads and writes dweight (+=). A few FLOPs an element: memory-bound.
+  const size_t mark = dev.mark();
+  const Tensor x = random_tensor(dev, DType::kBF16, {kT, kD}, 11);
+  const Tensor w = random_tensor(dev, DType::kBF16, {kD}, 12, 0.5, 1.5);
+  const Tensor y = dev.alloc(DType::kBF16, {kT, kD});
+  const Tensor rstd = dev.alloc(DType::kF32, {kT});
+  const Tensor dy = random_tensor(dev, DType::kBF16, {kT, kD}, 13);
+  const Tensor dx = dev.alloc(DType::kBF16, {kT, kD});
+  const Tensor dw = dev.alloc(DType::kBF16, {kD});
+  const double td = double(kT * kD);
+  b.add("rmsnorm", "fwd", dims({kT, kD}), 0, kBf16 * (2 * td + kD) + kF32 * kT,
+        [&] { rmsnorm_fwd(b.ctx(), y, rstd, x, w, 1e-5); });
+  b.add("rmsnorm", "bwd", dims({kT, kD}), 0, kBf16 * (3 * td + 3 * kD) + kF32 * kT,
+        [&] { rmsnorm_bwd(b.ctx(), dx, dw, dy, x, w, rstd); });
+  dev.reset(mark);
+}
+
+void bench_swiglu(Bench& b, Arena& dev) {
+  // On the experts' rows: gu [R, 2F] -> h [R, F]. fwd bytes 2·(2RF + RF); bwd reads dh, gu and
+  // writes dgu: 2·(RF + 2RF + 2RF).
+  const size_t mark = dev.mark();
+  const Tensor gu = random_tensor(dev, DType::kBF16, {kR, 2 * kF}, 14, -4.0, 4.0);
+  const Tensor h = dev.alloc(DType::kBF16, {kR, kF});
+  const Tensor dh = random_tensor(dev, DType::kBF16, {kR, kF}, 15);
+  const Tensor dgu = dev.alloc(DType::kBF16, {kR, 2 * kF});
+  const double rf = double(kR * kF);
+  b.add("swiglu", "fwd", dims({kR, 2 * kF}) + " -> " + dims({kR, kF}), 0, kBf16 * 3 * rf,
+        [&] { swiglu_fwd(b.ctx(), h, gu); });
+  b.add("swiglu", "bwd", dims({kR, 2 * kF}) + " -> " + dims({kR, kF}), 0, kBf16 * 5 * rf,
+        [&] { swiglu_bwd(b.ctx(), dgu, dh, gu); });
+  dev.reset(mark);
+}
+
+void bench_rope(Bench& b, Arena& dev) {
+  // q [T, H, Dh] and k [T, Hk, Dh] turned (two calls), bf16 tables [S, Dh/2]: reads q, k,
+  // positions, both tables, writes q', k'. The backward moves the same bytes.
+  const size_t mark = dev.mark();
+  const Tensor q = random_tensor(dev, DType::kBF16, {kT, kH, kDh}, 16);
+  const Tensor k = random_tensor(dev, DType::kBF16, {kT, kHk, kDh}, 17);
+  const Tensor q2 = dev.alloc(DType::kBF16, {kT, kH, kDh});
+  const Tensor k2 = dev.alloc(DType::kBF16, {kT, kHk, kDh});
+  const Tensor cos = dev.alloc(DType::kBF16, {kT, kDh / 2});
+  const Tensor sin = dev.alloc(DType::kBF16, {kT, kDh / 2});
+  std::vector<int32_t> pos(kT);
+  std::iota(pos.begin(), pos.end(), 0);
+  const Tensor positions = int_tensor(dev, pos, {kT});
+  RopeParams p;
+  p.head_dim = kDh;
+  p.theta = 1e6;
+  rope_tables(b.ctx(), cos, sin, p);
+  const double bytes = kBf16 * (2.0 * kT * (kH + kHk) * kDh + 2.0 * kT * kDh / 2) + kI32 * kT;
+  const std::string shape = "q " + dims({kT, kH, kDh}) + ", k " + dims({kT, kHk, kDh});
+  b.add("rope", "fwd", shape, 0, bytes, [&] {
+    rope_fwd(b.ctx(), q2, q, positions, cos, sin);
+    rope_fwd(b.ctx(), k2, k, positions, cos, sin);
+  });
+  b.add("rope", "bwd", shape, 0, bytes, [&] {
+    rope_bwd(b.ctx(), q2, q, positions, cos, sin);
+    rope_bwd(b.ctx(), k2, k, positions, cos, sin);
+  });
+  dev.reset(mark);
+}
+
+void bench_cross_entropy(Bench& b, Arena& dev) {
+  // Fused loss and gradient: reads logits [T, V] bf16 and targets, writes dlogits [T, V] bf16 and
+  // the losses (f32).
+  const size_t mark = dev.mark();
+  const Tensor logits = random_tensor(dev, DType::kBF16, {kT, kV}, 18, -4.0, 4.0);
+  const Tensor dlogits = dev.alloc(DType::kBF16, {kT, kV});
+  const Tensor losses = dev.alloc(DType::kF32, {kT});
+  std::vector<int32_t> tg(kT);
+  std::mt19937 rng(19);
+  for (auto& t : tg) t = static_cast<int32_t>(rng() % kV);
+  const Tensor targets = int_tensor(dev, tg, {kT});
+  b.add("cross_entropy", "fwd+bwd", dims({kT, kV}) + " fused", 0,
+        kBf16 * 2.0 * kT * kV + (kI32 + kF32) * kT,
+        [&] { cross_entropy(b.ctx(), losses, dlogits, logits, targets, 1.0 / kT); });
+  dev.reset(mark);
+}
+
+void bench_router(Bench& b, Arena& dev) {
+  // f32. fwd reads logits [T, E], writes probs [T, E], topk_idx, topk_w [T, K], lse [T]. bwd reads
+  // dtopk_w, dprobs, dlse, probs, topk_idx, topk_w, logits and writes dlogits.
+  const size_t mark = dev.mark();
+  const Tensor logits = random_tensor(dev, DType::kF32, {kT, kE}, 20, -2.0, 2.0);
+  const Tensor probs = dev.alloc(DType::kF32, {kT, kE});
+  const Tensor idx = dev.alloc(DType::kI32, {kT, kK});
+  const Tensor w = dev.alloc(DType::kF32, {kT, kK});
+  const Tensor lse = dev.alloc(DType::kF32, {kT});
+  const Tensor dw = random_tensor(dev, DType::kF32, {kT, kK}, 21);
+  const Tensor dprobs = random_tensor(dev, DType::kF32, {kT, kE}, 22);
+  const Tensor dlse = random_tensor(dev, DType::kF32, {kT}, 23);
+  const Tensor dlogits = dev.alloc(DType::kF32, {kT, kE});
+  const RouterParams p;
+  const double te = double(kT * kE), tk = double(kT * kK);
+  b.add("router", "fwd", dims({kT, kE}) + " top-2 softmax", 0, kF32 * (2 * te + 2 * tk + kT),
+        [&] { router_fwd(b.ctx(), probs, idx, w, lse, logits, p); });
+  b.add("router", "bwd", dims({kT, kE}) + " top-2 softmax", 0, kF32 * (4 * te + 3 * tk + 2 * kT),
+        [&] { router_bwd(b.ctx(), dlogits, dw, dprobs, dlse, probs, idx, w, logits, p); });
+  dev.reset(mark);
+}
+
+void bench_dispatch(Bench& b, Arena& dev) {
+  // x [T, D] <-> x_perm [R, D], R = T·K, bf16 rows, 1024 rows per expert; each op also uploads the
+  // plan's index array (R or T·K i32). permute_fwd reads x, writes x_perm; permute_bwd reads
+  // dx_perm, writes dx; unpermute_fwd reads y_perm, topk_w and y, writes y (+=); unpermute_bwd
+  // reads dy, y_perm, topk_w, dtopk_w, writes dy_perm and dtopk_w (+=).
+  const size_t mark = dev.mark();
+  const std::vector<int32_t> choices = balanced_choices(24);
+  Arena host(Device::kCpu, Arena::footprint(DType::kI32, {kT, kK}) + 4096, "plan host");
+  const Tensor idx = host.alloc(DType::kI32, {kT, kK});
+  std::copy(choices.begin(), choices.end(), idx.ptr<int32_t>());
+  const DispatchPlan plan = make_dispatch_plan(idx, kE, 0, kE, std::nullopt);
+  TMT_CHECK(plan.rows() == kR, "dispatch plan has {} rows, want {}", plan.rows(), kR);
+  const Tensor x = random_tensor(dev, DType::kBF16, {kT, kD}, 25);
+  const Tensor xp = dev.alloc(DType::kBF16, {kR, kD});
+  const Tensor yp = random_tensor(dev, DType::kBF16, {kR, kD}, 26);
+  const Tensor y = random_tensor(dev, DType::kBF16, {kT, kD}, 27);
+  const Tensor w = random_tensor(dev, DType::kF32, {kT, kK}, 28, 0.0, 1.0);
+  const Tensor dw = dev.alloc(DType::kF32, {kT, kK});
+  const double td = kBf16 * double(kT * kD), rd = kBf16 * double(kR * kD), idx_bytes = kI32 * kR,
+               w_bytes = kF32 * kR;
+  const std::string shape = dims({kT, kD}) + " <-> " + dims({kR, kD});
+  b.add("permute", "fwd", shape, 0, td + rd + idx_bytes,
+        [&] { permute_fwd(b.ctx(), xp, x, plan); });
+  b.add("permute", "bwd", shape, 0, td + rd + idx_bytes,
+        [&] { permute_bwd(b.ctx(), x, yp, plan); });
+  b.add("unpermute", "fwd", shape, 0, 2 * td + rd + idx_bytes + w_bytes,
+        [&] { unpermute_fwd(b.ctx(), y, yp, w, plan); });
+  b.add("unpermute", "bwd", shape, 0, td + 2 * rd + idx_bytes + 3 * w_bytes,
+        [&] { unpermute_bwd(b.ctx(), xp, dw, y, yp, w, plan); });
+  dev.reset(mark);
+}
+
+void bench_adamw(Bench& b, Arena& dev) {
+  // f32 over N parameters: reads param, grad, m, v and writes param, m, v: 28 bytes a parameter.
+  const size_t mark = dev.mark();
+  const Tensor param = random_tensor(dev, DType::kF32, {kAdamParams}, 29);
+  const Tensor grad = random_tensor(dev, DType::kF32, {kAdamParams}, 30);
+  const Tensor m = random_tensor(dev, DType::kF32, {kAdamParams}, 31, -1e-3, 1e-3);
+  const Tensor v = random_tensor(dev, DType::kF32, {kAdamParams}, 32, 0.0, 1e-4);
+  AdamWParams p;
+  p.lr = 1e-4;
+  p.weight_decay = 0.1;
+  p.step = 10;
+  b.add("adamw", "step", dims({kAdamParams}) + " f32", 0, 28.0 * kAdamParams,
+        [&] { adamw_step(b.ctx(), param, grad, m, v, p); });
+  dev.reset(mark);
+}
+
+void bench_copy(Bench& b, Arena& dev) {
+  // The memory ceiling as measured: a 1 GiB device-to-device copy (bytes read + written).
+  const size_t mark = dev.mark();
+  const int64_t n = int64_t{1} << 29;
+  const Tensor src = random_tensor(dev, DType::kBF16, {n}, 33);
+  const Tensor dst = dev.alloc(DType::kBF16, {n});
+  const Context c = b.ctx();
+  b.add("memcpy d2d", "-", "1 GiB (reference for the byte floor)", 0, 2.0 * kBf16 * n, [&] {
+    BENCH_CUDA(cudaMemcpyAsync(dst.data, src.data, dst.nbytes(), cudaMemcpyDeviceToDevice,
+                               static_cast<cudaStream_t>(c.stream)));
+  });
+  dev.reset(mark);
+}
+
+}  // namespace
+}  // namespace tmt
+
+int main() {
+  std::string why;
+  if (tmt::cuda::device_count(&why) == 0) {
+    std::printf("SKIPPED: bench_cuda_kernels needs a CUDA GPU (%s)\n", why.c_str());
+    return 77;
+  }
+  tmt::cuda::init(0);
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf(
+      "%s, %d SMs, %.0f MB L2; median of %d runs after %d warm-ups, L2 flushed before "
+      "each; floor = max(FLOPs / %.0f TFLOP/s, bytes / %.2f TB/s)\n\n",
+      prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6, tmt::kRuns, tmt::kWarmup,
+      tmt::kPeakFlops / 1e12, tmt::kPeakBytes / 1e12);
+  // The largest op (the expert GEMMs' backward: x, W, dW, y/dy, dx) needs about 1.9 GB, adamw 1.6.
+  tmt::Arena dev(tmt::Device::kCuda, size_t{6} << 30, "bench");
+  tmt::Bench b(dev);
+  tmt::Bench::print_header();
+  tmt::bench_copy(b, dev);
+  tmt::bench_linear(b, dev, "linear qkv", tmt::kD + 2 * tmt::kHk * tmt::kDh);
+  tmt::bench_linear(b, dev, "linear lm_head", tmt::kV);
+  tmt::bench_grouped_linear(b, dev, "experts w13", 2 * tmt::kF, tmt::kD);
+  tmt::bench_grouped_linear(b, dev, "experts w2", tmt::kD, tmt::kF);
+  tmt::bench_attention(b, dev);
+  tmt::bench_rmsnorm(b, dev);
+  tmt::bench_swiglu(b, dev);
+  tmt::bench_rope(b, dev);
+  tmt::bench_cross_entropy(b, dev);
+  tmt::bench_router(b, dev);
+  tmt::bench_dispatch(b, dev);
+  tmt::bench_adamw(b, dev);
+  return 0;
+}
