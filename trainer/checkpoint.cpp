@@ -349,14 +349,10 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
   env.world->barrier();
 
   // The moments whole, group by group (zero1 gathers them: collective, so every rank takes part).
-  std::vector<std::vector<float>> m(params.groups().size()), v(m.size());
-  for (size_t g = 0; g < m.size(); ++g) {
-    const auto n = params.groups()[g].values.numel();
-    m[g].resize(static_cast<size_t>(n));
-    v[g].resize(static_cast<size_t>(n));
-    optimizer.export_moments(g, Tensor{m[g].data(), DType::kF32, Device::kCpu, Shape{n}},
-                             Tensor{v[g].data(), DType::kF32, Device::kCpu, Shape{n}});
-  }
+  std::vector<std::vector<float>> m_buf(params.groups().size()), v_buf(m_buf.size());
+  std::vector<std::pair<Tensor, Tensor>> moments;
+  for (size_t g = 0; g < m_buf.size(); ++g)
+    moments.push_back(optimizer.whole_moments(g, m_buf[g], v_buf[g]));
 
   json mine = json::object();
   mine["blocks"] = json::array();
@@ -373,9 +369,7 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
       for (const Param* p : to_write) {
         const size_t g = group_of(*p, params);
         const ParamGroup& pg = params.groups()[g];
-        const auto n = pg.values.numel();
-        const Tensor mg{m[g].data(), DType::kF32, Device::kCpu, Shape{n}};
-        const Tensor vg{v[g].data(), DType::kF32, Device::kCpu, Shape{n}};
+        const auto& [mg, vg] = moments[g];
         write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
         write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
         write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);

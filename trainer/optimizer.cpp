@@ -69,15 +69,18 @@ double Optimizer::reduce_gradients() {
   return std::sqrt(env_->world->all_reduce_scalar(sq));
 }
 
-void Optimizer::export_moments(size_t group, const Tensor& m, const Tensor& v) {
+std::pair<Tensor, Tensor> Optimizer::whole_moments(size_t group, std::vector<float>& m_buf,
+                                                   std::vector<float>& v_buf) {
   const GroupState& g = groups_[group];
-  if (zero1_) {
-    g.replicas->all_gather(m, g.m);
-    g.replicas->all_gather(v, g.v);
-  } else {
-    copy(ctx_, m, g.m);
-    copy(ctx_, v, g.v);
-  }
+  if (!zero1_) return {g.m, g.v};
+  const int64_t n = g.shard_len * g.replicas->size();
+  m_buf.resize(static_cast<size_t>(n));
+  v_buf.resize(static_cast<size_t>(n));
+  const Tensor m{m_buf.data(), DType::kF32, Device::kCpu, Shape{n}};
+  const Tensor v{v_buf.data(), DType::kF32, Device::kCpu, Shape{n}};
+  g.replicas->all_gather(m, g.m);
+  g.replicas->all_gather(v, g.v);
+  return {m, v};
 }
 
 void Optimizer::import_moments(size_t group, const Tensor& m, const Tensor& v,

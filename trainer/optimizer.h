@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "kernels/base/arena.h"
@@ -43,8 +44,10 @@ class Optimizer {
   int64_t steps_taken() const { return steps_; }
 
   // Checkpoints: the moments of parameter group i whole ([group numel] f32 each, whatever zero1
-  // shards), and back. export_moments is collective over the group's replicas under zero1.
-  void export_moments(size_t group, const Tensor& m, const Tensor& v);
+  // shards), and back. whole_moments returns the optimizer's own tensors without zero1; under
+  // zero1 it all-gathers the shards into m_buf and v_buf (collective over the group's replicas).
+  std::pair<Tensor, Tensor> whole_moments(size_t group, std::vector<float>& m_buf,
+                                          std::vector<float>& v_buf);
   void import_moments(size_t group, const Tensor& m, const Tensor& v, int64_t steps_taken);
 
   struct GroupState {

@@ -10,10 +10,11 @@ bin=${TMT_BUILD_DIR:-build}/tramontane
 ranks=${1:-2}
 dir=${2:-$(mktemp -d /tmp/tmt-ckpt-bench.XXXXXX)}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-# ~89M parameters: d_model 512, 8 layers of 8 experts with hidden 1344, vocab 32000.
-model=(--set model.vocab_size=32000 --set model.d_model=512 --set model.n_layers=8
+# ~88M parameters (~1.06 GB of state): d_model 512, 8 layers of 8 experts with hidden 672, vocab
+# 16000.
+model=(--set model.vocab_size=16000 --set model.d_model=512 --set model.n_layers=8
   --set model.n_heads=8 --set model.n_kv_heads=4 --set model.head_dim=64 --set model.ffn_hidden=1344
-  --set model.moe.n_experts=8 --set model.moe.expert_ffn_hidden=1344 --set model.max_seq_len=32
+  --set model.moe.n_experts=8 --set model.moe.expert_ffn_hidden=672 --set model.max_seq_len=32
   --set data.seq_len=32 --set train.global_batch="$ranks" --set train.micro_batch=1
   --set schedule.warmup_steps=0 --set log.eval_every=0 --set parallel.tp=1 --set parallel.pp=1
   --set parallel.ep="$ranks" --set run.dir="$dir/run")

@@ -67,6 +67,16 @@ Fields decode(const std::string& m) {
 TEST(TensorBoard, Crc32cCheckValue) {
   EXPECT_EQ(crc32c("123456789"), 0xE3069283u);  // the standard CRC-32C check value
   EXPECT_EQ(crc32c(""), 0u);
+  // 32 bytes of zeros and of 0xff: the check values of RFC 3720 (iSCSI), B.4
+  EXPECT_EQ(crc32c(std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(crc32c(std::string(32, '\xff')), 0x62A8AB43u);
+  // extending in pieces of every length equals one pass (the 8-byte path and its tail agree)
+  std::string text;
+  for (int i = 0; i < 301; ++i) text.push_back(static_cast<char>(i * 37 + 11));
+  for (size_t cut : {0u, 1u, 7u, 8u, 9u, 150u, 301u}) {
+    const std::string_view v(text);
+    EXPECT_EQ(crc32c_extend(crc32c(v.substr(0, cut)), v.substr(cut)), crc32c(v)) << cut;
+  }
 }
 
 TEST(TensorBoard, EventFileReadsBack) {
