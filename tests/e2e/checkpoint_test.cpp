@@ -48,14 +48,6 @@ std::string tensors_of(const std::string& checkpoint) {
   return r.out;
 }
 
-std::vector<std::string> error_lines(const std::string& err) {
-  std::vector<std::string> out;
-  std::istringstream in(err);
-  for (std::string l; std::getline(in, l);) {
-    if (l.rfind("error: ", 0) == 0) out.push_back(l);
-  }
-  return out;
-}
 
 TEST(Checkpoint, KilledAndRestartedRunEndsBitIdenticalToAnUninterruptedOne) {
   const int steps = 120, every = 1;
@@ -170,7 +162,7 @@ class DamagedCheckpoint : public ::testing::Test {
     }
     const auto r = test::run_command(argv, 60);
     EXPECT_EQ(r.exit_code, 2) << r.err;
-    const auto errors = error_lines(r.err);
+    const auto errors = test::error_lines(r.err);
     ASSERT_EQ(errors.size(), 1u) << r.err;
     EXPECT_NE(errors[0].find(blame), std::string::npos) << errors[0];
   }

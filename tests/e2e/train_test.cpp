@@ -27,14 +27,6 @@ std::vector<nlohmann::json> read_metrics(const std::string& dir) {
   return lines;
 }
 
-std::vector<std::string> error_lines(const std::string& err) {
-  std::vector<std::string> out;
-  std::istringstream in(err);
-  for (std::string l; std::getline(in, l);) {
-    if (l.rfind("error: ", 0) == 0) out.push_back(l);
-  }
-  return out;
-}
 
 // The tiny recipe on `ranks` ranks: 4 is its own layout, 1 the same model on one rank.
 test::RunResult train(const std::vector<std::string>& sets, double timeout_s = 300,
@@ -176,7 +168,7 @@ TEST(Train, BadDataStopsWithOneErrorNamingTheFile) {
         train({"run.dir=" + dir.file("run"), "data.source=shards", "data.paths=[" + c.path + "]",
                "data.val_paths=[" + dir.file("good.bin") + "]"});
     EXPECT_EQ(r.exit_code, 2) << c.path << "\n" << r.err;
-    const auto errors = error_lines(r.err);
+    const auto errors = test::error_lines(r.err);
     ASSERT_EQ(errors.size(), 1u) << c.path << "\n" << r.err;
     EXPECT_NE(errors[0].find(c.path), std::string::npos) << errors[0];
     EXPECT_NE(errors[0].find(c.expect), std::string::npos) << errors[0];
@@ -189,7 +181,7 @@ TEST(Train, DivergingRunStopsAfterMaxSkippedSteps) {
       train({"run.dir=" + dir.path().string(), "optimizer.lr=1e30", "optimizer.grad_clip=0",
              "schedule.warmup_steps=0", "train.max_skipped_steps=3", "train.steps=50"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
-  const auto errors = error_lines(r.err);
+  const auto errors = test::error_lines(r.err);
   ASSERT_EQ(errors.size(), 1u) << r.err;
   EXPECT_NE(errors[0].find("4 steps in a row had a non-finite loss"), std::string::npos)
       << errors[0];

@@ -12,43 +12,13 @@
 #include <map>
 
 #include "tests/support/compare.h"
+#include "tests/support/small_moe.h"
 #include "trainer/trainer.h"
 
 namespace tmt {
 namespace {
 
-const char* kRecipe = R"(
-model:
-  vocab_size: 64
-  d_model: 32
-  n_layers: 4
-  n_heads: 4
-  n_kv_heads: 2
-  ffn_hidden: 48
-  moe:
-    n_experts: 12
-    top_k: 2
-    expert_ffn_hidden: 24
-    n_shared_experts: 1
-    first_dense_layers: 1
-    aux_loss_coeff: 0.05
-    z_loss_coeff: 0.001
-data:
-  seq_len: 16
-  synthetic:
-    branching: 3
-optimizer:
-  lr: 3.0e-3
-schedule:
-  warmup_steps: 2
-train:
-  steps: 10
-  global_batch: 24
-  micro_batch: 2
-  seed: 3
-log:
-  eval_batches: 5
-)";
+const char* const kRecipe = test::kSmallMoeRecipe;
 
 struct TrainRun {
   std::vector<double> losses;

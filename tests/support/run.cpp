@@ -79,6 +79,18 @@ RunResult run_command(const std::vector<std::string>& argv, double timeout_s,
   return r;
 }
 
+std::vector<std::string> error_lines(const std::string& err) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (begin < err.size()) {
+    size_t end = err.find('\n', begin);
+    if (end == std::string::npos) end = err.size();
+    if (err.compare(begin, 7, "error: ") == 0) out.push_back(err.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return out;
+}
+
 std::string tramontane_binary() { return TMT_BINARY; }
 std::string source_path(const std::string& relative) {
   return std::string(TMT_SOURCE_DIR) + "/" + relative;

@@ -19,6 +19,9 @@ struct RunResult {
 RunResult run_command(const std::vector<std::string>& argv, double timeout_s = 60.0,
                       const std::string& cwd = "", int timeout_signal = 9);
 
+// The lines of a program's stderr that start with "error: ".
+std::vector<std::string> error_lines(const std::string& err);
+
 // The tramontane binary this build produced, and the source tree (for recipes and fixtures).
 std::string tramontane_binary();
 std::string source_path(const std::string& relative);
