@@ -1,6 +1,6 @@
 // scripts/slurm/train.sbatch under a real one-node Slurm on localhost (tests/e2e/slurm_cluster.sh
 // starts munged, slurmctld and slurmd in a temporary directory): the tiny recipe on 4 ranks runs to
-// the end; a second job, requeued mid-run with `scontrol requeue`, starts again and resumes from
+// the end under srun --mpi=pmix; a second job, launched with mpirun, requeued mid-run with `scontrol requeue`, starts again and resumes from
 // its checkpoint instead of step 0. Skipped (exit 77) when Slurm is not installed.
 //
 // timeout: 600
@@ -77,11 +77,12 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   if (slurm.status() == 77) GTEST_SKIP() << "Slurm is not installed (scripts/setup.sh installs it)";
   ASSERT_EQ(slurm.status(), 0) << slurm.log();
 
-  const auto submit = [&](const std::string& run, int steps) {
+  // launcher: srun (--mpi=pmix, the script's default) or mpirun
+  const auto submit = [&](const std::string& run, int steps, const std::string& launcher) {
     const auto r = slurm.client(
-        {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-         "TMT_LAUNCHER=mpirun",
-         "TMT_LAUNCHER_ARGS=--oversubscribe -x OMP_NUM_THREADS=1 -x OPENBLAS_NUM_THREADS=1",
+        {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMP_NUM_THREADS=1",
+         "OPENBLAS_NUM_THREADS=1", "TMT_LAUNCHER=" + launcher,
+         "TMT_LAUNCHER_ARGS=" + std::string(launcher == "mpirun" ? "--oversubscribe" : ""),
          "TMT_BIN=" + test::tramontane_binary(), "sbatch", "--parsable", "-n", "4",
          "--chdir=" + dir.path().string(), "--export=ALL",
          test::source_path("scripts/slurm/train.sbatch"), test::source_path("recipes/tiny.yaml"),
@@ -96,8 +97,8 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
     return s == "COMPLETED" || s == "FAILED" || s == "CANCELLED" || s == "TIMEOUT";
   };
 
-  // 1. A whole run.
-  const std::string first = submit("first", 30);
+  // 1. A whole run, launched by srun --mpi=pmix.
+  const std::string first = submit("first", 30, "srun");
   ASSERT_TRUE(wait_for([&] { return finished(first); }, 180)) << slurm.job_field(first, "JobState");
   EXPECT_EQ(slurm.job_field(first, "JobState"), "COMPLETED");
   EXPECT_EQ(metric_lines(dir.file("first/metrics.jsonl")), 30u);
@@ -105,8 +106,8 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   EXPECT_NE(out1.find("4 ranks"), std::string::npos) << out1;
   EXPECT_NE(out1.find("done: 30 steps"), std::string::npos) << out1;
 
-  // 2. Requeued after its first checkpoints: the second start resumes.
-  const std::string second = submit("second", 120);
+  // 2. Requeued after its first checkpoints (launched by mpirun): the second start resumes.
+  const std::string second = submit("second", 120, "mpirun");
   ASSERT_TRUE(wait_for([&] { return metric_lines(dir.file("second/metrics.jsonl")) >= 25; }, 180));
   const auto requeue = slurm.client({"scontrol", "requeue", second});
   ASSERT_EQ(requeue.exit_code, 0) << requeue.err;
