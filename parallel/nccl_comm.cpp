@@ -1,0 +1,227 @@
+#include "parallel/nccl_comm.h"
+
+#include "kernels/base/check.h"
+
+#if TMT_WITH_CUDA
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <vector>
+#endif
+
+namespace tmt {
+
+#if TMT_WITH_CUDA
+namespace {
+
+#define TMT_NCCL_CHECK(call)                                                                  \
+  do {                                                                                        \
+    const ncclResult_t tmt_nccl_rc_ = (call);                                                 \
+    TMT_CHECK(tmt_nccl_rc_ == ncclSuccess, "NCCL: {} failed: {}", #call,                      \
+              ncclGetErrorString(tmt_nccl_rc_));                                              \
+  } while (false)
+
+#define TMT_CUDART_CHECK(call)                                                                \
+  do {                                                                                        \
+    const cudaError_t tmt_cuda_rc_ = (call);                                                  \
+    TMT_CHECK(tmt_cuda_rc_ == cudaSuccess, "CUDA: {} failed: {}", #call,                      \
+              cudaGetErrorString(tmt_cuda_rc_));                                              \
+  } while (false)
+
+ncclDataType_t nccl_type(DType t) {
+  switch (t) {
+    case DType::kF64:
+      return ncclFloat64;
+    case DType::kF32:
+      return ncclFloat32;
+    case DType::kBF16:
+      return ncclBfloat16;
+    case DType::kF16:
+      return ncclFloat16;
+    case DType::kI32:
+      return ncclInt32;
+    case DType::kI64:
+      return ncclInt64;
+    default:
+      break;
+  }
+  TMT_CHECK(false, "NCCL: no NCCL type for {}", dtype_name(t));
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum:
+      return ncclSum;
+    case ReduceOp::kMax:
+      return ncclMax;
+    case ReduceOp::kMin:
+      return ncclMin;
+  }
+  return ncclSum;
+}
+
+size_t count(const Tensor& t) { return static_cast<size_t>(t.numel()); }
+size_t row_elements(const Tensor& t) {
+  return t.rank() > 0 && t.size(0) > 0 ? count(t) / static_cast<size_t>(t.size(0)) : 0;
+}
+void* at_row(const Tensor& t, int64_t row) {
+  return static_cast<std::byte*>(t.data) +
+         static_cast<size_t>(row) * row_elements(t) * dtype_size(t.dtype);
+}
+
+struct NcclSendRequest final : SendRequest {
+  cudaEvent_t done = nullptr;
+  ~NcclSendRequest() override {
+    if (done != nullptr) {
+      cudaEventSynchronize(done);
+      cudaEventDestroy(done);
+    }
+  }
+  void wait() override { TMT_CUDART_CHECK(cudaEventSynchronize(done)); }
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(std::unique_ptr<Communicator> mpi, ncclComm_t comm, cudaStream_t stream)
+      : mpi_(std::move(mpi)), comm_(comm), stream_(stream) {
+    TMT_CUDART_CHECK(cudaStreamCreateWithFlags(&p2p_, cudaStreamNonBlocking));
+  }
+  ~NcclCommunicator() override {
+    cudaStreamDestroy(p2p_);
+    ncclCommDestroy(comm_);
+  }
+
+  int rank() const override { return mpi_->rank(); }
+  int size() const override { return mpi_->size(); }
+
+  void all_reduce(const Tensor& t, ReduceOp op) override {
+    if (t.device == Device::kCpu) return mpi_->all_reduce(t, op);
+    TMT_NCCL_CHECK(ncclAllReduce(t.data, t.data, count(t), nccl_type(t.dtype), nccl_op(op), comm_,
+                                 stream_));
+  }
+
+  void reduce_scatter(const Tensor& out, const Tensor& in) override {
+    if (in.device == Device::kCpu) return mpi_->reduce_scatter(out, in);
+    TMT_CHECK(count(in) == count(out) * static_cast<size_t>(size()), "reduce_scatter: {} into {}",
+              in.str(), out.str());
+    TMT_NCCL_CHECK(ncclReduceScatter(in.data, out.data, count(out), nccl_type(in.dtype), ncclSum,
+                                     comm_, stream_));
+  }
+
+  void all_gather(const Tensor& out, const Tensor& in) override {
+    if (in.device == Device::kCpu) return mpi_->all_gather(out, in);
+    TMT_CHECK(count(out) == count(in) * static_cast<size_t>(size()), "all_gather: {} into {}",
+              in.str(), out.str());
+    // In place when `in` is this rank's chunk of `out`: NCCL accepts that as it is.
+    TMT_NCCL_CHECK(
+        ncclAllGather(in.data, out.data, count(in), nccl_type(in.dtype), comm_, stream_));
+  }
+
+  void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
+                    const std::vector<int64_t>& send_rows,
+                    const std::vector<int64_t>& send_first) override {
+    if (in.device == Device::kCpu)
+      return mpi_->all_to_all_v(out, recv_rows, in, send_rows, send_first);
+    const auto n = static_cast<size_t>(size());
+    TMT_CHECK(send_rows.size() == n && recv_rows.size() == n &&
+                  (send_first.empty() || send_first.size() == n),
+              "all_to_all_v: {} send and {} receive counts for {} ranks", send_rows.size(),
+              recv_rows.size(), n);
+    const ncclDataType_t type = nccl_type(in.dtype);
+    TMT_NCCL_CHECK(ncclGroupStart());
+    int64_t s_row = 0, r_row = 0;
+    for (size_t peer = 0; peer < n; ++peer) {
+      const int64_t first = send_first.empty() ? s_row : send_first[peer];
+      if (send_rows[peer] > 0) {
+        TMT_NCCL_CHECK(ncclSend(at_row(in, first),
+                                static_cast<size_t>(send_rows[peer]) * row_elements(in), type,
+                                static_cast<int>(peer), comm_, stream_));
+      }
+      if (recv_rows[peer] > 0) {
+        TMT_NCCL_CHECK(ncclRecv(at_row(out, r_row),
+                                static_cast<size_t>(recv_rows[peer]) * row_elements(out), type,
+                                static_cast<int>(peer), comm_, stream_));
+      }
+      s_row += send_rows[peer];
+      r_row += recv_rows[peer];
+    }
+    TMT_NCCL_CHECK(ncclGroupEnd());
+  }
+
+  void send(const Tensor& t, int peer, int tag) override {
+    if (t.device == Device::kCpu) return mpi_->send(t, peer, tag);
+    TMT_NCCL_CHECK(ncclSend(t.data, count(t), nccl_type(t.dtype), peer, comm_, stream_));
+  }
+
+  void recv(const Tensor& t, int peer, int tag) override {
+    if (t.device == Device::kCpu) return mpi_->recv(t, peer, tag);
+    TMT_NCCL_CHECK(ncclRecv(t.data, count(t), nccl_type(t.dtype), peer, comm_, stream_));
+  }
+
+  std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
+    if (t.device == Device::kCpu) return mpi_->isend(t, peer, tag);
+    // On its own stream, after the work that produced t, so a later receive on the main stream
+    // cannot be stuck behind it.
+    auto request = std::make_unique<NcclSendRequest>();
+    TMT_CUDART_CHECK(cudaEventCreateWithFlags(&request->done, cudaEventDisableTiming));
+    TMT_CUDART_CHECK(cudaEventRecord(request->done, stream_));
+    TMT_CUDART_CHECK(cudaStreamWaitEvent(p2p_, request->done, 0));
+    TMT_NCCL_CHECK(ncclSend(t.data, count(t), nccl_type(t.dtype), peer, comm_, p2p_));
+    TMT_CUDART_CHECK(cudaEventRecord(request->done, p2p_));
+    return request;
+  }
+
+  void broadcast(const Tensor& t, int root) override {
+    if (t.device == Device::kCpu) return mpi_->broadcast(t, root);
+    TMT_NCCL_CHECK(
+        ncclBroadcast(t.data, t.data, count(t), nccl_type(t.dtype), root, comm_, stream_));
+  }
+
+  void barrier() override {
+    TMT_CUDART_CHECK(cudaStreamSynchronize(stream_));
+    mpi_->barrier();
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key) const override {
+    auto mpi = mpi_->split(color, key);
+    ncclComm_t sub = nullptr;
+    TMT_NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, nullptr));
+    return std::make_unique<NcclCommunicator>(std::move(mpi), sub, stream_);
+  }
+
+ private:
+  std::unique_ptr<Communicator> mpi_;  // the same ranks over MPI: bootstrap and host tensors
+  ncclComm_t comm_;
+  cudaStream_t stream_;
+  cudaStream_t p2p_ = nullptr;  // isend's stream
+};
+
+}  // namespace
+
+bool nccl_built() { return true; }
+
+std::unique_ptr<Communicator> nccl_communicator(const Communicator& mpi, void* stream) {
+  auto twin = mpi.split(0, mpi.rank());
+  ncclUniqueId id{};
+  if (twin->rank() == 0) TMT_NCCL_CHECK(ncclGetUniqueId(&id));
+  static_assert(sizeof(id) % sizeof(int32_t) == 0, "ncclUniqueId is a whole number of words");
+  twin->broadcast(Tensor{&id, DType::kI32, Device::kCpu,
+                         Shape{static_cast<int64_t>(sizeof(id) / sizeof(int32_t))}},
+                  0);
+  ncclComm_t comm = nullptr;
+  TMT_NCCL_CHECK(ncclCommInitRank(&comm, twin->size(), id, twin->rank()));
+  return std::make_unique<NcclCommunicator>(std::move(twin), comm,
+                                            static_cast<cudaStream_t>(stream));
+}
+
+#else
+
+bool nccl_built() { return false; }
+
+std::unique_ptr<Communicator> nccl_communicator(const Communicator&, void*) {
+  TMT_CHECK(false, "NCCL: this build has no CUDA backend");
+}
+
+#endif
+
+}  // namespace tmt
