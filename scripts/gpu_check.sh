@@ -52,9 +52,14 @@ step cuda-tests ctest --test-dir build-gpu -L cuda -V
 step unit-tests ctest --test-dir build-gpu -L unit -j "$jobs" --output-on-failure
 # The kernel benchmark's table (time, rate, floor per op) lands in $out/kernel-bench.log.
 step kernel-bench env TMT_BUILD_DIR=build-gpu TMT_JOBS="$jobs" scripts/bench/cuda_kernels.sh
+# The PyTorch reference of recipes/bench-1gpu.yaml's model (tokens/s, MFU), when python3 has torch.
+if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  step torch-moe env PYTHONUNBUFFERED=1 python3 scripts/bench/torch_moe.py --steps 10 --warmup 3
+fi
 
 echo
 grep -E '^(\||[A-Z].*SMs)' "$out/kernel-bench.log" 2>/dev/null
+grep -E '^(torch|step|[0-9.]+B parameters)' "$out/torch-moe.log" 2>/dev/null | sed 's/^/torch reference: /'
 echo
 echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu)"
 grep -E "Test +#[0-9]+: |tests passed" "$out/cuda-tests.log" 2>/dev/null | sed 's/^/  cuda: /'
