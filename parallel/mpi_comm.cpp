@@ -206,8 +206,8 @@ class MpiCommunicator final : public Communicator {
 
   void recv(const Tensor& t, int peer, int tag) override {
     Staged st(t, Staged::kOut);
-    TMT_MPI_CHECK(MPI_Recv(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_,
-                           MPI_STATUS_IGNORE));
+    TMT_MPI_CHECK(
+        MPI_Recv(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
     st.finish();
   }
 

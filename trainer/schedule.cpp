@@ -63,8 +63,8 @@ void PipelineSchedule::load(int64_t m, const Loader& loader, size_t slot) {
   copy_from_host(ctx, dev.targets, host.targets.data);
 }
 
-void PipelineSchedule::forward(int64_t m, const Loader& loader, LossParts& sum, double lm_grad_scale,
-                               double aux_weight) {
+void PipelineSchedule::forward(int64_t m, const Loader& loader, LossParts& sum,
+                               double lm_grad_scale, double aux_weight) {
   const int64_t slot = slot_of(m);
   const auto i = static_cast<size_t>(slot);
   load(m, loader, i);
