@@ -1,5 +1,11 @@
 // copy: dst = src (same dtype, same number of elements, same device). On CUDA: one
 // cudaMemcpyAsync on ctx.stream, any dtype.
+//
+// copy_to_host / copy_from_host: between a tensor on ctx.device and t.nbytes() bytes of host
+// memory. They return when the copy is done, after the work queued before them on ctx.stream (so a
+// kernel's output can be read at once). On the CPU a memcpy.
+//
+// zero: t = 0 (any dtype), on ctx.stream.
 #pragma once
 
 #include "kernels/base/context.h"
@@ -7,5 +13,8 @@
 namespace tmt {
 
 void copy(const Context& ctx, const Tensor& dst, const Tensor& src);
+void copy_to_host(const Context& ctx, void* dst, const Tensor& src);
+void copy_from_host(const Context& ctx, const Tensor& dst, const void* src);
+void zero(const Context& ctx, const Tensor& t);
 
 }  // namespace tmt

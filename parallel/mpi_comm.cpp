@@ -1,4 +1,6 @@
-// The Communicator over MPI, for host tensors.
+// The Communicator over MPI. Host tensors go to MPI as they are; device tensors are staged through
+// host buffers (after waiting for the device's queued work), which is slow but lets several ranks
+// share one GPU (tests) and keeps the trainer's code the same on every device.
 #include <mpi.h>
 
 #include "kernels/base/check.h"
@@ -6,6 +8,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
+
+#if TMT_WITH_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
 
 #define TMT_MPI_CHECK(call)                                                     \
   do {                                                                          \
@@ -55,12 +62,54 @@ int count_of(int64_t n) {
   return static_cast<int>(n);
 }
 
-void check_host(const Tensor& t) {
-  TMT_CHECK(t.device == Device::kCpu, "MPI communicator: {} is not a host tensor", t.str());
-}
+// The memory MPI reads or writes for one tensor in one call: the tensor's own on the host; for a
+// device tensor a host buffer, filled from the device first when MPI reads it (`in`) and copied
+// back by finish() when MPI writes it (`out`).
+class Staged {
+ public:
+  enum Use : uint8_t { kIn = 1, kOut = 2, kInOut = 3 };
+
+  Staged(const Tensor& t, Use use) : t_(t), use_(use) {
+    if (t.device == Device::kCpu) {
+      data_ = t.data;
+      return;
+    }
+#if TMT_WITH_CUDA
+    buffer_.resize(t.nbytes());
+    data_ = buffer_.data();
+    // Whatever stream produced the tensor, its work must be done before MPI sees it (or, for an
+    // output, before the device copy is overwritten).
+    cuda::synchronize_device();
+    if ((use & kIn) != 0 && !buffer_.empty()) cuda::copy(data_, t.data, buffer_.size());
+#else
+    TMT_CHECK(false, "MPI communicator: {}: this build has no CUDA backend", t.str());
+#endif
+  }
+  Staged(const Staged&) = delete;
+  Staged& operator=(const Staged&) = delete;
+
+  void* data() const { return data_; }
+  // After the MPI call: the result (its first `bytes`, by default all) to the device.
+  void finish(size_t bytes = SIZE_MAX) {
+#if TMT_WITH_CUDA
+    bytes = std::min(bytes, buffer_.size());
+    if (t_.device != Device::kCpu && (use_ & kOut) != 0 && bytes > 0)
+      cuda::copy(t_.data, data_, bytes);
+#else
+    (void)bytes;
+#endif
+  }
+
+ private:
+  Tensor t_;
+  Use use_;
+  void* data_ = nullptr;
+  std::vector<std::byte> buffer_;
+};
 
 struct MpiSendRequest final : SendRequest {
   MPI_Request request = MPI_REQUEST_NULL;
+  std::unique_ptr<Staged> staged;  // a device tensor's host copy, kept until the send is done
   ~MpiSendRequest() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -85,38 +134,39 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
-    check_host(t);
     if (size_ == 1 || t.numel() == 0) return;
-    TMT_MPI_CHECK(
-        MPI_Allreduce(MPI_IN_PLACE, t.data, count_of(t.numel()), mpi_type(t), mpi_op(op), comm_));
+    Staged st(t, Staged::kInOut);
+    TMT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, st.data(), count_of(t.numel()), mpi_type(t),
+                                mpi_op(op), comm_));
+    st.finish();
   }
 
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
-    check_host(in);
-    check_host(out);
     TMT_CHECK(in.numel() == out.numel() * size_ && in.dtype == out.dtype,
               "reduce_scatter: {} into {} over {} ranks", in.str(), out.str(), size_);
-    TMT_MPI_CHECK(MPI_Reduce_scatter_block(in.data, out.data, count_of(out.numel()), mpi_type(in),
-                                           MPI_SUM, comm_));
+    Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
+    TMT_MPI_CHECK(MPI_Reduce_scatter_block(sin.data(), sout.data(), count_of(out.numel()),
+                                           mpi_type(in), MPI_SUM, comm_));
+    sout.finish();
   }
 
   void all_gather(const Tensor& out, const Tensor& in) override {
-    check_host(in);
-    check_host(out);
     TMT_CHECK(out.numel() == in.numel() * size_ && in.dtype == out.dtype,
               "all_gather: {} into {} over {} ranks", in.str(), out.str(), size_);
-    // `in` may be this rank's own chunk of `out` (gathering in place).
-    const bool in_place =
-        in.data == static_cast<std::byte*>(out.data) + static_cast<size_t>(rank_) * in.nbytes();
-    TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.data, count_of(in.numel()),
-                                mpi_type(in), out.data, count_of(in.numel()), mpi_type(in), comm_));
+    // `in` may be this rank's own chunk of `out` (gathering in place). Staged, they are two
+    // buffers, the chunk copied from the device like any input.
+    Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
+    const bool in_place = sin.data() == static_cast<std::byte*>(sout.data()) +
+                                            static_cast<size_t>(rank_) * in.nbytes();
+    TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : sin.data(), count_of(in.numel()),
+                                mpi_type(in), sout.data(), count_of(in.numel()), mpi_type(in),
+                                comm_));
+    sout.finish();
   }
 
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
                     const std::vector<int64_t>& send_rows,
                     const std::vector<int64_t>& send_first) override {
-    check_host(in);
-    check_host(out);
     TMT_CHECK(static_cast<int>(send_rows.size()) == size_ &&
                   static_cast<int>(recv_rows.size()) == size_ && in.dtype == out.dtype,
               "all_to_all_v: {} send and {} receive counts for {} ranks", send_rows.size(),
@@ -143,32 +193,36 @@ class MpiCommunicator final : public Communicator {
     TMT_CHECK((!send_first.empty() || s_off <= in.numel()) && r_off <= out.numel(),
               "all_to_all_v: counts exceed {} / {}",
               in.str(), out.str());
-    TMT_MPI_CHECK(MPI_Alltoallv(in.data, sc.data(), sd.data(), mpi_type(in), out.data, rc.data(),
-                                rd.data(), mpi_type(out), comm_));
+    Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
+    TMT_MPI_CHECK(MPI_Alltoallv(sin.data(), sc.data(), sd.data(), mpi_type(in), sout.data(),
+                                rc.data(), rd.data(), mpi_type(out), comm_));
+    sout.finish(static_cast<size_t>(r_off) * dtype_size(out.dtype));  // rows past them: untouched
   }
 
   void send(const Tensor& t, int peer, int tag) override {
-    check_host(t);
-    TMT_MPI_CHECK(MPI_Send(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_));
+    Staged st(t, Staged::kIn);
+    TMT_MPI_CHECK(MPI_Send(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_));
   }
 
   void recv(const Tensor& t, int peer, int tag) override {
-    check_host(t);
+    Staged st(t, Staged::kOut);
     TMT_MPI_CHECK(
-        MPI_Recv(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+        MPI_Recv(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+    st.finish();
   }
 
   std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
-    check_host(t);
     auto request = std::make_unique<MpiSendRequest>();
-    TMT_MPI_CHECK(MPI_Isend(t.data, count_of(t.numel()), mpi_type(t), peer, tag, comm_,
-                            &request->request));
+    request->staged = std::make_unique<Staged>(t, Staged::kIn);
+    TMT_MPI_CHECK(MPI_Isend(request->staged->data(), count_of(t.numel()), mpi_type(t), peer, tag,
+                            comm_, &request->request));
     return request;
   }
 
   void broadcast(const Tensor& t, int root) override {
-    check_host(t);
-    TMT_MPI_CHECK(MPI_Bcast(t.data, count_of(t.numel()), mpi_type(t), root, comm_));
+    Staged st(t, rank_ == root ? Staged::kIn : Staged::kOut);
+    TMT_MPI_CHECK(MPI_Bcast(st.data(), count_of(t.numel()), mpi_type(t), root, comm_));
+    st.finish();
   }
 
   void barrier() override { TMT_MPI_CHECK(MPI_Barrier(comm_)); }

@@ -17,6 +17,7 @@
 
 #include "kernels/base/check.h"
 #include "kernels/base/rng.h"
+#include "kernels/copy.h"
 #include "trainer/crc32c.h"
 
 namespace tmt {
@@ -169,8 +170,14 @@ Tensor block_of(const Tensor& flat, const Param& p, const ParamGroup& g) {
 }
 
 void write_block(hid_t file, const std::string& path, const Tensor& t, const ParamSpec& spec) {
-  TMT_CHECK(t.dtype == DType::kF32 && t.device == Device::kCpu,
-            "checkpoint: {} must be f32 on the host, is {}", path, t.str());
+  TMT_CHECK(t.dtype == DType::kF32, "checkpoint: {} must be f32, is {}", path, t.str());
+  std::vector<float> staging;  // a device block's copy on the host
+  const void* values = t.data;
+  if (t.device != Device::kCpu) {
+    staging.resize(static_cast<size_t>(t.numel()));
+    copy_to_host(Context{t.device, nullptr}, staging.data(), t);
+    values = staging.data();
+  }
   const auto dims = dims_of(spec.local_shape);
   H5 space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   H5 lcpl = link_props();
@@ -178,7 +185,7 @@ void write_block(hid_t file, const std::string& path, const Tensor& t, const Par
                   H5P_DEFAULT),
        H5Dclose);
   h5_check(d.id(), "create " + path);
-  h5_check(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data), path);
+  h5_check(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values), path);
   const hsize_t n = dims.size();
   H5 aspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
   H5 attr(H5Acreate2(d.id(), "offset", H5T_STD_I64LE, aspace.id(), H5P_DEFAULT, H5P_DEFAULT),
@@ -315,7 +322,7 @@ std::vector<hsize_t> dataset_dims(hid_t d) {
   return dims;
 }
 
-// Reads the block of global tensor `path` that `spec` describes into t (f32).
+// Reads the block of global tensor `path` that `spec` describes into t (f32, on any device).
 void read_block(hid_t file, const std::string& path, const ParamSpec& spec, const Tensor& t) {
   H5 d(H5Dopen2(file, path.c_str(), H5P_DEFAULT), H5Dclose);
   TMT_CHECK(d.ok(), "checkpoint: no dataset {}", path);
@@ -327,8 +334,12 @@ void read_block(hid_t file, const std::string& path, const ParamSpec& spec, cons
                                nullptr),
            "select " + path);
   H5 mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
-  h5_check(H5Dread(d.id(), H5T_NATIVE_FLOAT, mem.id(), space.id(), H5P_DEFAULT, t.data),
+  std::vector<float> staging;  // a device block's values, read on the host first
+  if (t.device != Device::kCpu) staging.resize(static_cast<size_t>(t.numel()));
+  void* values = t.device == Device::kCpu ? t.data : staging.data();
+  h5_check(H5Dread(d.id(), H5T_NATIVE_FLOAT, mem.id(), space.id(), H5P_DEFAULT, values),
            "read " + path);
+  if (t.device != Device::kCpu) copy_from_host(Context{t.device, nullptr}, t, values);
 }
 
 }  // namespace

@@ -85,9 +85,11 @@ std::pair<Tensor, Tensor> Optimizer::whole_moments(size_t group, std::vector<flo
 
 void Optimizer::import_moments(size_t group, const Tensor& m, const Tensor& v,
                                int64_t steps_taken) {
+  TMT_CHECK(m.device == Device::kCpu && v.device == Device::kCpu,
+            "import_moments: {} and {} must be host tensors", m.str(), v.str());
   const GroupState& g = groups_[group];
-  copy(ctx_, g.m, shard(m, g));
-  copy(ctx_, g.v, shard(v, g));
+  copy_from_host(ctx_, g.m, shard(m, g).data);
+  copy_from_host(ctx_, g.v, shard(v, g).data);
   steps_ = steps_taken;
 }
 

@@ -44,7 +44,8 @@ class Optimizer {
   int64_t steps_taken() const { return steps_; }
 
   // Checkpoints: the moments of parameter group i whole ([group numel] f32 each, whatever zero1
-  // shards), and back. whole_moments returns the optimizer's own tensors without zero1; under
+  // shards; on the optimizer's device without zero1, on the host with it), and back from host
+  // tensors. whole_moments returns the optimizer's own tensors without zero1; under
   // zero1 it all-gathers the shards into m_buf and v_buf (collective over the group's replicas).
   std::pair<Tensor, Tensor> whole_moments(size_t group, std::vector<float>& m_buf,
                                           std::vector<float>& v_buf);

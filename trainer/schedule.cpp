@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/copy.h"
+
 namespace tmt {
 namespace {
 
@@ -38,16 +40,35 @@ PipelineSchedule::PipelineSchedule(Model& model, Communicator* pp, int64_t batch
     batches_.push_back(
         {batch_arena.alloc(DType::kI32, {batch, seq}), batch_arena.alloc(DType::kI32, {batch, seq})});
   }
+  host_batches_ = batches_;
+  if (batch_arena.device() != Device::kCpu) {
+    host_arena_ = Arena(Device::kCpu, 2 * slots * Arena::footprint(DType::kI32, {batch, seq}),
+                        "host batches");
+    for (MicroBatch& b : host_batches_) {
+      b.inputs = host_arena_.alloc(DType::kI32, {batch, seq});
+      b.targets = host_arena_.alloc(DType::kI32, {batch, seq});
+    }
+  }
   activation_sent_.resize(slots);
   grad_sent_.resize(slots);
 }
 
-void PipelineSchedule::forward(int64_t m, const Loader& load, LossParts& sum, double lm_grad_scale,
-                               double aux_weight) {
+void PipelineSchedule::load(int64_t m, const Loader& loader, size_t slot) {
+  loader(m, host_batches_[slot]);
+  const MicroBatch& host = host_batches_[slot];
+  const MicroBatch& dev = batches_[slot];
+  if (dev.inputs.data == host.inputs.data) return;
+  const Context& ctx = model_->context();
+  copy_from_host(ctx, dev.inputs, host.inputs.data);
+  copy_from_host(ctx, dev.targets, host.targets.data);
+}
+
+void PipelineSchedule::forward(int64_t m, const Loader& loader, LossParts& sum,
+                               double lm_grad_scale, double aux_weight) {
   const int64_t slot = slot_of(m);
   const auto i = static_cast<size_t>(slot);
+  load(m, loader, i);
   MicroBatch& batch = batches_[i];
-  load(m, batch);
   await(activation_sent_[i]);  // the slot's activations are about to be overwritten
   if (prev_ >= 0) pp_->recv(model_->stage_input(slot), prev_, kActivationTag);
   accumulate(sum, model_->forward(slot, batch, lm_grad_scale, aux_weight));
@@ -81,11 +102,11 @@ LossParts PipelineSchedule::train(int64_t micro_batches, const Loader& load, dou
   return sum;
 }
 
-LossParts PipelineSchedule::evaluate(int64_t micro_batches, const Loader& load) {
+LossParts PipelineSchedule::evaluate(int64_t micro_batches, const Loader& loader) {
   LossParts sum;
   for (int64_t m = 0; m < micro_batches; ++m) {
+    load(m, loader, 0);
     MicroBatch& batch = batches_[0];
-    load(m, batch);
     await(activation_sent_[0]);
     if (prev_ >= 0) pp_->recv(model_->stage_input(0), prev_, kActivationTag);
     accumulate(sum, model_->forward(0, batch, 0.0, 0.0));

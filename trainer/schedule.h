@@ -18,10 +18,12 @@ namespace tmt {
 
 class PipelineSchedule {
  public:
-  // `pp` may be null (one stage). `batch_arena` provides a batch per in-flight slot.
+  // `pp` may be null (one stage). `batch_arena` (on the model's device) provides a batch per
+  // in-flight slot.
   PipelineSchedule(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena);
 
-  // Loads micro-batch m (0 ..) of the step into `batch`.
+  // Loads micro-batch m (0 ..) of the step into `batch`, always host memory (the schedule copies
+  // it to the model's device).
   using Loader = std::function<void(int64_t m, MicroBatch& batch)>;
 
   // Forward and backward of `micro_batches` micro-batches; gradients accumulate in the model.
@@ -32,7 +34,7 @@ class PipelineSchedule {
   LossParts evaluate(int64_t micro_batches, const Loader& load);
 
  private:
-  void forward(int64_t m, const Loader& load, LossParts& sum, double lm_grad_scale,
+  void forward(int64_t m, const Loader& loader, LossParts& sum, double lm_grad_scale,
                double aux_weight);
   void backward(int64_t m);
   int64_t slot_of(int64_t m) const { return m % model_->in_flight(); }
@@ -40,7 +42,12 @@ class PipelineSchedule {
   Model* model_;
   Communicator* pp_;
   int prev_ = -1, next_ = -1;  // neighbouring stages' ranks in the PP group (-1: none)
-  std::vector<MicroBatch> batches_;
+  // Micro-batch m into slot `slot`: loaded on the host, then copied to the model's device.
+  void load(int64_t m, const Loader& loader, size_t slot);
+
+  std::vector<MicroBatch> batches_;       // what the model reads, on its device
+  std::vector<MicroBatch> host_batches_;  // what the loader fills: batches_ themselves on the CPU
+  Arena host_arena_;
   std::vector<std::unique_ptr<SendRequest>> activation_sent_, grad_sent_;  // per slot
 };
 

@@ -7,6 +7,7 @@
 #include "kernels/base/log.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands.h"
+#include "trainer/device.h"
 #include "trainer/recipe.h"
 #include "trainer/trainer.h"
 
@@ -19,10 +20,12 @@ void refuse_unbuilt_features(const Recipe& r) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
-  if (r.train.device == "cuda")
-    refuse("train.device", "the CUDA backend cannot train yet; use cpu");
   if (r.train.dtype == "bf16")
     refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
+  if (r.train.device == "cuda") {
+    std::string why;
+    if (usable_gpus(&why) == 0) refuse("train.device", "cuda, but no GPU is usable here: " + why);
+  }
 }
 
 }  // namespace

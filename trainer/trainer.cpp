@@ -9,6 +9,7 @@
 #include "kernels/base/log.h"
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
+#include "trainer/device.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/model_stats.h"
 
@@ -56,12 +57,13 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
     : r_(r),
       data_(data),
       env_(env),
+      ctx_(open_device(r)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
       model_(r, ctx_, DType::kF32, r.train.micro_batch, shard_of(r, env)),
       optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
-      batch_arena_(Device::kCpu, batch_bytes(r), "batch"),
+      batch_arena_(ctx_.device, batch_bytes(r), "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
 
 StepMetrics Trainer::step() {

@@ -33,6 +33,8 @@ void synchronize(void* stream) {
   TMT_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)));
 }
 
+void synchronize_device() { TMT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
 void copy(void* dst, const void* src, size_t bytes) {
   TMT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
 }
@@ -40,6 +42,11 @@ void copy(void* dst, const void* src, size_t bytes) {
 void copy_async(void* dst, const void* src, size_t bytes, void* stream) {
   TMT_CUDA_CHECK(
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, static_cast<cudaStream_t>(stream)));
+}
+
+void memset_zero(void* ptr, size_t bytes, void* stream) {
+  if (bytes == 0) return;
+  TMT_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(stream)));
 }
 
 }  // namespace tmt::cuda

@@ -13,10 +13,15 @@ void init(int device);
 
 // Waits until all work on the stream is done (nullptr = the default stream).
 void synchronize(void* stream);
+// Waits until all work on the current device is done, whatever its stream.
+void synchronize_device();
 
 // Copies between host and device memory (direction from the pointers' kinds).
 void copy(void* dst, const void* src, size_t bytes);
 // The same, ordered on `stream` (cudaStream_t; nullptr = the default stream).
 void copy_async(void* dst, const void* src, size_t bytes, void* stream);
+
+// Sets `bytes` bytes of device memory to zero, ordered on `stream` (nullptr = the default stream).
+void memset_zero(void* ptr, size_t bytes, void* stream);
 
 }  // namespace tmt::cuda

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "tests/support/run.h"
+#include "trainer/device.h"
 
 namespace tmt {
 namespace {
@@ -84,7 +85,7 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
     std::vector<std::string> args;
     std::string expect;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {{"check", tiny, "--world", "0"}, "--world"},
       {{"check", tiny, "--world", "abc"}, "--world"},
       {{"check", tiny, "--bogus"}, "--bogus"},
@@ -95,9 +96,9 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
-      {{"train", tiny, "--set", "train.device=cuda", "--set", "parallel.tp=1", "--set",
+      {{"train", tiny, "--set", "train.dtype=bf16", "--set", "parallel.tp=1", "--set",
         "parallel.pp=1", "--set", "parallel.ep=1"},
-       "--set train.device=cuda: train.device"},
+       "--set train.dtype=bf16: train.dtype"},
       {{"train", tiny, "--set", "checkpoint.every=-1"}, "--set checkpoint.every=-1: checkpoint.every"},
       {{"train", tiny, "--resume"}, "--resume"},
       {{"train", tiny}, "launch 4 ranks: scripts/train.sh or mpirun -n 4"},
@@ -108,6 +109,11 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
        "--tokenizer: unknown tokenizer 'bpe'"},
       {{"prepare", tiny, "--out", "/tmp/x", "--val-fraction", "1.5"}, "--val-fraction"},
   };
+  if (usable_gpus(nullptr) == 0) {  // with a GPU, train.device=cuda trains
+    cases.push_back({{"train", tiny, "--set", "train.device=cuda", "--set", "parallel.tp=1",
+                      "--set", "parallel.pp=1", "--set", "parallel.ep=1"},
+                     "--set train.device=cuda: train.device: cuda, but no GPU"});
+  }
   for (const Case& c : cases) {
     std::vector<std::string> argv = {bin};
     argv.insert(argv.end(), c.args.begin(), c.args.end());

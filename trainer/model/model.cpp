@@ -73,8 +73,14 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
   allocate_activations(acts_, scratch_);
 
   // Positions repeat 0..S-1 for each sequence of the micro-batch; the RoPE tables cover them.
-  auto* pos = positions_.ptr<int32_t>();
-  for (int64_t i = 0; i < env_.tokens(); ++i) pos[i] = static_cast<int32_t>(i % env_.seq);
+  std::vector<int32_t> pos(static_cast<size_t>(env_.tokens()));
+  for (size_t i = 0; i < pos.size(); ++i)
+    pos[i] = static_cast<int32_t>(static_cast<int64_t>(i) % env_.seq);
+  copy_from_host(ctx, positions_.view({env_.tokens()}), pos.data());
+  if (last_) {
+    losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(dtype));
+    targets_host_.resize(static_cast<size_t>(env_.tokens()));
+  }
   RopeParams rp;
   rp.head_dim = m.head_dim;
   rp.theta = m.rope_theta;
@@ -175,10 +181,13 @@ void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossPar
     cross_entropy_grad(ctx, s.logits, s.logits, targets, row_max, sums.slice(0, 1).view({t}),
                        vocab_start_, lm_grad_scale);
   }
-  const auto* tg = targets.ptr<const int32_t>();
+  // The sum over the counted targets, on the host (the losses may be on the device).
+  TMT_CHECK(targets.dtype == DType::kI32, "targets {}", targets.str());
+  copy_to_host(ctx, targets_host_.data(), targets);
+  copy_to_host(ctx, losses_host_.data(), s.losses);
   for (int64_t i = 0; i < t; ++i) {
-    if (tg[i] < 0) continue;
-    parts.lm_loss_sum += load_element(s.losses.dtype, s.losses.data, static_cast<size_t>(i));
+    if (targets_host_[static_cast<size_t>(i)] < 0) continue;
+    parts.lm_loss_sum += load_element(s.losses.dtype, losses_host_.data(), static_cast<size_t>(i));
     ++parts.lm_tokens;
   }
 }

@@ -62,6 +62,7 @@ class Model {
   bool first_stage() const { return first_layer_ == 0; }
   bool last_stage() const { return last_; }
   int64_t in_flight() const { return static_cast<int64_t>(slots_.size()); }
+  const Context& context() const { return env_.ctx; }
 
   // The pipeline's view, one micro-batch in slot k (< in_flight()):
   // what this stage receives (its first block's input, [T/tp, D]; unused on the first stage),
@@ -112,6 +113,9 @@ class Model {
   std::unique_ptr<Communicator> kv_replicas_;  // TP ranks sharing a kv head (tp > n_kv_heads)
   Arena acts_, scratch_;
   Tensor positions_, rope_cos_, rope_sin_;
+  // Host copies of a micro-batch's per-token losses and targets (last stage), for the loss sum.
+  std::vector<std::byte> losses_host_;
+  std::vector<int32_t> targets_host_;
 };
 
 }  // namespace tmt

@@ -61,6 +61,7 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   dprobs_ = acts.alloc(f, {t, experts_});
   dlse_ = acts.alloc(f, {t});
   stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
+  stats_host_.assign(static_cast<size_t>(2 * experts_ + 2), 0.0);
   xp_ = acts.alloc(f, {sent, d});
   yp_ = acts.alloc(f, {sent, d});
   yw_ = env_.etp > 1 ? acts.alloc(f, {env_.etp * sent, d}) : Tensor{};
@@ -118,9 +119,15 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   // contiguous.
   make_dispatch_plan(plan_, topk_idx_, experts_, 0, experts_, capacity);
   rows_ = plan_.rows();
-  double* st = stats_.ptr<double>();
+  // The statistics on the host (stats_ may be on the device): the dropped count joins them, TP
+  // sums them (the whole micro-batch's), and the router losses read the sums back on ctx.device.
+  double* st = stats_host_.data();
+  copy_to_host(ctx, st, router_sums);
   st[2 * experts_ + 1] = static_cast<double>(t * top_k_ - rows_);
-  if (env_.tp_size() > 1) env_.tp->all_reduce(stats_);  // the whole micro-batch's statistics
+  if (env_.tp_size() > 1) {
+    env_.tp->all_reduce(Tensor{st, DType::kF64, Device::kCpu, Shape{2 * experts_ + 2}});
+  }
+  copy_from_host(ctx, stats_, st);
   exchange_.plan(plan_.counts);
   recv_ = exchange_.received_rows();
 

@@ -66,6 +66,7 @@ class MoeLayer {
   // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
   Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
   Tensor stats_;                  // f64 [2E + 2]: router_stats, then dropped assignments
+  std::vector<double> stats_host_;  // the same on the host
   Tensor xp_, yp_;                // this rank's assignments in plan order: at most T·K rows of [D]
   Tensor yw_;                     // etp > 1: the etp partial outputs of each, [etp·T·K, D]
   Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/base/rng.h"
+#include "kernels/copy.h"
 
 namespace tmt {
 
@@ -93,8 +94,11 @@ int64_t global_index(const ParamSpec& spec, int64_t local_flat) {
 }
 
 void ParamStore::initialize(uint64_t seed) {
+  std::vector<std::byte> staging;  // a device parameter's values, drawn on the host
   for (Param& p : params_) {
-    TMT_CHECK(p.value.device == Device::kCpu, "initialize: {} is not on the host", p.spec.name);
+    const bool host = p.value.device == Device::kCpu;
+    if (!host) staging.resize(p.value.nbytes());
+    void* out = host ? p.value.data : staging.data();
     const uint64_t stream = hash_name(p.spec.name);
     const int64_t n = p.value.numel();
 #pragma omp parallel for schedule(static)
@@ -104,16 +108,14 @@ void ParamStore::initialize(uint64_t seed) {
               ? 1.0
               : p.spec.init_std *
                     random_normal(seed, stream, static_cast<uint64_t>(global_index(p.spec, i)));
-      store_element(p.value.dtype, p.value.data, static_cast<size_t>(i), v);
+      store_element(p.value.dtype, out, static_cast<size_t>(i), v);
     }
+    if (!host) copy_from_host(Context{p.value.device, nullptr}, p.value, staging.data());
   }
 }
 
 void ParamStore::zero_grads() {
-  for (const ParamGroup& g : groups_) {
-    TMT_CHECK(g.grads.device == Device::kCpu, "zero_grads on the host only for now");
-    std::memset(g.grads.data, 0, g.grads.nbytes());
-  }
+  for (const ParamGroup& g : groups_) zero(Context{g.grads.device, nullptr}, g.grads);
 }
 
 int64_t ParamStore::numel() const {
