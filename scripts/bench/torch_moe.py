@@ -80,12 +80,14 @@ class Block(torch.nn.Module):
         order = flat.argsort(stable=True)
         token = order // cfg.top_k
         counts = torch.bincount(flat, minlength=cfg.experts)
-        xs = h[token]
+        # autocast leaves the norm's output in fp32; the grouped GEMM takes bf16 only
+        xs = h[token].to(torch.bfloat16)
         if hasattr(torch, "_grouped_mm"):
             offs = counts.cumsum(0).to(torch.int32)
-            gu = torch._grouped_mm(xs, self.w13.transpose(1, 2).to(xs.dtype), offs=offs)
+            gu = torch._grouped_mm(xs, self.w13.transpose(1, 2).to(torch.bfloat16), offs=offs)
             g, u = gu.chunk(2, dim=-1)
-            ys = torch._grouped_mm(F.silu(g) * u, self.w2.transpose(1, 2).to(xs.dtype), offs=offs)
+            ys = torch._grouped_mm((F.silu(g) * u).to(torch.bfloat16),
+                                   self.w2.transpose(1, 2).to(torch.bfloat16), offs=offs)
         else:
             outs, start = [], 0
             for e, n in enumerate(counts.tolist()):
@@ -94,7 +96,7 @@ class Block(torch.nn.Module):
                 outs.append((F.silu(g) * u) @ self.w2[e].t())
                 start += n
             ys = torch.cat(outs)
-        y = torch.zeros_like(h).index_add_(0, token, ys * w.view(-1)[order, None])
+        y = torch.zeros_like(h).index_add_(0, token, (ys * w.view(-1)[order, None]).to(h.dtype))
         return x + y.view(b, s, d)
 
     def forward(self, x, cos, sin):
