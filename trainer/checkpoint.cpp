@@ -342,6 +342,20 @@ void read_block(hid_t file, const std::string& path, const ParamSpec& spec, cons
   if (t.device != Device::kCpu) copy_from_host(Context{t.device, nullptr}, t, values);
 }
 
+// A shard the index lists: present, of the size and CRC-32C the index recorded.
+void verify_shard(const fs::path& dir, const json& entry) {
+  const fs::path shard = dir / entry["file"].get<std::string>();
+  std::error_code ec;
+  const auto bytes = fs::file_size(shard, ec);
+  if (ec) input_error("{}: shard missing (the index lists it)", shard.string());
+  if (static_cast<int64_t>(bytes) != entry["bytes"].get<int64_t>()) {
+    input_error("{}: {} bytes, the index says {} (truncated or overwritten)", shard.string(), bytes,
+                entry["bytes"].get<int64_t>());
+  }
+  if (file_crc32c(shard) != entry["crc32c"].get<uint32_t>())
+    input_error("{}: checksum mismatch (the file is damaged)", shard.string());
+}
+
 }  // namespace
 
 std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore& params,
@@ -484,16 +498,7 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
   // The shards this rank verifies.
   const json shards = read_json_attr(file.id(), "shards", index);
   for (size_t i = static_cast<size_t>(rank); i < shards.size(); i += static_cast<size_t>(world)) {
-    const fs::path shard = dir / shards[i]["file"].get<std::string>();
-    std::error_code ec;
-    const auto bytes = fs::file_size(shard, ec);
-    if (ec) input_error("{}: shard missing (the index lists it)", shard.string());
-    if (static_cast<int64_t>(bytes) != shards[i]["bytes"].get<int64_t>()) {
-      input_error("{}: {} bytes, the index says {} (truncated or overwritten)", shard.string(),
-                  bytes, shards[i]["bytes"].get<int64_t>());
-    }
-    if (file_crc32c(shard) != shards[i]["crc32c"].get<uint32_t>())
-      input_error("{}: checksum mismatch (the file is damaged)", shard.string());
+    verify_shard(dir, shards[i]);
   }
   // The tensors this rank reads.
   for (const Param& p : params.all()) {
@@ -544,16 +549,7 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
   const fs::path index = dir / "index.h5";
   H5 file = open_index(dir);
   const json shards = read_json_attr(file.id(), "shards", index);
-  for (const json& s : shards) {
-    const fs::path shard = dir / s["file"].get<std::string>();
-    std::error_code ec;
-    const auto bytes = fs::file_size(shard, ec);
-    if (ec) input_error("{}: shard missing (the index lists it)", shard.string());
-    if (static_cast<int64_t>(bytes) != s["bytes"].get<int64_t>() ||
-        file_crc32c(shard) != s["crc32c"].get<uint32_t>()) {
-      input_error("{}: checksum mismatch or wrong size (the file is damaged)", shard.string());
-    }
-  }
+  for (const json& shard : shards) verify_shard(dir, shard);
   if (!tensors_only) {
     fmt::print("checkpoint {}\n", dir.string());
     fmt::print("  format version {}, written by tramontane {}\n", kCheckpointFormat,

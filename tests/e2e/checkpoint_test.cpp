@@ -187,6 +187,12 @@ TEST_F(DamagedCheckpoint, TruncatedShard) {
   const fs::path c = copy("truncated");
   fs::resize_file(c / "rank-00001.h5", fs::file_size(c / "rank-00001.h5") / 2);
   expect_refused(c, (c / "rank-00001.h5").string());
+  // inspect refuses it too
+  const auto r = test::run_command({test::tramontane_binary(), "inspect", c.string()}, 60);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  const auto errors = test::error_lines(r.err);
+  ASSERT_EQ(errors.size(), 1u) << r.err;
+  EXPECT_NE(errors[0].find((c / "rank-00001.h5").string()), std::string::npos) << errors[0];
 }
 
 TEST_F(DamagedCheckpoint, FlippedBytes) {
