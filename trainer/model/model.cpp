@@ -183,11 +183,17 @@ void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossPar
   }
   // The sum over the counted targets, on the host (the losses may be on the device).
   TMT_CHECK(targets.dtype == DType::kI32, "targets {}", targets.str());
-  copy_to_host(ctx, targets_host_.data(), targets);
-  copy_to_host(ctx, losses_host_.data(), s.losses);
+  const int32_t* tg = targets.ptr<const int32_t>();
+  const void* losses = s.losses.data;
+  if (ctx.device != Device::kCpu) {  // host memory already on the CPU: no copies there
+    copy_to_host(ctx, targets_host_.data(), targets);
+    copy_to_host(ctx, losses_host_.data(), s.losses);
+    tg = targets_host_.data();
+    losses = losses_host_.data();
+  }
   for (int64_t i = 0; i < t; ++i) {
-    if (targets_host_[static_cast<size_t>(i)] < 0) continue;
-    parts.lm_loss_sum += load_element(s.losses.dtype, losses_host_.data(), static_cast<size_t>(i));
+    if (tg[i] < 0) continue;
+    parts.lm_loss_sum += load_element(s.losses.dtype, losses, static_cast<size_t>(i));
     ++parts.lm_tokens;
   }
 }
