@@ -9,8 +9,8 @@
 //   out:    [T, D] same dtype as table   (written)
 //   dout:   [T, D] same dtype as dtable
 //   dtable: [V_local, D]                 (accumulated, +=)
-//   CUDA: f32|bf16; the backward adds with atomics (the order of additions into a row shared by
-//   several tokens is not fixed).
+//   CUDA: f32|bf16, and an f32 dtable with bf16 dout (fp32 gradient accumulation); the backward
+//   adds with atomics (the order of additions into a row shared by several tokens is not fixed).
 //
 // With a vocab-parallel table each rank writes the rows it owns and zeros elsewhere, so summing
 // `out` over the tensor-parallel ranks gives the full embedding. With vocab_start = 0 and

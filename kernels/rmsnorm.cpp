@@ -16,10 +16,11 @@ bool element_dtype_ok(const Context& ctx, DType t) {
 }
 
 // x and every [T, D] / [D] tensor in `same`: one dtype, matching shapes; rstd [T]; all on
-// ctx.device.
+// ctx.device. `like_weight` (y's weight, or dweight) has the weight's dtype, or f32 beside bf16 on
+// CUDA when `f32_grad_ok` (fp32 gradient accumulation).
 void check_args(const char* op, const Context& ctx, const Tensor& x, const Tensor& weight,
                 const Tensor& rstd, std::initializer_list<const Tensor*> like_x,
-                const Tensor& like_weight) {
+                const Tensor& like_weight, bool f32_grad_ok = false) {
   TMT_CHECK(x.rank() == 2 && weight.rank() == 1 && weight.size(0) == x.size(1) &&
                 rstd.rank() == 1 && rstd.size(0) == x.size(0),
             "{}: x {}, weight {}, rstd {}", op, x.str(), weight.str(), rstd.str());
@@ -27,7 +28,9 @@ void check_args(const char* op, const Context& ctx, const Tensor& x, const Tenso
             "{}: x {}, weight {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda); rstd {} "
             "f32|f64",
             op, x.str(), weight.str(), rstd.str());
-  TMT_CHECK(like_weight.shape == weight.shape && like_weight.dtype == weight.dtype,
+  const bool f32_grad = f32_grad_ok && ctx.device == Device::kCuda &&
+                        weight.dtype == DType::kBF16 && like_weight.dtype == DType::kF32;
+  TMT_CHECK(like_weight.shape == weight.shape && (like_weight.dtype == weight.dtype || f32_grad),
             "{}: {} does not match weight {}", op, like_weight.str(), weight.str());
   TMT_CHECK(x.device == ctx.device && weight.device == ctx.device && rstd.device == ctx.device &&
                 like_weight.device == ctx.device,
@@ -54,7 +57,7 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const 
 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
-  check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight);
+  check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight, true);
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_bwd(dx, dweight, dy, x, weight, rstd);
 #if TMT_WITH_CUDA
   return cuda::rmsnorm_bwd(ctx, dx, dweight, dy, x, weight, rstd);

@@ -9,7 +9,8 @@
 //   x, y, dy, dx:      [T, D] f32|f64, one dtype
 //   weight, dweight:   [D]    same dtype as x
 //   rstd:              [T]    f32|f64 (may differ from x), saved by the forward for the backward
-//   CUDA: x, y, dy, dx, weight, dweight f32|bf16 (one dtype), statistics and sums in fp32.
+//   CUDA: x, y, dy, dx, weight, dweight f32|bf16 (one dtype; with bf16 dweight may be f32, for
+//   fp32 gradient accumulation), statistics and sums in fp32.
 //   Written: y, rstd (fwd); dx (bwd). Accumulated (+=): dweight.
 // dx may alias dy.
 #pragma once

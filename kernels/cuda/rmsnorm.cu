@@ -4,7 +4,7 @@
 //   fwd:           one block per row: sum of squares, rstd, then y = x * rstd * weight.
 //   bwd, dweight:  one block per 32 columns; its threads stride over the tokens and the block adds
 //                  up its column sums in a fixed order (deterministic, no atomics). Runs first,
-//                  since dx may alias dy.
+//                  since dx may alias dy. dweight may be f32 beside bf16 (fp32 accumulation).
 //   bwd, dx:       one block per row: a = sum_d dy * weight * x, then dx.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/rmsnorm.h"
@@ -37,8 +37,8 @@ __global__ void fwd_kernel(T* y, StatVector rstd, const T* x, const T* weight, i
 // within the block's 32, y strides over the tokens.
 constexpr int kRowsPerBlock = 16;
 
-template <class T>
-__global__ void dweight_kernel(T* dweight, const T* dy, const T* x, StatVector rstd,
+template <class T, class G>
+__global__ void dweight_kernel(G* dweight, const T* dy, const T* x, StatVector rstd,
                                int64_t n_tokens, int64_t d) {
   __shared__ float partial[kRowsPerBlock][33];
   const int64_t col = blockIdx.x * 32 + threadIdx.x;
@@ -53,7 +53,7 @@ __global__ void dweight_kernel(T* dweight, const T* dy, const T* x, StatVector r
   if (threadIdx.y == 0 && col < d) {
     float sum = 0.0f;
     for (int i = 0; i < kRowsPerBlock; ++i) sum += partial[i][threadIdx.x];
-    dweight[col] = from_math<T>(to_math(dweight[col]) + sum);
+    dweight[col] = from_math<G>(to_math(dweight[col]) + sum);
   }
 }
 
@@ -88,13 +88,14 @@ void fwd_as(const Context& ctx, const Tensor& y, const Tensor& rstd, const Tenso
   TMT_CUDA_CHECK_LAUNCH();
 }
 
-template <class T>
+// G: dweight's element type (T, or float beside bf16).
+template <class T, class G>
 void bwd_as(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
             const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   const int64_t n_tokens = x.size(0), d = x.size(1);
   const auto column_blocks = static_cast<unsigned>((d + 31) / 32);
-  dweight_kernel<T><<<column_blocks, dim3(32, kRowsPerBlock), 0, stream_of(ctx)>>>(
-      static_cast<T*>(dweight.data), static_cast<const T*>(dy.data), static_cast<const T*>(x.data),
+  dweight_kernel<T, G><<<column_blocks, dim3(32, kRowsPerBlock), 0, stream_of(ctx)>>>(
+      static_cast<G*>(dweight.data), static_cast<const T*>(dy.data), static_cast<const T*>(x.data),
       stat_vector(rstd), n_tokens, d);
   TMT_CUDA_CHECK_LAUNCH();
   if (n_tokens == 0) return;
@@ -116,8 +117,11 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   if (x.size(1) == 0) return;
-  if (x.dtype == DType::kBF16) return bwd_as<bf16>(ctx, dx, dweight, dy, x, weight, rstd);
-  bwd_as<float>(ctx, dx, dweight, dy, x, weight, rstd);
+  if (x.dtype == DType::kBF16 && dweight.dtype == DType::kF32) {
+    return bwd_as<bf16, float>(ctx, dx, dweight, dy, x, weight, rstd);
+  }
+  if (x.dtype == DType::kBF16) return bwd_as<bf16, bf16>(ctx, dx, dweight, dy, x, weight, rstd);
+  bwd_as<float, float>(ctx, dx, dweight, dy, x, weight, rstd);
 }
 
 }  // namespace tmt::cuda
