@@ -1,14 +1,16 @@
 // The Communicator over MPI. Host tensors go to MPI as they are; device tensors are staged through
 // host buffers (after waiting for the device's queued work), which is slow but lets several ranks
-// share one GPU (tests) and keeps the trainer's code the same on every device.
+// share one GPU (tests) and keeps the trainer's code the same on every device. MPI has no 16-bit
+// float types: bf16|f16 tensors move as 16-bit words and are reduced through f32 copies (summed in
+// f32, rounded once at the end).
 #include <mpi.h>
-
-#include "kernels/base/check.h"
-#include "parallel/comm.h"
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
+
+#include "kernels/base/check.h"
+#include "parallel/comm.h"
 
 #if TMT_WITH_CUDA
 #include "kernels/cuda/runtime.h"
@@ -38,6 +40,9 @@ MPI_Datatype mpi_type(const Tensor& t) {
       return MPI_INT32_T;
     case DType::kI64:
       return MPI_INT64_T;
+    case DType::kBF16:
+    case DType::kF16:
+      return MPI_UINT16_T;  // moved, never reduced as such (see Widened)
     default:
       TMT_CHECK(false, "MPI communicator: no MPI type for {}", t.str());
   }
@@ -107,6 +112,33 @@ class Staged {
   std::vector<std::byte> buffer_;
 };
 
+bool is_half(DType t) { return t == DType::kBF16 || t == DType::kF16; }
+
+// A bf16|f16 tensor's values as f32 on the host, for a reduction: load() fills them from the
+// tensor (staged from the device), store() rounds them back into it.
+class Widened {
+ public:
+  explicit Widened(const Tensor& t) : t_(t), values_(static_cast<size_t>(t.numel())) {}
+  float* data() { return values_.data(); }
+  void load() {
+    Staged st(t_, Staged::kIn);
+    const auto* bits = static_cast<const uint16_t*>(st.data());
+    for (size_t i = 0; i < values_.size(); ++i)
+      values_[i] = t_.dtype == DType::kBF16 ? bf16_to_float(bits[i]) : f16_to_float(bits[i]);
+  }
+  void store() {
+    Staged st(t_, Staged::kOut);
+    auto* bits = static_cast<uint16_t*>(st.data());
+    for (size_t i = 0; i < values_.size(); ++i)
+      bits[i] = t_.dtype == DType::kBF16 ? float_to_bf16(values_[i]) : float_to_f16(values_[i]);
+    st.finish();
+  }
+
+ private:
+  Tensor t_;
+  std::vector<float> values_;
+};
+
 struct MpiSendRequest final : SendRequest {
   MPI_Request request = MPI_REQUEST_NULL;
   std::unique_ptr<Staged> staged;  // a device tensor's host copy, kept until the send is done
@@ -135,6 +167,13 @@ class MpiCommunicator final : public Communicator {
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
     if (size_ == 1 || t.numel() == 0) return;
+    if (is_half(t.dtype)) {
+      Widened w(t);
+      w.load();
+      TMT_MPI_CHECK(
+          MPI_Allreduce(MPI_IN_PLACE, w.data(), count_of(t.numel()), MPI_FLOAT, mpi_op(op), comm_));
+      return w.store();
+    }
     Staged st(t, Staged::kInOut);
     TMT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, st.data(), count_of(t.numel()), mpi_type(t),
                                 mpi_op(op), comm_));
@@ -144,6 +183,13 @@ class MpiCommunicator final : public Communicator {
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
     TMT_CHECK(in.numel() == out.numel() * size_ && in.dtype == out.dtype,
               "reduce_scatter: {} into {} over {} ranks", in.str(), out.str(), size_);
+    if (is_half(in.dtype)) {
+      Widened win(in), wout(out);
+      win.load();
+      TMT_MPI_CHECK(MPI_Reduce_scatter_block(win.data(), wout.data(), count_of(out.numel()),
+                                             MPI_FLOAT, MPI_SUM, comm_));
+      return wout.store();
+    }
     Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
     TMT_MPI_CHECK(MPI_Reduce_scatter_block(sin.data(), sout.data(), count_of(out.numel()),
                                            mpi_type(in), MPI_SUM, comm_));
@@ -191,8 +237,7 @@ class MpiCommunicator final : public Communicator {
       r_off += recv_rows[i] * out_row;
     }
     TMT_CHECK((!send_first.empty() || s_off <= in.numel()) && r_off <= out.numel(),
-              "all_to_all_v: counts exceed {} / {}",
-              in.str(), out.str());
+              "all_to_all_v: counts exceed {} / {}", in.str(), out.str());
     Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
     TMT_MPI_CHECK(MPI_Alltoallv(sin.data(), sc.data(), sd.data(), mpi_type(in), sout.data(),
                                 rc.data(), rd.data(), mpi_type(out), comm_));

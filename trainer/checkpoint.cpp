@@ -6,9 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -63,9 +63,7 @@ void quiet_hdf5() {
   (void)once;
 }
 
-void h5_check(herr_t status, const std::string& what) {
-  TMT_CHECK(status >= 0, "HDF5: {}", what);
-}
+void h5_check(herr_t status, const std::string& what) { TMT_CHECK(status >= 0, "HDF5: {}", what); }
 
 std::vector<hsize_t> dims_of(const Shape& s) {
   std::vector<hsize_t> d;
@@ -138,7 +136,8 @@ std::string shard_name(int rank) { return fmt::format("rank-{:05d}.h5", rank); }
 
 // The flat position of a parameter's block within its group (the moments are laid out alike).
 int64_t offset_in_group(const Param& p, const ParamGroup& g) {
-  return (static_cast<const std::byte*>(p.value.data) - static_cast<const std::byte*>(g.values.data)) /
+  return (static_cast<const std::byte*>(p.value.data) -
+          static_cast<const std::byte*>(g.values.data)) /
          static_cast<int64_t>(dtype_size(p.value.dtype));
 }
 
@@ -195,8 +194,7 @@ void write_block(hid_t file, const std::string& path, const Tensor& t, const Par
 
 // The index: one virtual dataset per tensor and kind over the blocks the shards hold.
 void write_index(const fs::path& dir, const std::vector<json>& blocks, const json& meta) {
-  H5 file(H5Fcreate((dir / "index.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
-          H5Fclose);
+  H5 file(H5Fcreate((dir / "index.h5").c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
   h5_check(file.id(), "create " + (dir / "index.h5").string());
   // tensor name -> (global shape, its blocks)
   std::map<std::string, std::pair<std::vector<hsize_t>, std::vector<const json*>>> tensors;
@@ -232,8 +230,8 @@ void write_index(const fs::path& dir, const std::vector<json>& blocks, const jso
       h5_check(d.id(), "create " + path);
     }
   }
-  for (const char* key : {"step", "adam_steps", "skipped_in_a_row", "seed", "consumed_sequences",
-                          "format_version"}) {
+  for (const char* key :
+       {"step", "adam_steps", "skipped_in_a_row", "seed", "consumed_sequences", "format_version"}) {
     write_int_attr(file.id(), key, meta[key].get<int64_t>());
   }
   write_string_attr(file.id(), "tramontane_version", TMT_VERSION);
@@ -296,7 +294,8 @@ H5 open_index(const fs::path& dir) {
   H5 file(H5Fopen(index.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   if (!file.ok()) input_error("{}: not an HDF5 file, or damaged", index.string());
   const auto version = read_int_attr(file.id(), "format_version");
-  if (!version) input_error("{}: no format_version attribute: not a tramontane checkpoint", index.string());
+  if (!version)
+    input_error("{}: no format_version attribute: not a tramontane checkpoint", index.string());
   if (*version != kCheckpointFormat) {
     input_error("{}: checkpoint format version {}, this tramontane reads version {}",
                 index.string(), *version, kCheckpointFormat);
@@ -330,9 +329,9 @@ void read_block(hid_t file, const std::string& path, const ParamSpec& spec, cons
   const auto count = dims_of(spec.local_shape);
   std::vector<hsize_t> start(count.size());
   for (size_t i = 0; i < count.size(); ++i) start[i] = static_cast<hsize_t>(spec.offset[i]);
-  h5_check(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
-                               nullptr),
-           "select " + path);
+  h5_check(
+      H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+      "select " + path);
   H5 mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
   std::vector<float> staging;  // a device block's values, read on the host first
   if (t.device != Device::kCpu) staging.resize(static_cast<size_t>(t.numel()));
@@ -490,9 +489,10 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
   const auto want = shape_keys(r.model), have = shape_keys(saved.model);
   for (size_t i = 0; i < std::min(want.size(), have.size()); ++i) {
     if (want[i] != have[i]) {
-      input_error("{}: {}: the checkpoint's model has {}, the recipe {} (a checkpoint loads only "
-                  "into the model it was saved from)",
-                  index.string(), want[i].first, have[i].second, want[i].second);
+      input_error(
+          "{}: {}: the checkpoint's model has {}, the recipe {} (a checkpoint loads only "
+          "into the model it was saved from)",
+          index.string(), want[i].first, have[i].second, want[i].second);
     }
   }
   // The shards this rank verifies.
@@ -541,6 +541,7 @@ TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimi
     }
     optimizer.import_moments(g, mg, vg, state.adam_steps);
   }
+  params.sync_weights();  // the model computes with the loaded values' compute-dtype copy
   return state;
 }
 

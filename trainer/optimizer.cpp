@@ -56,8 +56,8 @@ double Optimizer::reduce_gradients() {
   double sq = 0;
   for (size_t i = 0; i < groups_.size(); ++i) {
     const GroupState& g = groups_[i];
-    const auto copies = static_cast<double>(pgroups[i].tp_replicas *
-                                            (zero1_ ? 1 : g.replicas->size()));
+    const auto copies =
+        static_cast<double>(pgroups[i].tp_replicas * (zero1_ ? 1 : g.replicas->size()));
     if (zero1_) {
       g.replicas->reduce_scatter(g.grad_shard, pgroups[i].grads);
       sq += sum_squares(ctx_, g.grad_shard) / copies;
@@ -113,6 +113,7 @@ void Optimizer::step(double lr, double grad_scale) {
       adamw_step(ctx_, pgroups[i].values, pgroups[i].grads, g.m, g.v, p);
     }
   }
+  params_->sync_weights();  // mixed precision: the model's bf16 copy of the new master weights
 }
 
 }  // namespace tmt

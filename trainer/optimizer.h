@@ -3,7 +3,9 @@
 //
 // Decoupled weight decay (Loshchilov & Hutter) applies to the decayed groups — every weight matrix:
 // attention and FFN projections, experts, router, embedding and LM head — and not to RMSNorm
-// weights. The moments m and v are fp32, one flat tensor per parameter group.
+// weights. The moments m and v are fp32, one flat tensor per parameter group. AdamW updates the
+// master weights (ParamStore values, f32) from the f32 gradients; in mixed precision the model's
+// bf16 weights are then refreshed from them (ParamStore::sync_weights).
 //
 // Replicas: dense parameters are replicated over the data-parallel group, expert parameters over
 // the expert-data-parallel group. Without zero1 each group's gradient is all-reduced there and

@@ -347,6 +347,11 @@ Recipe parse_recipe(const std::string& text, const std::string& source,
   t.seed = static_cast<uint64_t>(seed);
   t.dtype = tr.choice("dtype", "fp32", {"fp32", "bf16"});
   t.device = tr.choice("device", "cpu", {"cpu", "cuda"});
+  if (t.dtype == "bf16" && t.device != "cuda") {
+    tr.fail("dtype",
+            "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in "
+            "fp32");
+  }
   t.max_skipped_steps = tr.integer("max_skipped_steps", 5);
   if (t.max_skipped_steps < 0) tr.fail("max_skipped_steps", "must be >= 0");
 

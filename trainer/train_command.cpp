@@ -20,8 +20,6 @@ void refuse_unbuilt_features(const Recipe& r) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
-  if (r.train.dtype == "bf16")
-    refuse("train.dtype", "bf16 training needs the CUDA backend; use fp32");
   if (r.train.device == "cuda") {
     std::string why;
     if (usable_gpus(&why) == 0) refuse("train.device", "cuda, but no GPU is usable here: " + why);

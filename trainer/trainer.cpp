@@ -1,9 +1,9 @@
 #include "trainer/trainer.h"
 
 #include <chrono>
-#include <filesystem>
-#include <csignal>
 #include <cmath>
+#include <csignal>
+#include <filesystem>
 #include <numeric>
 
 #include "kernels/base/log.h"
@@ -61,7 +61,8 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, DType::kF32, r.train.micro_batch, shard_of(r, env)),
+      model_(r, ctx_, r.train.dtype == "bf16" ? DType::kBF16 : DType::kF32, r.train.micro_batch,
+             shard_of(r, env)),
       optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
       batch_arena_(ctx_.device, batch_bytes(r), "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
@@ -166,9 +167,10 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
     log_info("resumed from {} at step {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", resume_from,
              state.step, mb, seconds_since(t0), mb / seconds_since(t0));
     if (state.step >= r.train.steps) {
-      log_info("nothing to do: the checkpoint is at step {} of train.steps = {} (--no-resume "
-               "starts over; a larger train.steps trains on)",
-               state.step, r.train.steps);
+      log_info(
+          "nothing to do: the checkpoint is at step {} of train.steps = {} (--no-resume "
+          "starts over; a larger train.steps trains on)",
+          state.step, r.train.steps);
       return 0;
     }
   }
@@ -200,11 +202,12 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
   int64_t bad_in_a_row = state.skipped_in_a_row;
   const auto save = [&](int64_t step) {
     const auto t0 = Clock::now();
-    const std::string dir = save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
-                                            {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    const std::string dir =
+        save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
+                        {step, trainer.optimizer().steps_taken(), bad_in_a_row});
     const double s = seconds_since(t0), mb = static_cast<double>(directory_bytes(dir)) / 1e6;
-    metrics.note(fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s,
-                             mb / s));
+    metrics.note(
+        fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s, mb / s));
   };
   const auto run_start = Clock::now();
   while (trainer.steps_done() < r.train.steps) {
@@ -226,12 +229,13 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
     }
     metrics.step(sm);
     // Every rank learns of a signal any rank got, at the same step.
-    const bool stop = world->all_reduce_scalar(static_cast<double>(g_stop_signal), ReduceOp::kMax) > 0;
+    const bool stop =
+        world->all_reduce_scalar(static_cast<double>(g_stop_signal), ReduceOp::kMax) > 0;
     const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
     if (periodic || stop || sm.step == r.train.steps) save(sm.step);
     if (stop) {
-      metrics.note(fmt::format("stopped by a signal after step {}; resume with the same command",
-                               sm.step));
+      metrics.note(
+          fmt::format("stopped by a signal after step {}; resume with the same command", sm.step));
       return 0;
     }
   }

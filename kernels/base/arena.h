@@ -46,6 +46,7 @@ class Arena {
   size_t used() const { return used_; }
   size_t peak() const { return peak_; }
   size_t capacity() const { return capacity_; }
+  const std::byte* data() const { return base_; }  // where the first allocation starts
   Device device() const { return device_; }
   bool is_counting() const { return counting_; }
 

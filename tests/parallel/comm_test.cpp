@@ -44,6 +44,42 @@ TEST(Comm, ReduceScatterAndAllGather) {
   }
 }
 
+// bf16 has no MPI type: it moves as 16-bit words and is summed through f32. Small integers are
+// exact in bf16, so the results are known exactly; 1 + 2^-9 per rank is not, and shows that the sum
+// is rounded once, at the end (bf16 sums rank by rank would stay at 1 each time).
+TEST(Comm, Bf16ReducesThroughF32AndMovesBitExactly) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  Arena a(Device::kCpu, 1 << 14, "t");
+  const auto bf = [](const Tensor& t, int64_t i) {
+    return bf16_to_float(t.ptr<uint16_t>()[static_cast<size_t>(i)]);
+  };
+  const auto set = [](const Tensor& t, int64_t i, float v) {
+    t.ptr<uint16_t>()[static_cast<size_t>(i)] = float_to_bf16(v);
+  };
+  Tensor t = a.alloc(DType::kBF16, {4});
+  for (int i = 0; i < 3; ++i) set(t, i, static_cast<float>((r + 1) * (i + 1)));
+  set(t, 3, 1.0f + 1.0f / 512);  // rounds to 1 in bf16: each rank adds 1
+  world->all_reduce(t, ReduceOp::kSum);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(bf(t, i), static_cast<float>((i + 1) * n * (n + 1) / 2));
+  EXPECT_EQ(bf(t, 3), static_cast<float>(n));
+  Tensor mx = a.alloc(DType::kBF16, {1});
+  set(mx, 0, static_cast<float>(-r));
+  world->all_reduce(mx, ReduceOp::kMin);
+  EXPECT_EQ(bf(mx, 0), static_cast<float>(-(n - 1)));
+
+  Tensor in = a.alloc(DType::kBF16, {n * 2}), out = a.alloc(DType::kBF16, {2});
+  for (int i = 0; i < n * 2; ++i) set(in, i, static_cast<float>(i + 10 * r));
+  world->reduce_scatter(out, in);
+  for (int j = 0; j < 2; ++j)
+    EXPECT_EQ(bf(out, j), static_cast<float>(n * (2 * r + j) + 10 * n * (n - 1) / 2));
+  Tensor gathered = a.alloc(DType::kBF16, {n * 2});
+  world->all_gather(gathered, out);
+  for (int q = 0; q < n; ++q)
+    EXPECT_EQ(gathered.ptr<uint16_t>()[2 * q + 1],
+              float_to_bf16(static_cast<float>(n * (2 * q + 1) + 10 * n * (n - 1) / 2)));
+}
+
 TEST(Comm, AllToAllVWithRaggedCounts) {
   auto world = mpi_world();
   const int r = world->rank(), n = world->size();

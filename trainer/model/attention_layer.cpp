@@ -44,13 +44,13 @@ void AttentionLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t d = env_.recipe->model.d_model;
   const DType f = env_.dtype;
   h_ = acts.alloc(f, {tl, d});
-  rstd_ = acts.alloc(f, {tl});
+  rstd_ = acts.alloc(env_.stat_dtype(), {tl});
   h_full_ = env_.tp_size() > 1 ? acts.alloc(f, {t, d}) : h_;
   q_ = acts.alloc(f, {t, heads_ * head_dim_});
   k_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
   v_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
   o_ = acts.alloc(f, {t, heads_ * head_dim_});
-  lse_ = acts.alloc(f, {env_.batch, heads_, env_.seq});
+  lse_ = acts.alloc(env_.stat_dtype(), {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
   alloc_grads(scratch);
@@ -90,11 +90,11 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Tensor&
   const Context& ctx = env_.ctx;
   const ParamStore& ps = *store_;
   const int64_t t = env_.tokens();
-  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].value, env_.recipe->model.norm_eps);
+  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, env_.recipe->model.norm_eps);
   if (env_.tp_size() > 1) gather_sequence(env_, h_full_, h_);
-  linear_fwd(ctx, q_, h_full_, ps[wq_].value, false);
-  linear_fwd(ctx, k_, h_full_, ps[wk_].value, false);
-  linear_fwd(ctx, v_, h_full_, ps[wv_].value, false);
+  linear_fwd(ctx, q_, h_full_, ps[wq_].weight, false);
+  linear_fwd(ctx, k_, h_full_, ps[wk_].weight, false);
+  linear_fwd(ctx, v_, h_full_, ps[wv_].weight, false);
   const Tensor q3 = q_.view({t, heads_, head_dim_});
   const Tensor k3 = k_.view({t, kv_heads_, head_dim_});
   rope_fwd(ctx, q3, q3, positions, rope_cos, rope_sin);
@@ -105,12 +105,12 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Tensor&
                 attention_params(env_.recipe->model));
   if (env_.tp_size() == 1) {
     copy(ctx, x_out, x);
-    linear_fwd(ctx, x_out, o_, ps[wo_].value, true);
+    linear_fwd(ctx, x_out, o_, ps[wo_].weight, true);
     return;
   }
   const size_t mark = scratch_->mark();
   const Tensor partial = scratch_->alloc(env_.dtype, {t, env_.recipe->model.d_model});
-  linear_fwd(ctx, partial, o_, ps[wo_].value, false);
+  linear_fwd(ctx, partial, o_, ps[wo_].weight, false);
   scatter_sequence(env_, x_out, partial);
   add(ctx, x_out, x);
   scratch_->reset(mark);
@@ -126,7 +126,7 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Tensor& p
   const Grads g = alloc_grads(*scratch_);
   // x_out = x + o Woᵀ: the branch sees dx unchanged (all of its tokens, under tp).
   if (tp) gather_sequence(env_, g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, tp ? g.dy_full : dx, o_, ps[wo_].value, false);
+  linear_bwd(ctx, g.dout, ps[wo_].grad, tp ? g.dy_full : dx, o_, ps[wo_].weight, false);
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
   attention_bwd(ctx, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks), g.dout.view(qs), q_.view(qs),
@@ -135,11 +135,11 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Tensor& p
   const Tensor dk3 = g.dk.view({t, kv_heads_, head_dim_});
   rope_bwd(ctx, dq3, dq3, positions, rope_cos, rope_sin);
   rope_bwd(ctx, dk3, dk3, positions, rope_cos, rope_sin);
-  linear_bwd(ctx, g.dh_full, ps[wq_].grad, g.dq, h_full_, ps[wq_].value, false);
-  linear_bwd(ctx, g.dh_full, ps[wk_].grad, g.dk, h_full_, ps[wk_].value, true);
-  linear_bwd(ctx, g.dh_full, ps[wv_].grad, g.dv, h_full_, ps[wv_].value, true);
+  linear_bwd(ctx, g.dh_full, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight, false);
+  linear_bwd(ctx, g.dh_full, ps[wk_].grad, g.dk, h_full_, ps[wk_].weight, true);
+  linear_bwd(ctx, g.dh_full, ps[wv_].grad, g.dv, h_full_, ps[wv_].weight, true);
   if (tp) scatter_sequence(env_, g.dh, g.dh_full);  // this rank's heads' share, summed over TP
-  rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].value, rstd_);
+  rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
   add(ctx, dx, g.dx_norm);
   scratch_->reset(mark);
 }

@@ -30,7 +30,7 @@ void Block::allocate(Arena& acts, Arena& scratch) {
   attention_.allocate(acts, scratch);
   x_mid_ = acts.alloc(env_.dtype, {tl, d});
   h2_ = acts.alloc(env_.dtype, {tl, d});
-  rstd2_ = acts.alloc(env_.dtype, {tl});
+  rstd2_ = acts.alloc(env_.stat_dtype(), {tl});
   h2_full_ = tp && (dense_ || shared_) ? acts.alloc(env_.dtype, {t, d}) : h2_;
   // backward() holds dh2 and dx_norm (and, under tp, the gathered dy, the partial dh2 and a chunk)
   // while the FFN's backward takes its own scratch on top.
@@ -53,7 +53,7 @@ MoeStats Block::forward(const Tensor& x_out, const Tensor& x, const Rope& rope, 
   const ParamStore& ps = *store_;
   const Context& ctx = env_.ctx;
   attention_.forward(x_mid_, x, rope.positions, rope.cos, rope.sin);
-  rmsnorm_fwd(ctx, h2_, rstd2_, x_mid_, ps[ffn_norm_].value, env_.recipe->model.norm_eps);
+  rmsnorm_fwd(ctx, h2_, rstd2_, x_mid_, ps[ffn_norm_].weight, env_.recipe->model.norm_eps);
   copy(ctx, x_out, x_mid_);
   MoeStats stats;
   if (moe_) stats = moe_->forward(x_out, h2_, aux_weight);
@@ -100,7 +100,7 @@ void Block::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
     scatter_sequence(env_, written ? chunk : dh2, dh2_full);
     if (written) add(ctx, dh2, chunk);
   }
-  rmsnorm_bwd(ctx, dx_norm, ps[ffn_norm_].grad, dh2, x_mid_, ps[ffn_norm_].value, rstd2_);
+  rmsnorm_bwd(ctx, dx_norm, ps[ffn_norm_].grad, dh2, x_mid_, ps[ffn_norm_].weight, rstd2_);
   add(ctx, dx, dx_norm);  // now the gradient of x_mid
   scratch_->reset(mark);
   attention_.backward(dx, x, rope.positions, rope.cos, rope.sin);

@@ -35,7 +35,7 @@ class Block {
   std::unique_ptr<MoeLayer> moe_;
   std::unique_ptr<FfnLayer> shared_;
   Tensor x_mid_, h2_, rstd2_;  // [Tl, D], [Tl, D], [Tl]
-  Tensor h2_full_;              // [T, D] under tp (for the dense FFN or the shared experts)
+  Tensor h2_full_;             // [T, D] under tp (for the dense FFN or the shared experts)
   Arena* scratch_ = nullptr;
 };
 

@@ -37,20 +37,20 @@ FfnLayer::Grads FfnLayer::alloc_grads(Arena& scratch) const {
 
 void FfnLayer::forward(const Tensor& y, const Tensor& h, bool accumulate) {
   const ParamStore& ps = *store_;
-  const Tensor w13 = ps[w13_].value.view({2 * hidden_, env_.recipe->model.d_model});
+  const Tensor w13 = ps[w13_].weight.view({2 * hidden_, env_.recipe->model.d_model});
   linear_fwd(env_.ctx, gu_, h, w13, false);
   swiglu_fwd(env_.ctx, a_, gu_);
-  linear_fwd(env_.ctx, y, a_, ps[w2_].value, accumulate);
+  linear_fwd(env_.ctx, y, a_, ps[w2_].weight, accumulate);
 }
 
 void FfnLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h, bool accumulate_dh) {
   ParamStore& ps = *store_;
   const size_t mark = scratch_->mark();
   const Grads g = alloc_grads(*scratch_);
-  linear_bwd(env_.ctx, g.da, ps[w2_].grad, dy, a_, ps[w2_].value, false);
+  linear_bwd(env_.ctx, g.da, ps[w2_].grad, dy, a_, ps[w2_].weight, false);
   swiglu_bwd(env_.ctx, g.dgu, g.da, gu_);
   const Shape w13{2 * hidden_, env_.recipe->model.d_model};
-  linear_bwd(env_.ctx, dh, ps[w13_].grad.view(w13), g.dgu, h, ps[w13_].value.view(w13),
+  linear_bwd(env_.ctx, dh, ps[w13_].grad.view(w13), g.dgu, h, ps[w13_].weight.view(w13),
              accumulate_dh);
   scratch_->reset(mark);
 }

@@ -24,6 +24,8 @@ struct LayerEnv {
   const Recipe* recipe = nullptr;
   int64_t batch = 0;  // B sequences per micro-batch
   int64_t seq = 0;    // S tokens per sequence
+  // The activations' and weights' dtype: f32 (f64 for gradient checks), or bf16 in mixed
+  // precision, where the master weights and gradients are f32 (params.h).
   DType dtype = DType::kF32;
   // Tensor parallelism (null: one rank); the sequence chunks of the residual stream follow it.
   Communicator* tp = nullptr;
@@ -33,6 +35,9 @@ struct LayerEnv {
   int64_t etp = 1;
 
   int64_t tokens() const { return batch * seq; }  // T: the whole micro-batch
+  // Per-row statistics (norms' rstd, attention's lse, losses) and the router's tensors: f32, or
+  // f64 in an f64 model.
+  DType stat_dtype() const { return dtype == DType::kF64 ? DType::kF64 : DType::kF32; }
   int64_t tp_size() const { return tp != nullptr ? tp->size() : 1; }
   int64_t tp_rank() const { return tp != nullptr ? tp->rank() : 0; }
   int64_t local_tokens() const { return tokens() / tp_size(); }  // this rank's chunk

@@ -57,12 +57,14 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
                             ParamInit::kOnes, 0.0, tp);
     head_ = m.tie_embeddings ? embedding_ : vocab_rows("head");
   }
-  params_.allocate(ctx.device, dtype, shard.shard_multiple);
+  // Master weights and gradients in f32 (f64 for gradient checks); bf16 is only the compute copy.
+  params_.allocate(ctx.device, dtype == DType::kBF16 ? DType::kF32 : dtype, dtype,
+                   shard.shard_multiple);
   params_.initialize(recipe.train.seed);
   if (tp > m.n_kv_heads) {  // the ranks that hold the same kv head sum its gradient
     const int64_t share = tp / m.n_kv_heads;
-    kv_replicas_ = env_.tp->split(static_cast<int>(env_.tp_rank() / share),
-                                  static_cast<int>(env_.tp_rank()));
+    kv_replicas_ =
+        env_.tp->split(static_cast<int>(env_.tp_rank() / share), static_cast<int>(env_.tp_rank()));
   }
 
   Arena count_acts = Arena::counting(ctx.device);
@@ -78,7 +80,7 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
     pos[i] = static_cast<int32_t>(static_cast<int64_t>(i) % env_.seq);
   copy_from_host(ctx, positions_.view({env_.tokens()}), pos.data());
   if (last_) {
-    losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(dtype));
+    losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(env_.stat_dtype()));
     targets_host_.resize(static_cast<size_t>(env_.tokens()));
   }
   RopeParams rp;
@@ -96,11 +98,11 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
 void Model::allocate_activations(Arena& acts, Arena& scratch) {
   const ModelConfig& m = recipe_->model;
   const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = m.d_model;
-  const DType f = env_.dtype;
+  const DType f = env_.dtype, stat = env_.stat_dtype();
   const bool tp = env_.tp_size() > 1;
   positions_ = acts.alloc(DType::kI32, {t});
-  rope_cos_ = acts.alloc(f, {env_.seq, m.head_dim / 2});
-  rope_sin_ = acts.alloc(f, {env_.seq, m.head_dim / 2});
+  rope_cos_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
+  rope_sin_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
   // The embedding's and the head's temporaries: a [T, D] partial or gradient, and a [T, D] one.
   const size_t mark = scratch.mark();
   scratch.alloc(f, {t, d});
@@ -111,10 +113,10 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
     s.dx = acts.alloc(f, {tl, d});
     if (last_) {
       s.hf = acts.alloc(f, {tl, d});
-      s.rstd_f = acts.alloc(f, {tl});
+      s.rstd_f = acts.alloc(stat, {tl});
       s.hf_full = tp ? acts.alloc(f, {t, d}) : s.hf;
       s.logits = acts.alloc(f, {t, vocab_local_});
-      s.losses = acts.alloc(f, {t});
+      s.losses = acts.alloc(stat, {t});
       s.ce_stats = acts.alloc(DType::kF64, {3, t});  // row max, Σ exp, target logit
     }
     for (auto& b : s.blocks) b->allocate(acts, scratch);
@@ -132,11 +134,11 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
   if (first_stage()) {
     const Tensor ids = batch.inputs.view({t});
     if (env_.tp_size() == 1) {
-      embedding_fwd(ctx, s.x[0], ids, params_[embedding_].value, 0);
+      embedding_fwd(ctx, s.x[0], ids, params_[embedding_].weight, 0);
     } else {  // each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding
       const size_t mark = scratch_.mark();
       const Tensor partial = scratch_.alloc(env_.dtype, {t, recipe_->model.d_model});
-      embedding_fwd(ctx, partial, ids, params_[embedding_].value, vocab_start_);
+      embedding_fwd(ctx, partial, ids, params_[embedding_].weight, vocab_start_);
       scatter_sequence(env_, s.x[0], partial);
       scratch_.reset(mark);
     }
@@ -161,9 +163,9 @@ void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossPar
   const Context& ctx = env_.ctx;
   const ModelConfig& m = recipe_->model;
   const int64_t t = env_.tokens();
-  rmsnorm_fwd(ctx, s.hf, s.rstd_f, s.x.back(), params_[final_norm_].value, m.norm_eps);
+  rmsnorm_fwd(ctx, s.hf, s.rstd_f, s.x.back(), params_[final_norm_].weight, m.norm_eps);
   if (env_.tp_size() > 1) gather_sequence(env_, s.hf_full, s.hf);
-  linear_fwd(ctx, s.logits, s.hf_full, params_[head_].value, false);
+  linear_fwd(ctx, s.logits, s.hf_full, params_[head_].weight, false);
   // The gradient overwrites the logits in place: they are not needed afterwards.
   const Tensor targets = batch.targets.view({t});
   if (env_.tp_size() == 1) {
@@ -208,10 +210,10 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
   if (last_) {  // s.logits holds dlogits
     const Tensor dhf_full = scratch_.alloc(env_.dtype, {t, m.d_model});
     const Tensor dhf = tp ? scratch_.alloc(env_.dtype, {env_.local_tokens(), m.d_model}) : dhf_full;
-    linear_bwd(ctx, dhf_full, params_[head_].grad, s.logits, s.hf_full, params_[head_].value,
+    linear_bwd(ctx, dhf_full, params_[head_].grad, s.logits, s.hf_full, params_[head_].weight,
                false);
     if (tp) scatter_sequence(env_, dhf, dhf_full);
-    rmsnorm_bwd(ctx, s.dx, params_[final_norm_].grad, dhf, s.x.back(), params_[final_norm_].value,
+    rmsnorm_bwd(ctx, s.dx, params_[final_norm_].grad, dhf, s.x.back(), params_[final_norm_].weight,
                 s.rstd_f);
     scratch_.reset(mark);
   }

@@ -46,14 +46,15 @@ struct ModelShard {
   Communicator* tp = nullptr;       // tensor parallelism (null: none)
   Communicator* experts = nullptr;  // the etp x ep ranks the experts are spread over (null: none)
   int64_t etp = 1;
-  int64_t stage = 0;      // pipeline stage, of recipe.parallel.pp
-  int64_t in_flight = 1;  // micro-batches whose activations the stage keeps at once
+  int64_t stage = 0;           // pipeline stage, of recipe.parallel.pp
+  int64_t in_flight = 1;       // micro-batches whose activations the stage keeps at once
   int64_t shard_multiple = 1;  // parameter groups are padded to a multiple of it (ZeRO-1)
 };
 
 class Model {
  public:
-  // dtype f32 for training; f64 for gradient checks.
+  // dtype: what the model computes in — f32 (f32 master weights), f64 for gradient checks, or
+  // bf16 for mixed precision (f32 master weights and gradients, bf16 weights and activations).
   Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
         const ModelShard& shard = {});
 
@@ -72,8 +73,7 @@ class Model {
   // and the gradient buffer backward() works in: on entry (stages but the last) the gradient of
   // stage_output, on return the gradient of stage_input, to send back.
   Tensor stage_grad(int64_t slot) { return slots_[static_cast<size_t>(slot)].dx; }
-  LossParts forward(int64_t slot, const MicroBatch& batch, double lm_grad_scale,
-                    double aux_weight);
+  LossParts forward(int64_t slot, const MicroBatch& batch, double lm_grad_scale, double aux_weight);
   // Gradients ACCUMULATE into params().
   void backward(int64_t slot, const MicroBatch& batch);
 
@@ -113,7 +113,8 @@ class Model {
   std::unique_ptr<Communicator> kv_replicas_;  // TP ranks sharing a kv head (tp > n_kv_heads)
   Arena acts_, scratch_;
   Tensor positions_, rope_cos_, rope_sin_;
-  // Host copies of a micro-batch's per-token losses and targets (last stage), for the loss sum.
+  // Host copies of a micro-batch's per-token losses (in env_.stat_dtype()) and targets (last
+  // stage), for the loss sum.
   std::vector<std::byte> losses_host_;
   std::vector<int32_t> targets_host_;
 };

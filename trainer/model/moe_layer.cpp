@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cast.h"
 #include "kernels/copy.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
@@ -23,9 +24,7 @@ RouterParams router_params(const MoeConfig& cfg) {
 }  // namespace
 
 MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
-    : env_(env),
-      store_(&store),
-      exchange_(env.experts, env.etp, env.recipe->model.moe->n_experts) {
+    : env_(env), store_(&store), exchange_(env.experts, env.etp, env.recipe->model.moe->n_experts) {
   const ModelConfig& m = env.recipe->model;
   const MoeConfig& e = *m.moe;
   experts_ = e.n_experts;
@@ -52,14 +51,15 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t sent = t * top_k_;  // dropless worst case
   const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
   const int64_t received = group * sent;  // every rank's every assignment to this rank
-  const DType f = env_.dtype;
+  const DType f = env_.dtype, stat = env_.stat_dtype();
   logits_ = acts.alloc(f, {t, experts_});
-  probs_ = acts.alloc(f, {t, experts_});
+  router_logits_ = f == stat ? logits_ : acts.alloc(stat, {t, experts_});
+  probs_ = acts.alloc(stat, {t, experts_});
   topk_idx_ = acts.alloc(DType::kI32, {t, top_k_});
-  topk_w_ = acts.alloc(f, {t, top_k_});
-  lse_ = acts.alloc(f, {t});
-  dprobs_ = acts.alloc(f, {t, experts_});
-  dlse_ = acts.alloc(f, {t});
+  topk_w_ = acts.alloc(stat, {t, top_k_});
+  lse_ = acts.alloc(stat, {t});
+  dprobs_ = acts.alloc(stat, {t, experts_});
+  dlse_ = acts.alloc(stat, {t});
   stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
   stats_host_.assign(static_cast<size_t>(2 * experts_ + 2), 0.0);
   xp_ = acts.alloc(f, {sent, d});
@@ -94,8 +94,9 @@ MoeLayer::Grads MoeLayer::alloc_grads(Arena& scratch) const {
   g.dxr = scratch.alloc(f, {received, d});
   g.dxp = scratch.alloc(f, {sent, d});
   g.dxw = env_.etp > 1 ? scratch.alloc(f, {env_.etp * sent, d}) : Tensor{};
-  g.dtopk_w = scratch.alloc(f, {t, top_k_});
-  g.dlogits = scratch.alloc(f, {t, experts_});
+  g.dtopk_w = scratch.alloc(env_.stat_dtype(), {t, top_k_});
+  g.dlogits = scratch.alloc(env_.stat_dtype(), {t, experts_});
+  g.dlogits_c = f == env_.stat_dtype() ? g.dlogits : scratch.alloc(f, {t, experts_});
   return g;
 }
 
@@ -105,8 +106,9 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const MoeConfig& cfg = *env_.recipe->model.moe;
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.recipe->model.d_model;
-  linear_fwd(ctx, logits_, h, ps[router_].value, false);
-  router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, logits_, router_params(cfg));
+  linear_fwd(ctx, logits_, h, ps[router_].weight, false);
+  if (router_logits_.data != logits_.data) cast(ctx, router_logits_, logits_);
+  router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, router_logits_, router_params(cfg));
   const Tensor router_sums = stats_.slice(0, 2 * experts_ + 1);
   router_stats(ctx, router_sums, probs_, topk_idx_, lse_);
 
@@ -135,12 +137,11 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const int64_t tokens = env_.tokens();
   stats.aux_loss = load_balancing_from_stats(ctx, dprobs_, router_sums, tokens, top_k_,
                                              cfg.aux_loss_coeff, aux_weight);
-  stats.z_loss = z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff,
-                                   aux_weight);
+  stats.z_loss =
+      z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff, aux_weight);
   double busiest = 0;
   for (int64_t e = 0; e < experts_; ++e) busiest = std::max(busiest, st[e]);
-  stats.max_load =
-      busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);
+  stats.max_load = busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);
   stats.dropped = static_cast<int64_t>(st[2 * experts_ + 1]);
 
   const Tensor xp = xp_.slice(0, rows_), yp = yp_.slice(0, rows_);
@@ -150,10 +151,10 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const int64_t le = exchange_.local_experts();
   permute_fwd(ctx, xp, h, plan_);
   exchange_.to_experts(ctx, xe, xr, xp);
-  grouped_linear_fwd(ctx, gu, xe, ps[w13_].value.view({le, 2 * hidden_, d}),
+  grouped_linear_fwd(ctx, gu, xe, ps[w13_].weight.view({le, 2 * hidden_, d}),
                      exchange_.local_counts());
   swiglu_fwd(ctx, a, gu);
-  grouped_linear_fwd(ctx, ye, a, ps[w2_].value, exchange_.local_counts());
+  grouped_linear_fwd(ctx, ye, a, ps[w2_].weight, exchange_.local_counts());
   exchange_.from_experts(ctx, yp, yw, xr, ye);  // xr is free again: it carries the outputs back
   unpermute_fwd(ctx, y, yp, topk_w_, plan_);
   return stats;
@@ -178,15 +179,16 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   unpermute_bwd(ctx, dyp, g.dtopk_w, dy, yp, topk_w_,
                 plan_);  // dtopk_w accumulates onto zeroed scratch
   exchange_.to_experts(ctx, dye, dyr, dyp);
-  grouped_linear_bwd(ctx, da, ps[w2_].grad, dye, a, ps[w2_].value, exchange_.local_counts());
+  grouped_linear_bwd(ctx, da, ps[w2_].grad, dye, a, ps[w2_].weight, exchange_.local_counts());
   swiglu_bwd(ctx, dgu, da, gu);
-  grouped_linear_bwd(ctx, dxe, ps[w13_].grad.view(w13), dgu, xe, ps[w13_].value.view(w13),
+  grouped_linear_bwd(ctx, dxe, ps[w13_].grad.view(w13), dgu, xe, ps[w13_].weight.view(w13),
                      exchange_.local_counts());
   exchange_.from_experts(ctx, dxp, dxw, dxr, dxe);
   permute_bwd(ctx, dh, dxp, plan_);
-  router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, logits_,
+  router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, router_logits_,
              router_params(cfg));
-  linear_bwd(ctx, dh, ps[router_].grad, g.dlogits, h, ps[router_].value, true);
+  if (g.dlogits_c.data != g.dlogits.data) cast(ctx, g.dlogits_c, g.dlogits);
+  linear_bwd(ctx, dh, ps[router_].grad, g.dlogits_c, h, ps[router_].weight, true);
   scratch_->reset(mark);
 }
 

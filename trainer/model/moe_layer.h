@@ -1,6 +1,7 @@
 // The MoE feed-forward of a block (Mixtral routing):
 //
-//   logits = h Wrᵀ                                  [T, E]   (router, fp32)
+//   logits = h Wrᵀ                                  [T, E]   (the routing itself in fp32: bf16
+//                                                              logits are cast up first)
 //   p = softmax(logits) (or sigmoid), keep the top-k per token, renormalise their weights w
 //   each token's h goes to its k experts; expert e computes SwiGLU with W13[e] [2Fe, D], W2[e] [D,
 //   Fe] y += Σ_k w[t,k] · expert_{idx[t,k]}(h[t])
@@ -63,21 +64,25 @@ class MoeLayer {
   ParamStore* store_;
   int64_t experts_, top_k_, hidden_;  // hidden_: this rank's slice of Fe
   size_t router_, w13_, w2_;
-  // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]
+  // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]; logits_ in the
+  // model's dtype, the rest (router_logits_: logits_ cast up, or logits_ itself) in stat_dtype()
   Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
-  Tensor stats_;                  // f64 [2E + 2]: router_stats, then dropped assignments
+  Tensor router_logits_;
+  Tensor stats_;                    // f64 [2E + 2]: router_stats, then dropped assignments
   std::vector<double> stats_host_;  // the same on the host
-  Tensor xp_, yp_;                // this rank's assignments in plan order: at most T·K rows of [D]
-  Tensor yw_;                     // etp > 1: the etp partial outputs of each, [etp·T·K, D]
-  Tensor xr_, xe_, gu_, a_, ye_;  // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
-  DispatchPlan plan_;             // this rank's tokens over all experts
-  ExpertExchange exchange_;       // to and from the ranks that hold the experts
-  int64_t rows_ = 0;              // assignments this rank sends (the kept ones)
-  int64_t recv_ = 0;              // rows its experts receive
+  Tensor xp_, yp_;  // this rank's assignments in plan order: at most T·K rows of [D]
+  Tensor yw_;       // etp > 1: the etp partial outputs of each, [etp·T·K, D]
+  Tensor xr_, xe_, gu_, a_,
+      ye_;                   // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
+  DispatchPlan plan_;        // this rank's tokens over all experts
+  ExpertExchange exchange_;  // to and from the ranks that hold the experts
+  int64_t rows_ = 0;         // assignments this rank sends (the kept ones)
+  int64_t recv_ = 0;         // rows its experts receive
   Arena* scratch_ = nullptr;
 
   struct Grads {
     Tensor dyp, dyr, dye, da, dgu, dxe, dxr, dxp, dxw, dtopk_w, dlogits;
+    Tensor dlogits_c;  // dlogits cast to the model's dtype (dlogits itself when they agree)
   };
   Grads alloc_grads(Arena& scratch) const;
 };

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/base/rng.h"
+#include "kernels/cast.h"
 #include "kernels/copy.h"
 
 namespace tmt {
@@ -25,13 +26,16 @@ size_t ParamStore::add(ParamSpec spec) {
               "{}: block {} at dim {} leaves the tensor {}", spec.name, spec.local_shape.str(), d,
               spec.global_shape.str());
   }
-  params_.push_back(Param{std::move(spec), {}, {}});
+  params_.push_back(Param{std::move(spec), {}, {}, {}});
   return params_.size() - 1;
 }
 
-void ParamStore::allocate(Device device, DType dtype, int64_t group_multiple) {
+void ParamStore::allocate(Device device, DType dtype, DType compute, int64_t group_multiple) {
   TMT_CHECK(groups_.empty() && !params_.empty(), "parameters allocated twice, or none declared");
   TMT_CHECK(group_multiple >= 1, "group multiple {}", group_multiple);
+  TMT_CHECK(dtype_size(compute) <= dtype_size(dtype), "compute dtype {} wider than the values' {}",
+            dtype_name(compute), dtype_name(dtype));
+  compute_ = compute;
   // Room for the tensors, and for each group's padding.
   size_t total = 4 * params_.size() * Arena::footprint(dtype, {group_multiple});
   for (const Param& p : params_) total += Arena::footprint(dtype, p.spec.local_shape);
@@ -48,12 +52,41 @@ void ParamStore::allocate(Device device, DType dtype, int64_t group_multiple) {
       for (int64_t replicas : replication) add_group(kind, decay, replicas, dtype, group_multiple);
     }
   }
+  if (compute == dtype) {
+    for (Param& p : params_) p.weight = p.value;
+    for (ParamGroup& g : groups_) g.weights = g.values;
+    return;
+  }
+  // The weights mirror the values element for element: the same flat offsets in a buffer of the
+  // compute dtype (value offsets are multiples of kAlignment / dtype_size(dtype) elements, so the
+  // weights stay aligned to kAlignment · dtype_size(compute) / dtype_size(dtype) bytes).
+  const auto elements = static_cast<int64_t>(values_.used() / dtype_size(dtype));
+  weights_ = Arena(device, Arena::footprint(compute, {elements}), "compute weights");
+  const Tensor all = weights_.alloc(compute, {elements});
+  const auto mirror = [&](const Tensor& value) {
+    const auto offset = (static_cast<const std::byte*>(value.data) - values_.data()) /
+                        static_cast<ptrdiff_t>(dtype_size(dtype));
+    Tensor w = value;
+    w.dtype = compute;
+    w.data =
+        static_cast<std::byte*>(all.data) + offset * static_cast<ptrdiff_t>(dtype_size(compute));
+    return w;
+  };
+  for (Param& p : params_) p.weight = mirror(p.value);
+  for (ParamGroup& g : groups_) g.weights = mirror(g.values);
+}
+
+void ParamStore::sync_weights() {
+  for (const ParamGroup& g : groups_) {
+    if (g.weights.data != g.values.data)
+      cast(Context{g.values.device, nullptr}, g.weights, g.values);
+  }
 }
 
 void ParamStore::add_group(ParamKind kind, bool decay, int64_t replicas, DType dtype,
                            int64_t group_multiple) {
   const size_t begin = values_.used();
-  ParamGroup g{kind, decay, replicas, {}, {}};
+  ParamGroup g{kind, decay, replicas, {}, {}, {}};
   for (Param& p : params_) {
     if (p.spec.kind != kind || p.spec.decay != decay || p.spec.tp_replicas != replicas) continue;
     p.value = values_.alloc(dtype, p.spec.local_shape);
@@ -112,6 +145,7 @@ void ParamStore::initialize(uint64_t seed) {
     }
     if (!host) copy_from_host(Context{p.value.device, nullptr}, p.value, staging.data());
   }
+  sync_weights();
 }
 
 void ParamStore::zero_grads() {

@@ -4,8 +4,16 @@
 // Each parameter is declared with its global name and shape and the block of it this rank holds (a
 // tensor-parallel or expert-parallel shard is a box: an offset and a size in every dimension).
 // After allocate(), values and gradients live in two arenas, laid out in groups — (dense | expert)
-// × (decayed | not) × tensor-parallel replication — each contiguous, so the optimizer, the gradient norm and the data-parallel
-// all-reduce each work on a handful of flat tensors instead of hundreds of small ones.
+// × (decayed | not) × tensor-parallel replication — each contiguous, so the optimizer, the
+// gradient norm and the data-parallel all-reduce each work on a handful of flat tensors instead of
+// hundreds of small ones.
+//
+// Mixed precision: the values are the master weights (f32, or f64 for gradient checks) that the
+// optimizer updates and checkpoints store, and the gradients accumulate in the same dtype. When
+// the model computes in another dtype (bf16), a third arena holds the values' copy in it, laid out
+// element for element like the values (weight i sits at the same flat offset as value i), so one
+// cast per group refreshes it: sync_weights(), after initialisation, each optimizer step and a
+// checkpoint load. Without a compute dtype of its own, a parameter's weight is its value.
 //
 // Initialisation is a pure function of (seed, global name, global element index): a shard draws
 // exactly the values the whole tensor would hold there, so every parallel layout starts from the
@@ -41,8 +49,9 @@ struct ParamSpec {
 
 struct Param {
   ParamSpec spec;
-  Tensor value;
-  Tensor grad;
+  Tensor value;   // the master weights
+  Tensor weight;  // what the model computes with: `value`, or its copy in the compute dtype
+  Tensor grad;    // the master dtype
 };
 
 struct ParamGroup {
@@ -50,6 +59,7 @@ struct ParamGroup {
   bool decay;
   int64_t tp_replicas;
   Tensor values;  // flat views over the group's contiguous range
+  Tensor weights;
   Tensor grads;
 };
 
@@ -59,13 +69,16 @@ class ParamStore {
   // (the same block) returns the first declaration's index: the pipeline's in-flight copies of a
   // layer share their parameters.
   size_t add(ParamSpec spec);
-  // Lays out and zero-allocates values and gradients on `device` in `dtype`. Each group's flat
-  // length is padded (with zeros) to a multiple of `group_multiple`, so it splits evenly into that
-  // many shards (the distributed optimizer's).
-  void allocate(Device device, DType dtype, int64_t group_multiple = 1);
-  // Fills every value from the seed (see the header comment).
+  // Lays out and zero-allocates values and gradients on `device` in `dtype`, and the weights in
+  // `compute` when it differs. Each group's flat length is padded (with zeros) to a multiple of
+  // `group_multiple`, so it splits evenly into that many shards (the distributed optimizer's).
+  void allocate(Device device, DType dtype, DType compute, int64_t group_multiple = 1);
+  // Fills every value from the seed (see the header comment), then the weights.
   void initialize(uint64_t seed);
+  // weights = values, rounded to the compute dtype (nothing to do without a copy).
+  void sync_weights();
   void zero_grads();
+  DType compute_dtype() const { return compute_; }
 
   Param& operator[](size_t i) { return params_[i]; }
   const Param& operator[](size_t i) const { return params_[i]; }
@@ -83,6 +96,8 @@ class ParamStore {
   std::vector<ParamGroup> groups_;
   Arena values_;
   Arena grads_;
+  Arena weights_;  // empty unless the compute dtype differs from the values'
+  DType compute_ = DType::kF32;
 };
 
 // The global flat index of local element `i` of a parameter's block (row-major in both).

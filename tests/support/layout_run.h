@@ -1,0 +1,44 @@
+// The one-rank-equivalence harness of the parallel tests: the same recipe trained on one rank and
+// at a parallel layout must give the same run — the loss of every step, the validation loss and
+// the final parameters (gathered from their shards into global tensors). Used on the CPU by
+// tests/parallel/layout_equivalence_test and on one shared GPU by tests/trainer/cuda/layouts_test.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "parallel/comm.h"
+#include "trainer/model/params.h"
+#include "trainer/recipe.h"
+
+namespace tmt::test {
+
+struct TrainRun {
+  std::vector<double> losses;
+  std::map<std::string, std::vector<double>> params;  // global tensors, by name
+  double val = 0;
+};
+
+// Every parameter of `whole` (a one-rank store: its names and global shapes) as a global tensor,
+// from each rank's blocks in `local` (host or device). Collective over `world`.
+std::map<std::string, std::vector<double>> gather_params(const ParamStore& local,
+                                                         const ParamStore& whole,
+                                                         Communicator& world);
+
+// Trains `recipe` (resolved for world's size) for its train.steps, then validates; the parameters
+// are gathered over `world` in the names of `whole` (null: this rank's own store).
+TrainRun train_steps(const Recipe& recipe, Communicator& world, const ParamStore* whole);
+
+struct Equivalence {
+  const char* recipe = nullptr;     // YAML text
+  std::vector<std::string> common;  // --set overrides for both runs (device, dtype, ...)
+  double rtol = 1e-5;               // every step's loss, the validation loss, the parameters
+};
+
+// Trains e.recipe + e.common on one rank (cached per program for the same non-layout settings)
+// and at `layout` (more --set overrides, parallel.* among them) on every rank of MPI_COMM_WORLD,
+// and EXPECTs the same run within e.rtol. Rank 0 prints the differences it saw.
+void expect_same_run(const Equivalence& e, const std::vector<std::string>& layout);
+
+}  // namespace tmt::test
