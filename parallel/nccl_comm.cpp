@@ -14,18 +14,18 @@ namespace tmt {
 #if TMT_WITH_CUDA
 namespace {
 
-#define TMT_NCCL_CHECK(call)                                                                  \
-  do {                                                                                        \
-    const ncclResult_t tmt_nccl_rc_ = (call);                                                 \
-    TMT_CHECK(tmt_nccl_rc_ == ncclSuccess, "NCCL: {} failed: {}", #call,                      \
-              ncclGetErrorString(tmt_nccl_rc_));                                              \
+#define TMT_NCCL_CHECK(call)                                             \
+  do {                                                                   \
+    const ncclResult_t tmt_nccl_rc_ = (call);                            \
+    TMT_CHECK(tmt_nccl_rc_ == ncclSuccess, "NCCL: {} failed: {}", #call, \
+              ncclGetErrorString(tmt_nccl_rc_));                         \
   } while (false)
 
-#define TMT_CUDART_CHECK(call)                                                                \
-  do {                                                                                        \
-    const cudaError_t tmt_cuda_rc_ = (call);                                                  \
-    TMT_CHECK(tmt_cuda_rc_ == cudaSuccess, "CUDA: {} failed: {}", #call,                      \
-              cudaGetErrorString(tmt_cuda_rc_));                                              \
+#define TMT_CUDART_CHECK(call)                                           \
+  do {                                                                   \
+    const cudaError_t tmt_cuda_rc_ = (call);                             \
+    TMT_CHECK(tmt_cuda_rc_ == cudaSuccess, "CUDA: {} failed: {}", #call, \
+              cudaGetErrorString(tmt_cuda_rc_));                         \
   } while (false)
 
 ncclDataType_t nccl_type(DType t) {
@@ -69,39 +69,28 @@ void* at_row(const Tensor& t, int64_t row) {
          static_cast<size_t>(row) * row_elements(t) * dtype_size(t.dtype);
 }
 
-struct NcclSendRequest final : SendRequest {
-  cudaEvent_t done = nullptr;
-  ~NcclSendRequest() override {
-    if (done != nullptr) {
-      cudaEventSynchronize(done);
-      cudaEventDestroy(done);
-    }
-  }
-  void wait() override { TMT_CUDART_CHECK(cudaEventSynchronize(done)); }
-};
+// A call whose tensors are not all on the device goes through the MPI twin.
+bool on_host(const Tensor& a, const Tensor& b) {
+  return a.device == Device::kCpu || b.device == Device::kCpu;
+}
 
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<Communicator> mpi, ncclComm_t comm, cudaStream_t stream)
-      : mpi_(std::move(mpi)), comm_(comm), stream_(stream) {
-    TMT_CUDART_CHECK(cudaStreamCreateWithFlags(&p2p_, cudaStreamNonBlocking));
-  }
-  ~NcclCommunicator() override {
-    cudaStreamDestroy(p2p_);
-    ncclCommDestroy(comm_);
-  }
+      : mpi_(std::move(mpi)), comm_(comm), stream_(stream) {}
+  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
 
   int rank() const override { return mpi_->rank(); }
   int size() const override { return mpi_->size(); }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
     if (t.device == Device::kCpu) return mpi_->all_reduce(t, op);
-    TMT_NCCL_CHECK(ncclAllReduce(t.data, t.data, count(t), nccl_type(t.dtype), nccl_op(op), comm_,
-                                 stream_));
+    TMT_NCCL_CHECK(
+        ncclAllReduce(t.data, t.data, count(t), nccl_type(t.dtype), nccl_op(op), comm_, stream_));
   }
 
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
-    if (in.device == Device::kCpu) return mpi_->reduce_scatter(out, in);
+    if (on_host(in, out)) return mpi_->reduce_scatter(out, in);
     TMT_CHECK(count(in) == count(out) * static_cast<size_t>(size()), "reduce_scatter: {} into {}",
               in.str(), out.str());
     TMT_NCCL_CHECK(ncclReduceScatter(in.data, out.data, count(out), nccl_type(in.dtype), ncclSum,
@@ -109,7 +98,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void all_gather(const Tensor& out, const Tensor& in) override {
-    if (in.device == Device::kCpu) return mpi_->all_gather(out, in);
+    if (on_host(in, out)) return mpi_->all_gather(out, in);
     TMT_CHECK(count(out) == count(in) * static_cast<size_t>(size()), "all_gather: {} into {}",
               in.str(), out.str());
     // In place when `in` is this rank's chunk of `out`: NCCL accepts that as it is.
@@ -120,8 +109,7 @@ class NcclCommunicator final : public Communicator {
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
                     const std::vector<int64_t>& send_rows,
                     const std::vector<int64_t>& send_first) override {
-    if (in.device == Device::kCpu)
-      return mpi_->all_to_all_v(out, recv_rows, in, send_rows, send_first);
+    if (on_host(in, out)) return mpi_->all_to_all_v(out, recv_rows, in, send_rows, send_first);
     const auto n = static_cast<size_t>(size());
     TMT_CHECK(send_rows.size() == n && recv_rows.size() == n &&
                   (send_first.empty() || send_first.size() == n),
@@ -148,27 +136,11 @@ class NcclCommunicator final : public Communicator {
     TMT_NCCL_CHECK(ncclGroupEnd());
   }
 
-  void send(const Tensor& t, int peer, int tag) override {
-    if (t.device == Device::kCpu) return mpi_->send(t, peer, tag);
-    TMT_NCCL_CHECK(ncclSend(t.data, count(t), nccl_type(t.dtype), peer, comm_, stream_));
-  }
-
-  void recv(const Tensor& t, int peer, int tag) override {
-    if (t.device == Device::kCpu) return mpi_->recv(t, peer, tag);
-    TMT_NCCL_CHECK(ncclRecv(t.data, count(t), nccl_type(t.dtype), peer, comm_, stream_));
-  }
-
+  // Point to point through the MPI twin (nccl_comm.h says why).
+  void send(const Tensor& t, int peer, int tag) override { mpi_->send(t, peer, tag); }
+  void recv(const Tensor& t, int peer, int tag) override { mpi_->recv(t, peer, tag); }
   std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
-    if (t.device == Device::kCpu) return mpi_->isend(t, peer, tag);
-    // On its own stream, after the work that produced t, so a later receive on the main stream
-    // cannot be stuck behind it.
-    auto request = std::make_unique<NcclSendRequest>();
-    TMT_CUDART_CHECK(cudaEventCreateWithFlags(&request->done, cudaEventDisableTiming));
-    TMT_CUDART_CHECK(cudaEventRecord(request->done, stream_));
-    TMT_CUDART_CHECK(cudaStreamWaitEvent(p2p_, request->done, 0));
-    TMT_NCCL_CHECK(ncclSend(t.data, count(t), nccl_type(t.dtype), peer, comm_, p2p_));
-    TMT_CUDART_CHECK(cudaEventRecord(request->done, p2p_));
-    return request;
+    return mpi_->isend(t, peer, tag);
   }
 
   void broadcast(const Tensor& t, int root) override {
@@ -193,7 +165,6 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> mpi_;  // the same ranks over MPI: bootstrap and host tensors
   ncclComm_t comm_;
   cudaStream_t stream_;
-  cudaStream_t p2p_ = nullptr;  // isend's stream
 };
 
 }  // namespace

@@ -4,9 +4,16 @@
 // every split makes the NCCL sub-communicator (ncclCommSplit) beside the MPI one. Collectives on
 // device tensors are enqueued on the stream given at creation (stream-ordered: they return before
 // the GPU has done them; the next kernel on that stream sees the result); all_to_all_v is a group
-// of ncclSend/ncclRecv. Host tensors (loss sums, counts, the scalar all-reduces) go through the
-// MPI twin, so callers need not care which kind of tensor they hold. isend enqueues on a second
-// stream and wait() blocks until the send is done.
+// of ncclSend/ncclRecv. Calls with a host tensor among their tensors (loss sums, counts, the
+// scalar all-reduces, a checkpoint's gathered moments) go through the MPI twin, which stages the
+// device ones, so callers need not care which kind of tensor they hold.
+//
+// Point to point (send, recv, isend: the pipeline's activations and gradients) also goes through
+// the MPI twin for now. A NCCL send or receive blocks its stream until the peer's matching call
+// runs, and the 1F1B schedule interleaves sends and receives differently on neighbouring stages
+// (stage s sends two activations before it receives the first gradient while stage s+1 receives
+// one and sends one), so they must be paired into one NCCL group per schedule step before they
+// can move to NCCL without deadlocking.
 //
 // NCCL refuses two ranks of one communicator on the same GPU: tests that run several ranks on one
 // GPU use the MPI communicator, which stages device tensors through host memory.

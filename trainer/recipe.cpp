@@ -293,8 +293,8 @@ Recipe parse_recipe(const std::string& text, const std::string& source,
     if (!(r.data.synthetic.concentration > 0)) syn.fail("concentration", "must be > 0");
   }
 
-  Section par = top.section(
-      "parallel", {"tp", "pp", "dp", "ep", "etp", "sequence_parallel", "zero1", "pp_layers"});
+  Section par = top.section("parallel", {"tp", "pp", "dp", "ep", "etp", "sequence_parallel",
+                                         "zero1", "pp_layers", "comm"});
   ParallelConfig& p = r.parallel;
   p.tp = par.integer("tp", 1);
   p.pp = par.integer("pp", 1);
@@ -306,6 +306,7 @@ Recipe parse_recipe(const std::string& text, const std::string& source,
   p.sequence_parallel = par.boolean("sequence_parallel", p.tp > 1);
   p.zero1 = par.boolean("zero1", false);
   p.pp_layers = par.integers("pp_layers");
+  p.comm = par.choice("comm", "auto", {"auto", "nccl", "mpi"});
 
   Section opt =
       top.section("optimizer", {"lr", "beta1", "beta2", "eps", "weight_decay", "grad_clip"});
@@ -347,6 +348,8 @@ Recipe parse_recipe(const std::string& text, const std::string& source,
   t.seed = static_cast<uint64_t>(seed);
   t.dtype = tr.choice("dtype", "fp32", {"fp32", "bf16"});
   t.device = tr.choice("device", "cpu", {"cpu", "cuda"});
+  if (p.comm == "nccl" && t.device != "cuda")
+    par.fail("comm", "nccl needs train.device: cuda (the CPU backend communicates over MPI)");
   if (t.dtype == "bf16" && t.device != "cuda") {
     tr.fail("dtype",
             "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in "

@@ -72,6 +72,9 @@ struct ParallelConfig {
   bool sequence_parallel = false;  // on whenever tp > 1 (required by MoE token routing)
   bool zero1 = false;
   std::vector<int64_t> pp_layers;  // layers per pipeline stage; empty = as even as possible
+  // How the groups communicate: "auto" (NCCL on GPUs when every rank has a GPU of its own, else
+  // MPI), "nccl" or "mpi" (device tensors staged through host memory; slow, for tests).
+  std::string comm = "auto";
 };
 
 struct SyntheticConfig {

@@ -84,6 +84,7 @@ std::string to_yaml(const Recipe& r) {
   y << fmt::format("  ep: {}\n  etp: {}\n  sequence_parallel: {}\n  zero1: {}\n", p.ep, p.etp,
                    p.sequence_parallel, p.zero1);
   if (!p.pp_layers.empty()) y << fmt::format("  pp_layers: {}\n", list(p.pp_layers));
+  y << fmt::format("  comm: {}\n", p.comm);
   const DataConfig& d = r.data;
   y << fmt::format("data:\n  source: {}\n  paths: {}\n  val_paths: {}\n  seq_len: {}\n", d.source,
                    list(d.paths), list(d.val_paths), d.seq_len);

@@ -149,7 +149,10 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 }  // namespace
 
 int train(const Recipe& r, const DataSources& data, const std::string& resume_from) {
-  auto world = mpi_world();
+  auto mpi = mpi_world();
+  // The GPU first: NCCL binds to the device that is current when its communicators are made.
+  const Context ctx = open_device(r);
+  auto world = open_world(r, *mpi, ctx);
   ParallelEnv env = ParallelEnv::create(*world, r.parallel);
   Trainer trainer(r, data, env);
 

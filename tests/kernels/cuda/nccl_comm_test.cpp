@@ -80,5 +80,26 @@ TEST(NcclComm, HostTensorsGoThroughMpiAndSplitsWork) {
   EXPECT_EQ(read(t), x);
 }
 
+// A device tensor gathered into a host one (a checkpoint's zero1 moments), and bf16 over NCCL.
+TEST(NcclComm, MixedHostAndDeviceTensorsAndBf16) {
+  Communicator& c = nccl_world();
+  Arena dev(Device::kCuda, 1 << 16, "device");
+  const std::vector<float> x = iota(6, 0.5f);
+  Tensor d = dev.alloc(DType::kF32, {6});
+  cuda::copy(d.data, x.data(), d.nbytes());
+  std::vector<float> host(6, -1.0f);
+  c.all_gather(Tensor{host.data(), DType::kF32, Device::kCpu, Shape{6}}, d);
+  EXPECT_EQ(host, x);
+  std::vector<uint16_t> bits(6);
+  for (size_t i = 0; i < bits.size(); ++i) bits[i] = float_to_bf16(x[i]);
+  Tensor b = dev.alloc(DType::kBF16, {6});
+  cuda::copy(b.data, bits.data(), b.nbytes());
+  c.all_reduce(b);
+  std::vector<uint16_t> back(6);
+  cuda::synchronize(nullptr);
+  cuda::copy(back.data(), b.data, b.nbytes());
+  EXPECT_EQ(back, bits);
+}
+
 }  // namespace
 }  // namespace tmt
