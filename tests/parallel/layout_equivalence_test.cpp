@@ -16,7 +16,7 @@ namespace tmt {
 namespace {
 
 void expect_same_run(const std::vector<std::string>& layout) {
-  test::expect_same_run({test::kSmallMoeRecipe, {}, 1e-5}, layout);
+  test::expect_same_run({test::kSmallMoeRecipe, {}, 1e-5, 1e-5}, layout);
 }
 
 // The layouts each world size tries (dp is what the world leaves).

@@ -120,7 +120,7 @@ void expect_same_run(const Equivalence& e, const std::vector<std::string>& layou
   ASSERT_EQ(many.params.size(), one.params.size());
   double worst = 0;
   for (const auto& [pname, values] : one.params) {
-    EXPECT_TRUE(all_close(many.params.at(pname), values, e.rtol)) << name << ": " << pname;
+    EXPECT_TRUE(all_close(many.params.at(pname), values, e.param_rtol)) << name << ": " << pname;
     double d = 0, n = 0;
     for (size_t i = 0; i < values.size(); ++i) {
       d += (many.params.at(pname)[i] - values[i]) * (many.params.at(pname)[i] - values[i]);

@@ -33,12 +33,14 @@ TrainRun train_steps(const Recipe& recipe, Communicator& world, const ParamStore
 struct Equivalence {
   const char* recipe = nullptr;     // YAML text
   std::vector<std::string> common;  // --set overrides for both runs (device, dtype, ...)
-  double rtol = 1e-5;               // every step's loss, the validation loss, the parameters
+  double rtol = 1e-5;               // every step's loss and the validation loss
+  double param_rtol = 1e-5;         // the final parameters, by norm
 };
 
 // Trains e.recipe + e.common on one rank (cached per program for the same non-layout settings)
 // and at `layout` (more --set overrides, parallel.* among them) on every rank of MPI_COMM_WORLD,
-// and EXPECTs the same run within e.rtol. Rank 0 prints the differences it saw.
+// and EXPECTs the same run within e.rtol (e.param_rtol for the parameters). Rank 0 prints the
+// differences it saw.
 void expect_same_run(const Equivalence& e, const std::vector<std::string>& layout);
 
 }  // namespace tmt::test

@@ -2,8 +2,10 @@
 // tensors through host memory; NCCL refuses two ranks on one GPU) and must compute the same
 // training run as one rank on the GPU — every step's loss, the validation loss and the final
 // master weights — in fp32 to 1e-5, like the CPU layouts (tests/parallel/layout_equivalence_test),
-// and in bf16 mixed precision to 3e-2 (each layout rounds its partial sums to bf16 at different
-// points). 10 optimizer steps of the small MoE (tests/support/small_moe.h).
+// and in bf16 mixed precision losses to 3e-2 and weights to 1e-1 by norm (each layout rounds its
+// partial sums to bf16 at different points, and a token whose two best experts are nearly tied
+// may go to another expert, whose weights then move differently). 10 optimizer steps of the small
+// MoE (tests/support/small_moe.h).
 //
 // ranks: 2 4
 // timeout: 900
@@ -16,9 +18,9 @@
 namespace tmt {
 namespace {
 
-const test::Equivalence kFp32{test::kSmallMoeRecipe, {"train.device=cuda"}, 1e-5};
+const test::Equivalence kFp32{test::kSmallMoeRecipe, {"train.device=cuda"}, 1e-5, 1e-5};
 const test::Equivalence kBf16{
-    test::kSmallMoeRecipe, {"train.device=cuda", "train.dtype=bf16"}, 3e-2};
+    test::kSmallMoeRecipe, {"train.device=cuda", "train.dtype=bf16"}, 3e-2, 1e-1};
 
 TEST(CudaLayouts, TensorAndExpertParallel) {
   // 2 ranks: tp2 ep2; 4 ranks: tp2 ep2 dp2
