@@ -586,11 +586,26 @@ float* dsum_workspace(const Context& ctx, size_t n) {
 
 bf16* bf16_data(const Tensor& t) { return static_cast<bf16*>(t.data); }
 
+// The most dynamic shared memory a block may opt into on this process's device (227 KiB on sm_90,
+// 163 KiB on sm_80, 99 KiB on sm_86 and sm_89, where the Dh 128 kernels do not fit).
+size_t max_block_smem() {
+  static const size_t bytes = [] {
+    int device = 0, value = 0;
+    TMT_CUDA_CHECK(cudaGetDevice(&device));
+    TMT_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    return static_cast<size_t>(value);
+  }();
+  return bytes;
+}
+
 }  // namespace
 
 bool flash_attention_supported(DType dtype, int64_t head_dim,
                                std::initializer_list<const void*> data) {
   if (dtype != DType::kBF16 || (head_dim != 64 && head_dim != 128)) return false;
+  const size_t smem = head_dim == 64 ? std::max({kFwdSmem<64>, kDqSmem<64>, kDkdvSmem<64>})
+                                     : std::max({kFwdSmem<128>, kDqSmem<128>, kDkdvSmem<128>});
+  if (smem > max_block_smem()) return false;
   return std::all_of(data.begin(), data.end(),
                      [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; });
 }
