@@ -10,7 +10,9 @@
 //        dS = P ⊙ (dP - D),  dq = scale · dS k,  dk = scale · dSᵀ q,  dv = Pᵀ dout
 //
 //   q, out, dq, dout: [B, S, H, Dh]    k, v, dk, dv: [B, S, Hk, Dh]    lse: [B, H, S]
-//   One dtype (f32|f64) for all. Written: out, lse (fwd); dq, dk, dv (bwd).
+//   Written: out, lse (fwd); dq, dk, dv (bwd). CPU: one dtype, f32|f64, for all. CUDA: f32|bf16,
+//   lse f32; bf16 with Dh 64 or 128 runs on the tensor cores (bf16 products, fp32 accumulation and
+//   softmax statistics), everything else on an fp32 kernel on the CUDA cores.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,8 @@
-// attention on CUDA (formulas in kernels/attention.h): flash-attention-style tiles on the CUDA
-// cores, fp32 throughout, correctness first (no tensor cores yet).
+// attention on CUDA (formulas in kernels/attention.h). Two paths, chosen per call:
+//   - bf16 with Dh 64 or 128 (and 16-byte aligned tensors): the tensor-core kernels of
+//     kernels/cuda/flash_attention.cu (mma.sync, FlashAttention-2 style);
+//   - everything else (f32, other head dims up to 256): the kernels below, flash-attention-style
+//     tiles on the CUDA cores, fp32 throughout, correctness first.
 //
 // Tiles are kTile = 32 queries by 32 keys, blocks of 4 warps; a warp owns 8 rows of its block's
 // tile, and its lanes run over the other tile dimension (32 keys or queries) when computing scores
@@ -21,6 +24,7 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/flash_attention.h"
 
 namespace tmt::cuda {
 namespace {
@@ -48,7 +52,9 @@ struct Shape4 {
   }
 };
 
-__host__ __device__ inline int leading_dim(int64_t dh) { return static_cast<int>(dh % 2 == 1 ? dh : dh + 1); }
+__host__ __device__ inline int leading_dim(int64_t dh) {
+  return static_cast<int>(dh % 2 == 1 ? dh : dh + 1);
+}
 
 // Rows [row0, row0 + kTile) of a [.., Dh] sequence into shared memory (zeros past the end).
 // `at(r)` gives row r's element offset.
@@ -64,9 +70,8 @@ __device__ void load_tile(float* tile, int ld, const T* src, int64_t row0, int64
 
 // lse and D = Σ_d dout ⊙ out for the query tile's rows (warp w computes rows w·kRows...).
 template <class T>
-__device__ void load_row_stats(float* lse_tile, float* d_tile, const float* lse_row,
-                               const T* dout, const T* out, const Shape4& n, int64_t bi,
-                               int64_t hi, int64_t i0) {
+__device__ void load_row_stats(float* lse_tile, float* d_tile, const float* lse_row, const T* dout,
+                               const T* out, const Shape4& n, int64_t bi, int64_t hi, int64_t i0) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int r = 0; r < kRows; ++r) {
     const int il = warp * kRows + r;
@@ -74,7 +79,8 @@ __device__ void load_row_stats(float* lse_tile, float* d_tile, const float* lse_
     float dsum = 0.0f;
     if (i < n.s) {
       const int64_t at = n.q_at(bi, i, hi);
-      for (int64_t d = lane; d < n.dh; d += 32) dsum += to_math(dout[at + d]) * to_math(out[at + d]);
+      for (int64_t d = lane; d < n.dh; d += 32)
+        dsum += to_math(dout[at + d]) * to_math(out[at + d]);
     }
     dsum = warp_sum(dsum);
     if (lane == 0) {
@@ -159,16 +165,15 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <class T, int C>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_dkdv_kernel(T* __restrict__ dk, T* __restrict__ dv, const T* __restrict__ dout,
-                          const T* __restrict__ q, const T* __restrict__ k,
-                          const T* __restrict__ v, const T* __restrict__ out,
-                          const float* __restrict__ lse, Shape4 n) {
+                          const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
+                          const T* __restrict__ out, const float* __restrict__ lse, Shape4 n) {
   extern __shared__ float shared[];
   const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
   float* ks = shared;
   float* vs = ks + kTile * ld;
   float* qs = vs + kTile * ld;
   float* dos = qs + kTile * ld;
-  float* ps = dos + kTile * ld;   // [key][query]
+  float* ps = dos + kTile * ld;     // [key][query]
   float* dss = ps + kTile * kTile;  // [key][query]
   float* lse_tile = dss + kTile * kTile;
   float* d_tile = lse_tile + kTile;
@@ -238,8 +243,8 @@ __global__ void __launch_bounds__(kWarps * 32)
 template <class T, int C>
 __global__ void __launch_bounds__(kWarps * 32)
     attention_dq_kernel(T* __restrict__ dq, const T* __restrict__ dout, const T* __restrict__ q,
-                        const T* __restrict__ k, const T* __restrict__ v,
-                        const T* __restrict__ out, const float* __restrict__ lse, Shape4 n) {
+                        const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ out,
+                        const float* __restrict__ lse, Shape4 n) {
   extern __shared__ float shared[];
   const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
   float* qs = shared;
@@ -303,8 +308,14 @@ __global__ void __launch_bounds__(kWarps * 32)
 }
 
 Shape4 shape_of(const Tensor& q, const Tensor& k, const AttentionParams& p) {
-  return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2),
-          static_cast<float>(p.softmax_scale), p.window};
+  return {q.size(0),
+          q.size(1),
+          q.size(2),
+          k.size(2),
+          q.size(3),
+          q.size(2) / k.size(2),
+          static_cast<float>(p.softmax_scale),
+          p.window};
 }
 
 // Calls f(T{}, std::integral_constant<int, C>{}) for the tensors' dtype and the head dimension's
@@ -342,6 +353,9 @@ T* data(const Tensor& t) {
 
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  if (flash_attention_supported(q.dtype, q.size(3), {out.data, q.data, k.data, v.data})) {
+    return flash_attention_fwd(ctx, out, lse, q, k, v, params);
+  }
   const Shape4 n = shape_of(q, k, params);
   if (q.numel() == 0) return;
   const size_t floats = 3 * kTile * static_cast<size_t>(leading_dim(n.dh)) + kTile * kTile;
@@ -356,6 +370,11 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  if (flash_attention_supported(
+          q.dtype, q.size(3),
+          {dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data})) {
+    return flash_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+  }
   const Shape4 n = shape_of(q, k, params);
   if (q.numel() == 0) return;
   const size_t tile = kTile * static_cast<size_t>(leading_dim(n.dh));

@@ -1,5 +1,7 @@
-// The CUDA side of kernels/attention.h: a flash-attention-style kernel of our own, q/k/v/out and
-// their gradients f32|bf16, lse always f32, all arithmetic in fp32. Head dims up to 256.
+// The CUDA side of kernels/attention.h: q/k/v/out and their gradients f32|bf16, lse always f32,
+// head dims up to 256. bf16 with Dh 64 or 128 runs on the tensor cores (kernels/cuda/
+// flash_attention.h: bf16 operands, fp32 accumulators and softmax statistics); every other case
+// on a flash-attention-style fp32 kernel on the CUDA cores (kernels/cuda/attention.cu).
 #pragma once
 
 #include "kernels/attention.h"

@@ -225,9 +225,12 @@ void bench_grouped_linear(Bench& b, Arena& dev, const char* name, int64_t n, int
 }
 
 void bench_attention(Bench& b, Arena& dev) {
-  // Causal: query i sees i + 1 keys, Σ = S(S+1)/2 pairs per head. fwd: q·k and p·v, 4·Dh FLOPs a
-  // pair; bwd: q·k recomputed, dp = dout·v, dv, dq, dk, 10·Dh a pair. Bytes: fwd reads q, k, v
-  // and writes out, lse; bwd reads q, k, v, out, dout, lse and writes dq, dk, dv.
+  // bf16 at Dh 128: the tensor-core kernels (kernels/cuda/flash_attention.cu). Causal: query i
+  // sees i + 1 keys, Σ = S(S+1)/2 pairs per head, about half of full attention's S². fwd: q·k and
+  // p·v, 4·Dh FLOPs a pair; bwd: q·k recomputed, dp = dout·v, dv, dq, dk, 10·Dh a pair (visible
+  // pairs only: the hidden half of each diagonal tile, which the kernels compute and mask, is not
+  // counted). Bytes: fwd reads q, k, v and writes out, lse; bwd reads q, k, v, out, dout, lse and
+  // writes dq, dk, dv.
   const size_t mark = dev.mark();
   const Tensor q = random_tensor(dev, DType::kBF16, {1, kT, kH, kDh}, 7);
   const Tensor k = random_tensor(dev, DType::kBF16, {1, kT, kHk, kDh}, 8);

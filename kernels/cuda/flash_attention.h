@@ -1,0 +1,31 @@
+// The tensor-core path of attention on CUDA (kernels/cuda/flash_attention.cu): FlashAttention-2
+// style forward and backward on mma.sync with bf16 operands, fp32 accumulators and fp32 softmax
+// statistics. Same semantics, shapes and outputs (written, not accumulated) as kernels/attention.h;
+// kernels/cuda/attention.cu calls it for the inputs it takes and keeps its fp32 kernel for the
+// rest.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "kernels/attention.h"
+
+namespace tmt::cuda {
+
+// Whether these kernels take the op: bf16 tensors with a head dim of 64 or 128, every data pointer
+// 16-byte aligned (arena allocations are; a view that starts inside a row may not be), and a device
+// that lets a block have the shared memory the kernels need (at most 102 KiB at Dh 128: sm_80 and
+// sm_90 do; sm_86 and sm_89 do only at Dh 64).
+bool flash_attention_supported(DType dtype, int64_t head_dim,
+                               std::initializer_list<const void*> data);
+
+// Arguments as attention_fwd / attention_bwd in kernels/attention.h, already validated there.
+void flash_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                         const Tensor& k, const Tensor& v, const AttentionParams& params);
+// Uses a device buffer this backend owns, one per stream, for D = Σ dout ⊙ out ([B, H, S] f32),
+// grown as needed and kept for the process (growing frees the old one, which waits for the device).
+void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                         const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& out, const Tensor& lse, const AttentionParams& params);
+
+}  // namespace tmt::cuda
