@@ -53,11 +53,22 @@ size_t batch_bytes(const Recipe& r) {
 
 }  // namespace
 
-Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
+// ---- profiler hook (bench_train): the profiler rides in the Context every layer copies ----
+namespace {
+
+Context with_profiler(Context ctx, Profiler* profiler) {
+  ctx.profiler = profiler;
+  return ctx;
+}
+
+}  // namespace
+// ---- end of the profiler hook ----
+
+Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Profiler* profiler)
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(open_device(r)),
+      ctx_(with_profiler(open_device(r), profiler)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
