@@ -229,7 +229,7 @@ void print_summary(const Recipe& r, const std::vector<double>& times, int64_t wa
   fmt::print("| step time mean | {:.1f} ms (min {:.1f}, max {:.1f}) |\n", 1e3 * mean,
              1e3 * sorted.front(), 1e3 * sorted.back());
   fmt::print("| tokens/s | {:.0f} (tokens/step / mean step time) |\n", tokens_per_s);
-  fmt::print("| model TFLOP/s | {:.3f} ({} training FLOPs a token) |\n", model_flops / 1e12,
+  fmt::print("| model TFLOP/s | {:.4g} ({} training FLOPs a token) |\n", model_flops / 1e12,
              human_count(flops_per_token));
   fmt::print("| MFU | {:.2f}% of {} rank(s) x {:.3g} TFLOP/s |\n", 100 * model_flops / peak,
              process_world(), peak_flops / 1e12);
