@@ -5,8 +5,9 @@
 //   const ProfileScope scope(ctx, "linear_fwd", {flops, bytes});
 // where the cost is the op's arithmetic and the fewest bytes it must move (each input read once,
 // each output written once, an accumulated output read and written). When ctx.profiler is null —
-// always, except in the benchmark — the scope is one branch (the constructor is inline, so the
-// few multiplications of the cost sink under it). With a profiler, each call is timed:
+// always, except in the benchmark — the scope costs one branch, plus the cost's few
+// multiplications of sizes (arguments, so computed before it). With a profiler, each call is
+// timed:
 //   CPU:  a steady clock read before and after the call;
 //   CUDA: a pair of events recorded on ctx.stream around it, from a pool created outside the timed
 //         region (reserve(), or grown before the start event) and read back only at report time,
