@@ -1,5 +1,6 @@
 #include "kernels/adamw.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/adamw.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/adamw.h"
@@ -26,6 +27,9 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, con
             "adamw_step: bad hyper-parameters lr {} beta1 {} beta2 {} eps {} weight_decay {} "
             "step {}",
             p.lr, p.beta1, p.beta2, p.eps, p.weight_decay, p.step);
+  // ≈ 12 FLOPs a parameter; reads param, grad, m, v and writes param, m, v.
+  const ProfileScope scope(ctx, "adamw_step",
+                           {12 * static_cast<double>(param.numel()), 7 * bytes_of(param)});
   if (ctx.device == Device::kCpu) return cpu::adamw_step(param, grad, m, v, params);
 #if TMT_WITH_CUDA
   return cuda::adamw_step(ctx, param, grad, m, v, params);

@@ -1,5 +1,6 @@
 #include "kernels/attention.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/attention.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/attention.h"
@@ -37,11 +38,34 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
 }
 
+// Costs, per query-key pair a head computes (Σ_i min(i + 1, window) over the S queries): forward
+// q·k and p·v, 4·Dh FLOPs; backward q·k recomputed, dp = dout·v, dv, dq and dk, 10·Dh. Bytes:
+// the forward reads q, k, v and writes out, lse; the backward reads those five and dout and
+// writes dq, dk, dv.
+double pairs_times_dh(const Tensor& q, int64_t window) {
+  const auto s = static_cast<double>(q.size(1));
+  const double w = window == 0 || window >= q.size(1) ? s : static_cast<double>(window);
+  const double per_head = w * (w + 1) / 2 + (s - w) * w;
+  return static_cast<double>(q.size(0) * q.size(2) * q.size(3)) * per_head;
+}
+
+OpCost fwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                const Tensor& v, const AttentionParams& p) {
+  return {4 * pairs_times_dh(q, p.window), bytes_of(q, k, v, out, lse)};
+}
+
+// dq, dk, dv and dout have the shapes and dtype of q, k, v and out.
+OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                const Tensor& v, const AttentionParams& p) {
+  return {10 * pairs_times_dh(q, p.window), 2 * bytes_of(q, k, v, out) + bytes_of(lse)};
+}
+
 }  // namespace
 
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   check_args("attention_fwd", ctx, q, k, v, out, lse, params);
+  const ProfileScope scope(ctx, "attention_fwd", fwd_cost(out, lse, q, k, v, params));
   if (ctx.device == Device::kCpu) return cpu::attention_fwd(out, lse, q, k, v, params);
 #if TMT_WITH_CUDA
   return cuda::attention_fwd(ctx, out, lse, q, k, v, params);
@@ -59,6 +83,7 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
                 dv.dtype == q.dtype && dout.dtype == q.dtype,
             "attention_bwd: dq {}, dk {}, dv {}, dout {} do not match q {}, k {}", dq.str(),
             dk.str(), dv.str(), dout.str(), q.str(), k.str());
+  const ProfileScope scope(ctx, "attention_bwd", bwd_cost(out, lse, q, k, v, params));
   if (ctx.device == Device::kCpu)
     return cpu::attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, params);
 #if TMT_WITH_CUDA

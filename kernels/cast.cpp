@@ -1,5 +1,6 @@
 #include "kernels/cast.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/cast.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/cast.h"
@@ -12,6 +13,7 @@ void cast(const Context& ctx, const Tensor& out, const Tensor& in) {
             "cast {} -> {} on {}", in.str(), out.str(), device_name(ctx.device));
   TMT_CHECK(is_floating(out.dtype) && is_floating(in.dtype), "cast {} -> {}: floating types only",
             in.str(), out.str());
+  const ProfileScope scope(ctx, "cast", {0, bytes_of(in, out)});
   if (ctx.device == Device::kCpu) return cpu::cast(out, in);
 #if TMT_WITH_CUDA
   TMT_CHECK(cuda::can_cast(out.dtype, in.dtype), "cast {} -> {}: not on CUDA", in.str(), out.str());

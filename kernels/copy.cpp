@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "kernels/base/profiler.h"
+
 #if TMT_WITH_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -21,6 +23,7 @@ void copy(const Context& ctx, const Tensor& dst, const Tensor& src) {
   TMT_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel() && dst.device == src.device,
             "copy {} -> {}", src.str(), dst.str());
   if (src.nbytes() == 0 || dst.data == src.data) return;
+  const ProfileScope scope(ctx, "copy", {0, 2 * bytes_of(src)});
   if (ctx.device == Device::kCpu) {
     std::memcpy(dst.data, src.data, src.nbytes());
     return;
@@ -36,6 +39,7 @@ void copy_to_host(const Context& ctx, void* dst, const Tensor& src) {
   TMT_CHECK(src.device == ctx.device, "copy_to_host: {} is not on {}", src.str(),
             device_name(ctx.device));
   if (src.nbytes() == 0) return;
+  const ProfileScope scope(ctx, "copy_to_host", {0, 2 * bytes_of(src)});
   if (ctx.device == Device::kCpu) {
     std::memcpy(dst, src.data, src.nbytes());
     return;
@@ -52,6 +56,7 @@ void copy_from_host(const Context& ctx, const Tensor& dst, const void* src) {
   TMT_CHECK(dst.device == ctx.device, "copy_from_host: {} is not on {}", dst.str(),
             device_name(ctx.device));
   if (dst.nbytes() == 0) return;
+  const ProfileScope scope(ctx, "copy_from_host", {0, 2 * bytes_of(dst)});
   if (ctx.device == Device::kCpu) {
     std::memcpy(dst.data, src, dst.nbytes());
     return;
@@ -68,6 +73,7 @@ void copy_from_host(const Context& ctx, const Tensor& dst, const void* src) {
 void zero(const Context& ctx, const Tensor& t) {
   TMT_CHECK(t.device == ctx.device, "zero: {} is not on {}", t.str(), device_name(ctx.device));
   if (t.nbytes() == 0) return;
+  const ProfileScope scope(ctx, "zero", {0, bytes_of(t)});
   if (ctx.device == Device::kCpu) {
     std::memset(t.data, 0, t.nbytes());
     return;

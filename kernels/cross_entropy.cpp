@@ -1,5 +1,6 @@
 #include "kernels/cross_entropy.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/cross_entropy.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/cross_entropy.h"
@@ -34,6 +35,11 @@ void check_dlogits(const char* op, const Tensor& dlogits, const Tensor& logits) 
             "{}: dlogits {} does not match logits {}", op, dlogits.str(), logits.str());
 }
 
+// Costs, per logit: the max 1 FLOP, exp(l - max) and its sum 3 more, the gradient's exp, division
+// and scale 4. Bytes: every tensor once (the logits once, though a kernel may sweep them twice),
+// and for target_logit one logit a row.
+double logits_count(const Tensor& logits) { return static_cast<double>(logits.numel()); }
+
 }  // namespace
 
 void cross_entropy(const Context& ctx, const Tensor& losses, const Tensor& dlogits,
@@ -43,6 +49,9 @@ void cross_entropy(const Context& ctx, const Tensor& losses, const Tensor& dlogi
   check_row(op, ctx, losses, logits.size(0), "losses");
   check_row(op, ctx, targets, logits.size(0), "targets", true);
   if (dlogits.defined()) check_dlogits(op, dlogits, logits);
+  const ProfileScope scope(ctx, op,
+                           {(dlogits.defined() ? 8 : 4) * logits_count(logits),
+                            bytes_of(logits, dlogits, losses, targets)});
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy(losses, dlogits, logits, targets, grad_scale);
   }
@@ -57,6 +66,7 @@ void cross_entropy_row_max(const Context& ctx, const Tensor& row_max, const Tens
   const char* op = "cross_entropy_row_max";
   check_logits(op, ctx, logits);
   check_row(op, ctx, row_max, logits.size(0), "row_max");
+  const ProfileScope scope(ctx, op, {logits_count(logits), bytes_of(logits, row_max)});
   if (ctx.device == Device::kCpu) return cpu::cross_entropy_row_max(row_max, logits);
 #if TMT_WITH_CUDA
   return cuda::cross_entropy_row_max(ctx, row_max, logits);
@@ -71,6 +81,7 @@ void cross_entropy_sum_exp(const Context& ctx, const Tensor& sum_exp, const Tens
   check_logits(op, ctx, logits);
   check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
   check_row(op, ctx, row_max, logits.size(0), "row_max");
+  const ProfileScope scope(ctx, op, {3 * logits_count(logits), bytes_of(logits, row_max, sum_exp)});
   if (ctx.device == Device::kCpu) return cpu::cross_entropy_sum_exp(sum_exp, logits, row_max);
 #if TMT_WITH_CUDA
   return cuda::cross_entropy_sum_exp(ctx, sum_exp, logits, row_max);
@@ -85,6 +96,8 @@ void cross_entropy_target_logit(const Context& ctx, const Tensor& target_logit,
   check_logits(op, ctx, logits);
   check_row(op, ctx, target_logit, logits.size(0), "target_logit");
   check_row(op, ctx, targets, logits.size(0), "targets", true);
+  const double one_a_row = static_cast<double>(logits.size(0) * dtype_size(logits.dtype));
+  const ProfileScope scope(ctx, op, {0, one_a_row + bytes_of(targets, target_logit)});
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy_target_logit(target_logit, logits, targets, vocab_start);
   }
@@ -104,6 +117,9 @@ void cross_entropy_loss(const Context& ctx, const Tensor& losses, const Tensor& 
   check_row(op, ctx, sum_exp, n_tokens, "sum_exp");
   check_row(op, ctx, target_logit, n_tokens, "target_logit");
   check_row(op, ctx, targets, n_tokens, "targets", true);
+  const ProfileScope scope(ctx, op,
+                           {3 * static_cast<double>(n_tokens),
+                            bytes_of(losses, row_max, sum_exp, target_logit, targets)});
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy_loss(losses, row_max, sum_exp, target_logit, targets);
   }
@@ -123,6 +139,8 @@ void cross_entropy_grad(const Context& ctx, const Tensor& dlogits, const Tensor&
   check_row(op, ctx, targets, logits.size(0), "targets", true);
   check_row(op, ctx, row_max, logits.size(0), "row_max");
   check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
+  const ProfileScope scope(
+      ctx, op, {4 * logits_count(logits), bytes_of(logits, dlogits, targets, row_max, sum_exp)});
   if (ctx.device == Device::kCpu) {
     return cpu::cross_entropy_grad(dlogits, logits, targets, row_max, sum_exp, vocab_start,
                                    grad_scale);

@@ -1,5 +1,8 @@
 #include "kernels/embedding.h"
 
+#include <algorithm>
+
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/embedding.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/embedding.h"
@@ -29,11 +32,21 @@ void check_args(const char* op, const Context& ctx, const Tensor& table, const T
             device_name(ctx.device));
 }
 
+// Costs: ids and the [T, D] rows once; of the table, at most min(T, V_local) rows are touched (read
+// forward; read and written, one addition an element, backward).
+double table_rows_bytes(const Tensor& table, const Tensor& ids) {
+  if (table.size(0) == 0) return 0;
+  const auto rows = static_cast<double>(std::min(ids.size(0), table.size(0)));
+  return bytes_of(table) * rows / static_cast<double>(table.size(0));
+}
+
 }  // namespace
 
 void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& ids, const Tensor& table,
                    int64_t vocab_start) {
   check_args("embedding_fwd", ctx, table, out, ids);
+  const ProfileScope scope(ctx, "embedding_fwd",
+                           {0, bytes_of(ids, out) + table_rows_bytes(table, ids)});
   if (ctx.device == Device::kCpu) return cpu::embedding_fwd(out, ids, table, vocab_start);
 #if TMT_WITH_CUDA
   return cuda::embedding_fwd(ctx, out, ids, table, vocab_start);
@@ -45,6 +58,9 @@ void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& ids, con
 void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout, const Tensor& ids,
                    int64_t vocab_start) {
   check_args("embedding_bwd", ctx, dtable, dout, ids, true);
+  const ProfileScope scope(
+      ctx, "embedding_bwd",
+      {static_cast<double>(dout.numel()), bytes_of(ids, dout) + 2 * table_rows_bytes(dtable, ids)});
   if (ctx.device == Device::kCpu) return cpu::embedding_bwd(dtable, dout, ids, vocab_start);
 #if TMT_WITH_CUDA
   return cuda::embedding_bwd(ctx, dtable, dout, ids, vocab_start);

@@ -1,5 +1,8 @@
 #include "kernels/grouped_linear.h"
 
+#include <algorithm>
+
+#include "kernels/base/profiler.h"
 #include "kernels/linear.h"
 
 namespace tmt {
@@ -24,11 +27,37 @@ void check_args(const char* op, const Context& ctx, const Tensor& y, const Tenso
 // Expert e's weight as an [N, K] matrix.
 Tensor expert(const Tensor& w, int64_t e) { return w.slice(e, e + 1).view({w.size(1), w.size(2)}); }
 
+// Costs: 2·R·N·K FLOPs a product; x, y (dx, dy) once each and the weights (read) and weight
+// gradients (accumulated: read and written) of the experts that have rows. The per-expert
+// linear calls inside are not recorded apart (the profiler records the outermost op only).
+double used_weight_bytes(const Tensor& w, const std::vector<int64_t>& counts) {
+  if (counts.empty()) return 0;
+  const auto used = std::count_if(counts.begin(), counts.end(), [](int64_t c) { return c > 0; });
+  return bytes_of(w) * static_cast<double>(used) / static_cast<double>(counts.size());
+}
+
+double products(const Tensor& x, const Tensor& weight) {
+  return static_cast<double>(x.size(0)) * static_cast<double>(weight.size(1)) *
+         static_cast<double>(x.size(1));
+}
+
+OpCost fwd_cost(const Tensor& y, const Tensor& x, const Tensor& weight,
+                const std::vector<int64_t>& counts) {
+  return {2 * products(x, weight), bytes_of(x, y) + used_weight_bytes(weight, counts)};
+}
+
+OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const Tensor& x,
+                const Tensor& weight, const std::vector<int64_t>& counts) {
+  const double weights = used_weight_bytes(weight, counts) + 2 * used_weight_bytes(dweight, counts);
+  return {4 * products(x, weight), bytes_of(dy, x, dx) + weights};
+}
+
 }  // namespace
 
 void grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                         const std::vector<int64_t>& counts) {
   check_args("grouped_linear_fwd", ctx, y, x, weight, counts);
+  const ProfileScope scope(ctx, "grouped_linear_fwd", fwd_cost(y, x, weight, counts));
   int64_t row = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const int64_t n = counts[e];
@@ -48,6 +77,7 @@ void grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dwei
             "grouped_linear_bwd: dx {}, dweight {} for x {}, "
             "weight {}",
             dx.str(), dweight.str(), x.str(), weight.str());
+  const ProfileScope scope(ctx, "grouped_linear_bwd", bwd_cost(dx, dweight, dy, x, weight, counts));
   int64_t row = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const int64_t n = counts[e];

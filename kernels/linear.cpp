@@ -2,6 +2,7 @@
 
 #include <climits>
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/linear.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/linear.h"
@@ -39,11 +40,37 @@ void check_like(const char* op, const Tensor& grad, const Tensor& of, const char
             "{}: d{} {} does not match {} {}", op, name, grad.str(), name, of.str());
 }
 
+// Costs: 2·T·N·K FLOPs a product; each operand read once, each output written once (and read
+// when accumulated: y with accumulate, dx with accumulate_dx, dweight always).
+double products(const Tensor& x, const Tensor& weight) {
+  return static_cast<double>(x.size(0)) * static_cast<double>(weight.size(0)) *
+         static_cast<double>(x.size(1));
+}
+
+OpCost fwd_cost(const Tensor& y, const Tensor& x, const Tensor& weight, bool accumulate) {
+  return {2 * products(x, weight), bytes_of(x, weight) + (accumulate ? 2 : 1) * bytes_of(y)};
+}
+
+OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const Tensor& x,
+                const Tensor& weight, bool accumulate_dx) {
+  OpCost c{0, bytes_of(dy)};
+  if (dx.defined()) {
+    c.flops += 2 * products(x, weight);
+    c.bytes += bytes_of(weight) + (accumulate_dx ? 2 : 1) * bytes_of(dx);
+  }
+  if (dweight.defined()) {
+    c.flops += 2 * products(x, weight);
+    c.bytes += bytes_of(x) + 2 * bytes_of(dweight);
+  }
+  return c;
+}
+
 }  // namespace
 
 void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                 bool accumulate) {
   check_args("linear_fwd", ctx, y, x, weight);
+  const ProfileScope scope(ctx, "linear_fwd", fwd_cost(y, x, weight, accumulate));
   if (ctx.device == Device::kCpu) return cpu::linear_fwd(y, x, weight, accumulate);
 #if TMT_WITH_CUDA
   return cuda::linear_fwd(ctx, y, x, weight, accumulate);
@@ -59,6 +86,7 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
   if (dweight.defined()) {
     check_like("linear_bwd", dweight, weight, "weight", ctx.device == Device::kCuda);
   }
+  const ProfileScope scope(ctx, "linear_bwd", bwd_cost(dx, dweight, dy, x, weight, accumulate_dx));
   if (ctx.device == Device::kCpu) return cpu::linear_bwd(dx, dweight, dy, x, weight, accumulate_dx);
 #if TMT_WITH_CUDA
   return cuda::linear_bwd(ctx, dx, dweight, dy, x, weight, accumulate_dx);

@@ -1,7 +1,9 @@
 #include "kernels/moe_dispatch.h"
 
+#include <algorithm>
 #include <vector>
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/moe_dispatch.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/moe_dispatch.h"
@@ -33,6 +35,21 @@ void check_weights(const char* op, const Context& ctx, const Tensor& topk_w, con
                 topk_w.device == ctx.device,
             "{}: topk_w {} for {} tokens {} and {} assignments", op, topk_w.str(), tokens.size(0),
             tokens.str(), plan.slot.size());
+}
+
+// Costs, with R permuted rows of width D and T tokens: the index arrays the op reads (src_token
+// R, slot T·K, i32), every tensor once (accumulated ones twice) — permute_fwd only the up to
+// min(R, T) token rows that have a copy here. One FLOP an element for the backward sums (R·D), two
+// for the weighted sums (unpermute), three for unpermute_bwd (the scaled rows and the dot
+// products for dtopk_w).
+double rows_bytes(const DispatchPlan& plan) { return 4.0 * static_cast<double>(plan.rows()); }
+double slot_bytes(const DispatchPlan& plan) { return 4.0 * static_cast<double>(plan.slot.size()); }
+double perm_elements(const Tensor& perm) { return static_cast<double>(perm.numel()); }
+
+double token_rows_read(const Tensor& x, const DispatchPlan& plan) {
+  if (x.size(0) == 0) return 0;
+  return bytes_of(x) * static_cast<double>(std::min(plan.rows(), x.size(0))) /
+         static_cast<double>(x.size(0));
 }
 
 }  // namespace
@@ -73,6 +90,8 @@ DispatchPlan make_dispatch_plan(const Tensor& topk_idx, int64_t n_experts, int64
 void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
                  const DispatchPlan& plan) {
   check_rows("permute_fwd", ctx, x_perm, x, plan);
+  const ProfileScope scope(ctx, "permute_fwd",
+                           {0, bytes_of(x_perm) + token_rows_read(x, plan) + rows_bytes(plan)});
   if (ctx.device == Device::kCpu) return cpu::permute_fwd(x_perm, x, plan);
 #if TMT_WITH_CUDA
   return cuda::permute_fwd(ctx, x_perm, x, plan);
@@ -84,6 +103,8 @@ void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
 void permute_bwd(const Context& ctx, const Tensor& dx, const Tensor& dx_perm,
                  const DispatchPlan& plan) {
   check_rows("permute_bwd", ctx, dx_perm, dx, plan);
+  const ProfileScope scope(ctx, "permute_bwd",
+                           {perm_elements(dx_perm), bytes_of(dx_perm, dx) + rows_bytes(plan)});
   if (ctx.device == Device::kCpu) return cpu::permute_bwd(dx, dx_perm, plan);
 #if TMT_WITH_CUDA
   return cuda::permute_bwd(ctx, dx, dx_perm, plan);
@@ -96,6 +117,9 @@ void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, co
                    const DispatchPlan& plan) {
   check_rows("unpermute_fwd", ctx, y_perm, y, plan);
   check_weights("unpermute_fwd", ctx, topk_w, y, plan);
+  const ProfileScope scope(
+      ctx, "unpermute_fwd",
+      {2 * perm_elements(y_perm), bytes_of(y_perm, topk_w) + 2 * bytes_of(y) + slot_bytes(plan)});
   if (ctx.device == Device::kCpu) return cpu::unpermute_fwd(y, y_perm, topk_w, plan);
 #if TMT_WITH_CUDA
   return cuda::unpermute_fwd(ctx, y, y_perm, topk_w, plan);
@@ -112,6 +136,10 @@ void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtop
   check_weights("unpermute_bwd", ctx, topk_w, dy, plan);
   TMT_CHECK(dtopk_w.shape == topk_w.shape && dtopk_w.dtype == topk_w.dtype,
             "unpermute_bwd: dtopk_w {} for {}", dtopk_w.str(), topk_w.str());
+  const ProfileScope scope(
+      ctx, "unpermute_bwd",
+      {3 * perm_elements(y_perm),
+       bytes_of(dy, y_perm, topk_w, dy_perm) + 2 * bytes_of(dtopk_w) + slot_bytes(plan)});
   if (ctx.device == Device::kCpu)
     return cpu::unpermute_bwd(dy_perm, dtopk_w, dy, y_perm, topk_w, plan);
 #if TMT_WITH_CUDA

@@ -1,5 +1,6 @@
 #include "kernels/reduce.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/reduce.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/reduce.h"
@@ -16,10 +17,15 @@ void check_tensor(const char* op, const Context& ctx, const Tensor& x) {
             op, x.str(), device_name(ctx.device));
 }
 
+// Costs, per element: sum_squares 2 FLOPs, reads x; scale 1, reads and writes x; add 2, reads x
+// and reads and writes y.
+double elements(const Tensor& x) { return static_cast<double>(x.numel()); }
+
 }  // namespace
 
 double sum_squares(const Context& ctx, const Tensor& x) {
   check_tensor("sum_squares", ctx, x);
+  const ProfileScope scope(ctx, "sum_squares", {2 * elements(x), bytes_of(x)});
   if (ctx.device == Device::kCpu) return cpu::sum_squares(x);
 #if TMT_WITH_CUDA
   return cuda::sum_squares(ctx, x);
@@ -31,6 +37,7 @@ double sum_squares(const Context& ctx, const Tensor& x) {
 
 void scale(const Context& ctx, const Tensor& x, double alpha) {
   check_tensor("scale", ctx, x);
+  const ProfileScope scope(ctx, "scale", {elements(x), 2 * bytes_of(x)});
   if (ctx.device == Device::kCpu) return cpu::scale(x, alpha);
 #if TMT_WITH_CUDA
   return cuda::scale(ctx, x, alpha);
@@ -44,6 +51,7 @@ void add(const Context& ctx, const Tensor& y, const Tensor& x, double alpha) {
   check_tensor("add", ctx, x);
   TMT_CHECK(x.numel() == y.numel() && x.dtype == y.dtype, "add: {} += {}: numel or dtype differ",
             y.str(), x.str());
+  const ProfileScope scope(ctx, "add", {2 * elements(x), bytes_of(x) + 2 * bytes_of(y)});
   if (ctx.device == Device::kCpu) return cpu::add(y, x, alpha);
 #if TMT_WITH_CUDA
   return cuda::add(ctx, y, x, alpha);

@@ -1,5 +1,6 @@
 #include "kernels/rmsnorm.h"
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/rmsnorm.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/rmsnorm.h"
@@ -41,12 +42,26 @@ void check_args(const char* op, const Context& ctx, const Tensor& x, const Tenso
   }
 }
 
+// Costs, per element of x [T, D]: forward ≈ 4 FLOPs (square and sum, scale twice); backward ≈ 11
+// (the row's dot product, dx, dweight's sum). Bytes: every tensor once, dweight (accumulated)
+// twice.
+OpCost fwd_cost(const Tensor& y, const Tensor& rstd, const Tensor& x, const Tensor& weight) {
+  return {4 * static_cast<double>(x.numel()), bytes_of(x, weight, y, rstd)};
+}
+
+OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const Tensor& x,
+                const Tensor& weight, const Tensor& rstd) {
+  return {11 * static_cast<double>(x.numel()),
+          bytes_of(dy, x, weight, rstd, dx) + 2 * bytes_of(dweight)};
+}
+
 }  // namespace
 
 void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const Tensor& x,
                  const Tensor& weight, double eps) {
   check_args("rmsnorm_fwd", ctx, x, weight, rstd, {&y}, weight);
   TMT_CHECK(eps >= 0.0, "rmsnorm_fwd: eps {} < 0", eps);
+  const ProfileScope scope(ctx, "rmsnorm_fwd", fwd_cost(y, rstd, x, weight));
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_fwd(y, rstd, x, weight, eps);
 #if TMT_WITH_CUDA
   return cuda::rmsnorm_fwd(ctx, y, rstd, x, weight, eps);
@@ -58,6 +73,7 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
   check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight, true);
+  const ProfileScope scope(ctx, "rmsnorm_bwd", bwd_cost(dx, dweight, dy, x, weight, rstd));
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_bwd(dx, dweight, dy, x, weight, rstd);
 #if TMT_WITH_CUDA
   return cuda::rmsnorm_bwd(ctx, dx, dweight, dy, x, weight, rstd);

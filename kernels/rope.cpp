@@ -1,5 +1,8 @@
 #include "kernels/rope.h"
 
+#include <algorithm>
+
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/rope.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/rope.h"
@@ -45,6 +48,17 @@ void check_apply(const char* op, const Context& ctx, const Tensor& y, const Tens
             device_name(ctx.device));
 }
 
+// Costs: 6 FLOPs a rotated pair (4 products, 2 sums); bytes: in, out and positions once, and
+// the table rows of up to T positions (cos and sin). The tables themselves: written once (their
+// sines and cosines are not counted as FLOPs).
+OpCost apply_cost(const Tensor& out, const Tensor& in, const Tensor& positions, const Tensor& cos,
+                  const Tensor& sin) {
+  const double share = static_cast<double>(std::min(in.size(0), cos.size(0))) /
+                       static_cast<double>(std::max<int64_t>(cos.size(0), 1));
+  return {3 * static_cast<double>(in.numel()),
+          bytes_of(in, out, positions) + bytes_of(cos, sin) * share};
+}
+
 }  // namespace
 
 void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
@@ -63,6 +77,7 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
         "> 0, beta_slow {} > 0",
         p.factor, p.original_max_seq_len, p.beta_fast, p.beta_slow);
   }
+  const ProfileScope scope(ctx, "rope_tables", {0, bytes_of(cos, sin)});
   if (ctx.device == Device::kCpu) return cpu::rope_tables(cos, sin, params);
 #if TMT_WITH_CUDA
   // The frequencies are few: the host computes them once with the reference's formula.
@@ -76,6 +91,7 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
 void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Tensor& positions,
               const Tensor& cos, const Tensor& sin) {
   check_apply("rope_fwd", ctx, out, in, positions, cos, sin);
+  const ProfileScope scope(ctx, "rope_fwd", apply_cost(out, in, positions, cos, sin));
   if (ctx.device == Device::kCpu) return cpu::rope_apply(out, in, positions, cos, sin, false);
 #if TMT_WITH_CUDA
   return cuda::rope_apply(ctx, out, in, positions, cos, sin, false);
@@ -87,6 +103,7 @@ void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Ten
 void rope_bwd(const Context& ctx, const Tensor& din, const Tensor& dout, const Tensor& positions,
               const Tensor& cos, const Tensor& sin) {
   check_apply("rope_bwd", ctx, din, dout, positions, cos, sin);
+  const ProfileScope scope(ctx, "rope_bwd", apply_cost(din, dout, positions, cos, sin));
   if (ctx.device == Device::kCpu) return cpu::rope_apply(din, dout, positions, cos, sin, true);
 #if TMT_WITH_CUDA
   return cuda::rope_apply(ctx, din, dout, positions, cos, sin, true);

@@ -2,6 +2,7 @@
 
 #include <initializer_list>
 
+#include "kernels/base/profiler.h"
 #include "kernels/cpu/router.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/router.h"
@@ -39,6 +40,10 @@ void check_args(const char* op, const Context& ctx, const Tensor& probs, const T
   on_device(op, ctx, {&logits, &probs, &topk_idx, &topk_w});
 }
 
+// Costs, with T tokens, E experts, top-K: the scores ≈ 4 FLOPs a logit, the top-k K comparisons a
+// logit; the backward ≈ 6 a logit. Bytes: every tensor once, the absent ones (Tensor{}) none.
+double tokens_experts(const Tensor& probs) { return static_cast<double>(probs.numel()); }
+
 }  // namespace
 
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
@@ -50,6 +55,9 @@ void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
             "router_fwd: top_k {} for topk_idx {}, lse {}", params.top_k, topk_idx.str(),
             lse.str());
   on_device("router_fwd", ctx, {&lse});
+  const ProfileScope scope(ctx, "router_fwd",
+                           {static_cast<double>(4 + params.top_k) * tokens_experts(logits),
+                            bytes_of(logits, probs, topk_idx, topk_w, lse)});
   if (ctx.device == Device::kCpu)
     return cpu::router_fwd(probs, topk_idx, topk_w, lse, logits, params);
 #if TMT_WITH_CUDA
@@ -74,6 +82,10 @@ void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w
       !dlse.defined() || (dlse.shape == (Shape{logits.size(0)}) && dlse.dtype == logits.dtype),
       "router_bwd: dlse {} for logits {}", dlse.str(), logits.str());
   on_device("router_bwd", ctx, {&dlogits, &dtopk_w, &dprobs, &dlse});
+  const ProfileScope scope(
+      ctx, "router_bwd",
+      {6 * tokens_experts(logits),
+       bytes_of(dlogits, dtopk_w, dprobs, dlse) + bytes_of(probs, topk_idx, topk_w, logits)});
   if (ctx.device == Device::kCpu) {
     return cpu::router_bwd(dlogits, dtopk_w, dprobs, dlse, probs, topk_idx, topk_w, logits, params);
   }
@@ -93,6 +105,8 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
             topk_idx.str());
   on_device("load_balancing_loss", ctx, {&dprobs, &probs, &topk_idx});
   TMT_CHECK(float_dtype_ok(ctx, probs.dtype), "load_balancing_loss: probs {}", probs.str());
+  const ProfileScope scope(ctx, "load_balancing_loss",
+                           {2 * tokens_experts(probs), bytes_of(probs, topk_idx, dprobs)});
   if (ctx.device == Device::kCpu)
     return cpu::load_balancing_loss(dprobs, probs, topk_idx, coeff, grad_weight);
 #if TMT_WITH_CUDA
@@ -108,6 +122,8 @@ double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double 
             "z_loss: dlse {}, lse {}", dlse.str(), lse.str());
   on_device("z_loss", ctx, {&dlse, &lse});
   TMT_CHECK(float_dtype_ok(ctx, lse.dtype), "z_loss: lse {}", lse.str());
+  const ProfileScope scope(ctx, "z_loss",
+                           {3 * static_cast<double>(lse.numel()), bytes_of(lse, dlse)});
   if (ctx.device == Device::kCpu) return cpu::z_loss(dlse, lse, coeff, grad_weight);
 #if TMT_WITH_CUDA
   return cuda::z_loss(ctx, dlse, lse, coeff, grad_weight);
@@ -126,6 +142,9 @@ void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
   on_device("router_stats", ctx, {&stats, &probs, &topk_idx, &lse});
   TMT_CHECK(float_dtype_ok(ctx, probs.dtype) && topk_idx.dtype == DType::kI32,
             "router_stats: probs {}, topk_idx {}", probs.str(), topk_idx.str());
+  const ProfileScope scope(ctx, "router_stats",
+                           {tokens_experts(probs) + static_cast<double>(topk_idx.numel()),
+                            bytes_of(probs, topk_idx, lse, stats)});
   if (ctx.device == Device::kCpu) return cpu::router_stats(stats, probs, topk_idx, lse);
 #if TMT_WITH_CUDA
   return cuda::router_stats(ctx, stats, probs, topk_idx, lse);
@@ -143,6 +162,8 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
   on_device("load_balancing_from_stats", ctx, {&dprobs, &stats});
   TMT_CHECK(float_dtype_ok(ctx, dprobs.dtype), "load_balancing_from_stats: dprobs {}",
             dprobs.str());
+  const ProfileScope scope(ctx, "load_balancing_from_stats",
+                           {tokens_experts(dprobs), bytes_of(stats, dprobs)});
   if (ctx.device == Device::kCpu)
     return cpu::load_balancing_from_stats(dprobs, stats, tokens, top_k, coeff, grad_weight);
 #if TMT_WITH_CUDA
@@ -160,6 +181,8 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
   on_device("z_loss_from_stats", ctx, {&dlse, &lse, &stats});
   TMT_CHECK(float_dtype_ok(ctx, lse.dtype) && stats.numel() >= 1,
             "z_loss_from_stats: lse {}, stats {}", lse.str(), stats.str());
+  const ProfileScope scope(ctx, "z_loss_from_stats",
+                           {2 * static_cast<double>(lse.numel()), bytes_of(lse, stats, dlse)});
   if (ctx.device == Device::kCpu)
     return cpu::z_loss_from_stats(dlse, lse, stats, tokens, coeff, grad_weight);
 #if TMT_WITH_CUDA

@@ -51,13 +51,20 @@ size_t batch_bytes(const Recipe& r) {
          Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len});
 }
 
+// The device's context with the benchmark's profiler in it (null when not profiling): every layer,
+// the optimizer and the schedule copy this context, so they all report to the same profiler.
+Context with_profiler(Context ctx, Profiler* profiler) {
+  ctx.profiler = profiler;
+  return ctx;
+}
+
 }  // namespace
 
-Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env)
+Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Profiler* profiler)
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(open_device(r)),
+      ctx_(with_profiler(open_device(r), profiler)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),

@@ -25,7 +25,11 @@ namespace tmt {
 class Trainer {
  public:
   // `recipe` must be resolved for env's layout; both must outlive the trainer.
-  Trainer(const Recipe& recipe, const DataSources& data, ParallelEnv& env);
+  // `profiler` (for the step benchmark, tests/tools/bench_train.cpp; it must outlive the trainer)
+  // goes into the Context that the model's layers and the optimizer copy at construction, so
+  // every op records into it while it is enabled (kernels/base/profiler.h).
+  Trainer(const Recipe& recipe, const DataSources& data, ParallelEnv& env,
+          Profiler* profiler = nullptr);
 
   // One optimizer step: every rank returns the same metrics (reduced over the data-parallel ranks).
   StepMetrics step();

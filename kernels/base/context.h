@@ -6,9 +6,13 @@
 
 namespace tmt {
 
+class Profiler;  // profiler.h
+
 struct Context {
   Device device = Device::kCpu;
   void* stream = nullptr;  // cudaStream_t on CUDA; unused on the CPU
+  // When set, the ops record their times and costs into it (profiler.h); shared by every copy.
+  Profiler* profiler = nullptr;
 };
 
 }  // namespace tmt

@@ -49,4 +49,17 @@ void memset_zero(void* ptr, size_t bytes, void* stream) {
   TMT_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(stream)));
 }
 
+size_t device_memory_used() {
+  size_t free = 0, total = 0;
+  TMT_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return total - free;
+}
+
+std::string device_description(int device) {
+  cudaDeviceProp prop{};
+  TMT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  return fmt::format("{}, {} SMs, {:.1f} GiB", prop.name, prop.multiProcessorCount,
+                     static_cast<double>(prop.totalGlobalMem) / (1 << 30));
+}
+
 }  // namespace tmt::cuda

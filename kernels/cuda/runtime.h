@@ -24,4 +24,10 @@ void copy_async(void* dst, const void* src, size_t bytes, void* stream);
 // Sets `bytes` bytes of device memory to zero, ordered on `stream` (nullptr = the default stream).
 void memset_zero(void* ptr, size_t bytes, void* stream);
 
+// Bytes of the current device's memory in use, by this process and any other (cudaMemGetInfo:
+// total - free; the CUDA context and library workspaces included).
+size_t device_memory_used();
+// GPU `device` in words: "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB".
+std::string device_description(int device);
+
 }  // namespace tmt::cuda
