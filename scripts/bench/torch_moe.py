@@ -3,13 +3,14 @@
 (d_model 2048, 8 layers, 16 query / 4 kv heads of 128, 8 experts top-2 with FFN 5632, vocab 32000,
 sequences of 4096), trained in bf16 with fp32 master weights (torch.autocast over fp32 parameters),
 AdamW (fused), SDPA attention (causal, GQA), experts through torch._grouped_mm when this PyTorch has
-it (else one matmul per expert), the whole step under torch.compile.
+it (else one matmul per expert), the model under torch.compile; 8 micro-batches of one sequence
+per optimizer step, as the recipe's global_batch 8 / micro_batch 1 (--accum, --batch).
 
 Prints tokens/s, achieved TFLOP/s and MFU with tramontane's FLOP count: 6 x active matmul
 parameters x tokens + attention (12 x layers x heads x head_dim x mean keys per query per token),
 against 989 TFLOP/s (H100 SXM bf16 dense).
 
-  python3 scripts/bench/torch_moe.py [--steps 10] [--warmup 3] [--no-compile] [--seq 4096]
+  python3 scripts/bench/torch_moe.py [--steps 10] [--warmup 3] [--accum 8] [--no-compile]
 """
 import argparse
 import math
@@ -141,7 +142,9 @@ def main():
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--ffn", type=int, default=5632)
     p.add_argument("--seq", type=int, default=4096)
-    p.add_argument("--batch", type=int, default=1, help="sequences per step")
+    p.add_argument("--batch", type=int, default=1, help="sequences per micro-batch")
+    p.add_argument("--accum", type=int, default=8,
+                   help="micro-batches per optimizer step (bench-1gpu: global_batch 8 of 1)")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--no-compile", action="store_true")
@@ -153,33 +156,39 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1, fused=True)
     cos, sin = rope_tables(cfg, device)
 
+    # The model is compiled; backward (through the compiled graph's own backward), gradient
+    # accumulation and the fused AdamW step run eagerly around it, as in a training loop.
+    forward = model if a.no_compile else torch.compile(model)
+
     def step(tokens, targets):
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model(tokens, targets, cos, sin)
-        loss.backward()
+        total = torch.zeros((), device=device)
+        for _ in range(a.accum):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = forward(tokens, targets, cos, sin) / a.accum
+            loss.backward()
+            total += loss.detach()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        return loss
+        return total
 
-    run = step if a.no_compile else torch.compile(step)
     tokens = torch.randint(0, cfg.vocab, (a.batch, cfg.seq), device=device)
     targets = torch.randint(0, cfg.vocab, (a.batch, cfg.seq), device=device)
     for _ in range(a.warmup):
-        run(tokens, targets)
+        step(tokens, targets)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(a.steps):
-        loss = run(tokens, targets)
+        loss = step(tokens, targets)
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t0) / a.steps
-    tok_s = a.batch * cfg.seq / dt
+    tok_s = a.accum * a.batch * cfg.seq / dt
     tflops = tok_s * flops_per_token(cfg) / 1e12
     params = sum(x.numel() for x in model.parameters())
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, "
           f"{'torch.compile' if not a.no_compile else 'eager'}, "
           f"grouped_mm {'yes' if hasattr(torch, '_grouped_mm') else 'no (per-expert matmuls)'}")
-    print(f"{params / 1e9:.2f}B parameters, {a.batch} x {cfg.seq} tokens per step, "
+    print(f"{params / 1e9:.2f}B parameters, {a.accum} x {a.batch} x {cfg.seq} tokens per step, "
           f"loss {loss.item():.4f} (random tokens: ~ln V = {math.log(cfg.vocab):.2f})")
     print(f"step {dt * 1e3:.1f} ms | {tok_s:,.0f} tokens/s | {tflops:.1f} TFLOP/s | "
           f"MFU {100 * tflops / PEAK_TFLOPS:.1f}% | peak memory "
