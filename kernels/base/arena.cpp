@@ -26,13 +26,17 @@ bool has_device_allocator(Device device) {
   return device == Device::kCpu || g_cuda_allocator.allocate != nullptr;
 }
 
-Arena::Arena(Device device, size_t capacity_bytes, std::string name)
-    : capacity_(round_up(capacity_bytes)), device_(device), name_(std::move(name)) {
+Arena::Arena(Device device, size_t capacity_bytes, std::string name, Fill fill)
+    : capacity_(round_up(capacity_bytes)),
+      device_(device),
+      zero_fill_(fill == Fill::kZeroed),
+      name_(std::move(name)) {
   if (capacity_ == 0) return;
   if (device == Device::kCpu) {
     base_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity_));
     TMT_CHECK(base_ != nullptr, "arena '{}': cannot allocate {} bytes on the host", name_,
               capacity_);
+    if (!zero_fill_) std::memset(base_, 0xff, capacity_);  // NaN: reads before writes show
   } else {
     TMT_CHECK(g_cuda_allocator.allocate != nullptr, "arena '{}': no CUDA backend in this build",
               name_);
@@ -69,6 +73,7 @@ Arena& Arena::operator=(Arena&& other) noexcept {
     peak_ = std::exchange(other.peak_, 0);
     device_ = other.device_;
     counting_ = other.counting_;
+    zero_fill_ = other.zero_fill_;
     name_ = std::move(other.name_);
   }
   return *this;
@@ -97,7 +102,7 @@ Tensor Arena::alloc(DType dtype, Shape shape) {
   t.dtype = dtype;
   t.device = device_;
   t.shape = shape;
-  if (bytes > 0) {
+  if (bytes > 0 && zero_fill_) {
     if (device_ == Device::kCpu) {
       std::memset(t.data, 0, bytes);
     } else {

@@ -4,6 +4,11 @@
 // training step allocates nothing. `mark()`/`reset(mark)` give stack-like reuse for scratch memory.
 // Every allocation is aligned to kAlignment bytes (enough for vectorised loads and cuBLASLt).
 //
+// A scratch arena (Fill::kUninitialized) skips the zeroing: its tensors hold whatever the last user
+// left (on the CPU a fresh one is all 0xff bytes, a NaN in every float type, so that a read before
+// a write shows in the CPU tests); for temporaries that the ops write before reading, where a
+// memset per allocation would cost a pass over them.
+//
 // A counting arena (Arena::counting()) holds no memory: its tensors have no data, it only adds up
 // what was asked. Running the same allocation code on one first gives the exact size of the real
 // arena, so sizes are never computed twice by hand.
@@ -29,8 +34,10 @@ class Arena {
  public:
   static constexpr size_t kAlignment = 256;
 
+  enum class Fill : uint8_t { kZeroed, kUninitialized };
+
   Arena() = default;
-  Arena(Device device, size_t capacity_bytes, std::string name);
+  Arena(Device device, size_t capacity_bytes, std::string name, Fill fill = Fill::kZeroed);
   static Arena counting(Device device);
   ~Arena();
   Arena(Arena&& other) noexcept;
@@ -38,7 +45,8 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
-  // A zero-filled tensor of this shape; fatal if the arena is too small (its size is a setup bug).
+  // A tensor of this shape, zero-filled unless the arena is kUninitialized; fatal if the arena is
+  // too small (its size is a setup bug).
   Tensor alloc(DType dtype, Shape shape);
 
   size_t mark() const { return used_; }
@@ -60,6 +68,7 @@ class Arena {
   size_t peak_ = 0;
   Device device_ = Device::kCpu;
   bool counting_ = false;
+  bool zero_fill_ = true;
   std::string name_;
 };
 

@@ -71,7 +71,8 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
   Arena count_scratch = Arena::counting(ctx.device);
   allocate_activations(count_acts, count_scratch);
   acts_ = Arena(ctx.device, count_acts.peak(), "activations");
-  scratch_ = Arena(ctx.device, count_scratch.peak(), "scratch");
+  // Backward's temporaries are written before they are read: no memset per allocation.
+  scratch_ = Arena(ctx.device, count_scratch.peak(), "scratch", Arena::Fill::kUninitialized);
   allocate_activations(acts_, scratch_);
 
   // Positions repeat 0..S-1 for each sequence of the micro-batch; the RoPE tables cover them.

@@ -176,8 +176,8 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
                dxr = g.dxr.slice(0, recv_);
   const int64_t le = exchange_.local_experts();
   const Shape w13{le, 2 * hidden_, d};
-  unpermute_bwd(ctx, dyp, g.dtopk_w, dy, yp, topk_w_,
-                plan_);  // dtopk_w accumulates onto zeroed scratch
+  zero(ctx, g.dtopk_w);  // unpermute_bwd accumulates into it (scratch is not zeroed)
+  unpermute_bwd(ctx, dyp, g.dtopk_w, dy, yp, topk_w_, plan_);
   exchange_.to_experts(ctx, dye, dyr, dyp);
   grouped_linear_bwd(ctx, da, ps[w2_].grad, dye, a, ps[w2_].weight, exchange_.local_counts());
   swiglu_bwd(ctx, dgu, da, gu);
