@@ -84,6 +84,7 @@ class NcclCommunicator final : public Communicator {
   int size() const override { return mpi_->size(); }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
+    if (size() == 1 || t.numel() == 0) return;  // (a one-rank data-parallel group's gradients)
     if (t.device == Device::kCpu) return mpi_->all_reduce(t, op);
     TMT_NCCL_CHECK(
         ncclAllReduce(t.data, t.data, count(t), nccl_type(t.dtype), nccl_op(op), comm_, stream_));
@@ -144,6 +145,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void broadcast(const Tensor& t, int root) override {
+    if (size() == 1) return;
     if (t.device == Device::kCpu) return mpi_->broadcast(t, root);
     TMT_NCCL_CHECK(
         ncclBroadcast(t.data, t.data, count(t), nccl_type(t.dtype), root, comm_, stream_));
