@@ -72,8 +72,8 @@ class MoeLayer {
   std::vector<double> stats_host_;  // the same on the host
   Tensor xp_, yp_;  // this rank's assignments in plan order: at most T·K rows of [D]
   Tensor yw_;       // etp > 1: the etp partial outputs of each, [etp·T·K, D]
-  Tensor xr_, xe_, gu_, a_,
-      ye_;                   // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
+  // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
+  Tensor xr_, xe_, gu_, a_, ye_;
   DispatchPlan plan_;        // this rank's tokens over all experts
   ExpertExchange exchange_;  // to and from the ranks that hold the experts
   int64_t rows_ = 0;         // assignments this rank sends (the kept ones)
