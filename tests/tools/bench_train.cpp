@@ -270,7 +270,9 @@ int run(const Options& o) {
     std::fflush(stdout);
   }
 
-  auto world = mpi_world();
+  // The groups as `tramontane train` makes them: NCCL on GPUs with one rank each (parallel.comm).
+  auto mpi = mpi_world();
+  auto world = open_world(r, *mpi, open_device(r));
   ParallelEnv env = ParallelEnv::create(*world, r.parallel);
   Profiler profiler(peaks, /*enabled=*/false);
   Trainer trainer(r, data, env, &profiler);

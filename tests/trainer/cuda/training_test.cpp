@@ -7,6 +7,9 @@
 // norm on the dense variant of the model (with experts, bf16 rounding flips the choice of a few
 // tokens between near-tied experts, which moves those experts' gradients by tens of percent: a
 // property of the routing, not an error).
+// (d) `tramontane train` on the GPU, the way users run it: the tiny recipe at one rank in bf16,
+// its groups over NCCL (one rank, one GPU), validation and a checkpoint; it learns, and a second
+// run with more steps resumes from the checkpoint.
 // (c) bf16 on the GPU with a checkpoint: 6 steps saving after 3; a second trainer loads it and
 // runs steps 4..6 and a validation pass — the same losses (1e-3: f32 atomics in the embedding's
 // backward add in no fixed order) and a finite validation loss. Without the bf16 weights
@@ -19,12 +22,16 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "kernels/base/rng.h"
 #include "parallel/mpi_env.h"
 #include "tests/support/compare.h"
 #include "tests/support/cuda_io.h"
+#include "tests/support/run.h"
 #include "tests/support/small_moe.h"
+#include "tests/support/temp_dir.h"
 #include "trainer/trainer.h"
 
 namespace tmt {
@@ -200,6 +207,53 @@ TEST(CudaTraining, Bf16CheckpointResumesAndValidates) {
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   std::filesystem::remove_all(dir + "-2", ec);
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::vector<nlohmann::json> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(nlohmann::json::parse(l));
+  return lines;
+}
+
+test::RunResult train_tiny(const std::string& dir, int steps) {
+  std::vector<std::string> argv = {test::tramontane_binary(), "train",
+                                   test::source_path("recipes/tiny.yaml")};
+  for (const std::string& s : std::vector<std::string>{
+           "parallel.tp=1", "parallel.pp=1", "parallel.ep=1", "train.device=cuda",
+           "train.dtype=bf16", "log.eval_every=10", "checkpoint.every=10",
+           "train.steps=" + std::to_string(steps), "run.dir=" + dir}) {
+    argv.push_back("--set");
+    argv.push_back(s);
+  }
+  return test::run_command(argv, 300);
+}
+
+TEST(CudaTraining, Bf16BinaryTrainsOverNcclAndResumes) {
+  test::TempDir dir;
+  const std::string run_dir = dir.file("run");
+  const test::RunResult first = train_tiny(run_dir, 40);
+  ASSERT_EQ(first.exit_code, 0) << first.out << first.err;
+  EXPECT_NE((first.out + first.err).find("communicating over NCCL"), std::string::npos)
+      << first.out << first.err;
+  const std::vector<nlohmann::json> m = read_metrics(run_dir);
+  ASSERT_EQ(m.size(), 40u);
+  const double loss0 = m.front()["loss"].get<double>(), loss1 = m.back()["loss"].get<double>();
+  EXPECT_LT(loss1, loss0 - 0.3) << "bf16 on the GPU did not learn";
+  ASSERT_TRUE(m.back().contains("val_loss"));
+  EXPECT_TRUE(std::isfinite(m.back()["val_loss"].get<double>()));
+  EXPECT_TRUE(std::filesystem::exists(run_dir + "/checkpoints/step-0000040/index.h5"));
+  std::printf("tiny, bf16 on the GPU: loss %.4f -> %.4f, val %.4f\n", loss0, loss1,
+              m.back()["val_loss"].get<double>());
+
+  const test::RunResult more = train_tiny(run_dir, 50);
+  ASSERT_EQ(more.exit_code, 0) << more.out << more.err;
+  EXPECT_NE((more.out + more.err).find("resumed from"), std::string::npos) << more.out << more.err;
+  const std::vector<nlohmann::json> m2 = read_metrics(run_dir);
+  ASSERT_EQ(m2.size(), 50u);
+  EXPECT_EQ(m2[40]["step"].get<int64_t>(), 41);
+  // Resumed from the step-40 master weights: it goes on from where the first run ended.
+  EXPECT_LT(m2[40]["loss"].get<double>(), loss0 - 0.3);
 }
 
 }  // namespace
