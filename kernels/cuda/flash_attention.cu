@@ -168,6 +168,31 @@ __device__ __forceinline__ void store_rows(bf16* base, int64_t stride, int row0,
   }
 }
 
+// Two products of a warp's 16 rows over the head dimension, sharing the loop: x += A1 B1ᵀ and
+// y += A2 B2ᵀ, with A1, A2 rows [row0, row0 + 16) of [rows][Dh] tiles and B1, B2 [N][Dh] tiles
+// (N columns of the results). The backward's S = Q Kᵀ with dP = dout Vᵀ, and their transposes.
+template <int Dh, int N>
+__device__ __forceinline__ void two_products(float (&x)[N / 8][4], float (&y)[N / 8][4],
+                                             const bf16* a1, const bf16* a2, const bf16* b1,
+                                             const bf16* b2, int ld, int row0) {
+#pragma unroll
+  for (int kc = 0; kc < Dh / 16; ++kc) {
+    uint32_t fa1[4], fa2[4];
+    load_a(fa1, a1, ld, row0, 16 * kc);
+    load_a(fa2, a2, ld, row0, 16 * kc);
+#pragma unroll
+    for (int np = 0; np < N / 16; ++np) {
+      uint32_t b[4];
+      load_b_nk(b, b1, ld, 16 * np, 16 * kc);
+      mma_bf16_16816(x[2 * np], fa1, b[0], b[1]);
+      mma_bf16_16816(x[2 * np + 1], fa1, b[2], b[3]);
+      load_b_nk(b, b2, ld, 16 * np, 16 * kc);
+      mma_bf16_16816(y[2 * np], fa2, b[0], b[1]);
+      mma_bf16_16816(y[2 * np + 1], fa2, b[2], b[3]);
+    }
+  }
+}
+
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(kFullMask, x, 1));
   return fmaxf(x, __shfl_xor_sync(kFullMask, x, 2));
@@ -370,22 +395,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     const bf16* vt = vs + t % 2 * kKeyTile * ld;
 
     float s[kKeyTile / 8][4] = {}, dp[kKeyTile / 8][4] = {};  // S = Q Kᵀ, dP = dout Vᵀ
-#pragma unroll
-    for (int kc = 0; kc < Dh / 16; ++kc) {
-      uint32_t qa[4], da[4];
-      load_a(qa, qs, ld, 16 * warp, 16 * kc);
-      load_a(da, dos, ld, 16 * warp, 16 * kc);
-#pragma unroll
-      for (int np = 0; np < kKeyTile / 16; ++np) {
-        uint32_t b[4];
-        load_b_nk(b, kt, ld, 16 * np, 16 * kc);
-        mma_bf16_16816(s[2 * np], qa, b[0], b[1]);
-        mma_bf16_16816(s[2 * np + 1], qa, b[2], b[3]);
-        load_b_nk(b, vt, ld, 16 * np, 16 * kc);
-        mma_bf16_16816(dp[2 * np], da, b[0], b[1]);
-        mma_bf16_16816(dp[2 * np + 1], da, b[2], b[3]);
-      }
-    }
+    two_products<Dh, kKeyTile>(s, dp, qs, dos, kt, vt, ld, 16 * warp);
 
     const bool full = n.all_visible(i0, kQueryTile, j0, kKeyTile);
 #pragma unroll
@@ -471,22 +481,7 @@ __global__ void __launch_bounds__(kBlockThreads)
     const float* d_t = ds + step % 2 * kQ;
 
     float st[kQ / 8][4] = {}, dpt[kQ / 8][4] = {};  // Sᵀ = K Qᵀ, dPᵀ = V doutᵀ: 16 keys by kQ
-#pragma unroll
-    for (int kc = 0; kc < Dh / 16; ++kc) {
-      uint32_t ka[4], va[4];
-      load_a(ka, ks, ld, 16 * warp, 16 * kc);
-      load_a(va, vs, ld, 16 * warp, 16 * kc);
-#pragma unroll
-      for (int np = 0; np < kQ / 16; ++np) {
-        uint32_t b[4];
-        load_b_nk(b, qt, ld, 16 * np, 16 * kc);
-        mma_bf16_16816(st[2 * np], ka, b[0], b[1]);
-        mma_bf16_16816(st[2 * np + 1], ka, b[2], b[3]);
-        load_b_nk(b, dot, ld, 16 * np, 16 * kc);
-        mma_bf16_16816(dpt[2 * np], va, b[0], b[1]);
-        mma_bf16_16816(dpt[2 * np + 1], va, b[2], b[3]);
-      }
-    }
+    two_products<Dh, kQ>(st, dpt, ks, vs, qt, dot, ld, 16 * warp);
 
     const bool full = n.all_visible(i0, kQ, j0, kKeyTile);
 #pragma unroll
