@@ -11,6 +11,10 @@ namespace tmt {
 // starts; 0 when not launched by one. For deciding who prints an error about the command line.
 int launcher_rank();
 
+// This process's index among the ranks on its node (OMPI_COMM_WORLD_LOCAL_RANK, else
+// SLURM_LOCALID, else 0): which of the node's GPUs it binds.
+int local_rank();
+
 class MpiEnvironment {
  public:
   // Initialises MPI (thread level FUNNELED), records rank and world for messages, and makes fatal

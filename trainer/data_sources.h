@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "data/sequence_source.h"
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 
 namespace tmt {
 

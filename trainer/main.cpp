@@ -11,11 +11,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "data/prepare.h"
 #include "kernels/base/check.h"
 #include "kernels/cpu/threads.h"
 #include "parallel/mpi_env.h"
-#include "trainer/commands.h"
+#include "trainer/commands/commands.h"
 
 namespace {
 
@@ -33,12 +32,6 @@ void print_error(const std::string& message) {
     std::fprintf(stderr, "error: %s\n", message.c_str());
     std::fflush(stderr);
   }
-}
-
-int run_prepare(const tmt::PrepareOptions& options) {
-  const tmt::PrepareSummary s = tmt::prepare_shards(options);
-  fmt::print("{}\n", s.describe());
-  return 0;
 }
 
 }  // namespace
@@ -138,7 +131,7 @@ int main(int argc, char** argv) {
 
   try {
     if (check_cmd->parsed()) return tmt::run_check(check);
-    if (prepare_cmd->parsed()) return run_prepare(prepare);
+    if (prepare_cmd->parsed()) return tmt::run_prepare(prepare);
     if (inspect_cmd->parsed()) return tmt::run_inspect(inspect);
     if (train_cmd->parsed()) {
       tmt::MpiEnvironment mpi(&argc, &argv);

@@ -9,9 +9,11 @@
 #include "kernels/base/log.h"
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
-#include "trainer/device.h"
-#include "trainer/lr_schedule.h"
-#include "trainer/model_stats.h"
+#include "kernels/base/device.h"
+#include "parallel/mpi_env.h"
+#include "parallel/open_world.h"
+#include "trainer/optim/lr_schedule.h"
+#include "trainer/model/model_stats.h"
 
 namespace tmt {
 namespace {
@@ -64,7 +66,7 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(with_profiler(open_device(r), profiler)),
+      ctx_(with_profiler(open_device(device_of(r), local_rank()), profiler)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
@@ -158,9 +160,9 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 int train(const Recipe& r, const DataSources& data, const std::string& resume_from) {
   auto mpi = mpi_world();
   // The GPU first: NCCL binds to the device that is current when its communicators are made.
-  const Context ctx = open_device(r);
-  auto world = open_world(r, *mpi, ctx);
-  ParallelEnv env = ParallelEnv::create(*world, r.parallel);
+  const Context ctx = open_device(device_of(r), local_rank());
+  auto world = open_world(comm_of(r), r.origin_of("parallel.comm"), *mpi, ctx);
+  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Trainer trainer(r, data, env);
 
   TrainingState state;

@@ -11,14 +11,14 @@
 #include <memory>
 #include <optional>
 
-#include "trainer/checkpoint.h"
+#include "trainer/checkpoint/checkpoint.h"
 #include "trainer/data_sources.h"
-#include "trainer/metrics.h"
+#include "trainer/metrics/metrics.h"
 #include "trainer/model/model.h"
-#include "trainer/optimizer.h"
-#include "trainer/parallel_env.h"
-#include "trainer/schedule.h"
-#include "trainer/recipe.h"
+#include "trainer/optim/optimizer.h"
+#include "parallel/groups.h"
+#include "trainer/pipeline/one_f_one_b.h"
+#include "trainer/recipe/recipe.h"
 
 namespace tmt {
 

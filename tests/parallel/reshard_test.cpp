@@ -46,7 +46,7 @@ std::vector<double> run(const Layout& layout, const std::string& dir, bool save,
     Recipe r = parse_recipe(kRecipe, layout.str(), layout.sets(dir));
     resolve_layout(r, layout.world());
     const DataSources data = open_data(r);
-    ParallelEnv env = ParallelEnv::create(*group, r.parallel);
+    ParallelEnv env = ParallelEnv::create(*group, layout_of(r.parallel));
     Trainer trainer(r, data, env);
     if (!load.empty()) {
       check_checkpoint(load, r, trainer.model().params(), group->rank(), group->size());

@@ -9,7 +9,9 @@
 
 #include "kernels/cuda/runtime.h"
 #include "tests/support/mpi_gtest.h"
-#include "trainer/device.h"
+#include "kernels/base/device.h"
+#include "parallel/mpi_env.h"
+#include "parallel/open_world.h"
 
 int main(int argc, char** argv) {
   tmt::test::start_mpi(&argc, &argv);

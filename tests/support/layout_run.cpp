@@ -59,7 +59,7 @@ std::map<std::string, std::vector<double>> gather_params(const ParamStore& local
 
 TrainRun train_steps(const Recipe& recipe, Communicator& world, const ParamStore* whole) {
   const DataSources data = open_data(recipe);
-  ParallelEnv env = ParallelEnv::create(world, recipe.parallel);
+  ParallelEnv env = ParallelEnv::create(world, layout_of(recipe.parallel));
   Trainer trainer(recipe, data, env);
   TrainRun run;
   for (int i = 0; i < recipe.train.steps; ++i) run.losses.push_back(trainer.step().loss);

@@ -10,7 +10,7 @@
 
 #include "parallel/comm.h"
 #include "trainer/model/params.h"
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 
 namespace tmt::test {
 

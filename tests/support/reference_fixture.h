@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "trainer/model/model.h"
-#include "trainer/safetensors.h"
+#include "trainer/interop/safetensors.h"
 
 namespace tmt::test {
 

@@ -36,8 +36,10 @@
 #include "kernels/base/profiler.h"
 #include "kernels/cpu/threads.h"
 #include "parallel/mpi_env.h"
-#include "trainer/device.h"
-#include "trainer/model_stats.h"
+#include "kernels/base/device.h"
+#include "parallel/mpi_env.h"
+#include "parallel/open_world.h"
+#include "trainer/model/model_stats.h"
 #include "trainer/trainer.h"
 #if TMT_WITH_CUDA
 #include "kernels/cuda/runtime.h"
@@ -272,8 +274,8 @@ int run(const Options& o) {
 
   // The groups as `tramontane train` makes them: NCCL on GPUs with one rank each (parallel.comm).
   auto mpi = mpi_world();
-  auto world = open_world(r, *mpi, open_device(r));
-  ParallelEnv env = ParallelEnv::create(*world, r.parallel);
+  auto world = open_world(comm_of(r), r.origin_of("parallel.comm"), *mpi, open_device(device_of(r), local_rank()));
+  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Profiler profiler(peaks, /*enabled=*/false);
   Trainer trainer(r, data, env, &profiler);
   const auto sync = [&] {

@@ -11,7 +11,9 @@
 #include <sstream>
 
 #include "tests/support/run.h"
-#include "trainer/device.h"
+#include "kernels/base/device.h"
+#include "parallel/mpi_env.h"
+#include "parallel/open_world.h"
 
 namespace tmt {
 namespace {

@@ -1,5 +1,5 @@
 // Learning-rate schedules at their defining points.
-#include "trainer/lr_schedule.h"
+#include "trainer/optim/lr_schedule.h"
 
 #include <gtest/gtest.h>
 

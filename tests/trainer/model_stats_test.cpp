@@ -1,6 +1,6 @@
 // Parameter and FLOP counts against numbers worked out by hand from the formulas' definitions and
 // against Mixtral's published sizes.
-#include "trainer/model_stats.h"
+#include "trainer/model/model_stats.h"
 
 #include <gtest/gtest.h>
 

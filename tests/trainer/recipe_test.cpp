@@ -1,7 +1,7 @@
 // Recipes that are good: values, defaults, overrides, the round trip through to_yaml, and the
 // layout arithmetic. (Malformed recipes are tested end to end in cli_test over
 // tests/trainer/bad_recipes/.)
-#include "trainer/recipe.h"
+#include "trainer/recipe/recipe.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // TensorBoard event files: the CRC-32C check value, and a written file read back record by record —
 // lengths and masked CRCs verified, the protocol buffers decoded to the tags, steps and values
 // written.
-#include "trainer/tensorboard.h"
+#include "trainer/metrics/tensorboard.h"
 
 #include <gtest/gtest.h>
 

@@ -14,7 +14,7 @@
 // before the projections; o Woᵀ is a partial sum, reduce-scattered back to the chunks.
 #pragma once
 
-#include "trainer/model/layer.h"
+#include "trainer/model/layer_env.h"
 
 namespace tmt {
 

@@ -12,7 +12,7 @@
 // [T, D] and y a partial sum the caller reduce-scatters.
 #pragma once
 
-#include "trainer/model/layer.h"
+#include "trainer/model/layer_env.h"
 
 namespace tmt {
 

@@ -7,7 +7,7 @@
 #include "kernels/reduce.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
-#include "trainer/stages.h"
+#include "trainer/pipeline/stages.h"
 
 namespace tmt {
 

@@ -36,7 +36,7 @@
 
 #include "kernels/moe_dispatch.h"
 #include "parallel/expert_exchange.h"
-#include "trainer/model/layer.h"
+#include "trainer/model/layer_env.h"
 
 namespace tmt {
 

@@ -114,7 +114,7 @@ TEST(CudaTraining, Bf16ModelForwardBackwardNearCpuFp32) {
 std::vector<double> train_losses(const Recipe& r) {
   auto world = mpi_world();
   const DataSources data = open_data(r);
-  ParallelEnv env = ParallelEnv::create(*world, r.parallel);
+  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Trainer trainer(r, data, env);
   std::vector<double> losses;
   for (int64_t i = 0; i < r.train.steps; ++i) losses.push_back(trainer.step().loss);
@@ -162,7 +162,7 @@ std::vector<double> run_with_checkpoint(const std::string& dir, bool save,
                               "data.source=synthetic", "run.dir=" + dir});
   auto world = mpi_world();
   const DataSources data = open_data(r);
-  ParallelEnv env = ParallelEnv::create(*world, r.parallel);
+  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Trainer trainer(r, data, env);
   if (!load.empty()) {
     check_checkpoint(load, r, trainer.model().params(), 0, 1);

@@ -1,0 +1,36 @@
+#include "parallel/groups.h"
+
+#include <algorithm>
+
+#include "kernels/base/check.h"
+
+namespace tmt {
+namespace {
+
+std::unique_ptr<Communicator> group(const Communicator& world, const Layout& l, GroupKind kind) {
+  const auto members = group_ranks(l, world.rank(), kind);
+  const auto position = std::find(members.begin(), members.end(), world.rank()) - members.begin();
+  return world.split(static_cast<int>(members.front()), static_cast<int>(position));
+}
+
+}  // namespace
+
+ParallelEnv ParallelEnv::create(const Communicator& world, const Layout& layout) {
+  ParallelEnv env;
+  env.layout = layout;
+  check_layout(env.layout);
+  TMT_CHECK(env.layout.world() == world.size(), "layout of {} ranks on a world of {}",
+            env.layout.world(), world.size());
+  env.coords = coords_of(env.layout, world.rank());
+  env.world = world.split(0, world.rank());
+  env.tp = group(world, env.layout, GroupKind::kTp);
+  env.dp = group(world, env.layout, GroupKind::kDp);
+  env.pp = group(world, env.layout, GroupKind::kPp);
+  env.etp = group(world, env.layout, GroupKind::kEtp);
+  env.ep = group(world, env.layout, GroupKind::kEp);
+  env.edp = group(world, env.layout, GroupKind::kEdp);
+  env.experts = group(world, env.layout, GroupKind::kExperts);
+  return env;
+}
+
+}  // namespace tmt

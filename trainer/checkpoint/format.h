@@ -1,0 +1,76 @@
+// The checkpoint format: sharded HDF5 files in global index space, written atomically, loadable at
+// any layout of the same model. This page is the contract; save.cpp, load.cpp and inspect.cpp
+// implement it.
+//
+//   run.dir/checkpoints/step-0000100/
+//     rank-00003.h5   the blocks rank 3 writes: /param/<name>, /exp_avg/<name>, /exp_avg_sq/<name>
+//                     (f32, the block's own shape; attribute "offset": where it sits in the tensor)
+//     index.h5        the same paths as HDF5 virtual datasets of the tensors' global shapes,
+//                     stitched from the shards (experts by global expert index, TP shards side by
+//                     side, pipeline stages by global layer index), so h5py reads any tensor whole
+//                     with no tramontane code; attributes: format_version, tramontane_version,
+//                     step, adam_steps, skipped_in_a_row, seed, consumed_sequences, recipe (the
+//                     resolved YAML), layout and shards (JSON: each shard's file, bytes, CRC-32C)
+//   run.dir/checkpoints/latest   one line: the newest complete checkpoint's directory name
+//
+// Each block of a tensor is written once: of the ranks that hold the same block (data-parallel
+// replicas, and tensor-parallel ones for norms and routers), the one at replica index hash(name)
+// mod replicas writes it, so the writing spreads over the data-parallel ranks. The fp32 values are
+// the master weights; exp_avg and exp_avg_sq are AdamW's moments, gathered whole from zero1
+// shards first.
+//
+// Atomic: everything is written under step-NNNNNNN.partial/ and fsynced; rank 0 then writes the
+// index, renames the directory and only then replaces `latest` (write, fsync, rename). A run
+// killed at any moment leaves the previous checkpoint as latest; leftover .partial directories are
+// removed by the next save. (For crash tests, TMT_FAULT_KILL_IN_SAVE=N makes rank 0 kill itself
+// in the save of step N, after the shards and before the index.)
+//
+// Loading reads, for each of this rank's blocks at its own layout, the hyperslab of the global
+// tensor through the index, so tp, pp, ep, etp, dp and zero1 may all differ from the writer's.
+// Before anything is read every shard's size and checksum are verified (HDF5 would silently read
+// the fill value from a missing shard).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "trainer/checkpoint/hdf5.h"
+#include "trainer/model/params.h"
+#include "trainer/recipe/recipe.h"
+
+namespace tmt::ckpt {
+
+inline constexpr int64_t kFormatVersion = 1;
+
+// The three tensors kept per parameter: the master weights and AdamW's two moments.
+inline constexpr const char* kKinds[] = {"param", "exp_avg", "exp_avg_sq"};
+
+std::string step_name(int64_t step);  // "step-0000100"
+std::string shard_name(int rank);     // "rank-00003.h5"
+
+// The flat position of a parameter's block within its group (the moments are laid out alike),
+// the group that holds it, and its block of a group-sized flat tensor.
+int64_t offset_in_group(const Param& p, const ParamGroup& g);
+size_t group_of(const Param& p, const ParamStore& params);
+Tensor block_of(const Tensor& flat, const Param& p, const ParamGroup& g);
+
+// The model keys that decide the tensors' names and shapes, as (key, value text) pairs: a
+// checkpoint loads only into a model whose keys all agree.
+std::vector<std::pair<std::string, std::string>> shape_keys(const ModelConfig& m);
+
+// index.h5 of a checkpoint directory, opened after checking that it exists and has our format
+// version. Throws InputError naming the file.
+h5::Handle open_index(const std::filesystem::path& dir);
+// A JSON attribute of the index (layout, shards); InputError when missing or malformed.
+nlohmann::json read_json_attr(hid_t file, const char* name, const std::filesystem::path& index);
+// A shard the index lists: present, of the size and CRC-32C the index recorded (InputError).
+void verify_shard(const std::filesystem::path& dir, const nlohmann::json& entry);
+
+void fsync_path(const std::filesystem::path& p);
+uint32_t file_crc32c(const std::filesystem::path& p);
+
+}  // namespace tmt::ckpt

@@ -1,0 +1,88 @@
+#include "trainer/checkpoint/hdf5.h"
+
+#include <algorithm>
+
+namespace tmt::h5 {
+
+std::string last_error() {
+  std::string message;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+        auto* m = static_cast<std::string*>(out);
+        if (m->empty() && e->desc != nullptr) *m = e->desc;
+        return 0;
+      },
+      &message);
+  return message.empty() ? "HDF5 reported an error" : message;
+}
+
+void quiet_hdf5() {
+  static const bool once = [] {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    return true;
+  }();
+  (void)once;
+}
+
+std::vector<hsize_t> dims_of(const Shape& s) {
+  std::vector<hsize_t> d;
+  for (int i = 0; i < s.rank(); ++i) d.push_back(static_cast<hsize_t>(s[i]));
+  return d;
+}
+
+std::vector<hsize_t> dataset_dims(hid_t dataset) {
+  Handle space(H5Dget_space(dataset), H5Sclose);
+  const int rank = H5Sget_simple_extent_ndims(space.id());
+  std::vector<hsize_t> dims(static_cast<size_t>(std::max(rank, 0)));
+  H5Sget_simple_extent_dims(space.id(), dims.data(), nullptr);
+  return dims;
+}
+
+std::string shape_str(const std::vector<hsize_t>& d) {
+  std::string s = "[";
+  for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "]";
+}
+
+Handle link_props() {
+  Handle lcpl(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(lcpl.id(), 1);
+  return lcpl;
+}
+
+void write_string_attr(hid_t obj, const char* name, const std::string& value) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.id(), std::max<size_t>(value.size(), 1));
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(obj, name, type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  TMT_H5_CHECK(H5Awrite(attr.id(), type.id(), value.data()), "attribute {}", name);
+}
+
+void write_int_attr(hid_t obj, const char* name, int64_t value) {
+  Handle space(H5Screate(H5S_SCALAR), H5Sclose);
+  Handle attr(H5Acreate2(obj, name, H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  TMT_H5_CHECK(H5Awrite(attr.id(), H5T_NATIVE_INT64, &value), "attribute {}", name);
+}
+
+std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) <= 0) return std::nullopt;
+  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  Handle type(H5Aget_type(attr.id()), H5Tclose);
+  if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) > 0)
+    return std::nullopt;
+  std::string value(H5Tget_size(type.id()), '\0');
+  if (H5Aread(attr.id(), type.id(), value.data()) < 0) return std::nullopt;
+  value.erase(std::find(value.begin(), value.end(), '\0'), value.end());
+  return value;
+}
+
+std::optional<int64_t> read_int_attr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) <= 0) return std::nullopt;
+  Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  int64_t v = 0;
+  if (H5Aread(attr.id(), H5T_NATIVE_INT64, &v) < 0) return std::nullopt;
+  return v;
+}
+
+}  // namespace tmt::h5

@@ -1,0 +1,76 @@
+// The few HDF5 pieces the checkpoint code needs: an owning handle, attributes, and TMT_H5_CHECK.
+//
+// HDF5 reports failure by returning a negative id or status; TMT_H5_CHECK(call, context...) turns
+// that into a fatal error (kernels/base/check.h) with the innermost message of HDF5's error stack.
+// HDF5's own printing of that stack is off (quiet_hdf5), so bad input can be reported as one
+// `error:` line instead.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/base/check.h"
+#include "kernels/base/tensor.h"
+
+namespace tmt::h5 {
+
+// The innermost description on HDF5's default error stack ("" when it is empty).
+std::string last_error();
+
+}  // namespace tmt::h5
+
+#define TMT_H5_CHECK(call, ...)                                                              \
+  do {                                                                                       \
+    if ((call) < 0) [[unlikely]] {                                                           \
+      ::tmt::fatal(__FILE__, __LINE__, ::fmt::format(__VA_ARGS__), ::tmt::h5::last_error()); \
+    }                                                                                        \
+  } while (0)
+
+namespace tmt::h5 {
+
+// Owns one hid_t and closes it with its own close function.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = -1; }
+  Handle& operator=(Handle&& o) noexcept {
+    std::swap(id_, o.id_);
+    std::swap(close_, o.close_);
+    return *this;
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() {
+    if (id_ >= 0 && close_ != nullptr) close_(id_);
+  }
+  hid_t id() const { return id_; }
+  bool ok() const { return id_ >= 0; }
+
+ private:
+  hid_t id_ = -1;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// Turns off HDF5's printing of its error stack (once per process).
+void quiet_hdf5();
+
+std::vector<hsize_t> dims_of(const Shape& s);
+std::vector<hsize_t> dataset_dims(hid_t dataset);
+std::string shape_str(const std::vector<hsize_t>& dims);  // "[8, 2, 64, 128]"
+
+// Link creation properties that create missing intermediate groups ("param/layers.0.attn.wq").
+Handle link_props();
+
+void write_string_attr(hid_t obj, const char* name, const std::string& value);
+void write_int_attr(hid_t obj, const char* name, int64_t value);
+// nullopt when the attribute is missing or not of that type.
+std::optional<std::string> read_string_attr(hid_t obj, const char* name);
+std::optional<int64_t> read_int_attr(hid_t obj, const char* name);
+
+}  // namespace tmt::h5

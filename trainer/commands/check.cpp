@@ -1,0 +1,101 @@
+// `tramontane check RECIPE --world N`: the recipe resolved for N ranks, its size and cost, and
+// where every rank sits — or the first error, without training.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "parallel/topology.h"
+#include "trainer/commands/commands.h"
+#include "trainer/model/model_stats.h"
+#include "trainer/recipe/recipe.h"
+#include "trainer/pipeline/stages.h"
+
+namespace tmt {
+namespace {
+
+void print_rank_map(const Recipe& r) {
+  const Layout l = layout_of(r.parallel);
+  const auto stages = pipeline_stages(r);
+  const int64_t experts_per_rank = r.model.moe ? r.model.moe->n_experts / r.parallel.ep : 0;
+  fmt::print(
+      "\nrank map (dense grid tp x dp x pp, expert grid etp x ep x edp within each stage):\n");
+  fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", "rank", "tp", "dp", "pp",
+             "etp", "ep", "edp", "layers", "experts");
+  for (int64_t rank = 0; rank < l.world(); ++rank) {
+    const RankCoords c = coords_of(l, rank);
+    const StageRange s = stages[static_cast<size_t>(c.pp)];
+    std::string experts = "-";
+    if (experts_per_rank > 0) {
+      const int64_t first = c.ep * experts_per_rank;
+      experts = experts_per_rank == 1 ? fmt::format("{}", first)
+                                      : fmt::format("{}-{}", first, first + experts_per_rank - 1);
+    }
+    fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", rank, c.tp, c.dp, c.pp,
+               c.etp, c.ep, c.edp, fmt::format("{}-{}", s.begin, s.end - 1), experts);
+  }
+}
+
+}  // namespace
+
+int run_check(const CheckOptions& options) {
+  Recipe recipe = load_recipe(options.recipe, options.overrides);
+  if (options.print_world) {
+    // What a launcher needs: the ranks of the recipe's layout (dp defaulting to 1), checked in full
+    // so that a bad layout fails here, before any rank starts.
+    const int64_t fixed = required_world(recipe);
+    const int64_t world = fixed > 0 ? fixed : recipe.parallel.tp * recipe.parallel.pp;
+    resolve_layout(recipe, world);
+    fmt::print("{}\n", world);
+    return 0;
+  }
+  int64_t world = options.world;
+  if (world == 0) {
+    world = required_world(recipe);
+    if (world == 0) world = recipe.parallel.tp * recipe.parallel.pp;
+  }
+  resolve_layout(recipe, world);
+
+  const ModelConfig& m = recipe.model;
+  const ParallelConfig& p = recipe.parallel;
+  const ModelStats s = model_stats(m, recipe.data.seq_len);
+  if (options.json) {
+    nlohmann::json j;
+    j["recipe"] = recipe.source;
+    j["world"] = world;
+    j["total_params"] = s.total_params;
+    j["active_params"] = s.active_params;
+    j["flops_per_token"] = s.flops_per_token();
+    j["tokens_per_step"] = recipe.train.global_batch * recipe.data.seq_len;
+    j["layout"] = {{"tp", p.tp},   {"dp", p.dp}, {"pp", p.pp},
+                   {"etp", p.etp}, {"ep", p.ep}, {"edp", p.edp}};
+    fmt::print("{}\n", j.dump(1));
+    return 0;
+  }
+  fmt::print("# {} resolved for {} rank{}\n", recipe.source, world, world == 1 ? "" : "s");
+  fmt::print("{}", to_yaml(recipe));
+  fmt::print("\nmodel: {} layers ({} dense, {} MoE), d_model {}, {} heads / {} kv heads of {}",
+             m.n_layers, s.dense_layers, s.moe_layers, m.d_model, m.n_heads, m.n_kv_heads,
+             m.head_dim);
+  if (m.moe) fmt::print(", {} experts top-{}", m.moe->n_experts, m.moe->top_k);
+  fmt::print("\nparameters: {} total, {} active per token ({} in the input embedding)\n",
+             human_count(static_cast<double>(s.total_params)),
+             human_count(static_cast<double>(s.active_params)),
+             human_count(static_cast<double>(s.embedding_params)));
+  fmt::print("training FLOPs per token at seq_len {}: {} ({} matmul + {} attention)\n",
+             recipe.data.seq_len, human_count(s.flops_per_token()),
+             human_count(s.matmul_flops_per_token), human_count(s.attention_flops_per_token));
+  fmt::print(
+      "tokens per step: {} ({} sequences x {}), {} micro-batches of {} per data-parallel rank\n",
+      recipe.train.global_batch * recipe.data.seq_len, recipe.train.global_batch,
+      recipe.data.seq_len, recipe.train.global_batch / (recipe.train.micro_batch * p.dp),
+      recipe.train.micro_batch);
+  fmt::print(
+      "layout: tp {} x dp {} x pp {} (dense); etp {} x ep {} x edp {} (experts); "
+      "sequence parallel {}; zero1 {}\n",
+      p.tp, p.dp, p.pp, p.etp, p.ep, p.edp, p.sequence_parallel ? "on" : "off",
+      p.zero1 ? "on" : "off");
+  print_rank_map(recipe);
+  return 0;
+}
+
+}  // namespace tmt

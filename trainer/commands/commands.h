@@ -1,0 +1,41 @@
+// The subcommands of the `tramontane` binary. Each returns the process exit status and throws
+// InputError for bad input (main turns it into one `error:` line and exit 2).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/prepare.h"
+
+namespace tmt {
+
+struct CheckOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+  int64_t world = 0;  // 0 = what the recipe's layout needs
+  bool print_world = false;
+  bool json = false;  // a machine-readable summary instead of the report
+};
+// `tramontane check`: validates a recipe for a world size and prints what it would train.
+int run_check(const CheckOptions& options);
+
+struct TrainOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+  std::string resume;      // a checkpoint directory to start from ("" = latest in run.dir)
+  bool no_resume = false;  // start fresh even when run.dir has checkpoints
+};
+
+struct InspectOptions {
+  std::string checkpoint;
+  bool tensors_only = false;
+};
+// `tramontane inspect CKPT`: what a checkpoint holds.
+int run_inspect(const InspectOptions& options);
+// `tramontane prepare`: tokenizes text files into train and val token shards.
+int run_prepare(const PrepareOptions& options);
+// `tramontane train`: trains on the ranks mpirun (or srun) started.
+int run_train(const TrainOptions& options);
+
+}  // namespace tmt

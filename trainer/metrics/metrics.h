@@ -1,0 +1,59 @@
+// What a run reports: one JSON line per optimizer step in run.dir/metrics.jsonl (DESIGN.md §6), a
+// console line every log.every steps, and a progress bar between them when stdout is a terminal.
+// Rank 0 writes; other ranks' calls do nothing.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "trainer/metrics/tensorboard.h"
+
+namespace tmt {
+
+struct StepMetrics {
+  int64_t step = 0;  // 1-based: the number of optimizer steps done
+  double loss = 0, lm_loss = 0, aux_loss = 0, z_loss = 0;
+  double lr = 0, grad_norm = 0;
+  int64_t tokens = 0;  // tokens in this step (global batch)
+  double tokens_per_s = 0, step_time_s = 0;
+  bool skipped = false;          // non-finite gradients: the update was not applied
+  std::vector<double> max_load;  // per MoE layer: busiest expert's assignments / mean
+  int64_t dropped = 0;
+  std::optional<double> val_loss;  // on steps that ran validation (log.eval_every)
+};
+
+class MetricsLog {
+ public:
+  // Starts run_dir/metrics.jsonl afresh on rank 0 or, resuming after step `resumed_at` > 0, keeps
+  // its lines up to that step (later ones are about to be recomputed) and appends.
+  // tensorboard: also write TensorBoard scalars to run_dir/tensorboard/.
+  MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every, bool is_rank0,
+             bool tensorboard = false, int64_t resumed_at = 0);
+  ~MetricsLog();
+
+  // One line of metrics.jsonl per optimizer step (a contract: tools read it line by line).
+  void step(const StepMetrics& m);
+  // A line for people only (rank 0), clearing the progress bar first.
+  void note(const std::string& text);
+
+  static nlohmann::json to_json(const StepMetrics& m);
+
+ private:
+  void clear_bar();
+  std::ofstream file_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  int64_t total_steps_, log_every_;
+  bool rank0_, tty_;
+  bool bar_shown_ = false;
+  double elapsed_s_ = 0;  // sum of step times, for the ETA
+  int64_t steps_seen_ = 0;
+};
+
+std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
+
+}  // namespace tmt

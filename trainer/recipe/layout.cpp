@@ -1,0 +1,158 @@
+// The rules that tie the recipe to the world size: the dense grid tp x dp x pp, the expert grid
+// etp x ep x edp, and what each split requires of the model and the batch.
+#include <fmt/format.h>
+
+#include "kernels/base/check.h"
+#include "trainer/recipe/recipe.h"
+
+namespace tmt {
+namespace {
+
+[[noreturn]] void fail(const Recipe& r, const std::string& key, const std::string& message) {
+  input_error("{}: {}: {}", r.origin_of(key), key, message);
+}
+
+// Only keys given in the recipe (or by --set) have an origin of their own.
+bool given(const Recipe& r, const std::string& key) { return r.origins.count(key) > 0; }
+
+// A rule between two keys blames the first, unless only the second was set by a --set flag: then
+// the flag is what the user just changed, and the error names it.
+bool set_by_flag(const Recipe& r, const std::string& key) {
+  return r.origin_of(key).rfind("--set", 0) == 0;
+}
+
+}  // namespace
+
+Device device_of(const Recipe& r) { return r.train.device == "cuda" ? Device::kCuda : Device::kCpu; }
+CommKind comm_of(const Recipe& r) {
+  return r.parallel.comm == "nccl" ? CommKind::kNccl : r.parallel.comm == "mpi" ? CommKind::kMpi : CommKind::kAuto;
+}
+
+Layout layout_of(const ParallelConfig& p) { return {p.tp, p.dp, p.pp, p.etp, p.ep, p.edp}; }
+
+int64_t required_world(const Recipe& r) {
+  if (!given(r, "parallel.dp")) return 0;
+  return r.parallel.tp * r.parallel.dp * r.parallel.pp;
+}
+
+void resolve_layout(Recipe& r, int64_t world) {
+  ParallelConfig& p = r.parallel;
+  const ModelConfig& m = r.model;
+  if (world < 1) input_error("the world size must be >= 1, got {}", world);
+  const int64_t tp_pp = p.tp * p.pp;
+  if (given(r, "parallel.dp")) {
+    if (p.tp * p.dp * p.pp != world) {
+      fail(r, "parallel.dp",
+           fmt::format("tp {} x dp {} x pp {} = {} ranks, but the world has {}", p.tp, p.dp, p.pp,
+                       p.tp * p.dp * p.pp, world));
+    }
+  } else {
+    if (world % tp_pp != 0) {
+      fail(r, "parallel",
+           fmt::format("tp {} x pp {} = {} does not divide the world size {}{}", p.tp, p.pp, tp_pp,
+                       world,
+                       world == 1 ? fmt::format(" (launch {} ranks: scripts/train.sh or mpirun -n "
+                                                "{}; or set parallel.tp and parallel.pp to 1)",
+                                                tp_pp, tp_pp)
+                                  : ""));
+    }
+    p.dp = world / tp_pp;
+  }
+  // Tensor parallelism splits heads, the vocabulary and the FFN.
+  if (m.n_heads % p.tp != 0)
+    fail(r, "parallel.tp", fmt::format("{} does not divide model.n_heads = {}", p.tp, m.n_heads));
+  if (m.n_kv_heads % p.tp != 0 && p.tp % m.n_kv_heads != 0) {
+    fail(r, "parallel.tp",
+         fmt::format("{} and model.n_kv_heads = {} must divide one another (kv heads are split, or "
+                     "replicated when tp > n_kv_heads)",
+                     p.tp, m.n_kv_heads));
+  }
+  if (m.vocab_size % p.tp != 0) {
+    fail(r, "parallel.tp",
+         fmt::format("{} does not divide model.vocab_size = {} (the embedding and head are split "
+                     "by vocabulary)",
+                     p.tp, m.vocab_size));
+  }
+  if (m.ffn_hidden % p.tp != 0)
+    fail(r, "parallel.tp",
+         fmt::format("{} does not divide model.ffn_hidden = {}", p.tp, m.ffn_hidden));
+  if (p.tp > 1 && r.data.seq_len % p.tp != 0) {
+    fail(r, "data.seq_len",
+         fmt::format("{} is not divisible by parallel.tp = {} (sequence parallelism splits the "
+                     "sequence)",
+                     r.data.seq_len, p.tp));
+  }
+  if (given(r, "parallel.sequence_parallel") && p.tp > 1 && !p.sequence_parallel) {
+    fail(r, "parallel.sequence_parallel",
+         "must be true when tp > 1 (MoE token routing needs the sequence split)");
+  }
+  p.sequence_parallel = p.tp > 1;
+  // Pipeline parallelism splits layers.
+  if (m.moe && m.moe->n_shared_experts > 0 &&
+      (m.moe->n_shared_experts * m.moe->shared_expert_ffn_hidden) % p.tp != 0) {
+    fail(r, "parallel.tp",
+         fmt::format("{} does not divide the shared experts' hidden size {} x {}", p.tp,
+                     m.moe->n_shared_experts, m.moe->shared_expert_ffn_hidden));
+  }
+  if (p.pp > 1 && m.tie_embeddings) {
+    fail(r, "parallel.pp",
+         fmt::format("{} stages with model.tie_embeddings: the tied embedding and head would sit on "
+                     "different stages, which this version does not support (untie them or use "
+                     "pp 1)",
+                     p.pp));
+  }
+  if (p.pp > m.n_layers)
+    fail(r, "parallel.pp", fmt::format("{} stages for model.n_layers = {}", p.pp, m.n_layers));
+  if (!p.pp_layers.empty()) {
+    if (static_cast<int64_t>(p.pp_layers.size()) != p.pp) {
+      fail(r, "parallel.pp_layers",
+           fmt::format("has {} entries for parallel.pp = {}", p.pp_layers.size(), p.pp));
+    }
+    int64_t sum = 0;
+    for (int64_t n : p.pp_layers) {
+      if (n < 1)
+        fail(r, "parallel.pp_layers", fmt::format("every stage needs >= 1 layer, got {}", n));
+      sum += n;
+    }
+    if (sum != m.n_layers) {
+      fail(r, "parallel.pp_layers",
+           fmt::format("sums to {}, not model.n_layers = {}", sum, m.n_layers));
+    }
+  }
+  // Expert parallelism folds the tp x dp ranks of a stage into etp x ep x edp.
+  if (!m.moe) {
+    if (p.ep != 1)
+      fail(r, "parallel.ep", fmt::format("is {} but the model has no experts (model.moe)", p.ep));
+    if (p.etp != 1)
+      fail(r, "parallel.etp", fmt::format("is {} but the model has no experts (model.moe)", p.etp));
+  } else {
+    if (m.moe->n_experts % p.ep != 0) {
+      if (set_by_flag(r, "parallel.ep") && !set_by_flag(r, "model.moe.n_experts")) {
+        fail(r, "parallel.ep",
+             fmt::format("{} does not divide model.moe.n_experts = {}", p.ep, m.moe->n_experts));
+      }
+      fail(r, "model.moe.n_experts",
+           fmt::format("{} is not divisible by parallel.ep = {}", m.moe->n_experts, p.ep));
+    }
+    if (m.moe->expert_ffn_hidden % p.etp != 0) {
+      fail(r, "parallel.etp",
+           fmt::format("{} does not divide model.moe.expert_ffn_hidden = {}", p.etp,
+                       m.moe->expert_ffn_hidden));
+    }
+  }
+  if ((p.tp * p.dp) % (p.etp * p.ep) != 0) {
+    fail(r, "parallel.ep",
+         fmt::format(
+             "etp {} x ep {} = {} does not divide tp {} x dp {} = {}, the ranks of a pipeline "
+             "stage",
+             p.etp, p.ep, p.etp * p.ep, p.tp, p.dp, p.tp * p.dp));
+  }
+  p.edp = p.tp * p.dp / (p.etp * p.ep);
+  if (r.train.global_batch % (r.train.micro_batch * p.dp) != 0) {
+    fail(r, "train.global_batch",
+         fmt::format("{} is not divisible by train.micro_batch {} x parallel.dp {}",
+                     r.train.global_batch, r.train.micro_batch, p.dp));
+  }
+}
+
+}  // namespace tmt
