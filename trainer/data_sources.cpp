@@ -12,7 +12,7 @@ namespace tmt {
 DataSources open_data(const Recipe& r) {
   DataSources d;
   const int64_t seq = r.data.seq_len;
-  if (r.data.source == "synthetic") {
+  if (r.data.source == DataSourceKind::kSynthetic) {
     const SyntheticConfig& s = r.data.synthetic;
     auto chain = std::make_shared<const MarkovChain>(r.model.vocab_size, s.branching,
                                                      s.concentration, s.seed);

@@ -84,6 +84,11 @@ int main(int argc, char** argv) {
   check_cmd->add_flag(
       "--json", check.json,
       "print a JSON summary (parameters, FLOPs per token, tokens per step, layout) instead");
+  check_cmd->add_flag("--schema", check.schema,
+                      "print every recipe key (dotted path, type, default, range, meaning), one a "
+                      "line, instead of checking a recipe");
+  check_cmd->add_flag("--markdown", check.markdown,
+                      "with --schema: as a markdown table (the README's recipe table)");
 
   tmt::PrepareOptions prepare;
   CLI::App* prepare_cmd = app.add_subcommand(

@@ -6,14 +6,13 @@
 #include <filesystem>
 #include <numeric>
 
+#include "kernels/base/device.h"
 #include "kernels/base/log.h"
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
-#include "kernels/base/device.h"
-#include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
-#include "trainer/optim/lr_schedule.h"
 #include "trainer/model/model_stats.h"
+#include "trainer/optim/lr_schedule.h"
 
 namespace tmt {
 namespace {
@@ -66,12 +65,11 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(with_profiler(open_device(device_of(r), local_rank()), profiler)),
+      ctx_(with_profiler(open_device(r.train.device, local_rank()), profiler)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, r.train.dtype == "bf16" ? DType::kBF16 : DType::kF32, r.train.micro_batch,
-             shard_of(r, env)),
+      model_(r, ctx_, r.train.dtype, r.train.micro_batch, shard_of(r, env)),
       optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
       batch_arena_(ctx_.device, batch_bytes(r), "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
@@ -160,8 +158,8 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 int train(const Recipe& r, const DataSources& data, const std::string& resume_from) {
   auto mpi = mpi_world();
   // The GPU first: NCCL binds to the device that is current when its communicators are made.
-  const Context ctx = open_device(device_of(r), local_rank());
-  auto world = open_world(comm_of(r), r.origin_of("parallel.comm"), *mpi, ctx);
+  const Context ctx = open_device(r.train.device, local_rank());
+  auto world = open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi, ctx);
   ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Trainer trainer(r, data, env);
 
@@ -199,6 +197,13 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
            human_count(static_cast<double>(trainer.model().params().numel())),
            static_cast<double>(trainer.model().activation_bytes()) / (1 << 20));
   log_info("data: {}", data.train->describe());
+  if (r.schedule.warmup_steps > r.train.steps) {
+    log_info(
+        "schedule.warmup_steps {} is longer than train.steps {}: the learning rate ends the run "
+        "at {:.3g}, short of its peak optimizer.lr = {:.3g}",
+        r.schedule.warmup_steps, r.train.steps, learning_rate(r, r.train.steps - 1),
+        r.optimizer.lr);
+  }
   const double optimal = data.train->optimal_loss();
   log_info(
       "step: {} sequences x {} tokens = {} tokens, {} micro-batch(es) of {} on each of {} "

@@ -8,10 +8,8 @@
 #include <string>
 
 #include "kernels/cuda/runtime.h"
-#include "tests/support/mpi_gtest.h"
-#include "kernels/base/device.h"
 #include "parallel/mpi_env.h"
-#include "parallel/open_world.h"
+#include "tests/support/mpi_gtest.h"
 
 int main(int argc, char** argv) {
   tmt::test::start_mpi(&argc, &argv);

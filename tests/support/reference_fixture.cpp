@@ -41,7 +41,7 @@ std::string reference_config_json(const Recipe& r) {
       if (m.is_moe_layer(l)) layers.push_back(l);
     }
     e["moe_layers"] = layers;
-    e["score"] = m.moe->score;
+    e["score"] = std::string(name_of(m.moe->score));
     e["aux_loss_coeff"] = m.moe->aux_loss_coeff;
     e["z_loss_coeff"] = m.moe->z_loss_coeff;
     c["moe"] = e;

@@ -33,10 +33,9 @@
 #include <vector>
 
 #include "kernels/base/check.h"
+#include "kernels/base/device.h"
 #include "kernels/base/profiler.h"
 #include "kernels/cpu/threads.h"
-#include "parallel/mpi_env.h"
-#include "kernels/base/device.h"
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
 #include "trainer/model/model_stats.h"
@@ -156,7 +155,8 @@ std::string shape_line(const Recipe& r, const std::string& recipe, const ModelSt
       recipe, m.n_layers, s.dense_layers, s.moe_layers, m.d_model, m.n_heads, m.n_kv_heads,
       m.head_dim, moe, m.vocab_size, human_count(static_cast<double>(s.total_params)),
       human_count(static_cast<double>(s.active_params)), r.train.global_batch, r.data.seq_len,
-      r.train.micro_batch, r.train.dtype, r.train.device, process_world(), p.tp, p.pp, p.dp, p.ep);
+      r.train.micro_batch, name_of(r.train.dtype), name_of(r.train.device), process_world(), p.tp,
+      p.pp, p.dp, p.ep);
 }
 
 std::string device_line(bool cuda) {
@@ -250,7 +250,7 @@ int run(const Options& o) {
     data = open_data(r);
   });
   if (status != 0) return status;
-  const bool cuda = r.train.device == "cuda";
+  const bool cuda = r.train.device == Device::kCuda;
   const bool talk = process_rank() == 0;
   std::string why;
   if (cuda && usable_gpus(&why) == 0) {
@@ -274,7 +274,8 @@ int run(const Options& o) {
 
   // The groups as `tramontane train` makes them: NCCL on GPUs with one rank each (parallel.comm).
   auto mpi = mpi_world();
-  auto world = open_world(comm_of(r), r.origin_of("parallel.comm"), *mpi, open_device(device_of(r), local_rank()));
+  auto world = open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi,
+                          open_device(r.train.device, local_rank()));
   ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
   Profiler profiler(peaks, /*enabled=*/false);
   Trainer trainer(r, data, env, &profiler);

@@ -10,10 +10,9 @@
 #include <regex>
 #include <sstream>
 
-#include "tests/support/run.h"
 #include "kernels/base/device.h"
-#include "parallel/mpi_env.h"
-#include "parallel/open_world.h"
+#include "tests/support/run.h"
+#include "trainer/recipe/recipe.h"
 
 namespace tmt {
 namespace {
@@ -101,7 +100,8 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"train", tiny, "--set", "train.dtype=bf16", "--set", "parallel.tp=1", "--set",
         "parallel.pp=1", "--set", "parallel.ep=1"},
        "--set train.dtype=bf16: train.dtype"},
-      {{"train", tiny, "--set", "checkpoint.every=-1"}, "--set checkpoint.every=-1: checkpoint.every"},
+      {{"train", tiny, "--set", "checkpoint.every=-1"},
+       "--set checkpoint.every=-1: checkpoint.every"},
       {{"train", tiny, "--resume"}, "--resume"},
       {{"train", tiny}, "launch 4 ranks: scripts/train.sh or mpirun -n 4"},
       {{"prepare", "--out", "/tmp/x"}, "inputs"},
@@ -133,7 +133,8 @@ TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
     EXPECT_NE(top.out.find(cmd), std::string::npos) << cmd;
   const std::vector<std::pair<std::string, std::vector<std::string>>> flags = {
       {"train", {"--set", "RECIPE"}},
-      {"check", {"--set", "--world", "--print-world", "--json", "RECIPE"}},
+      {"check",
+       {"--set", "--world", "--print-world", "--json", "--schema", "--markdown", "RECIPE"}},
       {"prepare", {"--out", "--tokenizer", "--val-fraction", "INPUTS"}},
   };
   for (const auto& [cmd, names] : flags) {
@@ -147,6 +148,24 @@ TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
       EXPECT_NE(haystack.find(needle), std::string::npos) << cmd << " --help lacks " << n << "\n"
                                                           << r.out;
     }
+  }
+}
+
+TEST(Cli, CheckSchemaListsEveryKeyOneALine) {
+  const auto r = test::run_command({test::tramontane_binary(), "check", "--schema"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = lines_of(r.out);
+  const std::vector<KeyInfo> keys = recipe_keys();
+  ASSERT_EQ(lines.size(), keys.size()) << r.out;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const KeyInfo& k = keys[i];
+    EXPECT_EQ(lines[i].rfind(k.path + " ", 0), 0u) << lines[i];  // starts with its dotted path
+    EXPECT_NE(lines[i].find(k.type), std::string::npos) << lines[i];
+    EXPECT_NE(lines[i].find("default " + k.fallback), std::string::npos) << lines[i];
+    if (!k.range.empty()) {
+      EXPECT_NE(lines[i].find("range " + k.range), std::string::npos) << lines[i];
+    }
+    EXPECT_NE(lines[i].find(k.meaning), std::string::npos) << lines[i];
   }
 }
 

@@ -7,8 +7,8 @@
 #include "parallel/topology.h"
 #include "trainer/commands/commands.h"
 #include "trainer/model/model_stats.h"
-#include "trainer/recipe/recipe.h"
 #include "trainer/pipeline/stages.h"
+#include "trainer/recipe/recipe.h"
 
 namespace tmt {
 namespace {
@@ -38,6 +38,10 @@ void print_rank_map(const Recipe& r) {
 }  // namespace
 
 int run_check(const CheckOptions& options) {
+  if (options.schema) {
+    fmt::print("{}", options.markdown ? schema_markdown() : schema_text());
+    return 0;
+  }
   Recipe recipe = load_recipe(options.recipe, options.overrides);
   if (options.print_world) {
     // What a launcher needs: the ranks of the recipe's layout (dp defaulting to 1), checked in full

@@ -1,7 +1,8 @@
 // `tramontane prepare`: text files into token shards (data/prepare.h).
+#include "data/prepare.h"
+
 #include <fmt/format.h>
 
-#include "data/prepare.h"
 #include "trainer/commands/commands.h"
 
 namespace tmt {

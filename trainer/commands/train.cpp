@@ -4,12 +4,10 @@
 #include <fstream>
 
 #include "kernels/base/check.h"
+#include "kernels/base/device.h"
 #include "kernels/base/log.h"
 #include "parallel/mpi_env.h"
 #include "trainer/commands/commands.h"
-#include "kernels/base/device.h"
-#include "parallel/mpi_env.h"
-#include "parallel/open_world.h"
 #include "trainer/recipe/recipe.h"
 #include "trainer/trainer.h"
 
@@ -22,7 +20,7 @@ void refuse_unbuilt_features(const Recipe& r) {
   auto refuse = [&](const std::string& key, const std::string& why) {
     input_error("{}: {}: {}", r.origin_of(key), key, why);
   };
-  if (r.train.device == "cuda") {
+  if (r.train.device == Device::kCuda) {
     std::string why;
     if (usable_gpus(&why) == 0) refuse("train.device", "cuda, but no GPU is usable here: " + why);
   }

@@ -87,7 +87,7 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
   RopeParams rp;
   rp.head_dim = m.head_dim;
   rp.theta = m.rope_theta;
-  rp.scaling = m.rope_scaling.type == "yarn" ? RopeScalingType::kYarn : RopeScalingType::kNone;
+  rp.scaling = m.rope_scaling.type;
   rp.factor = m.rope_scaling.factor;
   rp.original_max_seq_len = m.rope_scaling.original_max_seq_len;
   rp.beta_fast = m.rope_scaling.beta_fast;

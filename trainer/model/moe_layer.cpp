@@ -16,7 +16,7 @@ namespace {
 RouterParams router_params(const MoeConfig& cfg) {
   RouterParams rp;
   rp.top_k = cfg.top_k;
-  rp.score = cfg.score == "sigmoid" ? RouterScore::kSigmoid : RouterScore::kSoftmax;
+  rp.score = cfg.score;
   rp.renormalize = true;
   return rp;
 }

@@ -21,8 +21,8 @@
 
 #include "kernels/base/arena.h"
 #include "kernels/base/context.h"
-#include "trainer/model/params.h"
 #include "parallel/groups.h"
+#include "trainer/model/params.h"
 #include "trainer/recipe/recipe.h"
 
 namespace tmt {

@@ -9,11 +9,10 @@ namespace tmt {
 namespace {
 
 [[noreturn]] void fail(const Recipe& r, const std::string& key, const std::string& message) {
-  input_error("{}: {}: {}", r.origin_of(key), key, message);
+  recipe_error(r, key, message);
 }
 
-// Only keys given in the recipe (or by --set) have an origin of their own.
-bool given(const Recipe& r, const std::string& key) { return r.origins.count(key) > 0; }
+bool given(const Recipe& r, const std::string& key) { return r.given(key); }
 
 // A rule between two keys blames the first, unless only the second was set by a --set flag: then
 // the flag is what the user just changed, and the error names it.
@@ -22,11 +21,6 @@ bool set_by_flag(const Recipe& r, const std::string& key) {
 }
 
 }  // namespace
-
-Device device_of(const Recipe& r) { return r.train.device == "cuda" ? Device::kCuda : Device::kCpu; }
-CommKind comm_of(const Recipe& r) {
-  return r.parallel.comm == "nccl" ? CommKind::kNccl : r.parallel.comm == "mpi" ? CommKind::kMpi : CommKind::kAuto;
-}
 
 Layout layout_of(const ParallelConfig& p) { return {p.tp, p.dp, p.pp, p.etp, p.ep, p.edp}; }
 
@@ -95,11 +89,12 @@ void resolve_layout(Recipe& r, int64_t world) {
                      m.moe->n_shared_experts, m.moe->shared_expert_ffn_hidden));
   }
   if (p.pp > 1 && m.tie_embeddings) {
-    fail(r, "parallel.pp",
-         fmt::format("{} stages with model.tie_embeddings: the tied embedding and head would sit on "
-                     "different stages, which this version does not support (untie them or use "
-                     "pp 1)",
-                     p.pp));
+    fail(
+        r, "parallel.pp",
+        fmt::format("{} stages with model.tie_embeddings: the tied embedding and head would sit on "
+                    "different stages, which this version does not support (untie them or use "
+                    "pp 1)",
+                    p.pp));
   }
   if (p.pp > m.n_layers)
     fail(r, "parallel.pp", fmt::format("{} stages for model.n_layers = {}", p.pp, m.n_layers));

@@ -94,7 +94,9 @@ Section::Section(const Sources& sources, std::string path, const YAML::Node& nod
                   full, entries_[key].mark.line + 1);
     }
     entries_[key] = Entry{it->second, key_mark};
-    if (sources.origins != nullptr) (*sources.origins)[full] = sources.where(full, key_mark);
+    // A null value means the default: the key counts as not given.
+    if (sources.origins != nullptr && !it->second.IsNull())
+      (*sources.origins)[full] = sources.where(full, key_mark);
   }
 }
 
@@ -219,6 +221,33 @@ std::vector<int64_t> Section::integers(const std::string& key) {
 Section Section::section(const std::string& key, std::vector<std::string> allowed) {
   if (!has(key)) return Section(*sources_, key_path(key), YAML::Node(), mark_, std::move(allowed));
   return Section(*sources_, key_path(key), entry(key).value, entry(key).mark, std::move(allowed));
+}
+
+std::string range_violation(double v, const Range& r, const std::string& shown) {
+  const bool low = r.min && (r.min_open ? !(v > *r.min) : !(v >= *r.min));
+  const bool high = r.max && (r.max_open ? !(v < *r.max) : !(v <= *r.max));
+  if (!low && !high) return "";
+  return fmt::format("must be {}{}, got {}", r.min && r.max ? "in " : "", range_text(r), shown);
+}
+
+std::string range_text(const Range& r) {
+  if (r.min && r.max) {
+    return fmt::format("{}{}, {}{}", r.min_open ? "(" : "[", *r.min, *r.max,
+                       r.max_open ? ")" : "]");
+  }
+  if (r.min) return fmt::format("{} {}", r.min_open ? ">" : ">=", *r.min);
+  if (r.max) return fmt::format("{} {}", r.max_open ? "<" : "<=", *r.max);
+  return "";
+}
+
+Reader::Reader(const Sources& sources, const YAML::Node& root, Recipe& recipe) : recipe_(&recipe) {
+  sections_.emplace_back(sources, "", root, YAML::Mark(), key_names<Recipe>());
+  open_.push_back(&sections_.back());
+}
+
+void Reader::finish() {
+  for (const auto& derive : derived_) derive();
+  derived_.clear();
 }
 
 }  // namespace tmt::recipe_detail

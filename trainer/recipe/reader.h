@@ -1,16 +1,19 @@
-// Reading one YAML mapping of a recipe with exact errors: unknown keys (with a suggestion),
-// duplicate keys, wrong types, each reported at the key's file:line:col or the --set flag that set
-// it.
+// Reading a recipe with exact errors: unknown keys (with a suggestion), duplicate keys, wrong
+// types and values out of range, each reported at the key's file:line:col or the --set flag that
+// set it. Section reads one YAML mapping; Reader walks the schema (schema.h) over the sections.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
 
+#include <deque>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "kernels/base/check.h"
+#include "trainer/recipe/schema.h"
 
 namespace tmt::recipe_detail {
 
@@ -70,5 +73,215 @@ class Section {
 
 // The nearest of `candidates` to `word` when it is plausibly a typo of it, else "".
 std::string nearest_key(const std::string& word, const std::vector<std::string>& candidates);
+
+// A range in words: ">= 1", "> 0", "(0, 1]"; "" for no bounds.
+std::string range_text(const Range& range);
+// The message for a value outside its range ("must be >= 1, got 0"), or "" when it is inside.
+std::string range_violation(double value, const Range& range, const std::string& shown);
+
+// The names of a section's own keys (and nested sections), in schema order.
+template <class S>
+std::vector<std::string> key_names();
+
+// The schema's reader: visit(reader, recipe) fills the recipe from the YAML tree, checking each
+// given value's type and range as it goes; finish() then computes the derived defaults and checks
+// their ranges. Keys absent or null take their defaults.
+class Reader {
+ public:
+  Reader(const Sources& sources, const YAML::Node& root, Recipe& recipe);
+  void finish();
+
+  template <class T>
+  void key(std::string_view name, T& field, const Spec<T>& spec);
+  template <class E>
+  void choice(std::string_view name, E& field, const Spec<E>& spec);
+  template <class O>
+  void optional(std::string_view name, O& field, const Spec<typename O::value_type>& spec);
+  template <class L>
+  void list(std::string_view name, L& field, const Spec<L>& spec);
+  template <class S>
+  void section(std::string_view name, S& sub, const SectionSpec& spec);
+  template <class O>
+  void optional_section(std::string_view name, O& field, const SectionSpec& spec);
+
+ private:
+  Section& current() { return *open_.back(); }
+  template <class S>
+  void read_section(std::string_view name, S& sub);
+  template <class T>
+  T scalar(Section& s, const std::string& key);
+  template <class T>
+  void check(Section& s, const std::string& key, const T& value, const Range& range);
+
+  Recipe* recipe_;
+  std::deque<Section> sections_;  // every section read, kept for the checks that run in finish()
+  std::vector<Section*> open_;    // the section being read and those around it
+  std::vector<std::function<void()>> derived_;  // in schema order
+};
+
+// ---- implementation ---------------------------------------------------------------------------
+
+// Collects a section's key names without reading anything.
+struct NameLister {
+  std::vector<std::string> names;
+  template <class T>
+  void key(std::string_view name, T&, const Spec<std::remove_const_t<T>>&) {
+    names.emplace_back(name);
+  }
+  template <class E>
+  void choice(std::string_view name, E&, const Spec<std::remove_const_t<E>>&) {
+    names.emplace_back(name);
+  }
+  template <class O>
+  void optional(std::string_view name, O&, const Spec<typename O::value_type>&) {
+    names.emplace_back(name);
+  }
+  template <class L>
+  void list(std::string_view name, L&, const Spec<std::remove_const_t<L>>&) {
+    names.emplace_back(name);
+  }
+  template <class S>
+  void section(std::string_view name, S&, const SectionSpec&) {
+    names.emplace_back(name);
+  }
+  template <class O>
+  void optional_section(std::string_view name, O&, const SectionSpec&) {
+    names.emplace_back(name);
+  }
+};
+
+template <class S>
+std::vector<std::string> key_names() {
+  S empty{};
+  NameLister lister;
+  visit(lister, empty);
+  return lister.names;
+}
+
+template <class T>
+T Reader::scalar(Section& s, const std::string& key) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return s.boolean(key, false);
+  } else if constexpr (std::is_same_v<T, double>) {
+    return s.number(key, std::nullopt);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return s.text(key, std::nullopt);
+  } else if constexpr (std::is_same_v<T, uint64_t>) {
+    const int64_t v = s.integer(key, std::nullopt);
+    if (v < 0) s.fail(key, fmt::format("must be >= 0, got {}", v));
+    return static_cast<uint64_t>(v);
+  } else {
+    static_assert(std::is_same_v<T, int64_t>,
+                  "a recipe scalar is int64, uint64, double, bool or a string");
+    return s.integer(key, std::nullopt);
+  }
+}
+
+template <class T>
+void Reader::check(Section& s, const std::string& key, const T& value, const Range& range) {
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    const std::string message =
+        range_violation(static_cast<double>(value), range, fmt::format("{}", value));
+    if (!message.empty()) s.fail(key, message);
+  }
+}
+
+template <class T>
+void Reader::key(std::string_view name, T& field, const Spec<T>& spec) {
+  Section& s = current();
+  const std::string k(name);
+  if (s.has(k) && !s.is_null(k)) {
+    field = scalar<T>(s, k);
+    check(s, k, field, spec.range);
+  } else if (spec.fallback) {
+    field = *spec.fallback;
+  } else if (spec.derive) {
+    derived_.push_back([this, &s, &field, k, derive = spec.derive, range = spec.range] {
+      const std::optional<T> v = derive(*recipe_);
+      if (!v) s.fail(k, "required key is missing");
+      field = *v;
+      check(s, k, field, range);
+    });
+  } else if (!spec.later.empty()) {
+    field = T{};
+  } else {
+    s.fail(k, "required key is missing");
+  }
+}
+
+template <class E>
+void Reader::choice(std::string_view name, E& field, const Spec<E>& spec) {
+  Section& s = current();
+  const std::string k(name);
+  std::vector<std::string> allowed;
+  for (const auto& [spelling, value] : Names<E>::list) allowed.emplace_back(spelling);
+  TMT_CHECK(spec.fallback.has_value(), "recipe schema: choice {} has no default", k);
+  const std::string got = s.choice(k, std::string(name_of(*spec.fallback)), allowed);
+  for (const auto& [spelling, value] : Names<E>::list) {
+    if (spelling == got) field = value;
+  }
+}
+
+template <class O>
+void Reader::optional(std::string_view name, O& field, const Spec<typename O::value_type>& spec) {
+  Section& s = current();
+  const std::string k(name);
+  field.reset();
+  if (!s.has(k) || s.is_null(k)) return;
+  field = scalar<typename O::value_type>(s, k);
+  check(s, k, *field, spec.range);
+}
+
+template <class L>
+void Reader::list(std::string_view name, L& field, const Spec<L>&) {
+  Section& s = current();
+  const std::string k(name);
+  using T = typename L::value_type;
+  if constexpr (std::is_same_v<T, std::string>) {
+    field = s.texts(k);
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    field = s.integers(k);
+  } else {  // a list of choices
+    field.clear();
+    std::vector<std::string> allowed;
+    for (const auto& [spelling, value] : Names<T>::list) allowed.emplace_back(spelling);
+    for (const std::string& item : s.texts(k)) {
+      bool found = false;
+      for (const auto& [spelling, value] : Names<T>::list) {
+        if (spelling == item) {
+          field.push_back(value);
+          found = true;
+        }
+      }
+      if (!found) s.fail(k, fmt::format("'{}' is not one of: {}", item, fmt::join(allowed, ", ")));
+    }
+  }
+}
+
+template <class S>
+void Reader::read_section(std::string_view name, S& sub) {
+  sections_.push_back(current().section(std::string(name), key_names<S>()));
+  open_.push_back(&sections_.back());
+  visit(*this, sub);
+  open_.pop_back();
+}
+
+template <class S>
+void Reader::section(std::string_view name, S& sub, const SectionSpec& spec) {
+  const std::string k(name);
+  if (spec.required && !current().has(k)) current().fail(k, "required section is missing");
+  read_section(name, sub);
+}
+
+template <class O>
+void Reader::optional_section(std::string_view name, O& field, const SectionSpec&) {
+  const std::string k(name);
+  if (!current().has(k) || current().is_null(k)) {
+    field.reset();
+    return;
+  }
+  field.emplace();
+  read_section(name, *field);
+}
 
 }  // namespace tmt::recipe_detail

@@ -1,5 +1,10 @@
 // Recipe: the typed form of a YAML recipe — model, parallel layout, data, optimizer, schedule.
 //
+// Every key is declared once, in the schema (schema.h): its type, default, range and meaning. The
+// schema drives the reader, the allowed keys and their nearest-key suggestions, to_yaml, and
+// `tramontane check --schema` (the README's table is generated from it). The rules that tie
+// several keys together are code: recipe.cpp (those that need no world size) and layout.cpp.
+//
 // load_recipe() reads the YAML, applies `--set key.path=value` overrides, checks every key and
 // value, and returns a Recipe whose every field is filled (defaults resolved). resolve_layout()
 // then checks the cross-field rules that need the world size and derives parallel.dp.
@@ -13,16 +18,24 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kernels/base/tensor.h"
+#include "kernels/rope.h"
+#include "kernels/router.h"
 #include "parallel/open_world.h"
 #include "parallel/topology.h"
 
 namespace tmt {
 
+enum class LayerKind : uint8_t { kDense, kMoe };
+enum class DataSourceKind : uint8_t { kSynthetic, kShards };
+enum class LrDecay : uint8_t { kCosine, kLinear, kWsd, kConstant };
+
 struct RopeScaling {
-  std::string type = "none";         // none | yarn
+  RopeScalingType type = RopeScalingType::kNone;
   double factor = 1.0;               // context extension factor s
   int64_t original_max_seq_len = 0;  // the context the model was trained at before extension
   double beta_fast = 32.0;           // YaRN ramp: wavelengths with more than beta_fast turns keep
@@ -37,9 +50,8 @@ struct MoeConfig {
   int64_t n_shared_experts = 0;          // always-on experts added for every token
   int64_t shared_expert_ffn_hidden = 0;  // F of each shared expert; defaults to expert_ffn_hidden
   int64_t first_dense_layers = 0;        // layers [0, first_dense_layers) use the dense FFN
-  std::vector<std::string>
-      layer_pattern;              // optional: "dense" | "moe" per layer; overrides the above
-  std::string score = "softmax";  // softmax | sigmoid
+  std::vector<LayerKind> layer_pattern;  // optional, one per layer; overrides first_dense_layers
+  RouterScore score = RouterScore::kSoftmax;
   double aux_loss_coeff = 0.01;
   double z_loss_coeff = 0.0;
   std::optional<double> capacity_factor;  // nullopt = dropless
@@ -64,6 +76,8 @@ struct ModelConfig {
 
   // True when layer `i` has a MoE FFN (from layer_pattern, or first_dense_layers).
   bool is_moe_layer(int64_t i) const;
+  // True when some layer has the dense FFN (and so needs ffn_hidden).
+  bool has_dense_layers() const;
 };
 
 struct ParallelConfig {
@@ -72,13 +86,11 @@ struct ParallelConfig {
   int64_t dp = 0;  // 0 until resolve_layout() derives it as world / (tp · pp)
   int64_t ep = 1;
   int64_t etp = 1;
-  int64_t edp = 0;                 // derived: tp · dp / (etp · ep)
+  int64_t edp = 0;                 // derived: tp · dp / (etp · ep); not a key
   bool sequence_parallel = false;  // on whenever tp > 1 (required by MoE token routing)
   bool zero1 = false;
   std::vector<int64_t> pp_layers;  // layers per pipeline stage; empty = as even as possible
-  // How the groups communicate: "auto" (NCCL on GPUs when every rank has a GPU of its own, else
-  // MPI), "nccl" or "mpi" (device tensors staged through host memory; slow, for tests).
-  std::string comm = "auto";
+  CommKind comm = CommKind::kAuto;
 };
 
 struct SyntheticConfig {
@@ -88,7 +100,7 @@ struct SyntheticConfig {
 };
 
 struct DataConfig {
-  std::string source = "synthetic";    // synthetic | shards
+  DataSourceKind source = DataSourceKind::kSynthetic;
   std::vector<std::string> paths;      // shard files or directories (train split); for `shards`
   std::vector<std::string> val_paths;  // validation shards; default: the `val` split beside paths
   int64_t seq_len = 0;
@@ -104,9 +116,10 @@ struct OptimizerConfig {
   double grad_clip = 1.0;  // global-norm clipping; 0 = off
 };
 
+// The learning-rate schedule (optim/lr_schedule.h); the recipe section is `schedule`.
 struct ScheduleConfig {
   int64_t warmup_steps = 0;
-  std::string decay = "cosine";  // cosine | linear | wsd | constant
+  LrDecay decay = LrDecay::kCosine;
   double min_lr = 0.0;
   double wsd_decay_fraction = 0.2;  // wsd: the share of steps spent in the final decay
 };
@@ -116,8 +129,8 @@ struct TrainConfig {
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
   int64_t micro_batch = 1;   // sequences per forward/backward on one data-parallel rank
   uint64_t seed = 0;
-  std::string dtype = "fp32";     // fp32 | bf16
-  std::string device = "cpu";     // cpu | cuda
+  DType dtype = DType::kF32;      // f32, or bf16 (mixed precision)
+  Device device = Device::kCpu;   // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
 };
 
@@ -151,13 +164,74 @@ struct Recipe {
   RunConfig run;
 
   // Where each key's value came from, for error messages: "model.moe.n_experts" ->
-  // "recipes/x.yaml:12:5" or "--set model.moe.n_experts=7". Sections map to their own line.
+  // "recipes/x.yaml:12:5" or "--set model.moe.n_experts=7". Sections map to their own line. A key
+  // given as null has no origin (null means its default).
   std::map<std::string, std::string> origins;
   std::string source;  // the recipe file's path, or the embedded recipe's name
 
   // The place to blame for `key`: its own origin, else its section's, else the file.
   std::string origin_of(const std::string& key) const;
+  // Whether the recipe (or a --set flag) gave `key` a value.
+  bool given(const std::string& key) const { return origins.count(key) > 0; }
 };
+
+// Throws InputError "<origin of key>: <key>: <message>" (the rules between keys report this way).
+[[noreturn]] void recipe_error(const Recipe& r, const std::string& key, const std::string& message);
+
+// The spelling of every choice in recipes, per enum: Names<E>::list.
+template <class E>
+struct Names;
+template <>
+struct Names<LayerKind> {
+  static constexpr std::pair<std::string_view, LayerKind> list[] = {{"dense", LayerKind::kDense},
+                                                                    {"moe", LayerKind::kMoe}};
+};
+template <>
+struct Names<DataSourceKind> {
+  static constexpr std::pair<std::string_view, DataSourceKind> list[] = {
+      {"synthetic", DataSourceKind::kSynthetic}, {"shards", DataSourceKind::kShards}};
+};
+template <>
+struct Names<LrDecay> {
+  static constexpr std::pair<std::string_view, LrDecay> list[] = {{"cosine", LrDecay::kCosine},
+                                                                  {"linear", LrDecay::kLinear},
+                                                                  {"wsd", LrDecay::kWsd},
+                                                                  {"constant", LrDecay::kConstant}};
+};
+template <>
+struct Names<RouterScore> {
+  static constexpr std::pair<std::string_view, RouterScore> list[] = {
+      {"softmax", RouterScore::kSoftmax}, {"sigmoid", RouterScore::kSigmoid}};
+};
+template <>
+struct Names<RopeScalingType> {
+  static constexpr std::pair<std::string_view, RopeScalingType> list[] = {
+      {"none", RopeScalingType::kNone}, {"yarn", RopeScalingType::kYarn}};
+};
+template <>
+struct Names<DType> {
+  static constexpr std::pair<std::string_view, DType> list[] = {{"fp32", DType::kF32},
+                                                                {"bf16", DType::kBF16}};
+};
+template <>
+struct Names<Device> {
+  static constexpr std::pair<std::string_view, Device> list[] = {{"cpu", Device::kCpu},
+                                                                 {"cuda", Device::kCuda}};
+};
+template <>
+struct Names<CommKind> {
+  static constexpr std::pair<std::string_view, CommKind> list[] = {
+      {"auto", CommKind::kAuto}, {"nccl", CommKind::kNccl}, {"mpi", CommKind::kMpi}};
+};
+
+// A choice's spelling in recipes ("cosine"); "?" for a value outside the list.
+template <class E>
+std::string_view name_of(E value) {
+  for (const auto& [name, v] : Names<E>::list) {
+    if (v == value) return name;
+  }
+  return "?";
+}
 
 // Reads `path` (or the embedded default when path is empty), applies `overrides` ("key.path=value"
 // in order), checks keys, types, ranges and the rules that need no world size.
@@ -170,10 +244,6 @@ Recipe parse_recipe(const std::string& text, const std::string& source,
 // parallel.sequence_parallel. Throws InputError naming the key at fault.
 void resolve_layout(Recipe& recipe, int64_t world);
 
-// Temporary, until the recipe holds enums.
-Device device_of(const Recipe& r);
-CommKind comm_of(const Recipe& r);
-
 // The process grids of a (resolved) parallel section.
 Layout layout_of(const ParallelConfig& parallel);
 
@@ -183,5 +253,20 @@ int64_t required_world(const Recipe& recipe);
 // Every key with its resolved value, as YAML (what run.dir/recipe.resolved.yaml holds); parses back
 // to the same Recipe.
 std::string to_yaml(const Recipe& recipe);
+
+// One key of the schema, as `check --schema` and the README describe it.
+struct KeyInfo {
+  std::string path;      // dotted: "model.moe.top_k"
+  std::string type;      // "integer", "number", "boolean", "string", "cosine | linear | ...", ...
+  std::string fallback;  // the default: a value, "required", "null", or how it is derived
+  std::string range;     // ">= 1", "(0, 1)", or "" for any value of the type
+  std::string meaning;
+};
+// Every key (and every section that may be null), in schema order.
+std::vector<KeyInfo> recipe_keys();
+// `tramontane check --schema`: one key a line, starting with its dotted path.
+std::string schema_text();
+// The README's recipe table (markdown), generated from the schema.
+std::string schema_markdown();
 
 }  // namespace tmt
