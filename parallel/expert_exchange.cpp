@@ -109,7 +109,8 @@ void ExpertExchange::from_experts(const Context& ctx, const Tensor& sent, const 
     const int64_t n = block_rows_[q], first = block_first_[q];
     const Tensor out = sent.slice(first, first + n);
     copy(ctx, out, returned.slice(row, row + n));
-    for (int64_t t = 1; t < etp_; ++t) add(ctx, out, returned.slice(row + t * n, row + (t + 1) * n));
+    for (int64_t t = 1; t < etp_; ++t)
+      add(ctx, out, returned.slice(row + t * n, row + (t + 1) * n));
     row += etp_ * n;
   }
 }

@@ -13,6 +13,7 @@
 #include "parallel/open_world.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/pipeline/stages.h"
 
 namespace tmt {
 namespace {
@@ -37,14 +38,34 @@ uintmax_t directory_bytes(const std::string& dir) {
 namespace {
 
 ModelShard shard_of(const Recipe& r, ParallelEnv& env) {
-  ModelShard shard;
-  shard.tp = env.tp.get();
-  shard.experts = env.experts.get();
-  shard.etp = r.parallel.etp;
-  shard.stage = env.coords.pp;
-  shard.in_flight = r.parallel.pp - env.coords.pp;  // 1F1B (schedule.h)
-  shard.shard_multiple = r.parallel.zero1 ? std::lcm(r.parallel.dp, r.parallel.edp) : 1;
-  return shard;
+  const ParallelConfig& p = r.parallel;
+  const int64_t stage = env.coords.pp;
+  return {
+      .tp = env.tp.get(),
+      .experts = env.experts.get(),
+      .etp = p.etp,
+      .layers = pipeline_stages(r.model.n_layers, p.pp, p.pp_layers)[static_cast<size_t>(stage)],
+      .in_flight = OneFOneB::in_flight(p.pp, stage),
+      .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
+}
+
+ModelRun run_of(const Recipe& r) {
+  return {.dtype = r.train.dtype,
+          .micro_batch = r.train.micro_batch,
+          .seq_len = r.data.seq_len,
+          .seed = r.train.seed};
+}
+
+// One bucket per parameter group: its TP replicas, and its data-parallel replicas (DP for dense
+// parameters, EDP for experts).
+std::vector<GradBucket> grad_buckets(const ParamStore& params, ParallelEnv& env) {
+  std::vector<GradBucket> buckets;
+  for (const ParamGroup& g : params.groups()) {
+    buckets.push_back({.grads = g.grads,
+                       .tp_replicas = g.tp_replicas,
+                       .replicas = g.kind == ParamKind::kDense ? env.dp.get() : env.edp.get()});
+  }
+  return buckets;
 }
 
 size_t batch_bytes(const Recipe& r) {
@@ -69,8 +90,10 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r, ctx_, r.train.dtype, r.train.micro_batch, shard_of(r, env)),
-      optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
+      model_(r.model, run_of(r), ctx_, shard_of(r, env)),
+      grad_sync_(ctx_, grad_buckets(model_.params(), env), env.tp.get(), env.world.get(),
+                 r.parallel.zero1),
+      optimizer_(ctx_, model_.params(), r.optimizer, grad_sync_),
       batch_arena_(ctx_.device, batch_bytes(r), "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
 
@@ -105,8 +128,8 @@ StepMetrics Trainer::step() {
   // Gradients: summed over the TP ranks that hold a replica of a parameter and each saw part of
   // the tokens, then over the data-parallel replicas (the loss was already scaled to the
   // global-batch mean); the norm counts every parameter once.
-  model_.reduce_tp_replicated_grads();
-  const double grad_norm = optimizer_.reduce_gradients();
+  grad_sync_.begin();
+  const double grad_norm = grad_sync_.finish();
 
   StepMetrics sm;
   sm.step = ++step_;

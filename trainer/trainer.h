@@ -1,6 +1,7 @@
 // The training loop: for each optimizer step, the micro-batches through the pipeline schedule
-// (gradient accumulation), the gradient reductions (tensor-parallel replicas, then data-parallel
-// ranks), global-norm clipping, a NaN/Inf guard, AdamW, validation and metrics.
+// (gradient accumulation), the gradient reductions (parallel/grad_sync.h: tensor-parallel replicas,
+// then data-parallel ranks) and the global norm, clipping, a NaN/Inf guard, AdamW, validation and
+// metrics.
 //
 // Which data a step sees depends only on the recipe: sequence j of step s is global sequence number
 // s · global_batch + j of the source, and data-parallel rank d takes the contiguous share
@@ -11,12 +12,12 @@
 #include <memory>
 #include <optional>
 
+#include "parallel/groups.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/data_sources.h"
 #include "trainer/metrics/metrics.h"
 #include "trainer/model/model.h"
 #include "trainer/optim/optimizer.h"
-#include "parallel/groups.h"
 #include "trainer/pipeline/one_f_one_b.h"
 #include "trainer/recipe/recipe.h"
 
@@ -38,6 +39,7 @@ class Trainer {
   std::optional<double> validate();
 
   Model& model() { return model_; }
+  GradSync& grad_sync() { return grad_sync_; }
   Optimizer& optimizer() { return optimizer_; }
   int64_t steps_done() const { return step_; }
   // Continues after `step` optimizer steps (a loaded checkpoint).
@@ -51,9 +53,10 @@ class Trainer {
   Context ctx_;
   int64_t micro_, n_micro_, step_tokens_;
   Model model_;
+  GradSync grad_sync_;
   Optimizer optimizer_;
   Arena batch_arena_;
-  PipelineSchedule schedule_;
+  OneFOneB schedule_;
   int64_t step_ = 0;
 };
 

@@ -102,11 +102,13 @@ void expect_same_run(const Equivalence& e, const std::vector<std::string>& layou
   resolve_layout(parallel, world->size());
   auto& solo = solo_runs()[std::string(e.recipe) + key];
   if (!solo.model) {
-    static std::vector<std::unique_ptr<Recipe>> recipes;  // outlive the models that point at them
-    recipes.push_back(std::make_unique<Recipe>(parse_recipe(e.recipe, name, model_only)));
-    resolve_layout(*recipes.back(), 1);
-    solo.run = train_steps(*recipes.back(), *mpi_self(), nullptr);
-    solo.model = std::make_unique<Model>(*recipes.back(), Context{}, DType::kF32, 1);
+    Recipe one_rank = parse_recipe(e.recipe, name, model_only);
+    resolve_layout(one_rank, 1);
+    solo.run = train_steps(one_rank, *mpi_self(), nullptr);
+    solo.model = std::make_unique<Model>(
+        one_rank.model,
+        ModelRun{.micro_batch = 1, .seq_len = one_rank.data.seq_len, .seed = one_rank.train.seed},
+        Context{});
   }
   const TrainRun& one = solo.run;
   const TrainRun many = train_steps(parallel, *world, &solo.model->params());

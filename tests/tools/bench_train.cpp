@@ -186,9 +186,11 @@ ArenaBytes arena_bytes(Trainer& trainer) {
   ArenaBytes b;
   for (const ParamGroup& g : trainer.model().params().groups())
     b.params += bytes_of(g.values, g.grads);
-  for (const Optimizer::GroupState& g : trainer.optimizer().groups()) {
-    b.optimizer += bytes_of(g.m, g.v, g.grad_shard);
-  }
+  for (const Optimizer::GroupState& g : trainer.optimizer().groups())
+    b.optimizer += bytes_of(g.m, g.v);
+  const GradSync& grads = trainer.grad_sync();
+  for (size_t i = 0; grads.zero1() && i < grads.size(); ++i)
+    b.optimizer += bytes_of(grads.summed(i));
   b.activations = static_cast<double>(trainer.model().activation_bytes());
   return b;
 }

@@ -18,7 +18,11 @@ int main(int argc, char** argv) {
   fs::create_directories(argv[1]);
   for (const std::string& name : tmt::test::reference_fixture_names()) {
     const tmt::Recipe recipe = tmt::test::reference_recipe(name);
-    tmt::Model model(recipe, tmt::Context{}, tmt::DType::kF32, recipe.train.micro_batch);
+    tmt::Model model(recipe.model,
+                     {.micro_batch = recipe.train.micro_batch,
+                      .seq_len = recipe.data.seq_len,
+                      .seed = recipe.train.seed},
+                     tmt::Context{});
     tmt::SafetensorsFile f;
     for (const tmt::Param& p : model.params().all()) f.add(p.spec.name, p.value);
     const int64_t b = recipe.train.micro_batch, s = recipe.data.seq_len;

@@ -53,7 +53,12 @@ double total_loss(const LossParts& p) {
 }
 
 void check_model_gradients(const Recipe& r) {
-  Model model(r, Context{}, DType::kF64, r.train.micro_batch);
+  Model model(r.model,
+              {.dtype = DType::kF64,
+               .micro_batch = r.train.micro_batch,
+               .seq_len = r.data.seq_len,
+               .seed = r.train.seed},
+              Context{});
   Arena arena(Device::kCpu, 1 << 16, "batch");
   const MicroBatch batch{arena.alloc(DType::kI32, {2, 7}), arena.alloc(DType::kI32, {2, 7})};
   for (int64_t i = 0; i < 14; ++i) {

@@ -26,7 +26,11 @@ TEST_P(ReferenceParity, LossAndEveryGradientMatchPyTorch) {
       << "the recipe changed since the fixture was made: regenerate it "
          "(scripts/reference/README.md)";
 
-  Model model(recipe, Context{}, DType::kF32, recipe.train.micro_batch);
+  Model model(recipe.model,
+              {.micro_batch = recipe.train.micro_batch,
+               .seq_len = recipe.data.seq_len,
+               .seed = recipe.train.seed},
+              Context{});
   for (Param& p : model.params().all()) {
     const StoredTensor* w = inputs.find(p.spec.name);
     ASSERT_NE(w, nullptr) << p.spec.name;

@@ -15,7 +15,7 @@ namespace {
 
 void print_rank_map(const Recipe& r) {
   const Layout l = layout_of(r.parallel);
-  const auto stages = pipeline_stages(r);
+  const auto stages = pipeline_stages(r.model.n_layers, r.parallel.pp, r.parallel.pp_layers);
   const int64_t experts_per_rank = r.model.moe ? r.model.moe->n_experts / r.parallel.ep : 0;
   fmt::print(
       "\nrank map (dense grid tp x dp x pp, expert grid etp x ep x edp within each stage):\n");

@@ -15,7 +15,7 @@ struct CheckOptions {
   std::vector<std::string> overrides;
   int64_t world = 0;  // 0 = what the recipe's layout needs
   bool print_world = false;
-  bool json = false;  // a machine-readable summary instead of the report
+  bool json = false;      // a machine-readable summary instead of the report
   bool schema = false;    // print every recipe key instead (no recipe is read)
   bool markdown = false;  // with schema: as the README's markdown table
 };

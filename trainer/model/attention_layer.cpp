@@ -13,7 +13,7 @@ namespace tmt {
 
 AttentionLayer::AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
     : env_(env), store_(&store) {
-  const ModelConfig& m = env.recipe->model;
+  const ModelConfig& m = *env.model;
   const int64_t tp = env.tp_size(), r = env.tp_rank();
   heads_ = m.n_heads / tp;
   head_dim_ = m.head_dim;
@@ -24,28 +24,38 @@ AttentionLayer::AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& s
   const int64_t kv_replicas = split_kv ? 1 : tp / m.n_kv_heads;
   const std::string p = "layers." + std::to_string(layer) + ".attn.";
   const int64_t d = m.d_model, dh = head_dim_;
-  // Output projections start smaller so the residual stream's variance does not grow with depth.
-  const double out_std = m.init_std / std::sqrt(2.0 * static_cast<double>(m.n_layers));
-  norm_ = add_param(store, p + "norm", {d}, ParamKind::kDense, false, ParamInit::kOnes, 0.0, tp);
-  wq_ = add_param_block(store, p + "wq", {m.n_heads * dh, d}, {r * heads_ * dh, 0},
-                        {heads_ * dh, d}, ParamKind::kDense, true, ParamInit::kNormal, m.init_std);
-  wk_ = add_param_block(store, p + "wk", {m.n_kv_heads * dh, d}, {first_kv * dh, 0},
-                        {kv_heads_ * dh, d}, ParamKind::kDense, true, ParamInit::kNormal,
-                        m.init_std, kv_replicas);
-  wv_ = add_param_block(store, p + "wv", {m.n_kv_heads * dh, d}, {first_kv * dh, 0},
-                        {kv_heads_ * dh, d}, ParamKind::kDense, true, ParamInit::kNormal,
-                        m.init_std, kv_replicas);
-  wo_ = add_param_block(store, p + "wo", {d, m.n_heads * dh}, {0, r * heads_ * dh},
-                        {d, heads_ * dh}, ParamKind::kDense, true, ParamInit::kNormal, out_std);
+  norm_ = store.add({.name = p + "norm",
+                     .global_shape = {d},
+                     .decay = false,
+                     .init = ParamInit::kOnes,
+                     .tp_replicas = tp});
+  wq_ = store.add({.name = p + "wq",
+                   .global_shape = {m.n_heads * dh, d},
+                   .local_shape = {heads_ * dh, d},
+                   .offset = {r * heads_ * dh, 0},
+                   .init_std = m.init_std});
+  for (auto [index, name] : {std::pair{&wk_, "wk"}, std::pair{&wv_, "wv"}}) {
+    *index = store.add({.name = p + name,
+                        .global_shape = {m.n_kv_heads * dh, d},
+                        .local_shape = {kv_heads_ * dh, d},
+                        .offset = {first_kv * dh, 0},
+                        .init_std = m.init_std,
+                        .tp_replicas = kv_replicas});
+  }
+  wo_ = store.add({.name = p + "wo",
+                   .global_shape = {d, m.n_heads * dh},
+                   .local_shape = {d, heads_ * dh},
+                   .offset = {0, r * heads_ * dh},
+                   .init_std = env.out_init_std()});
 }
 
 void AttentionLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens();
-  const int64_t d = env_.recipe->model.d_model;
+  const int64_t d = env_.model->d_model;
   const DType f = env_.dtype;
   h_ = acts.alloc(f, {tl, d});
   rstd_ = acts.alloc(env_.stat_dtype(), {tl});
-  h_full_ = env_.tp_size() > 1 ? acts.alloc(f, {t, d}) : h_;
+  h_full_ = env_.sp.gathered(acts, h_);
   q_ = acts.alloc(f, {t, heads_ * head_dim_});
   k_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
   v_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
@@ -53,19 +63,26 @@ void AttentionLayer::allocate(Arena& acts, Arena& scratch) {
   lse_ = acts.alloc(env_.stat_dtype(), {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
-  alloc_grads(scratch);
+  forward_temps(scratch);
+  scratch.reset(mark);
+  backward_temps(scratch, h_);  // any [Tl, D] tensor stands for dx here
   scratch.reset(mark);
 }
 
-AttentionLayer::Grads AttentionLayer::alloc_grads(Arena& scratch) const {
+AttentionLayer::ForwardTemps AttentionLayer::forward_temps(Arena& scratch) const {
+  const int64_t d = env_.model->d_model;
+  return {env_.sp.partial(scratch, env_.dtype, d), env_.sp.received(scratch, env_.dtype, d)};
+}
+
+AttentionLayer::BackwardTemps AttentionLayer::backward_temps(Arena& scratch,
+                                                             const Tensor& dx) const {
   const int64_t t = env_.tokens(), tl = env_.local_tokens();
-  const int64_t d = env_.recipe->model.d_model;
+  const int64_t d = env_.model->d_model;
   const DType f = env_.dtype;
-  const bool tp = env_.tp_size() > 1;
-  Grads g;
+  BackwardTemps g;
   g.dh = scratch.alloc(f, {tl, d});
-  g.dy_full = tp ? scratch.alloc(f, {t, d}) : Tensor{};
-  g.dh_full = tp ? scratch.alloc(f, {t, d}) : g.dh;
+  g.dy_full = env_.sp.gathered(scratch, dx);
+  g.dh_partial = env_.sp.partial(scratch, f, d);
   g.dq = scratch.alloc(f, {t, heads_ * head_dim_});
   g.dk = scratch.alloc(f, {t, kv_heads_ * head_dim_});
   g.dv = scratch.alloc(f, {t, kv_heads_ * head_dim_});
@@ -85,60 +102,55 @@ AttentionParams attention_params(const ModelConfig& m) {
 
 }  // namespace
 
-void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Tensor& positions,
-                             const Tensor& rope_cos, const Tensor& rope_sin) {
+void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   const Context& ctx = env_.ctx;
   const ParamStore& ps = *store_;
   const int64_t t = env_.tokens();
-  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, env_.recipe->model.norm_eps);
-  if (env_.tp_size() > 1) gather_sequence(env_, h_full_, h_);
-  linear_fwd(ctx, q_, h_full_, ps[wq_].weight, false);
-  linear_fwd(ctx, k_, h_full_, ps[wk_].weight, false);
-  linear_fwd(ctx, v_, h_full_, ps[wv_].weight, false);
+  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
+  env_.sp.gather(h_full_, h_);
+  linear_fwd(ctx, q_, h_full_, ps[wq_].weight);
+  linear_fwd(ctx, k_, h_full_, ps[wk_].weight);
+  linear_fwd(ctx, v_, h_full_, ps[wv_].weight);
   const Tensor q3 = q_.view({t, heads_, head_dim_});
   const Tensor k3 = k_.view({t, kv_heads_, head_dim_});
-  rope_fwd(ctx, q3, q3, positions, rope_cos, rope_sin);
-  rope_fwd(ctx, k3, k3, positions, rope_cos, rope_sin);
+  rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin);
+  rope_fwd(ctx, k3, k3, rope.positions, rope.cos, rope.sin);
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
   attention_fwd(ctx, o_.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
-                attention_params(env_.recipe->model));
-  if (env_.tp_size() == 1) {
-    copy(ctx, x_out, x);
-    linear_fwd(ctx, x_out, o_, ps[wo_].weight, true);
-    return;
-  }
+                attention_params(*env_.model));
   const size_t mark = scratch_->mark();
-  const Tensor partial = scratch_->alloc(env_.dtype, {t, env_.recipe->model.d_model});
-  linear_fwd(ctx, partial, o_, ps[wo_].weight, false);
-  scatter_sequence(env_, x_out, partial);
-  add(ctx, x_out, x);
+  const ForwardTemps f = forward_temps(*scratch_);
+  copy(ctx, x_out, x);
+  env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
+    linear_fwd(ctx, out, o_, ps[wo_].weight, acc);
+  });
   scratch_->reset(mark);
 }
 
-void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Tensor& positions,
-                              const Tensor& rope_cos, const Tensor& rope_sin) {
+void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   const Context& ctx = env_.ctx;
   ParamStore& ps = *store_;
   const int64_t t = env_.tokens();
-  const bool tp = env_.tp_size() > 1;
   const size_t mark = scratch_->mark();
-  const Grads g = alloc_grads(*scratch_);
+  const BackwardTemps g = backward_temps(*scratch_, dx);
   // x_out = x + o Woᵀ: the branch sees dx unchanged (all of its tokens, under tp).
-  if (tp) gather_sequence(env_, g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, tp ? g.dy_full : dx, o_, ps[wo_].weight, false);
+  env_.sp.gather(g.dy_full, dx);
+  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, o_, ps[wo_].weight);
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
   attention_bwd(ctx, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks), g.dout.view(qs), q_.view(qs),
-                k_.view(ks), v_.view(ks), o_.view(qs), lse_, attention_params(env_.recipe->model));
+                k_.view(ks), v_.view(ks), o_.view(qs), lse_, attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, head_dim_});
   const Tensor dk3 = g.dk.view({t, kv_heads_, head_dim_});
-  rope_bwd(ctx, dq3, dq3, positions, rope_cos, rope_sin);
-  rope_bwd(ctx, dk3, dk3, positions, rope_cos, rope_sin);
-  linear_bwd(ctx, g.dh_full, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight, false);
-  linear_bwd(ctx, g.dh_full, ps[wk_].grad, g.dk, h_full_, ps[wk_].weight, true);
-  linear_bwd(ctx, g.dh_full, ps[wv_].grad, g.dv, h_full_, ps[wv_].weight, true);
-  if (tp) scatter_sequence(env_, g.dh, g.dh_full);  // this rank's heads' share, summed over TP
+  rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin);
+  rope_bwd(ctx, dk3, dk3, rope.positions, rope.cos, rope.sin);
+  // dh: this rank's heads' share of the projections' input gradient, summed over TP.
+  env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
+    linear_bwd(ctx, out, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight);
+    linear_bwd(ctx, out, ps[wk_].grad, g.dk, h_full_, ps[wk_].weight, /*accumulate_dx=*/true);
+    linear_bwd(ctx, out, ps[wv_].grad, g.dv, h_full_, ps[wv_].weight, /*accumulate_dx=*/true);
+  });
   rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
   add(ctx, dx, g.dx_norm);
   scratch_->reset(mark);

@@ -1,9 +1,10 @@
 // The attention half of a transformer block, with its residual:
 //
 //   h = RMSNorm(x) · w_norm
-//   q = RoPE(h Wqᵀ), k = RoPE(h Wkᵀ), v = h Wvᵀ          q: [T, H, Dh]; k, v: [T, Hk, Dh]
-//   o = softmax(q kᵀ · Dh^-½ + causal/window mask) v     grouped-query: head h reads kv head
-//   h/(H/Hk) x_out = x + o Woᵀ
+//   q = RoPE(h Wqᵀ), k = RoPE(h Wkᵀ), v = h Wvᵀ        q: [T, H, Dh]; k, v: [T, Hk, Dh]
+//   o = softmax(q kᵀ · Dh^-½ + causal/window mask) v   grouped-query: head h reads kv head
+//                                                      h / (H / Hk)
+//   x_out = x + o Woᵀ
 //
 // Parameters: attn_norm [D], wq [H·Dh, D], wk [Hk·Dh, D], wv [Hk·Dh, D], wo [D, H·Dh] (PyTorch
 // layout, out × in).
@@ -21,17 +22,17 @@ namespace tmt {
 class AttentionLayer {
  public:
   AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& store);
-  // Saved activations for one micro-batch, from `acts`; `scratch` serves backward's temporaries
-  // (allocated and released inside each call). Called on counting arenas first to size the real
-  // ones.
+  // Saved activations for one micro-batch, from `acts`; `scratch` serves the passes' temporaries
+  // (taken and released inside each call). Called on counting arenas first to size the real ones.
   void allocate(Arena& acts, Arena& scratch);
 
+  struct Rope {
+    Tensor positions, cos, sin;  // [T] i32; the tables [S, Dh/2]
+  };
   // x_out = x + attention(norm(x)); x is kept (backward needs it).
-  void forward(const Tensor& x_out, const Tensor& x, const Tensor& positions,
-               const Tensor& rope_cos, const Tensor& rope_sin);
+  void forward(const Tensor& x_out, const Tensor& x, const Rope& rope);
   // dx (the gradient of x_out on entry) becomes the gradient of x: dx += d(branch)/dx.
-  void backward(const Tensor& dx, const Tensor& x, const Tensor& positions, const Tensor& rope_cos,
-                const Tensor& rope_sin);
+  void backward(const Tensor& dx, const Tensor& x, const Rope& rope);
 
  private:
   LayerEnv env_;
@@ -39,17 +40,23 @@ class AttentionLayer {
   size_t norm_, wq_, wk_, wv_, wo_;
   int64_t heads_, kv_heads_, head_dim_;  // this rank's
   // activations (T tokens, Tl = T/tp of them in this rank's chunk; H, Hk this rank's heads):
-  // h [Tl, D], rstd [Tl], h_full [T, D] (tp > 1), q [T, H·Dh], k, v [T, Hk·Dh], o [T, H·Dh],
-  // lse [B, H, S]
+  // h [Tl, D], rstd [Tl], h_full [T, D] (h itself at tp = 1), q [T, H·Dh], k, v [T, Hk·Dh],
+  // o [T, H·Dh], lse [B, H, S]
   Tensor h_, rstd_, h_full_, q_, k_, v_, o_, lse_;
   Arena* scratch_ = nullptr;
 
-  // Backward's temporaries: dy_full, dh_full [T, D] (tp > 1), dh [Tl, D], dq [T, H·Dh],
-  // dk, dv [T, Hk·Dh], dout [T, H·Dh], dx_norm [Tl, D]. Forward's: the partial output [T, D].
-  struct Grads {
-    Tensor dy_full, dh_full, dh, dq, dk, dv, dout, dx_norm;
+  // forward: the output projection's partial sum [T, D] and its reduced chunk [Tl, D] (tp > 1)
+  struct ForwardTemps {
+    Tensor partial, received;
   };
-  Grads alloc_grads(Arena& scratch) const;
+  ForwardTemps forward_temps(Arena& scratch) const;
+  // backward: dy_full (the gathered dx, [T, D]), dh [Tl, D] and its partial sum dh_partial [T, D],
+  // dq [T, H·Dh], dk, dv [T, Hk·Dh], dout [T, H·Dh], dx_norm [Tl, D]
+  struct BackwardTemps {
+    Tensor dy_full, dh, dh_partial, dq, dk, dv, dout, dx_norm;
+  };
+  // (dx: the [Tl, D] gradient the pass is given, which dy_full is at tp = 1)
+  BackwardTemps backward_temps(Arena& scratch, const Tensor& dx) const;
 };
 
 }  // namespace tmt

@@ -1,6 +1,6 @@
 // One transformer block: x_mid = x + Attention(RMSNorm(x)); x_out = x_mid + FFN(RMSNorm(x_mid)),
 // where the FFN is dense SwiGLU (first_dense_layers / layer_pattern) or MoE, plus shared experts.
-// x, x_mid and x_out are this rank's sequence chunk [T/tp, D] (layer.h); the dense FFN and the
+// x, x_mid and x_out are this rank's sequence chunk [T/tp, D] (layer_env.h); the dense FFN and the
 // shared experts see the all-gathered h2 and their partial outputs are reduce-scattered back.
 #pragma once
 
@@ -17,9 +17,7 @@ class Block {
   Block(const LayerEnv& env, int64_t layer, ParamStore& store);
   void allocate(Arena& acts, Arena& scratch);
 
-  struct Rope {
-    Tensor positions, cos, sin;
-  };
+  using Rope = AttentionLayer::Rope;
   // x_out = block(x); x is kept for backward. Returns the MoE statistics (zeros for a dense layer).
   MoeStats forward(const Tensor& x_out, const Tensor& x, const Rope& rope, double aux_weight);
   // dx: the gradient of x_out on entry, of x on return.
@@ -34,9 +32,22 @@ class Block {
   std::unique_ptr<FfnLayer> dense_;
   std::unique_ptr<MoeLayer> moe_;
   std::unique_ptr<FfnLayer> shared_;
+  FfnLayer* ffn_ = nullptr;    // the dense FFN or the shared experts (null: neither)
   Tensor x_mid_, h2_, rstd2_;  // [Tl, D], [Tl, D], [Tl]
-  Tensor h2_full_;             // [T, D] under tp (for the dense FFN or the shared experts)
+  Tensor h2_full_;             // [T, D]: h2 gathered for the FFN (h2 itself at tp = 1)
   Arena* scratch_ = nullptr;
+
+  // forward: the FFN's partial output [T, D] and its reduced chunk [Tl, D] (tp > 1)
+  struct ForwardTemps {
+    Tensor partial, received;
+  };
+  ForwardTemps forward_temps(Arena& scratch) const;
+  // backward: dh2 and dx_norm [Tl, D]; for the FFN dy_full (the gathered dx [T, D]), its partial
+  // input gradient [T, D] and that reduced [Tl, D] (tp > 1)
+  struct BackwardTemps {
+    Tensor dh2, dx_norm, dy_full, partial, received;
+  };
+  BackwardTemps backward_temps(Arena& scratch, const Tensor& dx) const;
 };
 
 }  // namespace tmt

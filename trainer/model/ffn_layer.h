@@ -9,7 +9,7 @@
 //
 // Tensor parallelism splits the hidden dimension: rank r holds F/tp gate and up rows of W13
 // (column-parallel) and the same columns of W2 (row-parallel), so h is the all-gathered input
-// [T, D] and y a partial sum the caller reduce-scatters.
+// [T, D] and y a partial sum the caller reduce-scatters (block.h).
 #pragma once
 
 #include "trainer/model/layer_env.h"
@@ -22,9 +22,9 @@ class FfnLayer {
   FfnLayer(const LayerEnv& env, const std::string& prefix, int64_t hidden, ParamStore& store);
   void allocate(Arena& acts, Arena& scratch);
 
-  // y += FFN(h), or y = FFN(h) without accumulate (this rank's partial sum under tp)
+  // y = FFN(h), or y += FFN(h) with accumulate (this rank's partial sum under tp)
   void forward(const Tensor& y, const Tensor& h, bool accumulate);
-  // dh (+)= d FFN / dh · dy; accumulate_dh chooses between = and +=.
+  // dh = d FFN / dh · dy, or dh += it with accumulate_dh.
   void backward(const Tensor& dh, const Tensor& dy, const Tensor& h, bool accumulate_dh);
 
  private:
@@ -32,13 +32,13 @@ class FfnLayer {
   ParamStore* store_;
   int64_t hidden_;  // this rank's share of F
   size_t w13_, w2_;
-  Tensor gu_, a_;  // [T, 2F], [T, F]
+  Tensor gate_up_, act_;  // [T, 2F], [T, F]
   Arena* scratch_ = nullptr;
 
-  struct Grads {
-    Tensor da, dgu;
+  struct BackwardTemps {
+    Tensor dact, dgate_up;  // [T, F], [T, 2F]
   };
-  Grads alloc_grads(Arena& scratch) const;
+  BackwardTemps backward_temps(Arena& scratch) const;
 };
 
 }  // namespace tmt

@@ -1,33 +1,31 @@
 #include "trainer/model/model.h"
 
 #include "kernels/copy.h"
-#include "kernels/cross_entropy.h"
 #include "kernels/embedding.h"
 #include "kernels/linear.h"
 #include "kernels/reduce.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
-#include "trainer/pipeline/stages.h"
+#include "parallel/vocab_parallel.h"
 
 namespace tmt {
 
-Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
+Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
              const ModelShard& shard)
-    : recipe_(&recipe) {
-  const ModelConfig& m = recipe.model;
+    : config_(config) {
+  const ModelConfig& m = config_;
   env_.ctx = ctx;
-  env_.recipe = &recipe;
-  env_.batch = micro_batch;
-  env_.seq = recipe.data.seq_len;
-  env_.dtype = dtype;
-  env_.tp = shard.tp;
+  env_.model = &config_;
+  env_.batch = run.micro_batch;
+  env_.seq = run.seq_len;
+  env_.dtype = run.dtype;
+  env_.sp = SequenceParallel(shard.tp, env_.tokens());
   env_.experts = shard.experts;
   env_.etp = shard.etp;
   const int64_t tp = env_.tp_size();
-  TMT_CHECK(env_.tokens() % tp == 0 && m.vocab_size % tp == 0,
-            "{} tokens / vocabulary {} over {} tensor-parallel ranks", env_.tokens(), m.vocab_size,
+  TMT_CHECK(m.vocab_size % tp == 0, "vocabulary {} over {} tensor-parallel ranks", m.vocab_size,
             tp);
-  const StageRange stage = pipeline_stages(recipe)[static_cast<size_t>(shard.stage)];
+  const StageRange stage = shard.layers.value_or(StageRange{0, m.n_layers});
   first_layer_ = stage.begin;
   last_layer_ = stage.end;
   last_ = stage.end == m.n_layers;
@@ -41,9 +39,11 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
 
   // The embedding and the head: rows [vocab_start, vocab_start + V/tp) of [V, D].
   const auto vocab_rows = [&](const std::string& name) {
-    return add_param_block(params_, name, {m.vocab_size, m.d_model}, {vocab_start_, 0},
-                           {vocab_local_, m.d_model}, ParamKind::kDense, true, ParamInit::kNormal,
-                           m.init_std);
+    return params_.add({.name = name,
+                        .global_shape = {m.vocab_size, m.d_model},
+                        .local_shape = {vocab_local_, m.d_model},
+                        .offset = {vocab_start_, 0},
+                        .init_std = m.init_std});
   };
   if (first_stage()) embedding_ = vocab_rows("embedding");
   slots_.resize(static_cast<size_t>(std::max<int64_t>(shard.in_flight, 1)));
@@ -53,19 +53,17 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
       s.blocks.push_back(std::make_unique<Block>(env_, l, params_));
   }
   if (last_) {
-    final_norm_ = add_param(params_, "final_norm", {m.d_model}, ParamKind::kDense, false,
-                            ParamInit::kOnes, 0.0, tp);
+    final_norm_ = params_.add({.name = "final_norm",
+                               .global_shape = {m.d_model},
+                               .decay = false,
+                               .init = ParamInit::kOnes,
+                               .tp_replicas = tp});
     head_ = m.tie_embeddings ? embedding_ : vocab_rows("head");
   }
   // Master weights and gradients in f32 (f64 for gradient checks); bf16 is only the compute copy.
-  params_.allocate(ctx.device, dtype == DType::kBF16 ? DType::kF32 : dtype, dtype,
+  params_.allocate(ctx.device, run.dtype == DType::kBF16 ? DType::kF32 : run.dtype, run.dtype,
                    shard.shard_multiple);
-  params_.initialize(recipe.train.seed);
-  if (tp > m.n_kv_heads) {  // the ranks that hold the same kv head sum its gradient
-    const int64_t share = tp / m.n_kv_heads;
-    kv_replicas_ =
-        env_.tp->split(static_cast<int>(env_.tp_rank() / share), static_cast<int>(env_.tp_rank()));
-  }
+  params_.initialize(run.seed);
 
   Arena count_acts = Arena::counting(ctx.device);
   Arena count_scratch = Arena::counting(ctx.device);
@@ -84,45 +82,58 @@ Model::Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micr
     losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(env_.stat_dtype()));
     targets_host_.resize(static_cast<size_t>(env_.tokens()));
   }
-  RopeParams rp;
-  rp.head_dim = m.head_dim;
-  rp.theta = m.rope_theta;
-  rp.scaling = m.rope_scaling.type;
-  rp.factor = m.rope_scaling.factor;
-  rp.original_max_seq_len = m.rope_scaling.original_max_seq_len;
-  rp.beta_fast = m.rope_scaling.beta_fast;
-  rp.beta_slow = m.rope_scaling.beta_slow;
-  rp.mscale = m.rope_scaling.mscale;
-  rope_tables(ctx, rope_cos_, rope_sin_, rp);
+  const RopeScaling& rs = m.rope_scaling;
+  rope_tables(ctx, rope_cos_, rope_sin_,
+              {.head_dim = m.head_dim,
+               .theta = m.rope_theta,
+               .scaling = rs.type,
+               .factor = rs.factor,
+               .original_max_seq_len = rs.original_max_seq_len,
+               .beta_fast = rs.beta_fast,
+               .beta_slow = rs.beta_slow,
+               .mscale = rs.mscale});
 }
 
 void Model::allocate_activations(Arena& acts, Arena& scratch) {
-  const ModelConfig& m = recipe_->model;
+  const ModelConfig& m = config_;
   const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = m.d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
-  const bool tp = env_.tp_size() > 1;
   positions_ = acts.alloc(DType::kI32, {t});
   rope_cos_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
   rope_sin_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
-  // The embedding's and the head's temporaries: a [T, D] partial or gradient, and a [T, D] one.
-  const size_t mark = scratch.mark();
-  scratch.alloc(f, {t, d});
-  scratch.alloc(f, {t, d});
   for (Slot& s : slots_) {
     s.x.clear();
     for (int64_t l = first_layer_; l <= last_layer_; ++l) s.x.push_back(acts.alloc(f, {tl, d}));
     s.dx = acts.alloc(f, {tl, d});
     if (last_) {
-      s.hf = acts.alloc(f, {tl, d});
-      s.rstd_f = acts.alloc(stat, {tl});
-      s.hf_full = tp ? acts.alloc(f, {t, d}) : s.hf;
+      s.normed = acts.alloc(f, {tl, d});
+      s.norm_rstd = acts.alloc(stat, {tl});
+      s.normed_full = env_.sp.gathered(acts, s.normed);
       s.logits = acts.alloc(f, {t, vocab_local_});
       s.losses = acts.alloc(stat, {t});
       s.ce_stats = acts.alloc(DType::kF64, {3, t});  // row max, Σ exp, target logit
     }
     for (auto& b : s.blocks) b->allocate(acts, scratch);
   }
+  const size_t mark = scratch.mark();
+  if (first_stage()) embedding_temps(scratch, slots_.front().dx);
   scratch.reset(mark);
+  if (last_) head_temps(scratch);
+  scratch.reset(mark);
+}
+
+Model::EmbeddingTemps Model::embedding_temps(Arena& scratch, const Tensor& dx) const {
+  EmbeddingTemps g;
+  g.partial = env_.sp.partial(scratch, env_.dtype, config_.d_model);
+  g.dx_full = env_.sp.gathered(scratch, dx);
+  return g;
+}
+
+Model::HeadTemps Model::head_temps(Arena& scratch) const {
+  HeadTemps g;
+  g.dnormed = scratch.alloc(env_.dtype, {env_.local_tokens(), config_.d_model});
+  g.dnormed_partial = env_.sp.partial(scratch, env_.dtype, config_.d_model);
+  return g;
 }
 
 LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_scale,
@@ -133,16 +144,14 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
             "micro-batch {} does not match {} tokens", batch.inputs.str(), t);
   Slot& s = slots_[static_cast<size_t>(slot)];
   if (first_stage()) {
+    // Each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding.
     const Tensor ids = batch.inputs.view({t});
-    if (env_.tp_size() == 1) {
-      embedding_fwd(ctx, s.x[0], ids, params_[embedding_].weight, 0);
-    } else {  // each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding
-      const size_t mark = scratch_.mark();
-      const Tensor partial = scratch_.alloc(env_.dtype, {t, recipe_->model.d_model});
-      embedding_fwd(ctx, partial, ids, params_[embedding_].weight, vocab_start_);
-      scatter_sequence(env_, s.x[0], partial);
-      scratch_.reset(mark);
-    }
+    const size_t mark = scratch_.mark();
+    const EmbeddingTemps e = embedding_temps(scratch_, s.dx);
+    env_.sp.reduce_scatter(s.x[0], e.partial, [&](const Tensor& out) {
+      embedding_fwd(ctx, out, ids, params_[embedding_].weight, vocab_start_);
+    });
+    scratch_.reset(mark);
   }
   const Block::Rope rope{positions_, rope_cos_, rope_sin_};
   LossParts parts;
@@ -162,28 +171,15 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
 
 void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossParts& parts) {
   const Context& ctx = env_.ctx;
-  const ModelConfig& m = recipe_->model;
   const int64_t t = env_.tokens();
-  rmsnorm_fwd(ctx, s.hf, s.rstd_f, s.x.back(), params_[final_norm_].weight, m.norm_eps);
-  if (env_.tp_size() > 1) gather_sequence(env_, s.hf_full, s.hf);
-  linear_fwd(ctx, s.logits, s.hf_full, params_[head_].weight, false);
+  rmsnorm_fwd(ctx, s.normed, s.norm_rstd, s.x.back(), params_[final_norm_].weight,
+              config_.norm_eps);
+  env_.sp.gather(s.normed_full, s.normed);
+  linear_fwd(ctx, s.logits, s.normed_full, params_[head_].weight);
   // The gradient overwrites the logits in place: they are not needed afterwards.
   const Tensor targets = batch.targets.view({t});
-  if (env_.tp_size() == 1) {
-    cross_entropy(ctx, s.losses, s.logits, s.logits, targets, lm_grad_scale);
-  } else {
-    const Tensor row_max = s.ce_stats.slice(0, 1).view({t});
-    const Tensor sums = s.ce_stats.slice(1, 3);  // Σ exp and the target logit, reduced together
-    cross_entropy_row_max(ctx, row_max, s.logits);
-    env_.tp->all_reduce(row_max, ReduceOp::kMax);
-    cross_entropy_sum_exp(ctx, sums.slice(0, 1).view({t}), s.logits, row_max);
-    cross_entropy_target_logit(ctx, sums.slice(1, 2).view({t}), s.logits, targets, vocab_start_);
-    env_.tp->all_reduce(sums);
-    cross_entropy_loss(ctx, s.losses, row_max, sums.slice(0, 1).view({t}),
-                       sums.slice(1, 2).view({t}), targets);
-    cross_entropy_grad(ctx, s.logits, s.logits, targets, row_max, sums.slice(0, 1).view({t}),
-                       vocab_start_, lm_grad_scale);
-  }
+  vocab_parallel_cross_entropy(ctx, env_.sp.group(), s.losses, s.logits, s.logits, targets,
+                               vocab_start_, lm_grad_scale, s.ce_stats);
   // The sum over the counted targets, on the host (the losses may be on the device).
   TMT_CHECK(targets.dtype == DType::kI32, "targets {}", targets.str());
   const int32_t* tg = targets.ptr<const int32_t>();
@@ -203,33 +199,25 @@ void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossPar
 
 void Model::backward(int64_t slot, const MicroBatch& batch) {
   const Context& ctx = env_.ctx;
-  const ModelConfig& m = recipe_->model;
   const int64_t t = env_.tokens();
-  const bool tp = env_.tp_size() > 1;
   Slot& s = slots_[static_cast<size_t>(slot)];
   const size_t mark = scratch_.mark();
   if (last_) {  // s.logits holds dlogits
-    const Tensor dhf_full = scratch_.alloc(env_.dtype, {t, m.d_model});
-    const Tensor dhf = tp ? scratch_.alloc(env_.dtype, {env_.local_tokens(), m.d_model}) : dhf_full;
-    linear_bwd(ctx, dhf_full, params_[head_].grad, s.logits, s.hf_full, params_[head_].weight,
-               false);
-    if (tp) scatter_sequence(env_, dhf, dhf_full);
-    rmsnorm_bwd(ctx, s.dx, params_[final_norm_].grad, dhf, s.x.back(), params_[final_norm_].weight,
-                s.rstd_f);
+    const HeadTemps h = head_temps(scratch_);
+    env_.sp.reduce_scatter(h.dnormed, h.dnormed_partial, [&](const Tensor& out) {
+      linear_bwd(ctx, out, params_[head_].grad, s.logits, s.normed_full, params_[head_].weight);
+    });
+    rmsnorm_bwd(ctx, s.dx, params_[final_norm_].grad, h.dnormed, s.x.back(),
+                params_[final_norm_].weight, s.norm_rstd);
     scratch_.reset(mark);
   }
   const Block::Rope rope{positions_, rope_cos_, rope_sin_};
   for (size_t l = s.blocks.size(); l-- > 0;) s.blocks[l]->backward(s.dx, s.x[l], rope);
   if (first_stage()) {
-    const Tensor ids = batch.inputs.view({t});
-    if (!tp) {
-      embedding_bwd(ctx, params_[embedding_].grad, s.dx, ids, 0);
-    } else {
-      const Tensor dx_full = scratch_.alloc(env_.dtype, {t, m.d_model});
-      gather_sequence(env_, dx_full, s.dx);
-      embedding_bwd(ctx, params_[embedding_].grad, dx_full, ids, vocab_start_);
-      scratch_.reset(mark);
-    }
+    const EmbeddingTemps e = embedding_temps(scratch_, s.dx);
+    env_.sp.gather(e.dx_full, s.dx);
+    embedding_bwd(ctx, params_[embedding_].grad, e.dx_full, batch.inputs.view({t}), vocab_start_);
+    scratch_.reset(mark);
   }
 }
 
@@ -244,17 +232,6 @@ LossParts Model::forward_backward(const MicroBatch& batch, double lm_grad_scale,
 LossParts Model::forward(const MicroBatch& batch) {
   TMT_CHECK(first_stage() && last_, "forward: a pipeline stage needs the schedule");
   return forward(0, batch, 0.0, 0.0);
-}
-
-void Model::reduce_tp_replicated_grads() {
-  if (env_.tp_size() == 1) return;
-  for (const ParamGroup& g : params_.groups()) {
-    if (g.tp_replicas == 1) continue;
-    Communicator* group = g.tp_replicas == env_.tp_size() ? env_.tp : kv_replicas_.get();
-    TMT_CHECK(group != nullptr && group->size() == g.tp_replicas,
-              "no group of {} tensor-parallel replicas", g.tp_replicas);
-    group->all_reduce(g.grads);
-  }
 }
 
 }  // namespace tmt

@@ -6,23 +6,27 @@
 //   logits = RMSNorm(x_L) W_headᵀ                      [T, V]   (W_head = E when tie_embeddings)
 //   loss = mean over target tokens of CE(logits, target) + Σ_MoE layers (aux + z)
 //
-// Which share (ModelShard): pipeline stage s holds the layers pipeline_stages() gives it, the
-// first stage also the embedding, the last the final norm, the head and the loss. Under tensor
-// parallelism the residual stream is this rank's sequence chunk [T/tp, D] (layer.h), and the
+// Which share (ModelShard): a pipeline stage holds the layers [begin, end) the pipeline split gives
+// it (pipeline/stages.h), the first stage also the embedding, the last the final norm, the head
+// and the loss. Under tensor parallelism the residual stream is this rank's sequence chunk
+// [T/tp, D] (layer_env.h), and the
 // embedding and the head are vocab-parallel: rank r holds rows [r·V/tp, (r+1)·V/tp) of each; the
 // embedding's partial rows are reduce-scattered to the chunks, and the loss is the vocab-parallel
-// cross-entropy over logits [T, V/tp] (kernels/cross_entropy.h) — the full logits never exist.
+// cross-entropy over logits [T, V/tp] (parallel/vocab_parallel.h) — the full logits never exist.
 //
-// A pipeline stage keeps the activations of several micro-batches at once (1F1B): `in_flight`
-// slots, each a full set of the stage's activations; the slots share the parameters.
+// A pipeline stage keeps the activations of several micro-batches at once: `in_flight` slots (as
+// many as the schedule asks for, pipeline/one_f_one_b.h), each a full set of the stage's
+// activations; the slots share the parameters.
 // Parameters, gradients and activations each live in one arena, sized once; a step allocates
 // nothing.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "trainer/model/block.h"
+#include "trainer/pipeline/stages.h"
 
 namespace tmt {
 
@@ -41,22 +45,33 @@ struct LossParts {
   int64_t dropped = 0;
 };
 
+// How a model computes: its dtype, the micro-batch it runs and the seed its weights start from.
+struct ModelRun {
+  // f32 (f32 master weights), f64 for gradient checks, or bf16 for mixed precision (f32 master
+  // weights and gradients, bf16 weights and activations).
+  DType dtype = DType::kF32;
+  int64_t micro_batch = 1;  // B sequences
+  int64_t seq_len = 0;      // S tokens each
+  uint64_t seed = 0;        // the initial weights (params.h)
+};
+
 // Which part of the model this rank holds, and the groups it shares the work with.
 struct ModelShard {
   Communicator* tp = nullptr;       // tensor parallelism (null: none)
   Communicator* experts = nullptr;  // the etp x ep ranks the experts are spread over (null: none)
   int64_t etp = 1;
-  int64_t stage = 0;           // pipeline stage, of recipe.parallel.pp
-  int64_t in_flight = 1;       // micro-batches whose activations the stage keeps at once
-  int64_t shard_multiple = 1;  // parameter groups are padded to a multiple of it (ZeRO-1)
+  std::optional<StageRange> layers;  // this pipeline stage's layers (nullopt: all of them)
+  int64_t in_flight = 1;             // micro-batches whose activations the stage keeps at once
+  int64_t shard_multiple = 1;        // parameter groups are padded to a multiple of it (ZeRO-1)
 };
 
 class Model {
  public:
-  // dtype: what the model computes in — f32 (f32 master weights), f64 for gradient checks, or
-  // bf16 for mixed precision (f32 master weights and gradients, bf16 weights and activations).
-  Model(const Recipe& recipe, const Context& ctx, DType dtype, int64_t micro_batch,
+  Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
         const ModelShard& shard = {});
+  // The layers hold pointers to the model's config: a model stays where it was made.
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   ParamStore& params() { return params_; }
   const ParamStore& params() const { return params_; }
@@ -84,10 +99,6 @@ class Model {
   // Forward only (validation), one stage.
   LossParts forward(const MicroBatch& batch);
 
-  // After the backward passes of a step: sums the gradient parts of the parameters that several
-  // TP ranks hold (norms, router, replicated kv heads) over those ranks.
-  void reduce_tp_replicated_grads();
-
   size_t activation_bytes() const { return acts_.capacity() + scratch_.capacity(); }
 
  private:
@@ -95,12 +106,28 @@ class Model {
     std::vector<std::unique_ptr<Block>> blocks;
     std::vector<Tensor> x;  // residual stream: the stage's input .. each block's output [Tl, D]
     Tensor dx;              // [Tl, D]
-    Tensor hf, rstd_f, hf_full, logits, losses, ce_stats;  // last stage
+    // last stage: the final norm's output [Tl, D] and rstd [Tl], that output gathered [T, D],
+    // the logits [T, V/tp] (their gradient after the loss), the per-token losses [T] and the
+    // vocab-parallel cross-entropy's statistics f64 [3, T]
+    Tensor normed, norm_rstd, normed_full, logits, losses, ce_stats;
   };
   void allocate_activations(Arena& acts, Arena& scratch);
   void loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossParts& parts);
 
-  const Recipe* recipe_;
+  // The temporaries of the passes through the embedding and the head, each taken and released
+  // around its use (the blocks' passes take theirs in between):
+  // the embedding's partial rows [T, D] (forward, tp > 1) and dx gathered [T, D] (backward);
+  struct EmbeddingTemps {
+    Tensor partial, dx_full;
+  };
+  EmbeddingTemps embedding_temps(Arena& scratch, const Tensor& dx) const;
+  // the final norm's output gradient [Tl, D] and its partial sum [T, D] (tp > 1).
+  struct HeadTemps {
+    Tensor dnormed, dnormed_partial;
+  };
+  HeadTemps head_temps(Arena& scratch) const;
+
+  ModelConfig config_;
   LayerEnv env_;
   int64_t first_layer_ = 0, last_layer_ = 0;
   bool last_ = true;
@@ -110,7 +137,6 @@ class Model {
   ParamStore params_;
   size_t embedding_ = 0, final_norm_ = 0, head_ = 0;
   std::vector<Slot> slots_;
-  std::unique_ptr<Communicator> kv_replicas_;  // TP ranks sharing a kv head (tp > n_kv_heads)
   Arena acts_, scratch_;
   Tensor positions_, rope_cos_, rope_sin_;
   // Host copies of a micro-batch's per-token losses (in env_.stat_dtype()) and targets (last

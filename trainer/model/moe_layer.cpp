@@ -14,40 +14,44 @@ namespace tmt {
 namespace {
 
 RouterParams router_params(const MoeConfig& cfg) {
-  RouterParams rp;
-  rp.top_k = cfg.top_k;
-  rp.score = cfg.score;
-  rp.renormalize = true;
-  return rp;
+  return {.top_k = cfg.top_k, .score = cfg.score, .renormalize = true};
 }
 
 }  // namespace
 
 MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
-    : env_(env), store_(&store), exchange_(env.experts, env.etp, env.recipe->model.moe->n_experts) {
-  const ModelConfig& m = env.recipe->model;
+    : env_(env), store_(&store), exchange_(env.experts, env.etp, env.model->moe->n_experts) {
+  const ModelConfig& m = *env.model;
   const MoeConfig& e = *m.moe;
   experts_ = e.n_experts;
   top_k_ = e.top_k;
   hidden_ = e.expert_ffn_hidden / env.etp;
   const std::string p = "layers." + std::to_string(layer) + ".moe.";
-  const double out_std = m.init_std / std::sqrt(2.0 * static_cast<double>(m.n_layers));
   const int64_t d = m.d_model, fe = e.expert_ffn_hidden, le = exchange_.local_experts();
   const int64_t first = exchange_.first_expert(), slice = exchange_.etp_rank() * hidden_;
   // The router is replicated (a dense parameter, on every TP rank); each rank holds its block of
   // the experts.
-  router_ = add_param(store, p + "router", {experts_, d}, ParamKind::kDense, true,
-                      ParamInit::kNormal, m.init_std, env.tp_size());
-  w13_ = add_param_block(store, p + "w13", {experts_, 2, fe, d}, {first, 0, slice, 0},
-                         {le, 2, hidden_, d}, ParamKind::kExpert, true, ParamInit::kNormal,
-                         m.init_std);
-  w2_ = add_param_block(store, p + "w2", {experts_, d, fe}, {first, 0, slice}, {le, d, hidden_},
-                        ParamKind::kExpert, true, ParamInit::kNormal, out_std);
+  router_ = store.add({.name = p + "router",
+                       .global_shape = {experts_, d},
+                       .init_std = m.init_std,
+                       .tp_replicas = env.tp_size()});
+  w13_ = store.add({.name = p + "w13",
+                    .global_shape = {experts_, 2, fe, d},
+                    .local_shape = {le, 2, hidden_, d},
+                    .offset = {first, 0, slice, 0},
+                    .kind = ParamKind::kExpert,
+                    .init_std = m.init_std});
+  w2_ = store.add({.name = p + "w2",
+                   .global_shape = {experts_, d, fe},
+                   .local_shape = {le, d, hidden_},
+                   .offset = {first, 0, slice},
+                   .kind = ParamKind::kExpert,
+                   .init_std = env.out_init_std()});
 }
 
 void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.local_tokens();
-  const int64_t d = env_.recipe->model.d_model;
+  const int64_t d = env_.model->d_model;
   const int64_t sent = t * top_k_;  // dropless worst case
   const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
   const int64_t received = group * sent;  // every rank's every assignment to this rank
@@ -62,38 +66,38 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   dlse_ = acts.alloc(stat, {t});
   stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
   stats_host_.assign(static_cast<size_t>(2 * experts_ + 2), 0.0);
-  xp_ = acts.alloc(f, {sent, d});
-  yp_ = acts.alloc(f, {sent, d});
-  yw_ = env_.etp > 1 ? acts.alloc(f, {env_.etp * sent, d}) : Tensor{};
-  xr_ = acts.alloc(f, {received, d});
-  xe_ = acts.alloc(f, {received, d});
-  gu_ = acts.alloc(f, {received, 2 * hidden_});
-  a_ = acts.alloc(f, {received, hidden_});
-  ye_ = acts.alloc(f, {received, d});
+  x_sent_ = acts.alloc(f, {sent, d});
+  y_returned_ = acts.alloc(f, {sent, d});
+  y_partials_ = env_.etp > 1 ? acts.alloc(f, {env_.etp * sent, d}) : Tensor{};
+  x_received_ = acts.alloc(f, {received, d});
+  x_experts_ = acts.alloc(f, {received, d});
+  gate_up_ = acts.alloc(f, {received, 2 * hidden_});
+  act_ = acts.alloc(f, {received, hidden_});
+  y_experts_ = acts.alloc(f, {received, d});
   plan_.slot.reserve(static_cast<size_t>(sent));
   plan_.src_token.reserve(static_cast<size_t>(sent));
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
-  alloc_grads(scratch);
+  backward_temps(scratch);
   scratch.reset(mark);
 }
 
-MoeLayer::Grads MoeLayer::alloc_grads(Arena& scratch) const {
+MoeLayer::BackwardTemps MoeLayer::backward_temps(Arena& scratch) const {
   const int64_t t = env_.local_tokens();
-  const int64_t d = env_.recipe->model.d_model;
+  const int64_t d = env_.model->d_model;
   const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
   const int64_t sent = t * top_k_, received = group * sent;
   const DType f = env_.dtype;
-  Grads g;
-  g.dyp = scratch.alloc(f, {sent, d});
-  g.dyr = scratch.alloc(f, {received, d});
-  g.dye = scratch.alloc(f, {received, d});
-  g.da = scratch.alloc(f, {received, hidden_});
-  g.dgu = scratch.alloc(f, {received, 2 * hidden_});
-  g.dxe = scratch.alloc(f, {received, d});
-  g.dxr = scratch.alloc(f, {received, d});
-  g.dxp = scratch.alloc(f, {sent, d});
-  g.dxw = env_.etp > 1 ? scratch.alloc(f, {env_.etp * sent, d}) : Tensor{};
+  BackwardTemps g;
+  g.dy_returned = scratch.alloc(f, {sent, d});
+  g.dy_received = scratch.alloc(f, {received, d});
+  g.dy_experts = scratch.alloc(f, {received, d});
+  g.dact = scratch.alloc(f, {received, hidden_});
+  g.dgate_up = scratch.alloc(f, {received, 2 * hidden_});
+  g.dx_experts = scratch.alloc(f, {received, d});
+  g.dx_received = scratch.alloc(f, {received, d});
+  g.dx_sent = scratch.alloc(f, {sent, d});
+  g.dx_partials = env_.etp > 1 ? scratch.alloc(f, {env_.etp * sent, d}) : Tensor{};
   g.dtopk_w = scratch.alloc(env_.stat_dtype(), {t, top_k_});
   g.dlogits = scratch.alloc(env_.stat_dtype(), {t, experts_});
   g.dlogits_c = f == env_.stat_dtype() ? g.dlogits : scratch.alloc(f, {t, experts_});
@@ -103,10 +107,10 @@ MoeLayer::Grads MoeLayer::alloc_grads(Arena& scratch) const {
 MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) {
   const Context& ctx = env_.ctx;
   const ParamStore& ps = *store_;
-  const MoeConfig& cfg = *env_.recipe->model.moe;
+  const MoeConfig& cfg = *env_.model->moe;
   const int64_t t = env_.local_tokens();
-  const int64_t d = env_.recipe->model.d_model;
-  linear_fwd(ctx, logits_, h, ps[router_].weight, false);
+  const int64_t d = env_.model->d_model;
+  linear_fwd(ctx, logits_, h, ps[router_].weight);
   if (router_logits_.data != logits_.data) cast(ctx, router_logits_, logits_);
   router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, router_logits_, router_params(cfg));
   const Tensor router_sums = stats_.slice(0, 2 * experts_ + 1);
@@ -126,9 +130,7 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   double* st = stats_host_.data();
   copy_to_host(ctx, st, router_sums);
   st[2 * experts_ + 1] = static_cast<double>(t * top_k_ - rows_);
-  if (env_.tp_size() > 1) {
-    env_.tp->all_reduce(Tensor{st, DType::kF64, Device::kCpu, Shape{2 * experts_ + 2}});
-  }
+  env_.sp.sum(Tensor{st, DType::kF64, Device::kCpu, Shape{2 * experts_ + 2}});
   copy_from_host(ctx, stats_, st);
   exchange_.plan(plan_.counts);
   recv_ = exchange_.received_rows();
@@ -144,51 +146,58 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   stats.max_load = busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);
   stats.dropped = static_cast<int64_t>(st[2 * experts_ + 1]);
 
-  const Tensor xp = xp_.slice(0, rows_), yp = yp_.slice(0, rows_);
-  const Tensor yw = env_.etp > 1 ? yw_.slice(0, exchange_.returned_rows()) : Tensor{};
-  const Tensor xr = xr_.slice(0, recv_), xe = xe_.slice(0, recv_), gu = gu_.slice(0, recv_),
-               a = a_.slice(0, recv_), ye = ye_.slice(0, recv_);
+  const Tensor x_sent = x_sent_.slice(0, rows_), y_returned = y_returned_.slice(0, rows_);
+  const Tensor y_partials =
+      env_.etp > 1 ? y_partials_.slice(0, exchange_.returned_rows()) : Tensor{};
+  const Tensor x_received = x_received_.slice(0, recv_), x_experts = x_experts_.slice(0, recv_),
+               gate_up = gate_up_.slice(0, recv_), act = act_.slice(0, recv_),
+               y_experts = y_experts_.slice(0, recv_);
   const int64_t le = exchange_.local_experts();
-  permute_fwd(ctx, xp, h, plan_);
-  exchange_.to_experts(ctx, xe, xr, xp);
-  grouped_linear_fwd(ctx, gu, xe, ps[w13_].weight.view({le, 2 * hidden_, d}),
+  permute_fwd(ctx, x_sent, h, plan_);
+  exchange_.to_experts(ctx, x_experts, x_received, x_sent);
+  grouped_linear_fwd(ctx, gate_up, x_experts, ps[w13_].weight.view({le, 2 * hidden_, d}),
                      exchange_.local_counts());
-  swiglu_fwd(ctx, a, gu);
-  grouped_linear_fwd(ctx, ye, a, ps[w2_].weight, exchange_.local_counts());
-  exchange_.from_experts(ctx, yp, yw, xr, ye);  // xr is free again: it carries the outputs back
-  unpermute_fwd(ctx, y, yp, topk_w_, plan_);
+  swiglu_fwd(ctx, act, gate_up);
+  grouped_linear_fwd(ctx, y_experts, act, ps[w2_].weight, exchange_.local_counts());
+  // x_received is free again: it carries the outputs back.
+  exchange_.from_experts(ctx, y_returned, y_partials, x_received, y_experts);
+  unpermute_fwd(ctx, y, y_returned, topk_w_, plan_);
   return stats;
 }
 
 void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   const Context& ctx = env_.ctx;
   ParamStore& ps = *store_;
-  const MoeConfig& cfg = *env_.recipe->model.moe;
-  const int64_t d = env_.recipe->model.d_model;
+  const MoeConfig& cfg = *env_.model->moe;
+  const int64_t d = env_.model->d_model;
   const size_t mark = scratch_->mark();
-  const Grads g = alloc_grads(*scratch_);
-  const Tensor yp = yp_.slice(0, rows_), xe = xe_.slice(0, recv_), gu = gu_.slice(0, recv_),
-               a = a_.slice(0, recv_);
-  const Tensor dyp = g.dyp.slice(0, rows_), dxp = g.dxp.slice(0, rows_);
-  const Tensor dxw = env_.etp > 1 ? g.dxw.slice(0, exchange_.returned_rows()) : Tensor{};
-  const Tensor dyr = g.dyr.slice(0, recv_), dye = g.dye.slice(0, recv_), da = g.da.slice(0, recv_),
-               dgu = g.dgu.slice(0, recv_), dxe = g.dxe.slice(0, recv_),
-               dxr = g.dxr.slice(0, recv_);
+  const BackwardTemps g = backward_temps(*scratch_);
+  const Tensor y_returned = y_returned_.slice(0, rows_), x_experts = x_experts_.slice(0, recv_),
+               gate_up = gate_up_.slice(0, recv_), act = act_.slice(0, recv_);
+  const Tensor dy_returned = g.dy_returned.slice(0, rows_), dx_sent = g.dx_sent.slice(0, rows_);
+  const Tensor dx_partials =
+      env_.etp > 1 ? g.dx_partials.slice(0, exchange_.returned_rows()) : Tensor{};
+  const Tensor dy_received = g.dy_received.slice(0, recv_),
+               dy_experts = g.dy_experts.slice(0, recv_), dact = g.dact.slice(0, recv_),
+               dgate_up = g.dgate_up.slice(0, recv_), dx_experts = g.dx_experts.slice(0, recv_),
+               dx_received = g.dx_received.slice(0, recv_);
   const int64_t le = exchange_.local_experts();
   const Shape w13{le, 2 * hidden_, d};
   zero(ctx, g.dtopk_w);  // unpermute_bwd accumulates into it (scratch is not zeroed)
-  unpermute_bwd(ctx, dyp, g.dtopk_w, dy, yp, topk_w_, plan_);
-  exchange_.to_experts(ctx, dye, dyr, dyp);
-  grouped_linear_bwd(ctx, da, ps[w2_].grad, dye, a, ps[w2_].weight, exchange_.local_counts());
-  swiglu_bwd(ctx, dgu, da, gu);
-  grouped_linear_bwd(ctx, dxe, ps[w13_].grad.view(w13), dgu, xe, ps[w13_].weight.view(w13),
+  unpermute_bwd(ctx, dy_returned, g.dtopk_w, dy, y_returned, topk_w_, plan_);
+  exchange_.to_experts(ctx, dy_experts, dy_received, dy_returned);
+  grouped_linear_bwd(ctx, dact, ps[w2_].grad, dy_experts, act, ps[w2_].weight,
                      exchange_.local_counts());
-  exchange_.from_experts(ctx, dxp, dxw, dxr, dxe);
-  permute_bwd(ctx, dh, dxp, plan_);
+  swiglu_bwd(ctx, dgate_up, dact, gate_up);
+  grouped_linear_bwd(ctx, dx_experts, ps[w13_].grad.view(w13), dgate_up, x_experts,
+                     ps[w13_].weight.view(w13), exchange_.local_counts());
+  exchange_.from_experts(ctx, dx_sent, dx_partials, dx_received, dx_experts);
+  permute_bwd(ctx, dh, dx_sent, plan_);
   router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, router_logits_,
              router_params(cfg));
   if (g.dlogits_c.data != g.dlogits.data) cast(ctx, g.dlogits_c, g.dlogits);
-  linear_bwd(ctx, dh, ps[router_].grad, g.dlogits_c, h, ps[router_].weight, true);
+  linear_bwd(ctx, dh, ps[router_].grad, g.dlogits_c, h, ps[router_].weight,
+             /*accumulate_dx=*/true);
   scratch_->reset(mark);
 }
 

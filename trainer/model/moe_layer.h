@@ -1,15 +1,15 @@
 // The MoE feed-forward of a block (Mixtral routing):
 //
-//   logits = h Wrᵀ                                  [T, E]   (the routing itself in fp32: bf16
-//                                                              logits are cast up first)
+//   logits = h Wrᵀ                        [T, E]  (the routing itself in fp32: bf16 logits are
+//                                                  cast up first)
 //   p = softmax(logits) (or sigmoid), keep the top-k per token, renormalise their weights w
-//   each token's h goes to its k experts; expert e computes SwiGLU with W13[e] [2Fe, D], W2[e] [D,
-//   Fe] y += Σ_k w[t,k] · expert_{idx[t,k]}(h[t])
+//   each token's h goes to its k experts; expert e computes SwiGLU with W13[e] [2Fe, D] and
+//   W2[e] [D, Fe]:
+//   y += Σ_k w[t,k] · expert_{idx[t,k]}(h[t])
 //
 // and the two router losses, over the micro-batch's T tokens:
 //   load balancing (Switch / Megatron):  aux = aux_loss_coeff · E · Σ_e f_e · P_e
-//       f_e = (assignments to e) / (T · K)   P_e = mean_t p[t, e]   (f_e is held constant in
-//       backward)
+//       f_e = (assignments to e) / (T · K),  P_e = mean_t p[t, e]  (f_e held constant in backward)
 //   router z-loss:                        z = z_loss_coeff · mean_t logsumexp(logits[t])²
 // Both are added to the training loss of each MoE layer and weighted like the micro-batch's share
 // of the step (aux_weight), so they are per-layer sums and micro-batch means.
@@ -70,21 +70,26 @@ class MoeLayer {
   Tensor router_logits_;
   Tensor stats_;                    // f64 [2E + 2]: router_stats, then dropped assignments
   std::vector<double> stats_host_;  // the same on the host
-  Tensor xp_, yp_;  // this rank's assignments in plan order: at most T·K rows of [D]
-  Tensor yw_;       // etp > 1: the etp partial outputs of each, [etp·T·K, D]
-  // rows at the local experts (at most etp·ep·T·K): D, D, 2Fe, Fe, D
-  Tensor xr_, xe_, gu_, a_, ye_;
+  // This rank's assignments in plan order, at most T·K rows of [D]: the inputs sent to the
+  // experts and the outputs that come back (with etp > 1, first as the etp partial outputs of
+  // each, [etp·T·K, D]).
+  Tensor x_sent_, y_returned_, y_partials_;
+  // The rows at this rank's experts (at most etp·ep·T·K): as received (source order), then
+  // expert-major, the SwiGLU's gate/up [2Fe] and activation [Fe], and the experts' outputs [D].
+  Tensor x_received_, x_experts_, gate_up_, act_, y_experts_;
   DispatchPlan plan_;        // this rank's tokens over all experts
   ExpertExchange exchange_;  // to and from the ranks that hold the experts
   int64_t rows_ = 0;         // assignments this rank sends (the kept ones)
   int64_t recv_ = 0;         // rows its experts receive
   Arena* scratch_ = nullptr;
 
-  struct Grads {
-    Tensor dyp, dyr, dye, da, dgu, dxe, dxr, dxp, dxw, dtopk_w, dlogits;
+  // backward: the gradients of the tensors above (d<name>), of the routing weights and logits
+  struct BackwardTemps {
+    Tensor dy_returned, dy_received, dy_experts, dact, dgate_up, dx_experts, dx_received, dx_sent,
+        dx_partials, dtopk_w, dlogits;
     Tensor dlogits_c;  // dlogits cast to the model's dtype (dlogits itself when they agree)
   };
-  Grads alloc_grads(Arena& scratch) const;
+  BackwardTemps backward_temps(Arena& scratch) const;
 };
 
 }  // namespace tmt

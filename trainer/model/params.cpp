@@ -11,6 +11,7 @@ namespace tmt {
 
 size_t ParamStore::add(ParamSpec spec) {
   TMT_CHECK(groups_.empty(), "parameter {} declared after allocation", spec.name);
+  if (spec.local_shape.rank() == 0) spec.local_shape = spec.global_shape;
   for (size_t i = 0; i < params_.size(); ++i) {
     if (params_[i].spec.name != spec.name) continue;
     const ParamSpec& had = params_[i].spec;

@@ -33,9 +33,9 @@ enum class ParamKind : uint8_t { kDense, kExpert };  // gradients averaged over 
 enum class ParamInit : uint8_t { kNormal, kOnes };
 
 struct ParamSpec {
-  std::string name;    // global, e.g. "layers.3.moe.w13"
-  Shape global_shape;  // the whole tensor
-  Shape local_shape;   // this rank's block; equal to global_shape when unsharded
+  std::string name = {};    // global, e.g. "layers.3.moe.w13"
+  Shape global_shape = {};  // the whole tensor
+  Shape local_shape = {};   // this rank's block; empty (rank 0) = the whole tensor
   std::array<int64_t, Shape::kMaxDims> offset{};  // where the block starts in the global tensor
   ParamKind kind = ParamKind::kDense;
   bool decay = true;  // AdamW weight decay applies (matrices) or not (norm weights)
@@ -65,7 +65,8 @@ struct ParamGroup {
 
 class ParamStore {
  public:
-  // Declares a parameter; returns its index. Only before allocate(). Declaring the same name again
+  // Declares a parameter (designated initialisers read best: {.name = .., .global_shape = ..,
+  // .decay = false, ..}); returns its index. Only before allocate(). Declaring the same name again
   // (the same block) returns the first declaration's index: the pipeline's in-flight copies of a
   // layer share their parameters.
   size_t add(ParamSpec spec);

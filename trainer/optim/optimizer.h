@@ -1,5 +1,5 @@
-// The optimizer side of a step: gradient reduction over replicas, the global gradient norm, and
-// AdamW, optionally sharded (ZeRO-1).
+// AdamW over the parameter groups, optionally sharded (ZeRO-1): the optimizer only updates; the
+// gradients it reads were made whole by parallel/grad_sync.h.
 //
 // Decoupled weight decay (Loshchilov & Hutter) applies to the decayed groups — every weight matrix:
 // attention and FFN projections, experts, router, embedding and LM head — and not to RMSNorm
@@ -8,11 +8,11 @@
 // bf16 weights are then refreshed from them (ParamStore::sync_weights).
 //
 // Replicas: dense parameters are replicated over the data-parallel group, expert parameters over
-// the expert-data-parallel group. Without zero1 each group's gradient is all-reduced there and
-// every rank updates the whole group. With parallel.zero1 (the distributed optimizer) the gradient
-// is reduce-scattered instead: rank i of the group keeps shard i of the summed gradient, holds m
-// and v for that shard only, updates its shard of the parameters and all-gathers them back — the
-// same update, with 1/group-size of the optimizer state per rank.
+// the expert-data-parallel group. Without zero1 each rank updates the whole group from the
+// all-reduced gradient. With parallel.zero1 (the distributed optimizer) rank i of the group holds
+// m and v for shard i only (GradSync's shard, whose summed gradient it was given), updates its
+// shard of the parameters and all-gathers them back — the same update, with 1/group-size of the
+// optimizer state per rank.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,7 @@
 
 #include "kernels/base/arena.h"
 #include "kernels/base/context.h"
-#include "parallel/groups.h"
+#include "parallel/grad_sync.h"
 #include "trainer/model/params.h"
 #include "trainer/recipe/recipe.h"
 
@@ -33,14 +33,10 @@ double clip_factor(double norm, double clip);
 
 class Optimizer {
  public:
-  // With zero1, every group of `params` must split evenly over its replica group (see
-  // ParamStore::allocate's group_multiple).
-  Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config, ParallelEnv& env,
-            bool zero1);
+  // `grads` holds one bucket per group of `params`, in order; both must outlive the optimizer.
+  Optimizer(const Context& ctx, ParamStore& params, const OptimizerConfig& config,
+            const GradSync& grads);
 
-  // Sums the gradients over their replicas and returns the global gradient norm: every parameter
-  // counted once, whichever ranks hold it.
-  double reduce_gradients();
   // One AdamW step at learning rate lr, the summed gradients multiplied by grad_scale first.
   void step(double lr, double grad_scale);
   int64_t steps_taken() const { return steps_; }
@@ -54,22 +50,18 @@ class Optimizer {
   void import_moments(size_t group, const Tensor& m, const Tensor& v, int64_t steps_taken);
 
   struct GroupState {
-    Communicator* replicas = nullptr;  // DP for dense groups, EDP for expert groups
-    int64_t shard_begin = 0;           // this rank's part of the group: all of it without zero1
-    int64_t shard_len = 0;
-    Tensor m, v;        // [shard_len] f32
-    Tensor grad_shard;  // zero1: the reduce-scattered gradient [shard_len]
+    Tensor m, v;  // [GradSync::shard_len] f32
   };
   const std::vector<GroupState>& groups() const { return groups_; }
 
  private:
-  Tensor shard(const Tensor& flat, const GroupState& g) const;
+  // This rank's part of a group-sized flat tensor.
+  Tensor shard(const Tensor& flat, size_t group) const;
 
   Context ctx_;
   ParamStore* params_;
   OptimizerConfig config_;
-  ParallelEnv* env_;
-  bool zero1_;
+  const GradSync* grads_;
   Arena state_;
   std::vector<GroupState> groups_;
   int64_t steps_ = 0;

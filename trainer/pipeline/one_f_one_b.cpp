@@ -28,17 +28,20 @@ void accumulate(LossParts& sum, const LossParts& p) {
     sum.max_load[i] = std::max(sum.max_load[i], p.max_load[i]);
 }
 
-PipelineSchedule::PipelineSchedule(Model& model, Communicator* pp, int64_t batch, int64_t seq,
-                                   Arena& batch_arena)
+OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena)
     : model_(&model), pp_(pp) {
+  const int64_t stages = pp != nullptr ? pp->size() : 1, stage = pp != nullptr ? pp->rank() : 0;
+  TMT_CHECK(model.in_flight() >= in_flight(stages, stage),
+            "1F1B: stage {} of {} keeps {} micro-batches, the model has {} slots", stage, stages,
+            in_flight(stages, stage), model.in_flight());
   if (pp != nullptr && pp->size() > 1) {
     if (!model.first_stage()) prev_ = pp->rank() - 1;
     if (!model.last_stage()) next_ = pp->rank() + 1;
   }
   const auto slots = static_cast<size_t>(model.in_flight());
   for (size_t i = 0; i < slots; ++i) {
-    batches_.push_back(
-        {batch_arena.alloc(DType::kI32, {batch, seq}), batch_arena.alloc(DType::kI32, {batch, seq})});
+    batches_.push_back({batch_arena.alloc(DType::kI32, {batch, seq}),
+                        batch_arena.alloc(DType::kI32, {batch, seq})});
   }
   host_batches_ = batches_;
   if (batch_arena.device() != Device::kCpu) {
@@ -53,7 +56,7 @@ PipelineSchedule::PipelineSchedule(Model& model, Communicator* pp, int64_t batch
   grad_sent_.resize(slots);
 }
 
-void PipelineSchedule::load(int64_t m, const Loader& loader, size_t slot) {
+void OneFOneB::load(int64_t m, const Loader& loader, size_t slot) {
   loader(m, host_batches_[slot]);
   const MicroBatch& host = host_batches_[slot];
   const MicroBatch& dev = batches_[slot];
@@ -63,8 +66,8 @@ void PipelineSchedule::load(int64_t m, const Loader& loader, size_t slot) {
   copy_from_host(ctx, dev.targets, host.targets.data);
 }
 
-void PipelineSchedule::forward(int64_t m, const Loader& loader, LossParts& sum,
-                               double lm_grad_scale, double aux_weight) {
+void OneFOneB::forward(int64_t m, const Loader& loader, LossParts& sum, double lm_grad_scale,
+                       double aux_weight) {
   const int64_t slot = slot_of(m);
   const auto i = static_cast<size_t>(slot);
   load(m, loader, i);
@@ -72,10 +75,11 @@ void PipelineSchedule::forward(int64_t m, const Loader& loader, LossParts& sum,
   await(activation_sent_[i]);  // the slot's activations are about to be overwritten
   if (prev_ >= 0) pp_->recv(model_->stage_input(slot), prev_, kActivationTag);
   accumulate(sum, model_->forward(slot, batch, lm_grad_scale, aux_weight));
-  if (next_ >= 0) activation_sent_[i] = pp_->isend(model_->stage_output(slot), next_, kActivationTag);
+  if (next_ >= 0)
+    activation_sent_[i] = pp_->isend(model_->stage_output(slot), next_, kActivationTag);
 }
 
-void PipelineSchedule::backward(int64_t m) {
+void OneFOneB::backward(int64_t m) {
   const int64_t slot = slot_of(m);
   const auto i = static_cast<size_t>(slot);
   await(grad_sent_[i]);
@@ -84,8 +88,8 @@ void PipelineSchedule::backward(int64_t m) {
   if (prev_ >= 0) grad_sent_[i] = pp_->isend(model_->stage_grad(slot), prev_, kGradientTag);
 }
 
-LossParts PipelineSchedule::train(int64_t micro_batches, const Loader& load, double lm_grad_scale,
-                                  double aux_weight) {
+LossParts OneFOneB::train(int64_t micro_batches, const Loader& load, double lm_grad_scale,
+                          double aux_weight) {
   LossParts sum;
   const int64_t stages = pp_ != nullptr ? pp_->size() : 1;
   const int64_t stage = pp_ != nullptr ? pp_->rank() : 0;
@@ -102,7 +106,7 @@ LossParts PipelineSchedule::train(int64_t micro_batches, const Loader& load, dou
   return sum;
 }
 
-LossParts PipelineSchedule::evaluate(int64_t micro_batches, const Loader& loader) {
+LossParts OneFOneB::evaluate(int64_t micro_batches, const Loader& loader) {
   LossParts sum;
   for (int64_t m = 0; m < micro_batches; ++m) {
     load(m, loader, 0);
@@ -110,7 +114,8 @@ LossParts PipelineSchedule::evaluate(int64_t micro_batches, const Loader& loader
     await(activation_sent_[0]);
     if (prev_ >= 0) pp_->recv(model_->stage_input(0), prev_, kActivationTag);
     accumulate(sum, model_->forward(0, batch, 0.0, 0.0));
-    if (next_ >= 0) activation_sent_[0] = pp_->isend(model_->stage_output(0), next_, kActivationTag);
+    if (next_ >= 0)
+      activation_sent_[0] = pp_->isend(model_->stage_output(0), next_, kActivationTag);
   }
   await(activation_sent_[0]);
   return sum;

@@ -1,4 +1,4 @@
-// The pipeline schedule: one optimizer step's micro-batches through this rank's stage, 1F1B.
+// The 1F1B pipeline schedule: one optimizer step's micro-batches through this rank's stage.
 //
 // Stage s of P runs min(P - s - 1, M) forward passes first (warm-up), then alternates one forward
 // and one backward until every micro-batch went forward, then finishes the backward passes. So a
@@ -16,11 +16,15 @@
 
 namespace tmt {
 
-class PipelineSchedule {
+class OneFOneB {
  public:
+  // The micro-batches whose activations stage `stage` of `stages` keeps at once: the model's
+  // in-flight slots (ModelShard::in_flight) must be at least this many.
+  static int64_t in_flight(int64_t stages, int64_t stage) { return stages - stage; }
+
   // `pp` may be null (one stage). `batch_arena` (on the model's device) provides a batch per
   // in-flight slot.
-  PipelineSchedule(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena);
+  OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena);
 
   // Loads micro-batch m (0 ..) of the step into `batch`, always host memory (the schedule copies
   // it to the model's device).

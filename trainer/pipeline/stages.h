@@ -4,8 +4,6 @@
 #include <cstdint>
 #include <vector>
 
-#include "trainer/recipe/recipe.h"
-
 namespace tmt {
 
 struct StageRange {
@@ -13,8 +11,10 @@ struct StageRange {
   int64_t end = 0;    // one past the last
 };
 
-// parallel.pp_layers when given; otherwise as even as possible, the first n_layers % pp stages
-// taking one layer more (the last stage also holds the LM head, so it gets the lighter share).
-std::vector<StageRange> pipeline_stages(const Recipe& recipe);
+// `layers_per_stage` (parallel.pp_layers) when given; otherwise as even as possible, the first
+// n_layers % pp stages taking one layer more (the last stage also holds the LM head, so it gets
+// the lighter share).
+std::vector<StageRange> pipeline_stages(int64_t n_layers, int64_t pp,
+                                        const std::vector<int64_t>& layers_per_stage);
 
 }  // namespace tmt

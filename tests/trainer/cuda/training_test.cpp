@@ -67,8 +67,11 @@ void compare_forward_backward(const Recipe& r, DType gpu_dtype, double loss_rtol
   const MicroBatch gpu_batch{test::to_device(device, cpu_batch.inputs),
                              test::to_device(device, cpu_batch.targets)};
 
-  Model cpu(r, Context{Device::kCpu, nullptr}, DType::kF32, b);
-  Model gpu(r, Context{Device::kCuda, nullptr}, gpu_dtype, b);
+  const ModelRun run{.micro_batch = b, .seq_len = r.data.seq_len, .seed = r.train.seed};
+  Model cpu(r.model, run, Context{Device::kCpu, nullptr});
+  Model gpu(r.model,
+            {.dtype = gpu_dtype, .micro_batch = b, .seq_len = r.data.seq_len, .seed = r.train.seed},
+            Context{Device::kCuda, nullptr});
   cpu.params().zero_grads();
   gpu.params().zero_grads();
   const LossParts want = cpu.forward_backward(cpu_batch, 1.0 / 29.0, 0.5);
