@@ -17,14 +17,6 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear.h"
 
-#define TMT_CUBLAS_CHECK(call)                                                       \
-  do {                                                                               \
-    const cublasStatus_t tmt_status_ = (call);                                       \
-    if (tmt_status_ != CUBLAS_STATUS_SUCCESS) [[unlikely]] {                         \
-      ::tmt::fatal(__FILE__, __LINE__, #call, cublasLtGetStatusString(tmt_status_)); \
-    }                                                                                \
-  } while (0)
-
 namespace tmt::cuda {
 namespace {
 
