@@ -15,8 +15,13 @@
 //   unpermute_fwd: y[t] += Σ_k topk_w[t, k] · y_perm[slot[t, k]]             (ACCUMULATED into y)
 //   unpermute_bwd: dy_perm[slot[t, k]] = topk_w[t, k] · dy[t]                (written)
 //                  dtopk_w[t, k] += dy[t] · y_perm[slot[t, k]]                (ACCUMULATED)
+//
+// Workspace: on CUDA each op uploads the index array it reads (src_token or slot) into
+// moe_dispatch_workspace_bytes, which the caller provides through Context::workspace
+// (workspace.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -50,5 +55,10 @@ void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, co
 void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtopk_w,
                    const Tensor& dy, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan);
+
+// Bytes of Context::workspace that the four ops use on `device` for plans of up to `assignments`
+// entries in slot (T·K; a plan's rows() never exceeds it): on CUDA 4 · assignments (one i32
+// index array), 0 on the CPU.
+size_t moe_dispatch_workspace_bytes(Device device, int64_t assignments);
 
 }  // namespace tmt

@@ -51,10 +51,12 @@ size_t batch_bytes(const Recipe& r) {
          Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len});
 }
 
-// The device's context with the benchmark's profiler in it (null when not profiling): every layer,
-// the optimizer and the schedule copy this context, so they all report to the same profiler.
-Context with_profiler(Context ctx, Profiler* profiler) {
+// The device's context with the benchmark's profiler in it (null when not profiling) and the
+// trainer's workspace: every layer, the optimizer and the schedule copy this context, so they all
+// report to the same profiler and borrow the same workspace.
+Context with_profiler(Context ctx, Profiler* profiler, Workspace* workspace) {
   ctx.profiler = profiler;
+  ctx.workspace = workspace;
   return ctx;
 }
 
@@ -64,7 +66,7 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(with_profiler(open_device(r), profiler)),
+      ctx_(with_profiler(open_device(r), profiler, &workspace_)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
@@ -72,7 +74,12 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
              shard_of(r, env)),
       optimizer_(ctx_, model_.params(), r.optimizer, env, r.parallel.zero1),
       batch_arena_(ctx_.device, batch_bytes(r), "batch"),
-      schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
+      schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {
+  // What the model's ops and the optimizer's gradient norm borrow (nothing on the CPU).
+  workspace_.reserve(model_.workspace_bytes());
+  workspace_.reserve(sum_squares_workspace_bytes(ctx_.device));
+  workspace_.allocate(ctx_.device);
+}
 
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();

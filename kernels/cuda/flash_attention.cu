@@ -618,6 +618,10 @@ void flash_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& ls
   });
 }
 
+size_t flash_attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads) {
+  return static_cast<size_t>(batch * seq * heads) * sizeof(float);
+}
+
 void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& out, const Tensor& lse, const AttentionParams& params) {

@@ -27,5 +27,7 @@ void flash_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& ls
 void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& out, const Tensor& lse, const AttentionParams& params);
+// The bytes of workspace flash_attention_bwd needs for q [B, S, H, Dh]: D, B·S·H floats.
+size_t flash_attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads);
 
 }  // namespace tmt::cuda

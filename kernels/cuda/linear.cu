@@ -139,6 +139,8 @@ void gemm(const Context& ctx, const Gemm& g) {
 
 }  // namespace
 
+size_t linear_workspace_bytes() { return kWorkspaceBytes; }
+
 void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                 bool accumulate) {
   const int64_t n_tokens = x.size(0), k = x.size(1), n = weight.size(0);

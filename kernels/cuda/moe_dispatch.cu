@@ -123,6 +123,10 @@ T* data(const Tensor& t) {
 
 }  // namespace
 
+size_t moe_dispatch_workspace_bytes(int64_t assignments) {
+  return static_cast<size_t>(assignments) * sizeof(int32_t);
+}
+
 void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
                  const DispatchPlan& plan) {
   if (x_perm.numel() == 0) return;

@@ -18,4 +18,7 @@ void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtop
                    const Tensor& dy, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan);
 
+// The workspace of the four ops for plans of up to `assignments` slot entries.
+size_t moe_dispatch_workspace_bytes(int64_t assignments);
+
 }  // namespace tmt::cuda

@@ -88,6 +88,8 @@ void add_as(const Context& ctx, const Tensor& y, const Tensor& x, double alpha) 
 
 }  // namespace
 
+size_t sum_squares_workspace_bytes() { return kPartials * sizeof(double); }
+
 // The dispatch (kernels/reduce.cpp) has checked the dtype: f32 is the remaining case.
 double sum_squares(const Context& ctx, const Tensor& x) {
   if (x.numel() == 0) return 0.0;

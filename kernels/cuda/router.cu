@@ -265,6 +265,10 @@ void check_sizes(const char* op, int64_t e, int64_t k) {
 
 }  // namespace
 
+size_t router_loss_workspace_bytes(int64_t experts) {
+  return static_cast<size_t>(2 * experts + 1) * sizeof(double);
+}
+
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
                 const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
                 const RouterParams& params) {

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/base/rng.h"
+#include "kernels/base/workspace.h"
 #include "parallel/mpi_env.h"
 #include "tests/support/compare.h"
 #include "tests/support/cuda_io.h"
@@ -68,7 +69,10 @@ void compare_forward_backward(const Recipe& r, DType gpu_dtype, double loss_rtol
                              test::to_device(device, cpu_batch.targets)};
 
   Model cpu(r, Context{Device::kCpu, nullptr}, DType::kF32, b);
-  Model gpu(r, Context{Device::kCuda, nullptr}, gpu_dtype, b);
+  Workspace workspace;  // the GPU model's, sized by it before its first op
+  Model gpu(r, Context{Device::kCuda, nullptr, nullptr, &workspace}, gpu_dtype, b);
+  workspace.reserve(gpu.workspace_bytes());
+  workspace.allocate(Device::kCuda);
   cpu.params().zero_grads();
   gpu.params().zero_grads();
   const LossParts want = cpu.forward_backward(cpu_batch, 1.0 / 29.0, 0.5);
