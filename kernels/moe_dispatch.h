@@ -39,7 +39,7 @@ struct DispatchPlan {
 
 // topk_idx: i32 [T, K] on the host or a device; a device one is first copied to the host (a
 // blocking copy that waits for the work queued before it). The plan itself is always host data;
-// the CUDA ops upload the index arrays they read into a buffer of their own. Refills `plan` (its
+// the CUDA ops upload the index arrays they read into the caller's workspace. Refills `plan` (its
 // vectors keep their capacity between steps).
 void make_dispatch_plan(DispatchPlan& plan, const Tensor& topk_idx, int64_t n_experts,
                         int64_t expert_begin, int64_t expert_end, std::optional<int64_t> capacity);
