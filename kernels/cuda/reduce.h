@@ -7,8 +7,8 @@
 
 namespace tmt::cuda {
 
-// Synchronizes ctx.stream to return the sum. Calls on several streams at once are not supported
-// (one scratch buffer per process).
+// Synchronizes ctx.stream to return the sum. Its partial sums go into Context::workspace, which
+// must hold sum_squares_workspace_bytes().
 double sum_squares(const Context& ctx, const Tensor& x);
 // sum_squares' workspace: its partial sums.
 size_t sum_squares_workspace_bytes();
