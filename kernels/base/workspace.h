@@ -57,5 +57,10 @@ class Workspace {
 // `bytes` is a setup bug: fatal, with the op, the bytes it needs and the bytes there are. Asking
 // for 0 bytes always succeeds (nullptr when the context has no workspace).
 void* workspace_for(const Context& ctx, size_t bytes, const char* op);
+// The same, as an array of T: `double* partial = workspace_for<double>(ctx, bytes, "op");`.
+template <class T>
+T* workspace_for(const Context& ctx, size_t bytes, const char* op) {
+  return static_cast<T*>(workspace_for(ctx, bytes, op));
+}
 
 }  // namespace tmt

@@ -612,8 +612,8 @@ void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk,
   const int64_t b = q.size(0), rows = b * n.s * n.h;
   // D in the caller's workspace: the kernels of one stream run in order, so the next op that
   // borrows it starts after the two kernels below have read it.
-  auto* dsum = static_cast<float*>(
-      workspace_for(ctx, flash_attention_bwd_workspace_bytes(b, n.s, n.h), "attention_bwd"));
+  float* dsum =
+      workspace_for<float>(ctx, flash_attention_bwd_workspace_bytes(b, n.s, n.h), "attention_bwd");
   launch<flash_row_dot_kernel, 0>(ctx, dim3(tiles_of(rows, kWarps)), dsum, bf16_data(dout),
                                   bf16_data(out), rows, n.s, n.h, static_cast<int>(q.size(3)));
   const auto batches = static_cast<unsigned>(b);

@@ -21,7 +21,7 @@ namespace {
 // ordered on the stream after the kernels that read what the workspace held before.
 const int32_t* upload(const Context& ctx, const std::vector<int32_t>& values, const char* op) {
   const size_t bytes = values.size() * sizeof(int32_t);
-  auto* device = static_cast<int32_t*>(workspace_for(ctx, bytes, op));
+  int32_t* device = workspace_for<int32_t>(ctx, bytes, op);
   if (!values.empty()) {
     TMT_CUDA_CHECK(
         cudaMemcpyAsync(device, values.data(), bytes, cudaMemcpyHostToDevice, stream_of(ctx)));

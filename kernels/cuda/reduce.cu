@@ -49,8 +49,7 @@ __global__ void add_kernel(T* y, const T* x, Math<T> alpha, int64_t n) {
 
 template <class T>
 double sum_squares_as(const Context& ctx, const Tensor& x) {
-  auto* partial =
-      static_cast<double*>(workspace_for(ctx, sum_squares_workspace_bytes(), "sum_squares"));
+  double* partial = workspace_for<double>(ctx, sum_squares_workspace_bytes(), "sum_squares");
   sum_squares_partial<T><<<kPartials, kThreads, 0, stream_of(ctx)>>>(
       partial, static_cast<const T*>(x.data), x.numel());
   TMT_CUDA_CHECK_LAUNCH();

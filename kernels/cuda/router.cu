@@ -293,8 +293,7 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                            const Tensor& topk_idx, double coeff, double grad_weight) {
   const int64_t rows = probs.size(0), e = probs.size(1), k = topk_idx.size(1);
   if (rows == 0) return 0.0;  // the reference's f and P are all zero
-  auto* stats = static_cast<double*>(
-      workspace_for(ctx, router_loss_workspace_bytes(e), "load_balancing_loss"));
+  double* stats = workspace_for<double>(ctx, router_loss_workspace_bytes(e), "load_balancing_loss");
   launch_stats(ctx, stats, probs, topk_idx, nullptr);
   launch_balance_grad(ctx, dprobs, stats, rows, k, coeff, grad_weight);
   return balance_loss(to_host(ctx, stats, static_cast<size_t>(2 * e)), e, rows, k, coeff);
@@ -304,7 +303,7 @@ double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double 
               double grad_weight) {
   const int64_t rows = lse.numel();
   if (rows == 0) return 0.0;
-  auto* sum = static_cast<double*>(workspace_for(ctx, sizeof(double), "z_loss"));
+  double* sum = workspace_for<double>(ctx, sizeof(double), "z_loss");
   sum_squares_kernel<<<1, kThreads, 0, stream_of(ctx)>>>(sum, lse.ptr<const float>(), rows);
   TMT_CUDA_CHECK_LAUNCH();
   launch_z_grad(ctx, dlse, lse, rows, coeff, grad_weight);
