@@ -57,8 +57,8 @@ void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtop
                    const DispatchPlan& plan);
 
 // Bytes of Context::workspace that the four ops use on `device` for plans of up to `assignments`
-// entries in slot (T·K; a plan's rows() never exceeds it): on CUDA 4 · assignments (one i32
-// index array), 0 on the CPU.
+// entries in slot (T·K; rows() never exceeds it in a plan make_dispatch_plan builds): on CUDA
+// 4 · assignments (one i32 index array), 0 on the CPU.
 size_t moe_dispatch_workspace_bytes(Device device, int64_t assignments);
 
 }  // namespace tmt

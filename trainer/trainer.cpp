@@ -51,11 +51,15 @@ size_t batch_bytes(const Recipe& r) {
          Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len});
 }
 
-// The device's context with the benchmark's profiler in it (null when not profiling) and the
-// trainer's workspace: every layer, the optimizer and the schedule copy this context, so they all
-// report to the same profiler and borrow the same workspace.
-Context with_profiler(Context ctx, Profiler* profiler, Workspace* workspace) {
+// The device's context with the benchmark's profiler in it (null when not profiling): every layer,
+// the optimizer and the schedule copy this context, so they all report to the same profiler.
+Context with_profiler(Context ctx, Profiler* profiler) {
   ctx.profiler = profiler;
+  return ctx;
+}
+
+// The same for the trainer's workspace: they all borrow from it.
+Context with_workspace(Context ctx, Workspace* workspace) {
   ctx.workspace = workspace;
   return ctx;
 }
@@ -66,7 +70,7 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(with_profiler(open_device(r), profiler, &workspace_)),
+      ctx_(with_workspace(with_profiler(open_device(r), profiler), &workspace_)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
