@@ -62,6 +62,18 @@ OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Ten
 
 }  // namespace
 
+size_t attention_bwd_workspace_bytes(Device device, int64_t batch, int64_t seq, int64_t heads) {
+  TMT_CHECK(batch >= 0 && seq >= 0 && heads >= 0,
+            "attention_bwd_workspace_bytes: negative shape B {} S {} H {}", batch, seq, heads);
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::attention_bwd_workspace_bytes(batch, seq, heads);
+#else
+  TMT_CHECK(false, "attention_bwd_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   check_args("attention_fwd", ctx, q, k, v, out, lse, params);

@@ -13,8 +13,11 @@
 //   Written: out, lse (fwd); dq, dk, dv (bwd). CPU: one dtype, f32|f64, for all. CUDA: f32|bf16,
 //   lse f32; bf16 with Dh 64 or 128 runs on the tensor cores (bf16 products, fp32 accumulation and
 //   softmax statistics), everything else on an fp32 kernel on the CUDA cores.
+//   Workspace: the tensor-core backward keeps D ([B, H, S] f32) in attention_bwd_workspace_bytes,
+//   which the caller provides through Context::workspace (workspace.h); the forward needs none.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/base/context.h"
@@ -31,5 +34,9 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
 void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& out, const Tensor& lse, const AttentionParams& params);
+
+// Bytes of Context::workspace that attention_bwd uses on `device` for q [B, S, H, Dh]: on CUDA
+// 4·B·S·H (D, on the tensor-core path; the fp32 path takes none), 0 on the CPU.
+size_t attention_bwd_workspace_bytes(Device device, int64_t batch, int64_t seq, int64_t heads);
 
 }  // namespace tmt

@@ -54,6 +54,8 @@ OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const
 
 }  // namespace
 
+size_t grouped_linear_workspace_bytes(Device device) { return linear_workspace_bytes(device); }
+
 void grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                         const std::vector<int64_t>& counts) {
   check_args("grouped_linear_fwd", ctx, y, x, weight, counts);

@@ -67,6 +67,16 @@ OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const
 
 }  // namespace
 
+size_t linear_workspace_bytes(Device device) {
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::linear_workspace_bytes();
+#else
+  TMT_CHECK(false, "linear_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
 void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                 bool accumulate) {
   check_args("linear_fwd", ctx, y, x, weight);

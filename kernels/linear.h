@@ -12,7 +12,11 @@
 // `accumulate` turns the forward into a residual add (y += x @ W^T). In the backward either output
 // may be skipped by passing an empty Tensor{} (no dx for a first layer, no dweight for a frozen
 // one). The CPU reference is one cblas_{s,d}gemm a product. No output may alias an input.
+// Workspace: cuBLASLt's scratch for the algorithms it picks, linear_workspace_bytes (32 MiB on
+// CUDA, 0 on the CPU), which the caller provides through Context::workspace (workspace.h).
 #pragma once
+
+#include <cstddef>
 
 #include "kernels/base/context.h"
 
@@ -22,5 +26,8 @@ void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tens
                 bool accumulate = false);
 void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                 const Tensor& x, const Tensor& weight, bool accumulate_dx = false);
+
+// Bytes of Context::workspace that linear_fwd and linear_bwd use on `device`, whatever the shapes.
+size_t linear_workspace_bytes(Device device);
 
 }  // namespace tmt

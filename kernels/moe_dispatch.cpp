@@ -87,6 +87,17 @@ DispatchPlan make_dispatch_plan(const Tensor& topk_idx, int64_t n_experts, int64
   return plan;
 }
 
+size_t moe_dispatch_workspace_bytes(Device device, int64_t assignments) {
+  TMT_CHECK(assignments >= 0, "moe_dispatch_workspace_bytes: {} assignments", assignments);
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::moe_dispatch_workspace_bytes(assignments);
+#else
+  TMT_CHECK(false, "moe_dispatch_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
 void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
                  const DispatchPlan& plan) {
   check_rows("permute_fwd", ctx, x_perm, x, plan);

@@ -15,8 +15,13 @@
 //   unpermute_fwd: y[t] += Σ_k topk_w[t, k] · y_perm[slot[t, k]]             (ACCUMULATED into y)
 //   unpermute_bwd: dy_perm[slot[t, k]] = topk_w[t, k] · dy[t]                (written)
 //                  dtopk_w[t, k] += dy[t] · y_perm[slot[t, k]]                (ACCUMULATED)
+//
+// Workspace: on CUDA each op uploads the index array it reads (src_token or slot) into
+// moe_dispatch_workspace_bytes, which the caller provides through Context::workspace
+// (workspace.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -34,7 +39,7 @@ struct DispatchPlan {
 
 // topk_idx: i32 [T, K] on the host or a device; a device one is first copied to the host (a
 // blocking copy that waits for the work queued before it). The plan itself is always host data;
-// the CUDA ops upload the index arrays they read into a buffer of their own. Refills `plan` (its
+// the CUDA ops upload the index arrays they read into the caller's workspace. Refills `plan` (its
 // vectors keep their capacity between steps).
 void make_dispatch_plan(DispatchPlan& plan, const Tensor& topk_idx, int64_t n_experts,
                         int64_t expert_begin, int64_t expert_end, std::optional<int64_t> capacity);
@@ -50,5 +55,10 @@ void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, co
 void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtopk_w,
                    const Tensor& dy, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan);
+
+// Bytes of Context::workspace that the four ops use on `device` for plans of up to `assignments`
+// entries in slot (T·K; rows() never exceeds it in a plan make_dispatch_plan builds): on CUDA
+// 4 · assignments (one i32 index array), 0 on the CPU.
+size_t moe_dispatch_workspace_bytes(Device device, int64_t assignments);
 
 }  // namespace tmt

@@ -23,6 +23,16 @@ double elements(const Tensor& x) { return static_cast<double>(x.numel()); }
 
 }  // namespace
 
+size_t sum_squares_workspace_bytes(Device device) {
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::sum_squares_workspace_bytes();
+#else
+  TMT_CHECK(false, "sum_squares_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
 double sum_squares(const Context& ctx, const Tensor& x) {
   check_tensor("sum_squares", ctx, x);
   const ProfileScope scope(ctx, "sum_squares", {2 * elements(x), bytes_of(x)});

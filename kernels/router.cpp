@@ -97,6 +97,17 @@ void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w
 #endif
 }
 
+size_t router_loss_workspace_bytes(Device device, int64_t experts) {
+  TMT_CHECK(experts >= 0, "router_loss_workspace_bytes: {} experts", experts);
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::router_loss_workspace_bytes(experts);
+#else
+  TMT_CHECK(false, "router_loss_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
 double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
                            const Tensor& topk_idx, double coeff, double grad_weight) {
   TMT_CHECK(dprobs.shape == probs.shape && dprobs.dtype == probs.dtype && topk_idx.rank() == 2 &&

@@ -23,8 +23,14 @@
 //                 micro-batch's T); writes dprobs for this rank's rows as above (T the whole's)
 //   z_loss_from_stats: likewise coeff · Σ lse² / T; writes dlse for this rank's rows
 // With one rank (stats of all T tokens) they equal the two functions above.
+//
+// Workspace: on CUDA load_balancing_loss and z_loss reduce their statistics into
+// router_loss_workspace_bytes, which the caller provides through Context::workspace
+// (workspace.h); router_fwd, router_bwd and the *_from_stats functions (which have the caller's
+// stats tensor) need none.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/base/context.h"
@@ -51,6 +57,9 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                            const Tensor& topk_idx, double coeff, double grad_weight);
 double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
               double grad_weight);
+// Bytes of Context::workspace that load_balancing_loss and z_loss use on `device` for E experts:
+// on CUDA 8 · (2E + 1) (the statistics of router_stats, f64), 0 on the CPU.
+size_t router_loss_workspace_bytes(Device device, int64_t experts);
 
 void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                   const Tensor& topk_idx, const Tensor& lse);

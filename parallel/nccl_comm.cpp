@@ -7,6 +7,8 @@
 #include <nccl.h>
 
 #include <vector>
+
+#include "kernels/cuda/check.cuh"
 #endif
 
 namespace tmt {
@@ -14,19 +16,14 @@ namespace tmt {
 #if TMT_WITH_CUDA
 namespace {
 
-#define TMT_NCCL_CHECK(call)                                             \
-  do {                                                                   \
-    const ncclResult_t tmt_nccl_rc_ = (call);                            \
-    TMT_CHECK(tmt_nccl_rc_ == ncclSuccess, "NCCL: {} failed: {}", #call, \
-              ncclGetErrorString(tmt_nccl_rc_));                         \
-  } while (false)
-
-#define TMT_CUDART_CHECK(call)                                           \
-  do {                                                                   \
-    const cudaError_t tmt_cuda_rc_ = (call);                             \
-    TMT_CHECK(tmt_cuda_rc_ == cudaSuccess, "CUDA: {} failed: {}", #call, \
-              cudaGetErrorString(tmt_cuda_rc_));                         \
-  } while (false)
+// A failed NCCL call is fatal, in the form of the CUDA checks (kernels/cuda/check.cuh).
+#define TMT_NCCL_CHECK(call)                                                     \
+  do {                                                                           \
+    const ncclResult_t tmt_nccl_rc_ = (call);                                    \
+    if (tmt_nccl_rc_ != ncclSuccess) [[unlikely]] {                              \
+      ::tmt::fatal(__FILE__, __LINE__, #call, ncclGetErrorString(tmt_nccl_rc_)); \
+    }                                                                            \
+  } while (0)
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
@@ -152,7 +149,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   void barrier() override {
-    TMT_CUDART_CHECK(cudaStreamSynchronize(stream_));
+    TMT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     mpi_->barrier();
   }
 

@@ -80,13 +80,20 @@ Context with_profiler(Context ctx, Profiler* profiler) {
   return ctx;
 }
 
+// The same for the trainer's workspace: they all borrow from it.
+Context with_workspace(Context ctx, Workspace* workspace) {
+  ctx.workspace = workspace;
+  return ctx;
+}
+
 }  // namespace
 
 Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Profiler* profiler)
     : r_(r),
       data_(data),
       env_(env),
-      ctx_(with_profiler(open_device(r.train.device, local_rank()), profiler)),
+      ctx_(with_workspace(with_profiler(open_device(r.train.device, local_rank()), profiler),
+                          &workspace_)),
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
@@ -95,7 +102,12 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
                  r.parallel.zero1),
       optimizer_(ctx_, model_.params(), r.optimizer, grad_sync_),
       batch_arena_(ctx_.device, batch_bytes(r), "batch"),
-      schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {}
+      schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {
+  // What the model's ops and the gradient norm (GradSync) borrow (nothing on the CPU).
+  workspace_.reserve(model_.workspace_bytes());
+  workspace_.reserve(sum_squares_workspace_bytes(ctx_.device));
+  workspace_.allocate(ctx_.device);
+}
 
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();

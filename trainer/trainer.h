@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "kernels/base/workspace.h"
 #include "parallel/groups.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/data_sources.h"
@@ -28,7 +29,8 @@ class Trainer {
   // `recipe` must be resolved for env's layout; both must outlive the trainer.
   // `profiler` (for the step benchmark, tests/tools/bench_train.cpp; it must outlive the trainer)
   // goes into the Context that the model's layers and the optimizer copy at construction, so
-  // every op records into it while it is enabled (kernels/base/profiler.h).
+  // every op records into it while it is enabled (kernels/base/profiler.h). The same context
+  // carries the trainer's workspace, sized for the model and the gradient norm and allocated here.
   Trainer(const Recipe& recipe, const DataSources& data, ParallelEnv& env,
           Profiler* profiler = nullptr);
 
@@ -45,11 +47,16 @@ class Trainer {
   // Continues after `step` optimizer steps (a loaded checkpoint).
   void resume_at(int64_t step) { step_ = step; }
   int64_t tokens_per_step() const { return step_tokens_; }
+  // The device scratch every op of the step borrows (kernels/base/workspace.h).
+  const Workspace& workspace() const { return workspace_; }
 
  private:
   const Recipe& r_;
   const DataSources& data_;
   ParallelEnv& env_;
+  // Before ctx_, which points at it from the start: the model and GradSync copy ctx_ when
+  // they are made, and the workspace is allocated once they have said what they need.
+  Workspace workspace_;
   Context ctx_;
   int64_t micro_, n_micro_, step_tokens_;
   Model model_;

@@ -351,6 +351,10 @@ T* data(const Tensor& t) {
 
 }  // namespace
 
+size_t attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads) {
+  return flash_attention_bwd_workspace_bytes(batch, seq, heads);
+}
+
 void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                    const Tensor& k, const Tensor& v, const AttentionParams& params) {
   if (flash_attention_supported(q.dtype, q.size(3), {out.data, q.data, k.data, v.data})) {

@@ -17,4 +17,8 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& out, const Tensor& lse, const AttentionParams& params);
 
+// attention_bwd's workspace for q [B, S, H, Dh]: what the tensor-core path takes (the fp32 path
+// takes none).
+size_t attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads);
+
 }  // namespace tmt::cuda

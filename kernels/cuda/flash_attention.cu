@@ -14,8 +14,8 @@
 //            S = Q Kᵀ, online softmax in the log2 domain (running max m, running sum l of the
 //            unrounded P), O = O · 2^(m_old - m) + P V with P rounded to bf16. out = O / l,
 //            lse = m ln 2 + ln l.
-//   D        one warp per (batch, position, head): D = Σ_d dout ⊙ out, into a per-stream
-//            workspace [B, H, S] f32 that the two kernels below read.
+//   D        one warp per (batch, position, head): D = Σ_d dout ⊙ out, into the caller's
+//            workspace (Context::workspace) as [B, H, S] f32, which the two kernels below read.
 //   dq       one block per (64-query tile, head, batch): for each 64-key tile the rows see,
 //            S = Q Kᵀ, dP = dout Vᵀ, P = exp(scale S - lse), dS = P ⊙ (dP - D), dq += dS K;
 //            dq = scale · dq at the end.
@@ -39,8 +39,8 @@
 // So two blocks (8 warps) fit on an SM at Dh 128, by registers and by shared memory alike.
 #include <climits>
 #include <cmath>
-#include <map>
 
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/mma.cuh"
@@ -561,24 +561,6 @@ void with_head_dim(int64_t dh, F&& f) {
   f(std::integral_constant<int, 128>{});
 }
 
-// The D workspace of `ctx`'s stream, at least `n` floats: one buffer per stream, so that a
-// backward on another stream never overwrites what a kernel here still reads; on one stream the
-// kernels that read it are ordered before the next backward's writes.
-float* dsum_workspace(const Context& ctx, size_t n) {
-  struct Buffer {
-    float* data = nullptr;
-    size_t capacity = 0;
-  };
-  static std::map<cudaStream_t, Buffer> buffers;
-  Buffer& b = buffers[stream_of(ctx)];
-  if (n > b.capacity) {
-    if (b.data != nullptr) TMT_CUDA_CHECK(cudaFree(b.data));  // waits for the device
-    b.capacity = std::max(n, 2 * b.capacity);
-    TMT_CUDA_CHECK(cudaMalloc(&b.data, b.capacity * sizeof(float)));
-  }
-  return b.data;
-}
-
 bf16* bf16_data(const Tensor& t) { return static_cast<bf16*>(t.data); }
 
 // The most dynamic shared memory a block may opt into on this process's device (227 KiB on sm_90,
@@ -618,13 +600,20 @@ void flash_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& ls
   });
 }
 
+size_t flash_attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads) {
+  return static_cast<size_t>(batch * seq * heads) * sizeof(float);
+}
+
 void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& out, const Tensor& lse, const AttentionParams& params) {
   if (q.numel() == 0) return;
   const Problem n = problem_of(q, k, params);
   const int64_t b = q.size(0), rows = b * n.s * n.h;
-  float* dsum = dsum_workspace(ctx, static_cast<size_t>(rows));
+  // D in the caller's workspace: the kernels of one stream run in order, so the next op that
+  // borrows it starts after the two kernels below have read it.
+  float* dsum =
+      workspace_for<float>(ctx, flash_attention_bwd_workspace_bytes(b, n.s, n.h), "attention_bwd");
   launch<flash_row_dot_kernel, 0>(ctx, dim3(tiles_of(rows, kWarps)), dsum, bf16_data(dout),
                                   bf16_data(out), rows, n.s, n.h, static_cast<int>(q.size(3)));
   const auto batches = static_cast<unsigned>(b);

@@ -22,10 +22,12 @@ bool flash_attention_supported(DType dtype, int64_t head_dim,
 // Arguments as attention_fwd / attention_bwd in kernels/attention.h, already validated there.
 void flash_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
                          const Tensor& k, const Tensor& v, const AttentionParams& params);
-// Uses a device buffer this backend owns, one per stream, for D = Σ dout ⊙ out ([B, H, S] f32),
-// grown as needed and kept for the process (growing frees the old one, which waits for the device).
+// Keeps D = Σ dout ⊙ out ([B, H, S] f32) in Context::workspace, which must hold
+// flash_attention_bwd_workspace_bytes(B, S, H).
 void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                          const Tensor& out, const Tensor& lse, const AttentionParams& params);
+// The bytes of workspace flash_attention_bwd needs for q [B, S, H, Dh]: D, B·S·H floats.
+size_t flash_attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads);
 
 }  // namespace tmt::cuda

@@ -7,42 +7,31 @@
 //   dx:  dx' [K, T] = W' dy'               (m K, n T, k N)   beta = accumulate_dx
 //   dW:  dW' [K, N] = x' op_T(dy')         (m K, n N, k T)   beta = 1
 // Compute type CUBLAS_COMPUTE_32F (plain fp32; the TF32 fast path is a different compute type),
-// scale type f32. One handle and one 32 MiB workspace per process, made on first use; the
-// descriptors and the chosen algorithm are cached per problem (shape, types, alignment).
+// scale type f32. One handle per process, made on first use; the descriptors and the chosen
+// algorithm are cached per problem (shape, types, alignment). The algorithm is chosen for a 32 MiB
+// workspace, which every call takes from the caller's (Context::workspace; kernels/linear.h).
 #include <cublasLt.h>
 
 #include <map>
 #include <tuple>
 
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear.h"
-
-#define TMT_CUBLAS_CHECK(call)                                                       \
-  do {                                                                               \
-    const cublasStatus_t tmt_status_ = (call);                                       \
-    if (tmt_status_ != CUBLAS_STATUS_SUCCESS) [[unlikely]] {                         \
-      ::tmt::fatal(__FILE__, __LINE__, #call, cublasLtGetStatusString(tmt_status_)); \
-    }                                                                                \
-  } while (0)
 
 namespace tmt::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
-struct Blas {
-  cublasLtHandle_t handle = nullptr;
-  void* workspace = nullptr;
-};
-
-Blas& blas() {
-  static Blas b = [] {
-    Blas made;
-    TMT_CUBLAS_CHECK(cublasLtCreate(&made.handle));
-    TMT_CUDA_CHECK(cudaMalloc(&made.workspace, kWorkspaceBytes));
+// The process's cuBLASLt handle (host state), made on first use.
+cublasLtHandle_t blas() {
+  static const cublasLtHandle_t handle = [] {
+    cublasLtHandle_t made = nullptr;
+    TMT_CUBLAS_CHECK(cublasLtCreate(&made));
     return made;
   }();
-  return b;
+  return handle;
 }
 
 cudaDataType_t cuda_type(DType t) { return t == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F; }
@@ -110,8 +99,8 @@ Plan make_plan(const Gemm& g, uint32_t align_a, uint32_t align_b, uint32_t align
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  TMT_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(blas().handle, p.desc, p.a, p.b, p.d, p.d, pref,
-                                                  1, &result, &found));
+  TMT_CUBLAS_CHECK(
+      cublasLtMatmulAlgoGetHeuristic(blas(), p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &found));
   TMT_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
   TMT_CHECK(found > 0, "linear: cuBLASLt has no algorithm for m {} n {} k {} ({} -> {})", g.m, g.n,
             g.k, dtype_name(g.ab_type), dtype_name(g.d_type));
@@ -129,7 +118,8 @@ const Plan& plan_for(const Gemm& g) {
   return it->second;
 }
 
-void gemm(const Context& ctx, const Gemm& g) {
+// `op` names the caller in the message when the context's workspace is missing or too small.
+void gemm(const Context& ctx, const Gemm& g, const char* op) {
   if (g.m == 0 || g.n == 0) return;
   if (g.k == 0) {  // an empty sum: D = beta * D
     if (g.beta == 0.0f) {
@@ -138,14 +128,16 @@ void gemm(const Context& ctx, const Gemm& g) {
     }
     return;
   }
+  void* workspace = workspace_for(ctx, kWorkspaceBytes, op);
   const Plan& p = plan_for(g);
   const float alpha = 1.0f;
-  TMT_CUBLAS_CHECK(cublasLtMatmul(blas().handle, p.desc, &alpha, g.a, p.a, g.b, p.b, &g.beta, g.d,
-                                  p.d, g.d, p.d, &p.algo, blas().workspace, kWorkspaceBytes,
-                                  stream_of(ctx)));
+  TMT_CUBLAS_CHECK(cublasLtMatmul(blas(), p.desc, &alpha, g.a, p.a, g.b, p.b, &g.beta, g.d, p.d,
+                                  g.d, p.d, &p.algo, workspace, kWorkspaceBytes, stream_of(ctx)));
 }
 
 }  // namespace
+
+size_t linear_workspace_bytes() { return kWorkspaceBytes; }
 
 void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                 bool accumulate) {
@@ -158,7 +150,7 @@ void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tens
   g.d = y.data, g.ldd = n;
   g.ab_type = x.dtype, g.d_type = y.dtype;
   g.beta = accumulate ? 1.0f : 0.0f;
-  gemm(ctx, g);
+  gemm(ctx, g, "linear_fwd");
 }
 
 void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
@@ -172,7 +164,7 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
     g.d = dx.data, g.ldd = k;
     g.ab_type = dy.dtype, g.d_type = dx.dtype;
     g.beta = accumulate_dx ? 1.0f : 0.0f;
-    gemm(ctx, g);
+    gemm(ctx, g, "linear_bwd");
   }
   if (dweight.defined()) {
     Gemm g;
@@ -183,7 +175,7 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
     g.d = dweight.data, g.ldd = k;
     g.ab_type = x.dtype, g.d_type = dweight.dtype;
     g.beta = 1.0f;
-    gemm(ctx, g);
+    gemm(ctx, g, "linear_bwd");
   }
 }
 

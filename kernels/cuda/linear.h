@@ -3,9 +3,15 @@
 // accumulation); every other output has the operands' dtype.
 #pragma once
 
+#include <cstddef>
+
 #include "kernels/base/context.h"
 
 namespace tmt::cuda {
+
+// cuBLASLt's workspace, which every call takes from Context::workspace: a fixed size, so that
+// the algorithm chosen for a shape does not depend on how much the caller happened to provide.
+size_t linear_workspace_bytes();
 
 void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                 bool accumulate);

@@ -7,36 +7,26 @@
 //   unpermute_bwd one warp per assignment (t, k): its dy_perm row, and dtopk_w[t, k] += the warp's
 //                 dot product dy[t] · y_perm[slot[t, k]]
 // Arithmetic in fp32; bf16 rows are widened on load and rounded once on store.
-#include <map>
 #include <vector>
 
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/moe_dispatch.h"
 
 namespace tmt::cuda {
 namespace {
 
-// The plan's index arrays on the device: one buffer per stream, so that an upload for one stream
-// never overwrites indices a kernel on another stream is still reading. On one stream the upload
-// (cudaMemcpyAsync from pageable memory, which stages the data before returning) is ordered after
-// the kernels that read the previous contents.
-const int32_t* upload(const Context& ctx, const std::vector<int32_t>& values) {
-  struct Buffer {
-    int32_t* data = nullptr;
-    size_t capacity = 0;
-  };
-  static std::map<cudaStream_t, Buffer> buffers;
-  Buffer& b = buffers[stream_of(ctx)];
-  if (values.size() > b.capacity) {
-    if (b.data != nullptr) TMT_CUDA_CHECK(cudaFree(b.data));  // waits for the device
-    b.capacity = std::max(values.size(), 2 * b.capacity);
-    TMT_CUDA_CHECK(cudaMalloc(&b.data, b.capacity * sizeof(int32_t)));
-  }
+// The plan's index array that `op` reads, copied into the caller's workspace (Context::workspace).
+// The copy (cudaMemcpyAsync from pageable memory, which stages the data before returning) is
+// ordered on the stream after the kernels that read what the workspace held before.
+const int32_t* upload(const Context& ctx, const std::vector<int32_t>& values, const char* op) {
+  const size_t bytes = values.size() * sizeof(int32_t);
+  int32_t* device = workspace_for<int32_t>(ctx, bytes, op);
   if (!values.empty()) {
-    TMT_CUDA_CHECK(cudaMemcpyAsync(b.data, values.data(), values.size() * sizeof(int32_t),
-                                   cudaMemcpyHostToDevice, stream_of(ctx)));
+    TMT_CUDA_CHECK(
+        cudaMemcpyAsync(device, values.data(), bytes, cudaMemcpyHostToDevice, stream_of(ctx)));
   }
-  return b.data;
+  return device;
 }
 
 template <class T>
@@ -123,10 +113,14 @@ T* data(const Tensor& t) {
 
 }  // namespace
 
+size_t moe_dispatch_workspace_bytes(int64_t assignments) {
+  return static_cast<size_t>(assignments) * sizeof(int32_t);
+}
+
 void permute_fwd(const Context& ctx, const Tensor& x_perm, const Tensor& x,
                  const DispatchPlan& plan) {
   if (x_perm.numel() == 0) return;
-  const int32_t* src = upload(ctx, plan.src_token);
+  const int32_t* src = upload(ctx, plan.src_token, "permute_fwd");
   with_type(x.dtype, [&](auto zero) {
     using T = decltype(zero);
     gather_kernel<T><<<grid_for(x_perm.numel()), kThreads, 0, stream_of(ctx)>>>(
@@ -140,7 +134,7 @@ void permute_bwd(const Context& ctx, const Tensor& dx, const Tensor& dx_perm,
   if (dx.numel() == 0) return;
   const int64_t tokens = dx.size(0);
   const int k = static_cast<int>(static_cast<int64_t>(plan.slot.size()) / tokens);
-  const int32_t* slot = upload(ctx, plan.slot);
+  const int32_t* slot = upload(ctx, plan.slot, "permute_bwd");
   with_type(dx.dtype, [&](auto zero) {
     using T = decltype(zero);
     scatter_sum_kernel<T><<<grid_for(dx.numel()), kThreads, 0, stream_of(ctx)>>>(
@@ -152,7 +146,7 @@ void permute_bwd(const Context& ctx, const Tensor& dx, const Tensor& dx_perm,
 void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan) {
   if (y.numel() == 0) return;
-  const int32_t* slot = upload(ctx, plan.slot);
+  const int32_t* slot = upload(ctx, plan.slot, "unpermute_fwd");
   with_type(y.dtype, [&](auto zero) {
     using T = decltype(zero);
     combine_kernel<T><<<grid_for(y.numel()), kThreads, 0, stream_of(ctx)>>>(
@@ -167,7 +161,7 @@ void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtop
                    const DispatchPlan& plan) {
   const auto assignments = static_cast<int64_t>(plan.slot.size());
   if (assignments == 0) return;
-  const int32_t* slot = upload(ctx, plan.slot);
+  const int32_t* slot = upload(ctx, plan.slot, "unpermute_bwd");
   const auto blocks = static_cast<unsigned>((assignments + kWarpsPerBlock - 1) / kWarpsPerBlock);
   with_type(dy.dtype, [&](auto zero) {
     using T = decltype(zero);

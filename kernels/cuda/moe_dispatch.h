@@ -1,7 +1,7 @@
 // The CUDA side of kernels/moe_dispatch.h: token rows f32|bf16, topk_w and dtopk_w f32 (the
 // router's dtype), sums in fp32. The DispatchPlan stays on the host; each op uploads the array it
-// reads (src_token or slot) into a device buffer this backend owns, one per stream, grown as
-// needed and kept for the process (growing frees the old buffer, which waits for the device).
+// reads (src_token or slot) into Context::workspace, which must hold moe_dispatch_workspace_bytes
+// of the plan's assignments.
 #pragma once
 
 #include "kernels/moe_dispatch.h"
@@ -17,5 +17,8 @@ void unpermute_fwd(const Context& ctx, const Tensor& y, const Tensor& y_perm, co
 void unpermute_bwd(const Context& ctx, const Tensor& dy_perm, const Tensor& dtopk_w,
                    const Tensor& dy, const Tensor& y_perm, const Tensor& topk_w,
                    const DispatchPlan& plan);
+
+// The workspace of the four ops for plans of up to `assignments` slot entries.
+size_t moe_dispatch_workspace_bytes(int64_t assignments);
 
 }  // namespace tmt::cuda

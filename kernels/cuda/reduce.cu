@@ -1,11 +1,13 @@
 // reduce on CUDA: sum of squares (deterministic, accumulated in double), scale, add.
 //
-//   sum_squares: kPartials blocks each sum a fixed grid-stride share of x in double; one block then
-//                adds the partial sums in a fixed tree. The partition depends only on x.numel(),
-//                so the result has the same bits on every run and every GPU.
+//   sum_squares: kPartials blocks each sum a fixed grid-stride share of x in double, into the
+//                caller's workspace (Context::workspace); one block then adds the partial sums in
+//                a fixed tree. The partition depends only on x.numel(), so the result has the same
+//                bits on every run and every GPU.
 //   scale:       x[i] *= alpha              (in place)
 //   add:         y[i] += alpha * x[i]       (accumulated)
 // f32 and bf16 compute in float, f64 in double.
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/reduce.h"
 
@@ -45,19 +47,9 @@ __global__ void add_kernel(T* y, const T* x, Math<T> alpha, int64_t n) {
   }
 }
 
-// The partial sums live in one small device buffer, made on first use and kept for the process.
-double* partial_sums() {
-  static double* buffer = [] {
-    void* p = nullptr;
-    TMT_CUDA_CHECK(cudaMalloc(&p, kPartials * sizeof(double)));
-    return static_cast<double*>(p);
-  }();
-  return buffer;
-}
-
 template <class T>
 double sum_squares_as(const Context& ctx, const Tensor& x) {
-  double* partial = partial_sums();
+  double* partial = workspace_for<double>(ctx, sum_squares_workspace_bytes(), "sum_squares");
   sum_squares_partial<T><<<kPartials, kThreads, 0, stream_of(ctx)>>>(
       partial, static_cast<const T*>(x.data), x.numel());
   TMT_CUDA_CHECK_LAUNCH();
@@ -87,6 +79,8 @@ void add_as(const Context& ctx, const Tensor& y, const Tensor& x, double alpha) 
 }
 
 }  // namespace
+
+size_t sum_squares_workspace_bytes() { return kPartials * sizeof(double); }
 
 // The dispatch (kernels/reduce.cpp) has checked the dtype: f32 is the remaining case.
 double sum_squares(const Context& ctx, const Tensor& x) {

@@ -9,10 +9,12 @@
 // Statistics: one block per expert column (#assignments and Σ_t probs in f64, in a fixed order, so
 // the result is the same from run to run) plus one block for Σ_t lse². The gradients from the
 // statistics are computed in f64 from the same expressions as the reference; the losses are
-// computed on the host from the statistics copied back.
+// computed on the host from the statistics copied back. load_balancing_loss and z_loss, which have
+// no statistics tensor of their own, reduce into the caller's workspace (Context::workspace).
 #include <climits>
 #include <vector>
 
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/router.h"
 
@@ -196,20 +198,6 @@ __global__ void z_grad_kernel(float* __restrict__ dlse, const float* __restrict_
   }
 }
 
-// f64 scratch on the device for the losses that have no statistics tensor of their own, grown as
-// needed and kept for the process. Its users copy the result back and synchronize before
-// returning, so one buffer serves every stream.
-double* scratch(size_t count) {
-  static double* buffer = nullptr;
-  static size_t capacity = 0;
-  if (count > capacity) {
-    if (buffer != nullptr) TMT_CUDA_CHECK(cudaFree(buffer));
-    capacity = std::max<size_t>(count, 2 * capacity);
-    TMT_CUDA_CHECK(cudaMalloc(&buffer, capacity * sizeof(double)));
-  }
-  return buffer;
-}
-
 std::vector<double> to_host(const Context& ctx, const double* device, size_t count) {
   std::vector<double> host(count);
   TMT_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, count * sizeof(double),
@@ -265,6 +253,10 @@ void check_sizes(const char* op, int64_t e, int64_t k) {
 
 }  // namespace
 
+size_t router_loss_workspace_bytes(int64_t experts) {
+  return static_cast<size_t>(2 * experts + 1) * sizeof(double);
+}
+
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
                 const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
                 const RouterParams& params) {
@@ -301,7 +293,7 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                            const Tensor& topk_idx, double coeff, double grad_weight) {
   const int64_t rows = probs.size(0), e = probs.size(1), k = topk_idx.size(1);
   if (rows == 0) return 0.0;  // the reference's f and P are all zero
-  double* stats = scratch(static_cast<size_t>(2 * e + 1));
+  double* stats = workspace_for<double>(ctx, router_loss_workspace_bytes(e), "load_balancing_loss");
   launch_stats(ctx, stats, probs, topk_idx, nullptr);
   launch_balance_grad(ctx, dprobs, stats, rows, k, coeff, grad_weight);
   return balance_loss(to_host(ctx, stats, static_cast<size_t>(2 * e)), e, rows, k, coeff);
@@ -311,7 +303,7 @@ double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double 
               double grad_weight) {
   const int64_t rows = lse.numel();
   if (rows == 0) return 0.0;
-  double* sum = scratch(1);
+  double* sum = workspace_for<double>(ctx, sizeof(double), "z_loss");
   sum_squares_kernel<<<1, kThreads, 0, stream_of(ctx)>>>(sum, lse.ptr<const float>(), rows);
   TMT_CUDA_CHECK_LAUNCH();
   launch_z_grad(ctx, dlse, lse, rows, coeff, grad_weight);

@@ -20,6 +20,8 @@ double load_balancing_loss(const Context& ctx, const Tensor& dprobs, const Tenso
                            const Tensor& topk_idx, double coeff, double grad_weight);
 double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double coeff,
               double grad_weight);
+// The workspace of load_balancing_loss (2E + 1 f64 statistics) and z_loss (one f64).
+size_t router_loss_workspace_bytes(int64_t experts);
 void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                   const Tensor& topk_idx, const Tensor& lse);
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,

@@ -1,15 +1,43 @@
-// For tests of the CUDA kernels: host <-> device copies of test tensors, poisoned outputs, and
-// inputs rounded through bf16. Header-only, since only the `cuda` tests (built with the CUDA
-// backend) include it.
+// For tests of the CUDA kernels: the GPU context they run on, host <-> device copies of test
+// tensors, poisoned outputs, and inputs rounded through bf16. Header-only, since only the `cuda`
+// tests (built with the CUDA backend) include it.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "kernels/base/arena.h"
+#include "kernels/base/workspace.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/grouped_linear.h"
+#include "kernels/linear.h"
+#include "kernels/moe_dispatch.h"
+#include "kernels/reduce.h"
+#include "kernels/router.h"
 
 namespace tmt::test {
+
+// The context the kernel tests run the GPU side on: the default stream, and a workspace
+// (kernels/base/workspace.h) reserved from every op's query at sizes beyond any test's — B·S·H up
+// to 2^20 attention rows, 2^22 dispatch assignments, 2048 experts (the CUDA router's most) — made
+// once per test process, on first use (after main's cuda::init). It is never freed: a cudaFree
+// during static destruction may find the CUDA runtime already unloaded.
+inline const Context& gpu() {
+  static const Context context = [] {
+    constexpr Device kCuda = Device::kCuda;
+    auto* workspace = new Workspace;
+    workspace->reserve(linear_workspace_bytes(kCuda));
+    workspace->reserve(grouped_linear_workspace_bytes(kCuda));
+    workspace->reserve(attention_bwd_workspace_bytes(kCuda, 1, 1 << 14, 1 << 6));
+    workspace->reserve(moe_dispatch_workspace_bytes(kCuda, int64_t{1} << 22));
+    workspace->reserve(sum_squares_workspace_bytes(kCuda));
+    workspace->reserve(router_loss_workspace_bytes(kCuda, 2048));
+    workspace->allocate(kCuda);
+    return Context{kCuda, nullptr, nullptr, workspace};
+  }();
+  return context;
+}
 
 // A device copy of a host tensor, allocated in `device`.
 inline Tensor to_device(Arena& device, const Tensor& host) {

@@ -25,6 +25,7 @@
 #include "kernels/attention.h"
 #include "kernels/base/arena.h"
 #include "kernels/base/check.h"
+#include "kernels/base/workspace.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
@@ -69,6 +70,13 @@ class Bench {
     BENCH_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     BENCH_CUDA(cudaEventCreate(&start_));
     BENCH_CUDA(cudaEventCreate(&stop_));
+    // What the timed ops borrow at the model's shapes (kernels/base/workspace.h).
+    constexpr Device kCuda = Device::kCuda;
+    workspace_.reserve(linear_workspace_bytes(kCuda));
+    workspace_.reserve(grouped_linear_workspace_bytes(kCuda));
+    workspace_.reserve(attention_bwd_workspace_bytes(kCuda, 1, kT, kH));
+    workspace_.reserve(moe_dispatch_workspace_bytes(kCuda, kR));
+    workspace_.allocate(kCuda);
   }
   ~Bench() {
     cudaEventDestroy(start_);
@@ -78,7 +86,7 @@ class Bench {
   Bench(const Bench&) = delete;
   Bench& operator=(const Bench&) = delete;
 
-  Context ctx() const { return Context{Device::kCuda, stream_}; }
+  Context ctx() { return Context{Device::kCuda, stream_, nullptr, &workspace_}; }
 
   // The median time of `fn` in ms: kWarmup calls, then kRuns, each after a write over a buffer
   // larger than L2 (so every run starts from device memory, as the floor assumes).
@@ -133,6 +141,7 @@ class Bench {
   }
 
   Tensor flush_;
+  Workspace workspace_;
   cudaStream_t stream_ = nullptr;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
   std::vector<Row> rows_;

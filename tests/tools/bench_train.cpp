@@ -202,8 +202,9 @@ std::string memory_line(Trainer& trainer, bool cuda) {
       human_bytes(a.params), human_bytes(a.optimizer), human_bytes(a.activations));
 #if TMT_WITH_CUDA
   if (cuda) {
-    return fmt::format("{} in use on the device at the end (cudaMemGetInfo); {}",
-                       human_bytes(static_cast<double>(cuda::device_memory_used())), arenas);
+    return fmt::format("{} in use on the device at the end (cudaMemGetInfo); {}; ops' workspace {}",
+                       human_bytes(static_cast<double>(cuda::device_memory_used())), arenas,
+                       human_bytes(static_cast<double>(trainer.workspace().capacity())));
   }
 #else
   (void)cuda;

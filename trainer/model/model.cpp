@@ -1,11 +1,17 @@
 #include "trainer/model/model.h"
 
+#include <algorithm>
+
+#include "kernels/attention.h"
 #include "kernels/copy.h"
 #include "kernels/embedding.h"
+#include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
+#include "kernels/moe_dispatch.h"
 #include "kernels/reduce.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "kernels/router.h"
 #include "parallel/vocab_parallel.h"
 
 namespace tmt {
@@ -232,6 +238,27 @@ LossParts Model::forward_backward(const MicroBatch& batch, double lm_grad_scale,
 LossParts Model::forward(const MicroBatch& batch) {
   TMT_CHECK(first_stage() && last_, "forward: a pipeline stage needs the schedule");
   return forward(0, batch, 0.0, 0.0);
+}
+
+size_t Model::workspace_bytes() const {
+  const ModelConfig& m = config_;
+  const Device device = env_.ctx.device;
+  // The projections and the head; attention's backward over this rank's H/tp heads of the whole
+  // micro-batch (B sequences of S).
+  size_t bytes = std::max(
+      linear_workspace_bytes(device),
+      attention_bwd_workspace_bytes(device, env_.batch, env_.seq, m.n_heads / env_.tp_size()));
+  if (m.moe) {
+    // The dispatch plans: this rank's T/tp tokens' K choices each, and the expert exchange's
+    // reorder of what arrives from each of the etp·ep ranks of the expert group (up to all of
+    // their assignments: parallel/expert_exchange.h).
+    const int64_t ranks = env_.experts != nullptr ? env_.experts->size() : 1;
+    const int64_t assignments = ranks * env_.local_tokens() * m.moe->top_k;
+    bytes = std::max({bytes, grouped_linear_workspace_bytes(device),
+                      moe_dispatch_workspace_bytes(device, assignments),
+                      router_loss_workspace_bytes(device, m.moe->n_experts)});
+  }
+  return bytes;
 }
 
 }  // namespace tmt

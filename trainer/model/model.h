@@ -100,6 +100,10 @@ class Model {
   LossParts forward(const MicroBatch& batch);
 
   size_t activation_bytes() const { return acts_.capacity() + scratch_.capacity(); }
+  // The most device workspace one op of this rank's share borrows in a call (the ops share one
+  // block, kernels/base/workspace.h), from the ops' queries at its shapes; 0 on the CPU. The owner
+  // of the context the model was given reserves it before the first forward.
+  size_t workspace_bytes() const;
 
  private:
   struct Slot {

@@ -18,7 +18,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 TEST(CudaAdamW, StepsMatchReference) {
   for (int64_t n : {1, 1001, 1234567}) {
@@ -42,7 +41,7 @@ TEST(CudaAdamW, StepsMatchReference) {
       test::fill_normal(grad, static_cast<uint64_t>(n) * 10 + static_cast<uint64_t>(step), 3.0);
       cuda::copy(gradd.data, grad.data, grad.nbytes());
       adamw_step(kCpu, param, grad, m, v, p);
-      adamw_step(kGpu, paramd, gradd, md, vd, p);
+      adamw_step(test::gpu(), paramd, gradd, md, vd, p);
     }
     const std::vector<double> got = test::to_doubles(test::to_host(host, paramd));
     const std::vector<double> want = test::to_doubles(param);

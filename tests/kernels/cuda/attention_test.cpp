@@ -35,7 +35,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 struct Case {
   int64_t b, s, h, hk, dh, window;
@@ -80,7 +79,7 @@ void check(DType dtype, const Case& c, uint64_t seed, double tol) {
   Tensor outd = dev.alloc(dtype, qs), lsed = dev.alloc(DType::kF32, ls);
   test::poison(outd);
   test::poison(lsed);
-  attention_fwd(kGpu, outd, lsed, qd, kd, vd, params);
+  attention_fwd(test::gpu(), outd, lsed, qd, kd, vd, params);
   close(outd, out, tol, "out");
   close(lsed, lse, 1e-5, "lse");
 
@@ -91,8 +90,8 @@ void check(DType dtype, const Case& c, uint64_t seed, double tol) {
   attention_bwd(kCpu, dq, dk, dv, dout, q, k, v, out, lse, params);
   Tensor dqd = dev.alloc(dtype, qs), dkd = dev.alloc(dtype, ks), dvd = dev.alloc(dtype, ks);
   for (const Tensor& t : {dqd, dkd, dvd}) test::poison(t);
-  attention_bwd(kGpu, dqd, dkd, dvd, doutd, qd, kd, vd, test::to_device_as(dev, host, out, dtype),
-                test::to_device(dev, lse), params);
+  attention_bwd(test::gpu(), dqd, dkd, dvd, doutd, qd, kd, vd,
+                test::to_device_as(dev, host, out, dtype), test::to_device(dev, lse), params);
   close(dvd, dv, tol, "dv");
   if (c.s > 1 && c.window != 1) {
     close(dqd, dq, tol, "dq");
@@ -174,8 +173,8 @@ TEST(CudaAttention, TensorCoresLongSequenceSampledRows) {
     const Tensor dqd = dev.alloc(DType::kBF16, qs), dkd = dev.alloc(DType::kBF16, ks);
     const Tensor dvd = dev.alloc(DType::kBF16, ks);
     for (const Tensor& t : {outd, lsed, dqd, dkd, dvd}) test::poison(t);
-    attention_fwd(kGpu, outd, lsed, qd, kd, vd, params);
-    attention_bwd(kGpu, dqd, dkd, dvd, doutd, qd, kd, vd, outd, lsed, params);
+    attention_fwd(test::gpu(), outd, lsed, qd, kd, vd, params);
+    attention_bwd(test::gpu(), dqd, dkd, dvd, doutd, qd, kd, vd, outd, lsed, params);
     const std::vector<double> out = test::to_doubles(test::to_host(host, outd));
     const std::vector<double> lse = test::to_doubles(test::to_host(host, lsed));
     const std::vector<double> dq = test::to_doubles(test::to_host(host, dqd));

@@ -8,6 +8,7 @@
 #include "kernels/base/arena.h"
 #include "kernels/cuda/runtime.h"
 #include "tests/support/compare.h"
+#include "tests/support/cuda_io.h"
 #include "tests/support/random.h"
 
 namespace tmt {
@@ -26,7 +27,7 @@ TEST(CudaCast, F32ToBf16MatchesHostRounding) {
     Tensor dy = dev.alloc(DType::kBF16, {n});
     Tensor dz = dev.alloc(DType::kF32, {n});
     cuda::copy(dx.data, x.data, x.nbytes());
-    const Context gpu{Device::kCuda, nullptr};
+    const Context& gpu = test::gpu();
     cast(gpu, dy, dx);
     cast(gpu, dz, dy);
     Tensor got = host.alloc(DType::kBF16, {n});

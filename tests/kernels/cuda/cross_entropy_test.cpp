@@ -20,7 +20,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 size_t arena_bytes(int64_t tokens, int64_t vocab) {
   return 8 * 8 * static_cast<size_t>(tokens * vocab + 8 * tokens) + (1 << 16);
@@ -57,20 +56,20 @@ void check_fused(DType dtype, DType loss_dtype, int64_t tokens, int64_t vocab, u
 
   // Losses only.
   test::poison(lossesd);
-  cross_entropy(kGpu, lossesd, Tensor{}, logitsd, targetsd, grad_scale);
+  cross_entropy(test::gpu(), lossesd, Tensor{}, logitsd, targetsd, grad_scale);
   test::expect_close(test::to_doubles(test::to_host(host, lossesd)), test::to_doubles(losses), 1e-5,
                      "losses (no gradient)");
   // A separate gradient.
   test::poison(lossesd);
   test::poison(dlogitsd);
-  cross_entropy(kGpu, lossesd, dlogitsd, logitsd, targetsd, grad_scale);
+  cross_entropy(test::gpu(), lossesd, dlogitsd, logitsd, targetsd, grad_scale);
   test::expect_close(test::to_doubles(test::to_host(host, lossesd)), test::to_doubles(losses), 1e-5,
                      "losses");
   test::expect_close(test::to_doubles(test::to_host(host, dlogitsd)), test::to_doubles(dlogits),
                      grad_tol, "dlogits");
   // In place over the logits.
   test::poison(lossesd);
-  cross_entropy(kGpu, lossesd, logitsd, logitsd, targetsd, grad_scale);
+  cross_entropy(test::gpu(), lossesd, logitsd, logitsd, targetsd, grad_scale);
   test::expect_close(test::to_doubles(test::to_host(host, lossesd)), test::to_doubles(losses), 1e-5,
                      "losses (in place)");
   test::expect_close(test::to_doubles(test::to_host(host, logitsd)), test::to_doubles(dlogits),
@@ -133,11 +132,11 @@ void check_vocab_parallel(DType dtype, int64_t tokens, std::vector<int64_t> shar
   for (int64_t w : shard_widths) {
     shards.push_back(test::to_device(dev, columns(host, logits, start, start + w, dtype)));
     test::poison(stat);
-    cross_entropy_row_max(kGpu, stat, shards.back());
+    cross_entropy_row_max(test::gpu(), stat, shards.back());
     const auto m = test::to_doubles(test::to_host(host, stat));
     for (size_t t = 0; t < m.size(); ++t) row_max[t] = std::max(row_max[t], m[t]);
     test::poison(stat);
-    cross_entropy_target_logit(kGpu, stat, shards.back(), targetsd, start);
+    cross_entropy_target_logit(test::gpu(), stat, shards.back(), targetsd, start);
     const auto x = test::to_doubles(test::to_host(host, stat));
     for (size_t t = 0; t < x.size(); ++t) target_logit[t] += x[t];
     start += w;
@@ -150,7 +149,7 @@ void check_vocab_parallel(DType dtype, int64_t tokens, std::vector<int64_t> shar
   cuda::copy(row_maxd.data, h.data, h.nbytes());
   for (const Tensor& shard : shards) {
     test::poison(stat);
-    cross_entropy_sum_exp(kGpu, stat, shard, row_maxd);
+    cross_entropy_sum_exp(test::gpu(), stat, shard, row_maxd);
     const auto s = test::to_doubles(test::to_host(host, stat));
     for (size_t t = 0; t < s.size(); ++t) sum_exp[t] += s[t];
   }
@@ -161,7 +160,7 @@ void check_vocab_parallel(DType dtype, int64_t tokens, std::vector<int64_t> shar
 
   Tensor lossesd = dev.alloc(DType::kF32, {tokens});
   test::poison(lossesd);
-  cross_entropy_loss(kGpu, lossesd, row_maxd, sum_expd, target_logitd, targetsd);
+  cross_entropy_loss(test::gpu(), lossesd, row_maxd, sum_expd, target_logitd, targetsd);
   test::expect_close(test::to_doubles(test::to_host(host, lossesd)), test::to_doubles(want_losses),
                      1e-5, "losses");
 
@@ -169,7 +168,8 @@ void check_vocab_parallel(DType dtype, int64_t tokens, std::vector<int64_t> shar
   start = 0;
   for (size_t i = 0; i < shards.size(); ++i) {
     const int64_t w = shard_widths[i];
-    cross_entropy_grad(kGpu, shards[i], shards[i], targetsd, row_maxd, sum_expd, start, grad_scale);
+    cross_entropy_grad(test::gpu(), shards[i], shards[i], targetsd, row_maxd, sum_expd, start,
+                       grad_scale);
     Tensor want = columns(host, want_dlogits, start, start + w, DType::kF32);
     test::expect_close(test::to_doubles(test::to_host(host, shards[i])), test::to_doubles(want),
                        grad_tol, ("dlogits shard " + std::to_string(i)).c_str());
@@ -193,8 +193,8 @@ TEST(CudaCrossEntropy, EmptyShardHasNoMaxAndNoSum) {
   Tensor m = dev.alloc(DType::kF64, {4}), s = dev.alloc(DType::kF64, {4});
   test::poison(m);
   test::poison(s);
-  cross_entropy_row_max(kGpu, m, logits);
-  cross_entropy_sum_exp(kGpu, s, logits, m);
+  cross_entropy_row_max(test::gpu(), m, logits);
+  cross_entropy_sum_exp(test::gpu(), s, logits, m);
   for (double v : test::to_doubles(test::to_host(host, m))) EXPECT_EQ(v, -INFINITY);
   for (double v : test::to_doubles(test::to_host(host, s))) EXPECT_EQ(v, 0.0);
 }

@@ -16,7 +16,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 void check(DType dtype, int64_t tokens, int64_t v_local, int64_t d, int64_t vocab_start,
            uint64_t seed, DType grad_dtype) {
@@ -52,12 +51,12 @@ void check(DType dtype, int64_t tokens, int64_t v_local, int64_t d, int64_t voca
   embedding_fwd(kCpu, out, ids, table, vocab_start);
   Tensor outd = dev.alloc(dtype, {tokens, d});
   test::poison(outd);
-  embedding_fwd(kGpu, outd, idsd, tabled, vocab_start);
+  embedding_fwd(test::gpu(), outd, idsd, tabled, vocab_start);
   // A lookup copies values: exact.
   EXPECT_TRUE(test::all_close(test::to_host(host, outd), out, 0.0)) << "out";
 
   embedding_bwd(kCpu, dtable, dout, ids, vocab_start);
-  embedding_bwd(kGpu, dtabled, doutd, idsd, vocab_start);
+  embedding_bwd(test::gpu(), dtabled, doutd, idsd, vocab_start);
   test::expect_close(test::to_doubles(test::to_host(host, dtabled)), test::to_doubles(dtable), tol,
                      "dtable");
 }

@@ -18,7 +18,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 std::string str(const std::vector<int64_t>& v) {
   std::string s;
@@ -65,14 +64,14 @@ void check(DType dtype, DType dweight_dtype, const std::vector<int64_t>& counts,
   grouped_linear_fwd(kCpu, y, x, w, counts);
   Tensor yd = dev.alloc(dtype, {rows, n});
   test::poison(yd);
-  grouped_linear_fwd(kGpu, yd, xd, wd, counts);
+  grouped_linear_fwd(test::gpu(), yd, xd, wd, counts);
   close(yd, y, tol, "y");
 
   Tensor dx = host.alloc(DType::kF32, {rows, k});
   grouped_linear_bwd(kCpu, dx, dw, dy, x, w, counts);
   Tensor dxd = dev.alloc(dtype, {rows, k});
   test::poison(dxd);
-  grouped_linear_bwd(kGpu, dxd, dwd, dyd, xd, wd, counts);
+  grouped_linear_bwd(test::gpu(), dxd, dwd, dyd, xd, wd, counts);
   close(dxd, dx, tol, "dx");
   close(dwd, dw, dweight_tol, "dweight (accumulated)");
 

@@ -16,7 +16,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 struct Dims {
   int64_t tokens, k, n;
@@ -61,24 +60,24 @@ void check(DType dtype, DType dweight_dtype, Dims s, uint64_t seed) {
 
   // y += x W^T from a random y, then y = x W^T over a poisoned one.
   linear_fwd(kCpu, y, x, w, true);
-  linear_fwd(kGpu, yd, xd, wd, true);
+  linear_fwd(test::gpu(), yd, xd, wd, true);
   close(yd, y, tol, "y (accumulate)");
   linear_fwd(kCpu, y, x, w, false);
   test::poison(yd);
-  linear_fwd(kGpu, yd, xd, wd, false);
+  linear_fwd(test::gpu(), yd, xd, wd, false);
   close(yd, y, tol, "y");
 
   // dx += dy W and dweight += dy^T x, then dx = dy W alone, then dweight alone.
   linear_bwd(kCpu, dx, dw, dy, x, w, true);
-  linear_bwd(kGpu, dxd, dwd, dyd, xd, wd, true);
+  linear_bwd(test::gpu(), dxd, dwd, dyd, xd, wd, true);
   close(dxd, dx, tol, "dx (accumulate)");
   close(dwd, dw, dweight_tol, "dweight");
   linear_bwd(kCpu, dx, Tensor{}, dy, x, w, false);
   test::poison(dxd);
-  linear_bwd(kGpu, dxd, Tensor{}, dyd, xd, wd, false);
+  linear_bwd(test::gpu(), dxd, Tensor{}, dyd, xd, wd, false);
   close(dxd, dx, tol, "dx");
   linear_bwd(kCpu, Tensor{}, dw, dy, x, w, false);
-  linear_bwd(kGpu, Tensor{}, dwd, dyd, xd, wd, false);
+  linear_bwd(test::gpu(), Tensor{}, dwd, dyd, xd, wd, false);
   close(dwd, dw, dweight_tol, "dweight (twice)");
 }
 
@@ -105,9 +104,9 @@ TEST(CudaLinear, EmptyInnerDimensionWritesZerosOrKeepsY) {
   Tensor yh = host.alloc(DType::kF32, {3, 4});
   test::fill_normal(yh, 7);
   Tensor y = test::to_device(dev, yh);
-  linear_fwd(kGpu, y, x, w, true);
+  linear_fwd(test::gpu(), y, x, w, true);
   EXPECT_TRUE(test::all_close(test::to_host(host, y), yh, 0.0)) << "accumulate keeps y";
-  linear_fwd(kGpu, y, x, w, false);
+  linear_fwd(test::gpu(), y, x, w, false);
   for (double v : test::to_doubles(test::to_host(host, y))) EXPECT_EQ(v, 0.0);
 }
 

@@ -22,7 +22,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 constexpr int64_t kExperts = 8;
 constexpr int32_t kIdleExpert = 3;  // never chosen
@@ -95,20 +94,20 @@ void check(DType dtype, const Case& c, uint64_t seed) {
   permute_fwd(kCpu, x_perm, x, plan);
   Tensor x_perm_d = dev.alloc(dtype, {rows, d});
   test::poison(x_perm_d);
-  permute_fwd(kGpu, x_perm_d, on_device(x), plan);
+  permute_fwd(test::gpu(), x_perm_d, on_device(x), plan);
   close(x_perm_d, x_perm, 0.0, "x_perm");
 
   Tensor dx = host.alloc(DType::kF32, {t, d});
   permute_bwd(kCpu, dx, dx_perm, plan);
   Tensor dx_d = dev.alloc(dtype, {t, d});
   test::poison(dx_d);
-  permute_bwd(kGpu, dx_d, on_device(dx_perm), plan);
+  permute_bwd(test::gpu(), dx_d, on_device(dx_perm), plan);
   close(dx_d, dx, tol, "dx");
 
   Tensor y_d = on_device(y);
   Tensor w_d = test::to_device(dev, w);
   unpermute_fwd(kCpu, y, y_perm, w, plan);
-  unpermute_fwd(kGpu, y_d, on_device(y_perm), w_d, plan);
+  unpermute_fwd(test::gpu(), y_d, on_device(y_perm), w_d, plan);
   close(y_d, y, tol, "y (accumulated)");
 
   Tensor dy_perm = host.alloc(DType::kF32, {rows, d});
@@ -116,7 +115,7 @@ void check(DType dtype, const Case& c, uint64_t seed) {
   unpermute_bwd(kCpu, dy_perm, dw, dy, y_perm, w, plan);
   Tensor dy_perm_d = dev.alloc(dtype, {rows, d});
   test::poison(dy_perm_d);
-  unpermute_bwd(kGpu, dy_perm_d, dw_d, on_device(dy), on_device(y_perm), w_d, plan);
+  unpermute_bwd(test::gpu(), dy_perm_d, dw_d, on_device(dy), on_device(y_perm), w_d, plan);
   close(dy_perm_d, dy_perm, tol, "dy_perm");
   close(dw_d, dw, tol, "dtopk_w (accumulated)");
 }

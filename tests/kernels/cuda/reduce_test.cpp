@@ -17,7 +17,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 constexpr int64_t kSizes[] = {1, 37, 1001, 65537, (1 << 20) + 3};
 
 size_t arena_bytes(int64_t n) { return 8 * 8 * static_cast<size_t>(n) + (1 << 16); }
@@ -37,7 +36,7 @@ TEST(CudaCopy, CopiesEveryByte) {
       Tensor src = test::to_device(dev, x);
       Tensor dst = dev.alloc(dtype, {n});
       test::poison(dst);
-      copy(kGpu, dst, src);
+      copy(test::gpu(), dst, src);
       Tensor got = test::to_host(host, dst);
       EXPECT_EQ(std::memcmp(got.data, x.data, x.nbytes()), 0) << dtype_name(dtype) << " n=" << n;
     }
@@ -54,15 +53,15 @@ TEST(CudaReduce, SumSquaresMatchesAndIsDeterministic) {
       test::round_to(x, dtype);
       const double want = sum_squares(kCpu, x);
       Tensor xd = test::to_device_as(dev, host, x, dtype);
-      const double got = sum_squares(kGpu, xd);
-      const double again = sum_squares(kGpu, xd);
+      const double got = sum_squares(test::gpu(), xd);
+      const double again = sum_squares(test::gpu(), xd);
       ASSERT_TRUE(std::isfinite(got)) << dtype_name(dtype) << " n=" << n;
       EXPECT_LE(std::fabs(got - want), 1e-10 * want) << dtype_name(dtype) << " n=" << n;
       EXPECT_EQ(std::memcmp(&got, &again, sizeof got), 0) << "not deterministic, n=" << n;
     }
   }
   Arena dev(Device::kCuda, 1 << 12, "device");
-  EXPECT_EQ(sum_squares(kGpu, dev.alloc(DType::kF32, {0})), 0.0);
+  EXPECT_EQ(sum_squares(test::gpu(), dev.alloc(DType::kF32, {0})), 0.0);
 }
 
 TEST(CudaReduce, ScaleAndAdd) {
@@ -80,7 +79,7 @@ TEST(CudaReduce, ScaleAndAdd) {
       Tensor yd = test::to_device_as(dev, host, y, dtype);
 
       scale(kCpu, x, -0.37);
-      scale(kGpu, xd, -0.37);
+      scale(test::gpu(), xd, -0.37);
       EXPECT_TRUE(test::all_close(test::to_host(host, xd), x, tolerance(dtype)))
           << "scale " << dtype_name(dtype) << " n=" << n;
 
@@ -88,7 +87,7 @@ TEST(CudaReduce, ScaleAndAdd) {
       Tensor x_now = test::to_host(host, xd);
       Tensor x_ref = test::converted(host, x_now, ref);
       add(kCpu, y, x_ref, 1.7);
-      add(kGpu, yd, xd, 1.7);
+      add(test::gpu(), yd, xd, 1.7);
       EXPECT_TRUE(test::all_close(test::to_host(host, yd), y, tolerance(dtype)))
           << "add " << dtype_name(dtype) << " n=" << n;
     }

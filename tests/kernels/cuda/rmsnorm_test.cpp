@@ -15,7 +15,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 struct Shape2 {
   int64_t tokens, d;
@@ -58,7 +57,7 @@ void check(DType dtype, DType rstd_dtype, Shape2 s, uint64_t seed, DType grad_dt
   Tensor rstdd = dev.alloc(rstd_dtype, {s.tokens});
   test::poison(yd);
   test::poison(rstdd);
-  rmsnorm_fwd(kGpu, yd, rstdd, xd, wd, 1e-5);
+  rmsnorm_fwd(test::gpu(), yd, rstdd, xd, wd, 1e-5);
   test::expect_close(test::to_doubles(test::to_host(host, yd)), test::to_doubles(y), tol, "y");
   test::expect_close(test::to_doubles(test::to_host(host, rstdd)), test::to_doubles(rstd), 1e-5,
                      "rstd");
@@ -66,7 +65,7 @@ void check(DType dtype, DType rstd_dtype, Shape2 s, uint64_t seed, DType grad_dt
   // Backward, dx in place over dy on the device (dx may alias dy).
   Tensor dx = host.alloc(DType::kF32, {s.tokens, s.d});
   rmsnorm_bwd(kCpu, dx, dw, dy, x, w, rstd);
-  rmsnorm_bwd(kGpu, dyd, dwd, dyd, xd, wd, rstdd);
+  rmsnorm_bwd(test::gpu(), dyd, dwd, dyd, xd, wd, rstdd);
   test::expect_close(test::to_doubles(test::to_host(host, dyd)), test::to_doubles(dx), tol, "dx");
   const double dw_tol = grad_dtype == DType::kF32 && dtype == DType::kBF16 ? 1e-3 : tol;
   test::expect_close(test::to_doubles(test::to_host(host, dwd)), test::to_doubles(dw), dw_tol,

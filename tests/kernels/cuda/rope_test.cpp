@@ -15,7 +15,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 RopeParams yarn(int64_t head_dim) {
   RopeParams p;
@@ -49,7 +48,7 @@ TEST(CudaRope, TablesMatchReference) {
       Tensor cd = dev.alloc(dtype, {s_max, half}), sd = dev.alloc(dtype, {s_max, half});
       test::poison(cd);
       test::poison(sd);
-      rope_tables(kGpu, cd, sd, p);
+      rope_tables(test::gpu(), cd, sd, p);
       // Both sides round the same double values; the tolerance is f32's whatever the dtype.
       test::expect_close(test::to_doubles(test::to_host(host, cd)), test::to_doubles(c), 1e-5,
                          "cos");
@@ -93,13 +92,13 @@ void check_apply(DType dtype, DType table_dtype, int64_t tokens, int64_t heads, 
   rope_fwd(kCpu, y, x, pos, c, s);
   Tensor yd = dev.alloc(dtype, {tokens, heads, dh});
   test::poison(yd);
-  rope_fwd(kGpu, yd, xd, posd, cd, sd);
+  rope_fwd(test::gpu(), yd, xd, posd, cd, sd);
   test::expect_close(test::to_doubles(test::to_host(host, yd)), test::to_doubles(y), tol, "out");
 
   // Backward in place (din may alias dout).
   Tensor dx = host.alloc(DType::kF32, {tokens, heads, dh});
   rope_bwd(kCpu, dx, dy, pos, c, s);
-  rope_bwd(kGpu, dyd, dyd, posd, cd, sd);
+  rope_bwd(test::gpu(), dyd, dyd, posd, cd, sd);
   test::expect_close(test::to_doubles(test::to_host(host, dyd)), test::to_doubles(dx), tol, "din");
 }
 

@@ -22,7 +22,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 enum class Logits { kSeparated, kTied };
 
@@ -90,7 +89,7 @@ void check(const Case& c, uint64_t seed) {
   Tensor w_d = dev.alloc(DType::kF32, {t, k});
   Tensor lse_d = dev.alloc(DType::kF32, {t});
   for (const Tensor& out : {probs_d, idx_d, w_d, lse_d}) test::poison(out);
-  router_fwd(kGpu, probs_d, idx_d, w_d, lse_d, logits_d, params);
+  router_fwd(test::gpu(), probs_d, idx_d, w_d, lse_d, logits_d, params);
   EXPECT_EQ(ints(test::to_host(host, idx_d)), ints(idx)) << "topk_idx";
   close(host, probs_d, probs, 1e-5, "probs");
   close(host, w_d, w, 1e-5, "topk_w");
@@ -111,11 +110,12 @@ void check(const Case& c, uint64_t seed) {
   Tensor dprobs_d = test::to_device(dev, dprobs), dlse_d = test::to_device(dev, dlse);
   router_bwd(kCpu, dlogits, dw, dprobs, dlse, probs, idx, w, logits, params);
   test::poison(dlogits_d);
-  router_bwd(kGpu, dlogits_d, dw_d, dprobs_d, dlse_d, probs_c, idx_c, w_c, logits_d, params);
+  router_bwd(test::gpu(), dlogits_d, dw_d, dprobs_d, dlse_d, probs_c, idx_c, w_c, logits_d, params);
   close(host, dlogits_d, dlogits, 1e-5, "dlogits");
   router_bwd(kCpu, dlogits, dw, Tensor{}, Tensor{}, probs, idx, w, logits, params);
   test::poison(dlogits_d);
-  router_bwd(kGpu, dlogits_d, dw_d, Tensor{}, Tensor{}, probs_c, idx_c, w_c, logits_d, params);
+  router_bwd(test::gpu(), dlogits_d, dw_d, Tensor{}, Tensor{}, probs_c, idx_c, w_c, logits_d,
+             params);
   close(host, dlogits_d, dlogits, 1e-5, "dlogits (dtopk_w only)");
 
   // Losses and statistics, from the CPU's probs, topk_idx and lse on both sides.
@@ -123,12 +123,12 @@ void check(const Case& c, uint64_t seed) {
   const double coeff = 0.01, weight = 0.37;
   const double aux = load_balancing_loss(kCpu, dprobs, probs, idx, coeff, weight);
   test::poison(dprobs_d);
-  const double aux_d = load_balancing_loss(kGpu, dprobs_d, probs_c, idx_c, coeff, weight);
+  const double aux_d = load_balancing_loss(test::gpu(), dprobs_d, probs_c, idx_c, coeff, weight);
   EXPECT_NEAR(aux_d, aux, 1e-9 * std::abs(aux)) << "load_balancing_loss";
   close(host, dprobs_d, dprobs, 1e-6, "dprobs");
   const double z = z_loss(kCpu, dlse, lse, coeff, weight);
   test::poison(dlse_d);
-  const double z_d = z_loss(kGpu, dlse_d, lse_c, coeff, weight);
+  const double z_d = z_loss(test::gpu(), dlse_d, lse_c, coeff, weight);
   EXPECT_NEAR(z_d, z, 1e-9 * std::abs(z)) << "z_loss";
   close(host, dlse_d, dlse, 1e-6, "dlse");
 
@@ -136,19 +136,19 @@ void check(const Case& c, uint64_t seed) {
   Tensor stats_d = dev.alloc(DType::kF64, {2 * e + 1});
   router_stats(kCpu, stats, probs, idx, lse);
   test::poison(stats_d);
-  router_stats(kGpu, stats_d, probs_c, idx_c, lse_c);
+  router_stats(test::gpu(), stats_d, probs_c, idx_c, lse_c);
   close(host, stats_d, stats, 1e-12, "stats");
   // As one rank's share of a micro-batch three times larger.
   const int64_t whole = 3 * t;
   const double aux_s = load_balancing_from_stats(kCpu, dprobs, stats, whole, k, coeff, weight);
   test::poison(dprobs_d);
   const double aux_sd =
-      load_balancing_from_stats(kGpu, dprobs_d, stats_d, whole, k, coeff, weight);
+      load_balancing_from_stats(test::gpu(), dprobs_d, stats_d, whole, k, coeff, weight);
   EXPECT_NEAR(aux_sd, aux_s, 1e-9 * std::abs(aux_s)) << "load_balancing_from_stats";
   close(host, dprobs_d, dprobs, 1e-6, "dprobs from stats");
   const double z_s = z_loss_from_stats(kCpu, dlse, lse, stats, whole, coeff, weight);
   test::poison(dlse_d);
-  const double z_sd = z_loss_from_stats(kGpu, dlse_d, lse_c, stats_d, whole, coeff, weight);
+  const double z_sd = z_loss_from_stats(test::gpu(), dlse_d, lse_c, stats_d, whole, coeff, weight);
   EXPECT_NEAR(z_sd, z_s, 1e-9 * std::abs(z_s)) << "z_loss_from_stats";
   close(host, dlse_d, dlse, 1e-6, "dlse from stats");
 }

@@ -14,7 +14,6 @@ namespace tmt {
 namespace {
 
 const Context kCpu{};
-const Context kGpu{Device::kCuda, nullptr};
 
 void check(DType dtype, int64_t tokens, int64_t f, uint64_t seed) {
   SCOPED_TRACE(std::string(dtype_name(dtype)) + " T=" + std::to_string(tokens) +
@@ -37,7 +36,7 @@ void check(DType dtype, int64_t tokens, int64_t f, uint64_t seed) {
   swiglu_fwd(kCpu, h, gu);
   Tensor hd = dev.alloc(dtype, {tokens, f});
   test::poison(hd);
-  swiglu_fwd(kGpu, hd, gud);
+  swiglu_fwd(test::gpu(), hd, gud);
   test::expect_close(test::to_doubles(test::to_host(host, hd)), test::to_doubles(h), tol, "h");
 
   // Separate dgu, then in place over gu (dgu may alias gu).
@@ -45,10 +44,10 @@ void check(DType dtype, int64_t tokens, int64_t f, uint64_t seed) {
   swiglu_bwd(kCpu, dgu, dh, gu);
   Tensor dgud = dev.alloc(dtype, {tokens, 2 * f});
   test::poison(dgud);
-  swiglu_bwd(kGpu, dgud, dhd, gud);
+  swiglu_bwd(test::gpu(), dgud, dhd, gud);
   test::expect_close(test::to_doubles(test::to_host(host, dgud)), test::to_doubles(dgu), tol,
                      "dgu");
-  swiglu_bwd(kGpu, gud, dhd, gud);
+  swiglu_bwd(test::gpu(), gud, dhd, gud);
   test::expect_close(test::to_doubles(test::to_host(host, gud)), test::to_doubles(dgu), tol,
                      "dgu in place");
 }

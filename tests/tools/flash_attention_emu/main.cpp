@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "emu.h"
+#include "kernels/base/workspace.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/flash_attention.h"
 #include "tests/support/random.h"
@@ -82,6 +83,24 @@ struct Dev {
   }
 };
 
+// "Device" memory for the workspace (kernels/base/workspace.h), as cudaMalloc would give it: all
+// 0xff (NaN), so a read before the kernels write shows. Readable once run() registers it.
+static void use_host_memory_as_device() {
+  DeviceAllocator a;
+  a.allocate = [](size_t bytes) {
+    void* p = std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+    std::memset(p, 0xff, bytes);
+    return p;
+  };
+  a.release = [](void* p) {
+    for (auto& r : emu::g_global)
+      if (r.p == p) r.n = 0;
+    std::free(p);
+  };
+  a.zero = [](void* p, size_t bytes) { std::memset(p, 0, bytes); };
+  register_device_allocator(Device::kCuda, a);
+}
+
 static int failures = 0;
 static double check(const char* what, const std::vector<double>& got,
                     const std::vector<float>& want, double tol) {
@@ -142,7 +161,13 @@ static void run(const Case& c, std::mt19937_64& rng) {
   vd.set(v);
   dod.set(dout);
   Dev outd(DType::kBF16, qs), lsed(DType::kF32, ls);
-  const Context ctx{Device::kCuda, nullptr};
+  // The backward's workspace, exactly the bytes it asks for readable (D, B·S·H floats).
+  const size_t workspace_bytes = cuda::flash_attention_bwd_workspace_bytes(c.b, c.s, c.h);
+  Workspace workspace;
+  workspace.reserve(workspace_bytes);
+  workspace.allocate(Device::kCuda);
+  emu::g_global.push_back({workspace.data(), workspace_bytes});
+  const Context ctx{Device::kCuda, nullptr, nullptr, &workspace};
   cuda::flash_attention_fwd(ctx, outd.t, lsed.t, qd.t, kd.t, vd.t, p);
   const double e_out = check("out", outd.get(), out, kTol),
                e_lse = check("lse", lsed.get(), lse, 1e-5);
@@ -190,6 +215,7 @@ static void run(const Case& c, std::mt19937_64& rng) {
 }
 
 int main(int argc, char** argv) {
+  use_host_memory_as_device();
   std::mt19937_64 rng(argc > 1 && std::string(argv[1]) != "test" ? std::stoull(argv[1]) : 1);
   std::vector<Case> cases;
   if (argc > 2) {

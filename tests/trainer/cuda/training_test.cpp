@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/base/rng.h"
+#include "kernels/base/workspace.h"
 #include "parallel/mpi_env.h"
 #include "tests/support/compare.h"
 #include "tests/support/cuda_io.h"
@@ -69,9 +70,12 @@ void compare_forward_backward(const Recipe& r, DType gpu_dtype, double loss_rtol
 
   const ModelRun run{.micro_batch = b, .seq_len = r.data.seq_len, .seed = r.train.seed};
   Model cpu(r.model, run, Context{Device::kCpu, nullptr});
+  Workspace workspace;  // the GPU model's, sized by it before its first op
   Model gpu(r.model,
             {.dtype = gpu_dtype, .micro_batch = b, .seq_len = r.data.seq_len, .seed = r.train.seed},
-            Context{Device::kCuda, nullptr});
+            Context{Device::kCuda, nullptr, nullptr, &workspace});
+  workspace.reserve(gpu.workspace_bytes());
+  workspace.allocate(Device::kCuda);
   cpu.params().zero_grads();
   gpu.params().zero_grads();
   const LossParts want = cpu.forward_backward(cpu_batch, 1.0 / 29.0, 0.5);

@@ -14,18 +14,6 @@ template <class K>
 int cudaFuncSetAttribute(K, int, int) {
   return 0;
 }
-inline int cudaMalloc(float** p, size_t n) {
-  *p = static_cast<float*>(std::aligned_alloc(256, (n + 255) / 256 * 256));
-  std::memset(*p, 0xff, n);
-  ::emu::g_global.push_back({*p, n});
-  return 0;
-}
-inline int cudaFree(void* p) {
-  for (auto& r : ::emu::g_global)
-    if (r.p == p) r.n = 0;
-  std::free(p);
-  return 0;
-}
 inline int cudaGetLastError() { return 0; }
 #define TMT_CUDA_CHECK(call)            \
   do {                                  \
