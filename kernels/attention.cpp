@@ -26,14 +26,13 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   const bool cpu = ctx.device == Device::kCpu;
   TMT_CHECK(cpu ? (q.dtype == DType::kF32 || q.dtype == DType::kF64) && lse.dtype == q.dtype
                 : (q.dtype == DType::kF32 || q.dtype == DType::kBF16) && lse.dtype == DType::kF32,
-            "{}: q {}, lse {}: f32|f64 (lse alike) on cpu, f32|bf16 (lse f32) on cuda", op,
-            q.str(), lse.str());
+            "{}: q {}, lse {}: f32|f64 (lse alike) on cpu, f32|bf16 (lse f32) on cuda", op, q.str(),
+            lse.str());
   TMT_CHECK(lse.device == ctx.device, "{}: lse {} not on {}", op, lse.str(),
             device_name(ctx.device));
 #if TMT_WITH_CUDA
   TMT_CHECK(cpu || q.size(3) <= cuda::kAttentionMaxHeadDim,
-            "{}: head dim {} over the CUDA kernel's {}", op, q.size(3),
-            cuda::kAttentionMaxHeadDim);
+            "{}: head dim {} over the CUDA kernel's {}", op, q.size(3), cuda::kAttentionMaxHeadDim);
 #endif
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
 }

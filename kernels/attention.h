@@ -5,8 +5,8 @@
 //        out[b,i,h,:] = Σ_j exp(s[i, j] - lse[b,h,i]) · v[b, j, g(h), :]
 //   with g(h) = h / (H / Hk) (query heads share kv heads in groups), and key j visible to query i
 //   iff j <= i and (window == 0 or j > i - window): the last `window` positions, the query's own
-//   included (Hugging Face Mistral's sliding_window). bwd: with P = exp(s - lse) recomputed, dP =
-//   dout · vᵀ, D_i = Σ_d dout[i,d] · out[i,d]:
+//   included (Hugging Face Mistral's sliding_window).
+//   bwd: with P = exp(s - lse) recomputed, dP = dout · vᵀ, D_i = Σ_d dout[i,d] · out[i,d]:
 //        dS = P ⊙ (dP - D),  dq = scale · dS k,  dk = scale · dSᵀ q,  dv = Pᵀ dout
 //
 //   q, out, dq, dout: [B, S, H, Dh]    k, v, dk, dv: [B, S, Hk, Dh]    lse: [B, H, S]

@@ -10,8 +10,9 @@
 // tokens win — and drops the rest. A dropped assignment contributes nothing; a token whose every
 // choice was dropped passes through the layer on its residual alone.
 //
-//   permute_fwd:   x_perm[r] = x[src_token[r]]                              x: [T, D], x_perm: [R,
-//   D] permute_bwd:   dx[t] = Σ_{r: src_token[r] = t} dx_perm[r]                (written)
+//   x: [T, D], x_perm: [R, D]
+//   permute_fwd:   x_perm[r] = x[src_token[r]]                               (written)
+//   permute_bwd:   dx[t] = Σ_{r: src_token[r] = t} dx_perm[r]                (written)
 //   unpermute_fwd: y[t] += Σ_k topk_w[t, k] · y_perm[slot[t, k]]             (ACCUMULATED into y)
 //   unpermute_bwd: dy_perm[slot[t, k]] = topk_w[t, k] · dy[t]                (written)
 //                  dtopk_w[t, k] += dy[t] · y_perm[slot[t, k]]                (ACCUMULATED)

@@ -31,12 +31,12 @@ void check_args(const char* op, const Context& ctx, const Tensor& probs, const T
           topk_idx.size(1) <= logits.size(1),
       "{}: logits {}, probs {}, topk_idx {}, topk_w {} are not [T, E], [T, E], [T, K], [T, K]", op,
       logits.str(), probs.str(), topk_idx.str(), topk_w.str());
-  TMT_CHECK(float_dtype_ok(ctx, logits.dtype) &&
-                probs.dtype == logits.dtype && topk_w.dtype == logits.dtype &&
-                topk_idx.dtype == DType::kI32,
-            "{}: logits, probs, topk_w must share f32|f64 (f32 on cuda) and topk_idx be i32 (got {}, "
-            "{}, {}, {})",
-            op, logits.str(), probs.str(), topk_w.str(), topk_idx.str());
+  TMT_CHECK(
+      float_dtype_ok(ctx, logits.dtype) && probs.dtype == logits.dtype &&
+          topk_w.dtype == logits.dtype && topk_idx.dtype == DType::kI32,
+      "{}: logits, probs, topk_w must share f32|f64 (f32 on cuda) and topk_idx be i32 (got {}, "
+      "{}, {}, {})",
+      op, logits.str(), probs.str(), topk_w.str(), topk_idx.str());
   on_device(op, ctx, {&logits, &probs, &topk_idx, &topk_w});
 }
 
@@ -178,8 +178,7 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
   if (ctx.device == Device::kCpu)
     return cpu::load_balancing_from_stats(dprobs, stats, tokens, top_k, coeff, grad_weight);
 #if TMT_WITH_CUDA
-  return cuda::load_balancing_from_stats(ctx, dprobs, stats, tokens, top_k, coeff,
-                                         grad_weight);
+  return cuda::load_balancing_from_stats(ctx, dprobs, stats, tokens, top_k, coeff, grad_weight);
 #else
   TMT_CHECK(false, "load_balancing_from_stats: this build has no CUDA backend");
 #endif

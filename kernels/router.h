@@ -9,9 +9,9 @@
 //        dprobs and dlse may be empty tensors (Tensor{}): no such term.
 //
 // The losses, over the T tokens of a micro-batch (their gradients come back through router_bwd):
-//   load_balancing_loss = coeff · E · Σ_e f_e · P_e,  f_e = #{(t, k): topk_idx = e} / (T·K) (a
-//   constant),
-//       P_e = mean_t probs[t, e];  writes dprobs[t, e] = grad_weight · coeff · E · f_e / T
+//   load_balancing_loss = coeff · E · Σ_e f_e · P_e
+//       f_e = #{(t, k): topk_idx = e} / (T·K)  (a constant),  P_e = mean_t probs[t, e];
+//       writes dprobs[t, e] = grad_weight · coeff · E · f_e / T
 //   z_loss = coeff · mean_t lse[t]²;  writes dlse[t] = grad_weight · coeff · 2 · lse[t] / T
 // Both return the loss value (coefficient applied, grad_weight not).
 //

@@ -151,13 +151,14 @@ void stats_of(const Tensor& stats, const Tensor& probs, const Tensor& topk_idx, 
 }
 
 template <class T>
-double balance_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens,
-                          int64_t top_k, double coeff, double weight) {
+double balance_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens, int64_t top_k,
+                          double coeff, double weight) {
   const int64_t n = dprobs.size(0), e = dprobs.size(1);
   const double* st = stats.ptr<const double>();
   const double total = static_cast<double>(tokens);
   double aux = 0;
-  for (int64_t j = 0; j < e; ++j) aux += st[j] / (total * static_cast<double>(top_k)) * st[e + j] / total;
+  for (int64_t j = 0; j < e; ++j)
+    aux += st[j] / (total * static_cast<double>(top_k)) * st[e + j] / total;
   T* d = dprobs.ptr<T>();
   for (int64_t j = 0; j < e; ++j) {
     const double f = st[j] / (total * static_cast<double>(top_k));
@@ -194,8 +195,8 @@ double load_balancing_from_stats(const Tensor& dprobs, const Tensor& stats, int6
   return balance_from_stats<float>(dprobs, stats, tokens, top_k, coeff, grad_weight);
 }
 
-double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats,
-                         int64_t tokens, double coeff, double grad_weight) {
+double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats, int64_t tokens,
+                         double coeff, double grad_weight) {
   if (lse.dtype == DType::kF64)
     return zloss_from_stats<double>(dlse, lse, stats, tokens, coeff, grad_weight);
   return zloss_from_stats<float>(dlse, lse, stats, tokens, coeff, grad_weight);

@@ -16,7 +16,7 @@ void router_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_i
                   const Tensor& lse);
 double load_balancing_from_stats(const Tensor& dprobs, const Tensor& stats, int64_t tokens,
                                  int64_t top_k, double coeff, double grad_weight);
-double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats,
-                         int64_t tokens, double coeff, double grad_weight);
+double z_loss_from_stats(const Tensor& dlse, const Tensor& lse, const Tensor& stats, int64_t tokens,
+                         double coeff, double grad_weight);
 
 }  // namespace tmt::cpu

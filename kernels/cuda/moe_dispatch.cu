@@ -77,8 +77,8 @@ template <class T>
 __global__ void combine_bwd_kernel(T* __restrict__ dy_perm, float* __restrict__ dtopk_w,
                                    const T* __restrict__ dy, const T* __restrict__ y_perm,
                                    const float* __restrict__ topk_w,
-                                   const int32_t* __restrict__ slot, int64_t assignments,
-                                   int64_t d, int k) {
+                                   const int32_t* __restrict__ slot, int64_t assignments, int64_t d,
+                                   int k) {
   const int lane = threadIdx.x % 32;
   const int64_t a = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + threadIdx.x / 32;
   if (a >= assignments) return;

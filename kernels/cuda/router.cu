@@ -21,9 +21,9 @@
 namespace tmt::cuda {
 namespace {
 
-constexpr int kRowsPerBlock = 4;  // warps per block
-constexpr int kMaxTopK = 32;      // one choice per lane
-constexpr int kMaxExperts = 2048; // 4 warps x 2048 floats = 32 KiB of shared memory
+constexpr int kRowsPerBlock = 4;   // warps per block
+constexpr int kMaxTopK = 32;       // one choice per lane
+constexpr int kMaxExperts = 2048;  // 4 warps x 2048 floats = 32 KiB of shared memory
 
 int blocks_for_rows(int64_t rows) {
   return static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
@@ -73,8 +73,8 @@ __global__ void router_fwd_kernel(float* __restrict__ probs, int32_t* __restrict
     for (int offset = 16; offset > 0; offset /= 2) {
       const float other = __shfl_xor_sync(kFullMask, best, offset);
       const int other_j = __shfl_xor_sync(kFullMask, best_j, offset);
-      const bool take = other_j >= 0 && (best_j < 0 || other > best ||
-                                         (other == best && other_j < best_j));
+      const bool take =
+          other_j >= 0 && (best_j < 0 || other > best || (other == best && other_j < best_j));
       if (take) best = other, best_j = other_j;
     }
     if (lane == 0) chosen[c] = best_j;
@@ -163,7 +163,8 @@ __global__ void stats_kernel(double* __restrict__ stats, const float* __restrict
     return;
   }
   double count = 0.0, psum = 0.0;
-  for (int64_t a = threadIdx.x; a < rows * k; a += blockDim.x) count += topk_idx[a] == j ? 1.0 : 0.0;
+  for (int64_t a = threadIdx.x; a < rows * k; a += blockDim.x)
+    count += topk_idx[a] == j ? 1.0 : 0.0;
   for (int64_t t = threadIdx.x; t < rows; t += blockDim.x) psum += probs[t * e + j];
   count = block_sum(count);
   psum = block_sum(psum);
@@ -210,8 +211,8 @@ void launch_stats(const Context& ctx, double* stats, const Tensor& probs, const 
                   const float* lse) {
   const int e = static_cast<int>(probs.size(1));
   stats_kernel<<<e + 1, kThreads, 0, stream_of(ctx)>>>(
-      stats, probs.ptr<const float>(), topk_idx.ptr<const int32_t>(), lse,
-      probs.size(0), e, static_cast<int>(topk_idx.size(1)));
+      stats, probs.ptr<const float>(), topk_idx.ptr<const int32_t>(), lse, probs.size(0), e,
+      static_cast<int>(topk_idx.size(1)));
   TMT_CUDA_CHECK_LAUNCH();
 }
 

@@ -150,10 +150,9 @@ TEST(RouterLosses, SplitTokensWithSummedStatisticsGiveTheWholeBatchLosses) {
   for (int64_t i = 0; i < 2 * e + 1; ++i) stats.ptr<double>()[i] += part.ptr<double>()[i];
   double aux_split = 0, z_split = 0;
   for (auto [b, end] : {std::pair<int64_t, int64_t>{0, first}, {first, t}}) {
-    aux_split =
-        load_balancing_from_stats(kCpu, dprobs_split.slice(b, end), stats, t, k, 0.3, 0.5);
-    z_split = z_loss_from_stats(kCpu, dlse_split.slice(b, end), lse.slice(b, end), stats, t,
-                                0.05, 0.5);
+    aux_split = load_balancing_from_stats(kCpu, dprobs_split.slice(b, end), stats, t, k, 0.3, 0.5);
+    z_split =
+        z_loss_from_stats(kCpu, dlse_split.slice(b, end), lse.slice(b, end), stats, t, 0.05, 0.5);
   }
   EXPECT_NEAR(aux_split, aux, 1e-15);
   EXPECT_NEAR(z_split, z, 1e-15);

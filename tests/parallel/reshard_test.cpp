@@ -23,9 +23,12 @@ struct Layout {
   bool zero1 = false;
   int world() const { return tp * pp * dp; }
   std::vector<std::string> sets(const std::string& dir) const {
-    return {"parallel.tp=" + std::to_string(tp), "parallel.pp=" + std::to_string(pp),
-            "parallel.ep=" + std::to_string(ep), "parallel.zero1=" + std::string(zero1 ? "true" : "false"),
-            "run.dir=" + dir, "train.steps=6"};
+    return {"parallel.tp=" + std::to_string(tp),
+            "parallel.pp=" + std::to_string(pp),
+            "parallel.ep=" + std::to_string(ep),
+            "parallel.zero1=" + std::string(zero1 ? "true" : "false"),
+            "run.dir=" + dir,
+            "train.steps=6"};
   }
   std::string str() const {
     return "tp" + std::to_string(tp) + " pp" + std::to_string(pp) + " ep" + std::to_string(ep) +
@@ -97,9 +100,7 @@ void expect_reshard(const Layout& from, const Layout& to) {
 
 TEST(Reshard, DataParallelToTensorAndPipeline) { expect_reshard({1, 1, 1, 4}, {2, 2, 1, 1}); }
 
-TEST(Reshard, TensorExpertDataToPipelineExpertData) {
-  expect_reshard({2, 1, 2, 2}, {1, 2, 4, 4});
-}
+TEST(Reshard, TensorExpertDataToPipelineExpertData) { expect_reshard({2, 1, 2, 2}, {1, 2, 4, 4}); }
 
 TEST(Reshard, ExpertParallelZero1ToTensorExpert) {
   expect_reshard({1, 1, 4, 4, true}, {2, 1, 2, 2});

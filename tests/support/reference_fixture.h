@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "trainer/model/model.h"
 #include "trainer/interop/safetensors.h"
+#include "trainer/model/model.h"
 
 namespace tmt::test {
 

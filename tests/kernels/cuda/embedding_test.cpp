@@ -20,9 +20,8 @@ const Context kCpu{};
 void check(DType dtype, int64_t tokens, int64_t v_local, int64_t d, int64_t vocab_start,
            uint64_t seed, DType grad_dtype) {
   SCOPED_TRACE(std::string(dtype_name(dtype)) + " dtable " + std::string(dtype_name(grad_dtype)) +
-               " T=" + std::to_string(tokens) +
-               " V_local=" + std::to_string(v_local) + " D=" + std::to_string(d) +
-               " vocab_start=" + std::to_string(vocab_start));
+               " T=" + std::to_string(tokens) + " V_local=" + std::to_string(v_local) +
+               " D=" + std::to_string(d) + " vocab_start=" + std::to_string(vocab_start));
   const size_t bytes = 8 * 8 * static_cast<size_t>((tokens + v_local) * d) + 65536;
   Arena host(Device::kCpu, bytes, "host");
   Arena dev(Device::kCuda, bytes, "device");

@@ -121,9 +121,9 @@ void check(DType dtype, const Case& c, uint64_t seed) {
 }
 
 constexpr Case kCases[] = {
-    {1, 1, 1, 0, kExperts, std::nullopt},  {37, 100, 2, 0, kExperts, std::nullopt},
-    {37, 100, 2, 2, 6, std::nullopt},      {129, 1001, 4, 1, 4, std::nullopt},
-    {300, 64, 2, 0, kExperts, 50},         {300, 64, 6, 3, 4, std::nullopt},
+    {1, 1, 1, 0, kExperts, std::nullopt}, {37, 100, 2, 0, kExperts, std::nullopt},
+    {37, 100, 2, 2, 6, std::nullopt},     {129, 1001, 4, 1, 4, std::nullopt},
+    {300, 64, 2, 0, kExperts, 50},        {300, 64, 6, 3, 4, std::nullopt},
     {1000, 4096, 2, 0, kExperts, 300},
 };
 

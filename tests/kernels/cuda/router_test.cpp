@@ -37,10 +37,10 @@ void fill_logits(const Tensor& t, uint64_t seed, Logits kind) {
     std::iota(perm.begin(), perm.end(), 0);
     std::shuffle(perm.begin(), perm.end(), rng);
     for (int64_t j = 0; j < e; ++j) {
-      p[r * e + j] = kind == Logits::kTied
-                         ? static_cast<float>(perm[static_cast<size_t>(j)] % 4) - 1.5f
-                         : 0.07f * static_cast<float>(perm[static_cast<size_t>(j)] - e / 2) +
-                               noise(rng);
+      p[r * e + j] =
+          kind == Logits::kTied
+              ? static_cast<float>(perm[static_cast<size_t>(j)] % 4) - 1.5f
+              : 0.07f * static_cast<float>(perm[static_cast<size_t>(j)] - e / 2) + noise(rng);
     }
   }
 }
@@ -67,8 +67,7 @@ void check(const Case& c, uint64_t seed) {
   SCOPED_TRACE("T=" + std::to_string(c.tokens) + " E=" + std::to_string(c.experts) +
                " K=" + std::to_string(c.top_k) +
                (c.score == RouterScore::kSoftmax ? " softmax" : " sigmoid") +
-               (c.renormalize ? " renormalised" : "") +
-               (c.logits == Logits::kTied ? " tied" : ""));
+               (c.renormalize ? " renormalised" : "") + (c.logits == Logits::kTied ? " tied" : ""));
   const int64_t t = c.tokens, e = c.experts, k = c.top_k;
   const size_t bytes = 64 * static_cast<size_t>(t * e + t * k + t + e) + (1 << 16);
   Arena host(Device::kCpu, bytes, "host");
