@@ -52,8 +52,8 @@ std::vector<std::string> expand_shard_paths(const std::vector<std::string>& path
 }
 
 TokenDataset::TokenDataset(const std::vector<std::string>& paths, int64_t vocab_size,
-                           int64_t seq_len, uint64_t seed, bool shuffle)
-    : seq_len_(seq_len), seed_(seed), shuffle_(shuffle) {
+                           int64_t seq_len, uint64_t seed, Order order)
+    : seq_len_(seq_len), seed_(seed), shuffle_(order == Order::kShuffled) {
   for (const auto& f : expand_shard_paths(paths)) {
     shards_.emplace_back(f);
     shards_.back().check_vocab(vocab_size);

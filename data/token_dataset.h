@@ -32,8 +32,11 @@ class TokenDataset final : public SequenceSource {
  public:
   // Opens and checks every shard (tokens < vocab_size). Throws InputError naming the path at fault,
   // or the paths when they hold fewer than seq_len + 1 tokens.
+  // kShuffled: the windows in a new order each epoch, from seed (training); kInOrder: in file
+  // order (validation).
+  enum class Order : uint8_t { kShuffled, kInOrder };
   TokenDataset(const std::vector<std::string>& paths, int64_t vocab_size, int64_t seq_len,
-               uint64_t seed, bool shuffle);
+               uint64_t seed, Order order);
 
   int64_t seq_len() const override { return seq_len_; }
   void sequence(int64_t index, std::span<int32_t> out) const override;

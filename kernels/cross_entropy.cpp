@@ -47,7 +47,7 @@ void cross_entropy(const Context& ctx, const Tensor& losses, const Tensor& dlogi
   const char* op = "cross_entropy";
   check_logits(op, ctx, logits);
   check_row(op, ctx, losses, logits.size(0), "losses");
-  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  check_row(op, ctx, targets, logits.size(0), "targets", /*integer=*/true);
   if (dlogits.defined()) check_dlogits(op, dlogits, logits);
   const ProfileScope scope(ctx, op,
                            {(dlogits.defined() ? 8 : 4) * logits_count(logits),
@@ -95,7 +95,7 @@ void cross_entropy_target_logit(const Context& ctx, const Tensor& target_logit,
   const char* op = "cross_entropy_target_logit";
   check_logits(op, ctx, logits);
   check_row(op, ctx, target_logit, logits.size(0), "target_logit");
-  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  check_row(op, ctx, targets, logits.size(0), "targets", /*integer=*/true);
   const double one_a_row = static_cast<double>(logits.size(0) * dtype_size(logits.dtype));
   const ProfileScope scope(ctx, op, {0, one_a_row + bytes_of(targets, target_logit)});
   if (ctx.device == Device::kCpu) {
@@ -116,7 +116,7 @@ void cross_entropy_loss(const Context& ctx, const Tensor& losses, const Tensor& 
   check_row(op, ctx, row_max, n_tokens, "row_max");
   check_row(op, ctx, sum_exp, n_tokens, "sum_exp");
   check_row(op, ctx, target_logit, n_tokens, "target_logit");
-  check_row(op, ctx, targets, n_tokens, "targets", true);
+  check_row(op, ctx, targets, n_tokens, "targets", /*integer=*/true);
   const ProfileScope scope(ctx, op,
                            {3 * static_cast<double>(n_tokens),
                             bytes_of(losses, row_max, sum_exp, target_logit, targets)});
@@ -136,7 +136,7 @@ void cross_entropy_grad(const Context& ctx, const Tensor& dlogits, const Tensor&
   const char* op = "cross_entropy_grad";
   check_logits(op, ctx, logits);
   check_dlogits(op, dlogits, logits);
-  check_row(op, ctx, targets, logits.size(0), "targets", true);
+  check_row(op, ctx, targets, logits.size(0), "targets", /*integer=*/true);
   check_row(op, ctx, row_max, logits.size(0), "row_max");
   check_row(op, ctx, sum_exp, logits.size(0), "sum_exp");
   const ProfileScope scope(

@@ -57,7 +57,7 @@ void embedding_fwd(const Context& ctx, const Tensor& out, const Tensor& ids, con
 
 void embedding_bwd(const Context& ctx, const Tensor& dtable, const Tensor& dout, const Tensor& ids,
                    int64_t vocab_start) {
-  check_args("embedding_bwd", ctx, dtable, dout, ids, true);
+  check_args("embedding_bwd", ctx, dtable, dout, ids, /*f32_table_ok=*/true);
   const ProfileScope scope(
       ctx, "embedding_bwd",
       {static_cast<double>(dout.numel()), bytes_of(ids, dout) + 2 * table_rows_bytes(dtable, ids)});

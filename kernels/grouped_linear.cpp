@@ -65,7 +65,7 @@ void grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, co
     const int64_t n = counts[e];
     if (n > 0) {
       linear_fwd(ctx, y.slice(row, row + n), x.slice(row, row + n),
-                 expert(weight, static_cast<int64_t>(e)), false);
+                 expert(weight, static_cast<int64_t>(e)));
     }
     row += n;
   }
@@ -86,7 +86,7 @@ void grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dwei
     if (n > 0) {
       const auto i = static_cast<int64_t>(e);
       linear_bwd(ctx, dx.slice(row, row + n), expert(dweight, i), dy.slice(row, row + n),
-                 x.slice(row, row + n), expert(weight, i), false);
+                 x.slice(row, row + n), expert(weight, i));
     }
     row += n;
   }

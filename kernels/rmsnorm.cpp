@@ -72,7 +72,7 @@ void rmsnorm_fwd(const Context& ctx, const Tensor& y, const Tensor& rstd, const 
 
 void rmsnorm_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                  const Tensor& x, const Tensor& weight, const Tensor& rstd) {
-  check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight, true);
+  check_args("rmsnorm_bwd", ctx, x, weight, rstd, {&dx, &dy}, dweight, /*f32_grad_ok=*/true);
   const ProfileScope scope(ctx, "rmsnorm_bwd", bwd_cost(dx, dweight, dy, x, weight, rstd));
   if (ctx.device == Device::kCpu) return cpu::rmsnorm_bwd(dx, dweight, dy, x, weight, rstd);
 #if TMT_WITH_CUDA

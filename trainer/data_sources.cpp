@@ -21,8 +21,8 @@ DataSources open_data(const Recipe& r) {
                                               mix64(r.train.seed ^ hash_name("validation")));
     return d;
   }
-  d.train =
-      std::make_unique<TokenDataset>(r.data.paths, r.model.vocab_size, seq, r.train.seed, true);
+  d.train = std::make_unique<TokenDataset>(r.data.paths, r.model.vocab_size, seq, r.train.seed,
+                                           TokenDataset::Order::kShuffled);
   std::vector<std::string> val = r.data.val_paths;
   if (val.empty()) {
     namespace fs = std::filesystem;
@@ -36,7 +36,8 @@ DataSources open_data(const Recipe& r) {
     }
   }
   if (!val.empty()) {
-    d.val = std::make_unique<TokenDataset>(val, r.model.vocab_size, seq, 0, false);
+    d.val = std::make_unique<TokenDataset>(val, r.model.vocab_size, seq, 0,
+                                           TokenDataset::Order::kInOrder);
   } else if (r.log.eval_every > 0) {
     input_error(
         "{}: log.eval_every: validation is on but there is no validation data (give "

@@ -3,10 +3,16 @@
 //  * Bad input found while setting up (a recipe, a flag, a data file, a checkpoint) throws
 //    InputError. main() catches it; rank 0 prints one `error: <message>` line and every rank
 //    exits 2. All ranks read the same input, so all fail alike and none is left in a collective.
-//  * A broken invariant or a failed library call at run time goes through TMT_CHECK (or the
-//    library-specific TMT_CUDA_CHECK, TMT_MPI_CHECK, ... built on fatal()): it prints
-//    `[rank R/W host] file:line: what -> message` and ends the job through the fatal hook, which
-//    the MPI layer sets to MPI_Abort so that no other rank hangs.
+//  * A broken invariant or a failed library call at run time goes through TMT_CHECK or one of its
+//    family, all built on fatal(): it prints `[rank R/W host] file:line: what -> message` and
+//    ends the job through the fatal hook, which the MPI layer sets to MPI_Abort so that no other
+//    rank hangs. The family, each next to the library it checks, with that library's message:
+//      TMT_CHECK(cond, fmt...), TMT_ASSERT(cond)        here
+//      TMT_CUDA_CHECK(call), TMT_CUDA_CHECK_LAUNCH(),
+//      TMT_CUBLAS_CHECK(call)                           kernels/cuda/check.cuh
+//      TMT_NCCL_CHECK(call)                             parallel/nccl_comm.cpp
+//      TMT_MPI_CHECK(call)                              parallel/mpi_comm.cpp
+//      TMT_H5_CHECK(call, fmt...)                       trainer/checkpoint/hdf5.h
 #pragma once
 
 #include <fmt/format.h>

@@ -41,7 +41,7 @@ TEST(TokenDataset, SequencesArePureAndCrossShards) {
   for (uint32_t i = 0; i < 31; ++i) b[i] = 50 + i;
   write_shard(dir.file("d/shard-00000.bin"), a, 0);
   write_shard(dir.file("d/shard-00001.bin"), b, 0);
-  const TokenDataset plain({dir.file("d")}, 128, 8, 3, false);
+  const TokenDataset plain({dir.file("d")}, 128, 8, 3, TokenDataset::Order::kInOrder);
   EXPECT_EQ(plain.tokens(), 81);
   EXPECT_EQ(plain.windows(), 10);  // (81 - 1) / 8
   std::vector<int32_t> out(9);
@@ -50,7 +50,7 @@ TEST(TokenDataset, SequencesArePureAndCrossShards) {
   plain.sequence(16, out);  // epoch 1, identity order: window 6 again
   EXPECT_EQ(out[0], 48);
 
-  const TokenDataset shuffled({dir.file("d")}, 128, 8, 3, true);
+  const TokenDataset shuffled({dir.file("d")}, 128, 8, 3, TokenDataset::Order::kShuffled);
   std::set<int32_t> starts;
   for (int64_t i = 0; i < 10; ++i) {
     shuffled.sequence(i, out);
@@ -74,7 +74,7 @@ TEST(TokenDataset, TooLittleDataIsAnError) {
   test::TempDir dir;
   write_shard(dir.file("s.bin"), std::vector<uint32_t>{1, 2, 3}, 0);
   try {
-    TokenDataset d({dir.file("s.bin")}, 10, 8, 0, true);
+    TokenDataset d({dir.file("s.bin")}, 10, 8, 0, TokenDataset::Order::kShuffled);
     FAIL() << "no error";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("3 tokens in all, fewer than data.seq_len + 1 = 9"),
