@@ -26,24 +26,15 @@ namespace fs = std::filesystem;
 std::vector<std::string> train_argv(const std::string& dir, int steps, int every,
                                     const std::vector<std::string>& extra = {},
                                     int kill_in_save = 0) {
-  std::vector<std::string> argv = {TMT_MPIEXEC,
-                                   "-n",
-                                   "2",
-                                   "--oversubscribe",
-                                   "--bind-to",
-                                   "none",
-                                   "-x",
-                                   "OMP_NUM_THREADS=1",
-                                   "-x",
-                                   "OPENBLAS_NUM_THREADS=1",
-                                   "-x",
-                                   "TMT_FAULT_KILL_IN_SAVE=" + std::to_string(kill_in_save),
-                                   test::tramontane_binary(),
-                                   "train"};
+  std::vector<std::string> argv = {
+      TMT_MPIEXEC, "-n",        "2", "--oversubscribe", "--bind-to", "none", "-x",
+      "OMP_NUM_THREADS=1", "-x", "OPENBLAS_NUM_THREADS=1", "-x",
+      "TMT_FAULT_KILL_IN_SAVE=" + std::to_string(kill_in_save), test::tramontane_binary(),
+      "train"};
   for (const std::string& s : std::vector<std::string>{
-           "parallel.tp=2", "parallel.pp=1", "parallel.ep=2",
-           "train.steps=" + std::to_string(steps), "schedule.warmup_steps=1",
-           "checkpoint.every=" + std::to_string(every), "log.eval_every=0", "run.dir=" + dir}) {
+           "parallel.tp=2", "parallel.pp=1", "parallel.ep=2", "train.steps=" + std::to_string(steps),
+           "schedule.warmup_steps=1",
+        "checkpoint.every=" + std::to_string(every), "log.eval_every=0", "run.dir=" + dir}) {
     argv.push_back("--set");
     argv.push_back(s);
   }
@@ -56,6 +47,7 @@ std::string tensors_of(const std::string& checkpoint) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   return r.out;
 }
+
 
 TEST(Checkpoint, KilledAndRestartedRunEndsBitIdenticalToAnUninterruptedOne) {
   const int steps = 120, every = 1;
@@ -74,9 +66,8 @@ TEST(Checkpoint, KilledAndRestartedRunEndsBitIdenticalToAnUninterruptedOne) {
     const bool kill = kills < 10;
     const int in_save = kills < 3 ? static_cast<int>(last_resumed) + 3 + 2 * kills : 0;
     const auto run = test::run_command(
-        train_argv(killed.path().string(), steps, every, {}, in_save), in_save > 0 ? 120.0
-                                                                       : kill      ? when(rng)
-                                                                                   : 300.0);
+        train_argv(killed.path().string(), steps, every, {}, in_save),
+        in_save > 0 ? 120.0 : kill ? when(rng) : 300.0);
     // A restart never meets an incomplete checkpoint: it resumes from a complete one or starts.
     std::smatch m;
     if (std::regex_search(run.out, m, std::regex(R"(resumed from \S+ at step (\d+))"))) {
@@ -99,10 +90,9 @@ TEST(Checkpoint, KilledAndRestartedRunEndsBitIdenticalToAnUninterruptedOne) {
   EXPECT_EQ(kills, 10);
   EXPECT_EQ(tensors_of(killed.file("checkpoints/step-0000120")), want)
       << "the interrupted run's final parameters differ";
-  std::printf(
-      "  10 kills (%ld inside a checkpoint write), last resume at step %ld: final "
-      "tensors bit-identical\n",
-      static_cast<long>(inside_writes), static_cast<long>(last_resumed));
+  std::printf("  10 kills (%ld inside a checkpoint write), last resume at step %ld: final "
+              "tensors bit-identical\n",
+              static_cast<long>(inside_writes), static_cast<long>(last_resumed));
 }
 
 // Sends `sig` after 4 s; the run must finish its step, save, and exit 0 soon after.
@@ -117,8 +107,7 @@ void expect_signal_saves(const std::vector<std::string>& argv, const test::TempD
   EXPECT_LT(took, 4.0 + 20.0) << what << ": saving after the signal took too long";
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(stopped by a signal after step (\d+))")))
-      << what << "\n"
-      << r.out << r.err;
+      << what << "\n" << r.out << r.err;
   std::ifstream latest(dir.file("checkpoints/latest"));
   std::string name;
   latest >> name;
@@ -142,10 +131,9 @@ class DamagedCheckpoint : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    const auto r =
-        test::run_command(train_argv(dir_->path().string(), 2, 0,
-                                     {"--set", "parallel.tp=1", "--set", "parallel.ep=2"}),
-                          120);
+    const auto r = test::run_command(
+        train_argv(dir_->path().string(), 2, 0, {"--set", "parallel.tp=1", "--set", "parallel.ep=2"}),
+        120);
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -163,8 +151,8 @@ class DamagedCheckpoint : public ::testing::Test {
     std::vector<std::string> argv = {test::tramontane_binary(), "train", "--resume",
                                      checkpoint.string()};
     for (const std::string& s : std::vector<std::string>{
-             "parallel.tp=1", "parallel.pp=1", "parallel.ep=1", "train.steps=4",
-             "schedule.warmup_steps=1", "run.dir=" + (dir_->path() / "resumed").string()}) {
+             "parallel.tp=1", "parallel.pp=1", "parallel.ep=1", "train.steps=4", "schedule.warmup_steps=1",
+          "run.dir=" + (dir_->path() / "resumed").string()}) {
       argv.push_back("--set");
       argv.push_back(s);
     }
@@ -185,11 +173,12 @@ test::TempDir* DamagedCheckpoint::dir_ = nullptr;
 
 TEST_F(DamagedCheckpoint, TheUndamagedCopyLoads) {
   const fs::path c = copy("good");
-  const auto r = test::run_command(
-      {test::tramontane_binary(), "train", "--resume", c.string(), "--set", "parallel.tp=1",
-       "--set", "parallel.pp=1", "--set", "parallel.ep=1", "--set", "train.steps=3", "--set",
-       "schedule.warmup_steps=1", "--set", "run.dir=" + (c / "run").string()},
-      60);
+  const auto r = test::run_command({test::tramontane_binary(), "train", "--resume", c.string(),
+                                    "--set", "parallel.tp=1", "--set", "parallel.pp=1", "--set",
+                                    "parallel.ep=1", "--set", "train.steps=3", "--set",
+                                    "schedule.warmup_steps=1", "--set",
+                                    "run.dir=" + (c / "run").string()},
+                                   60);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
 }
@@ -267,8 +256,9 @@ TEST_F(DamagedCheckpoint, AnyTensorReadsWithH5pyAlone) {
       "assert (m >= 0).all() and m.max() > 0\n"
       "print('step', int(f.attrs['step']), 'w13 norm', float(numpy.linalg.norm(w)))\n";
   std::ofstream(c / "read.py") << script;
-  const auto r = test::run_command(
-      {"/usr/bin/python3", (c / "read.py").string(), (c / "index.h5").string()}, 60);
+  const auto r = test::run_command({"/usr/bin/python3", (c / "read.py").string(),
+                                    (c / "index.h5").string()},
+                                   60);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("step 2"), std::string::npos) << r.out;
 }

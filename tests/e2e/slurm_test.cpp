@@ -80,30 +80,14 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   // launcher: srun (--mpi=pmix, the script's default) or mpirun
   const auto submit = [&](const std::string& run, int steps, const std::string& launcher) {
     const auto r = slurm.client(
-        {"env",
-         "OMPI_ALLOW_RUN_AS_ROOT=1",
-         "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
-         "OMP_NUM_THREADS=1",
-         "OPENBLAS_NUM_THREADS=1",
-         "TMT_LAUNCHER=" + launcher,
+        {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMP_NUM_THREADS=1",
+         "OPENBLAS_NUM_THREADS=1", "TMT_LAUNCHER=" + launcher,
          "TMT_LAUNCHER_ARGS=" + std::string(launcher == "mpirun" ? "--oversubscribe" : ""),
-         "TMT_BIN=" + test::tramontane_binary(),
-         "sbatch",
-         "--parsable",
-         "-n",
-         "4",
-         "--chdir=" + dir.path().string(),
-         "--export=ALL",
-         test::source_path("scripts/slurm/train.sbatch"),
-         test::source_path("recipes/tiny.yaml"),
-         "--set",
-         "train.steps=" + std::to_string(steps),
-         "--set",
-         "checkpoint.every=10",
-         "--set",
-         "log.eval_every=0",
-         "--set",
-         "run.dir=" + dir.file(run)});
+         "TMT_BIN=" + test::tramontane_binary(), "sbatch", "--parsable", "-n", "4",
+         "--chdir=" + dir.path().string(), "--export=ALL",
+         test::source_path("scripts/slurm/train.sbatch"), test::source_path("recipes/tiny.yaml"),
+         "--set", "train.steps=" + std::to_string(steps), "--set", "checkpoint.every=10", "--set",
+         "log.eval_every=0", "--set", "run.dir=" + dir.file(run)});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::string id = r.out.substr(0, r.out.find_first_of(";\n"));
     return id;
@@ -130,8 +114,7 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   // Slurm holds a requeued job back for a while; let it start again at once.
   wait_for([&] { return slurm.job_field(second, "JobState") == "PENDING"; }, 60);
   slurm.client({"scontrol", "update", "JobId=" + second, "StartTime=now"});
-  ASSERT_TRUE(
-      wait_for([&] { return finished(second) && slurm.job_field(second, "Restarts") == "1"; }, 240))
+  ASSERT_TRUE(wait_for([&] { return finished(second) && slurm.job_field(second, "Restarts") == "1"; }, 240))
       << slurm.job_field(second, "JobState");
   EXPECT_EQ(slurm.job_field(second, "JobState"), "COMPLETED");
   const std::string out2 = read_file(dir.file("tramontane-" + second + ".out"));

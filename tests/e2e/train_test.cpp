@@ -27,24 +27,18 @@ std::vector<nlohmann::json> read_metrics(const std::string& dir) {
   return lines;
 }
 
+
 // The tiny recipe on `ranks` ranks: 4 is its own layout, 1 the same model on one rank.
-test::RunResult train(const std::vector<std::string>& sets, double timeout_s = 300, int ranks = 1) {
+test::RunResult train(const std::vector<std::string>& sets, double timeout_s = 300,
+                      int ranks = 1) {
   std::vector<std::string> argv;
   if (ranks > 1) {
     // as scripts/train.sh does: more ranks than cores, one thread each
-    argv = {TMT_MPIEXEC,
-            "-n",
-            std::to_string(ranks),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-x",
-            "OMP_NUM_THREADS=1",
-            "-x",
-            "OPENBLAS_NUM_THREADS=1"};
+    argv = {TMT_MPIEXEC,   "-n", std::to_string(ranks), "--oversubscribe", "--bind-to",
+            "none",        "-x", "OMP_NUM_THREADS=1",   "-x",              "OPENBLAS_NUM_THREADS=1"};
   }
-  for (const std::string& a :
-       {test::tramontane_binary(), std::string("train"), test::source_path("recipes/tiny.yaml")}) {
+  for (const std::string& a : {test::tramontane_binary(), std::string("train"),
+                              test::source_path("recipes/tiny.yaml")}) {
     argv.push_back(a);
   }
   std::vector<std::string> all = sets;
