@@ -7,7 +7,7 @@
 //   a per-op table          one more step with a Profiler (kernels/base/profiler.h) in the
 //                           Trainer's context: each op's time, rate, floor and % of the floor, and
 //                           the time outside ops (host work, communication, device idle)
-// Model FLOPs are trainer/model_stats.h's training FLOPs per token (6 × active matmul parameters
+// Model FLOPs are trainer/model/model_stats.h's training FLOPs per token (6 × active matmul parameters
 // + attention) times the tokens; MFU = model FLOP/s / (ranks × peak). Peaks: --peak-tflops and
 // --hbm-gbps, by default the H100 SXM's datasheet figures on cuda (989 TFLOP/s bf16 dense, 3.35
 // TB/s HBM3) and kCpuPeak* below on the CPU. Ranks: as launched (mpirun -n N); rank 0 prints.
