@@ -5,7 +5,8 @@
 #   scripts/setup.sh                 install + build
 #   scripts/setup.sh --deps-only     install only
 # Environment: TMT_BUILD_DIR (default build), TMT_CMAKE_ARGS (extra cmake arguments),
-#              TMT_JOBS (parallel build jobs, default: number of cores).
+#              TMT_JOBS (parallel build jobs, default: number of cores),
+#              TMT_DEPS_DIR (the cache of header-only wheels, default ~/.cache/tramontane).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +36,38 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Header-only NVIDIA libraries for the CUDA backend, as NVIDIA's own PyPI wheels at pinned versions:
+# fetched once (no dependencies), their headers unpacked into a cache outside the source tree, which
+# CMake searches (TMT_DEPS_DIR; default ~/.cache/tramontane). Skipped where there is no nvcc.
+deps_dir=${TMT_DEPS_DIR:-$HOME/.cache/tramontane}
+wheels=(
+  "nvidia-cudnn-frontend 1.32.0 include"                                        # cudnn_frontend.h
+  "nvidia-cutlass 4.2.0.0 cutlass_library/source/include cutlass_library/source/tools/util/include"
+)
+if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+  for w in "${wheels[@]}"; do
+    read -r name version paths <<<"$w"
+    dest="$deps_dir/$name-$version"
+    [ -f "$dest/.complete" ] && continue
+    echo "setup: fetching $name==$version into $dest"
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: "$name==$version" -d "$tmp" ||
+      { echo "setup: cannot download $name==$version from PyPI" >&2; exit 1; }
+    rm -rf "$dest" && mkdir -p "$dest"
+    # shellcheck disable=SC2086
+    python3 - "$tmp"/*.whl "$dest" $paths <<'PY'
+import sys, zipfile
+wheel, dest, prefixes = sys.argv[1], sys.argv[2], [p.rstrip("/") + "/" for p in sys.argv[3:]]
+with zipfile.ZipFile(wheel) as z:
+    for n in z.namelist():
+        if any(n.startswith(p) for p in prefixes):
+            z.extract(n, dest)
+PY
+    touch "$dest/.complete"
+    rm -rf "$tmp"
+  done
+fi
+
 [ "${1:-}" = "--deps-only" ] && exit 0
 
 build_dir=${TMT_BUILD_DIR:-build}
@@ -42,7 +75,7 @@ jobs=${TMT_JOBS:-$(nproc)}
 if [ ! -f "$build_dir/CMakeCache.txt" ]; then
   # shellcheck disable=SC2086
   mkdir -p "$build_dir"
-  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release ${TMT_CMAKE_ARGS:-} >"$build_dir/configure.log" 2>&1 ||
+  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DTMT_DEPS_DIR="$deps_dir" ${TMT_CMAKE_ARGS:-} >"$build_dir/configure.log" 2>&1 ||
     { cat "$build_dir/configure.log"; exit 1; }
 elif [ -n "${TMT_CMAKE_ARGS:-}" ]; then
   # shellcheck disable=SC2086
