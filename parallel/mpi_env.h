@@ -11,9 +11,16 @@ namespace tmt {
 // starts; 0 when not launched by one. For deciding who prints an error about the command line.
 int launcher_rank();
 
-// This process's index among the ranks on its node (OMPI_COMM_WORLD_LOCAL_RANK, else
-// SLURM_LOCALID, else 0): which of the node's GPUs it binds.
+// This process's index among the ranks on its node: which of the node's GPUs it binds. Once MPI
+// has started, from MPI_Comm_split_type(MPI_COMM_TYPE_SHARED), which every MPI and launcher
+// agrees on; before, OMPI_COMM_WORLD_LOCAL_RANK, else SLURM_LOCALID, else 0.
 int local_rank();
+
+// The CPU threads a rank's OpenMP work gets (set by MpiEnvironment unless OMP_NUM_THREADS is
+// set): the CPUs of its affinity mask, each shared equally among the ranks of its node whose
+// masks include it (at least 1). Ranks bound to cores get their cores; unbound ranks on a node
+// split its cores between them.
+int cpu_threads();
 
 class MpiEnvironment {
  public:

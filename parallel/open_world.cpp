@@ -13,12 +13,16 @@
 namespace tmt {
 
 bool gpus_shared(Communicator& world) {
+  // Two ranks share a GPU when they run on one host and are bound to the same device, told apart
+  // by its UUID: under per-task binding (srun --gpus-per-task, CUDA_VISIBLE_DEVICES per rank) every
+  // rank sees one GPU as ordinal 0, yet they are all different.
   char host[HOST_NAME_MAX + 1] = {};
   gethostname(host, sizeof(host) - 1);
-  const std::vector<std::string> hosts = all_gather_strings(world, host);
-  const auto here = std::count(hosts.begin(), hosts.end(), std::string(host));
-  const bool mine = here > usable_gpus(nullptr);
-  return world.all_reduce_scalar(mine ? 1.0 : 0.0, ReduceOp::kMax) > 0;
+  const std::string mine = std::string(host) + "/" + bound_gpu_uuid();
+  std::vector<std::string> all = all_gather_strings(world, mine);
+  std::sort(all.begin(), all.end());
+  const bool shared = std::adjacent_find(all.begin(), all.end()) != all.end();
+  return shared;  // every rank saw the same list
 }
 
 std::unique_ptr<Communicator> open_world(CommKind kind, const std::string& origin,

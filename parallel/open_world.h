@@ -13,13 +13,13 @@ namespace tmt {
 
 // How the groups communicate (the recipe's parallel.comm).
 enum class CommKind : uint8_t {
-  kAuto,  // NCCL when training on GPUs and no node runs more ranks than it has GPUs, else MPI
+  kAuto,  // NCCL when training on GPUs and no two ranks share one, else MPI
   kNccl,
   kMpi,  // device tensors staged through host memory: slow, for ranks sharing a GPU
 };
 
-// Whether some node runs more ranks than it has usable GPUs, so that ranks share one (collective
-// over `world`; every rank gets the same answer).
+// Whether two ranks on one host are bound to the same GPU (by UUID; after open_device). Collective
+// over `world`; every rank gets the same answer.
 bool gpus_shared(Communicator& world);
 
 // Collective over `mpi`, after open_device: NCCL over mpi's ranks for a CUDA context when `kind`

@@ -1,7 +1,7 @@
 // tramontane: train Mixture-of-Experts transformers from a YAML recipe.
 //
 //   tramontane train [RECIPE] [--set key.path=value]...
-//   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world]
+//   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world] [--memory]
 //   tramontane prepare --tokenizer bytes INPUT... --out DIR [--val-fraction F]
 //
 // Exit status: 0 success; 2 bad input (one `error:` line on stderr, from one rank); 1 internal
@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
   check_cmd->add_flag(
       "--json", check.json,
       "print a JSON summary (parameters, FLOPs per token, tokens per step, layout) instead");
+  check_cmd->add_flag("--memory", check.memory,
+                      "also print each pipeline stage's memory per rank by kind (weights, "
+                      "gradients, optimizer state, activations, MoE expert rows, ...), sized by "
+                      "the code that allocates it, without allocating");
   check_cmd->add_flag("--schema", check.schema,
                       "print every recipe key (dotted path, type, default, range, meaning), one a "
                       "line, instead of checking a recipe");

@@ -11,6 +11,7 @@
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
+#include "trainer/memory_plan.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/pipeline/stages.h"
@@ -36,25 +37,6 @@ uintmax_t directory_bytes(const std::string& dir) {
 }  // namespace
 
 namespace {
-
-ModelShard shard_of(const Recipe& r, ParallelEnv& env) {
-  const ParallelConfig& p = r.parallel;
-  const int64_t stage = env.coords.pp;
-  return {
-      .tp = env.tp.get(),
-      .experts = env.experts.get(),
-      .etp = p.etp,
-      .layers = pipeline_stages(r.model.n_layers, p.pp, p.pp_layers)[static_cast<size_t>(stage)],
-      .in_flight = OneFOneB::in_flight(p.pp, stage),
-      .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
-}
-
-ModelRun run_of(const Recipe& r) {
-  return {.dtype = r.train.dtype,
-          .micro_batch = r.train.micro_batch,
-          .seq_len = r.data.seq_len,
-          .seed = r.train.seed};
-}
 
 // One bucket per parameter group: its TP replicas, and its data-parallel replicas (DP for dense
 // parameters, EDP for experts).
@@ -97,7 +79,8 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
       micro_(r.train.micro_batch),
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
-      model_(r.model, run_of(r), ctx_, shard_of(r, env)),
+      model_(r.model, model_run_of(r), ctx_,
+             model_shard_of(r, env.coords.pp, env.tp.get(), env.experts.get())),
       grad_sync_(ctx_, grad_buckets(model_.params(), env), env.tp.get(), env.world.get(),
                  r.parallel.zero1),
       optimizer_(ctx_, model_.params(), r.optimizer, grad_sync_),

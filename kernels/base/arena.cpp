@@ -1,5 +1,7 @@
 #include "kernels/base/arena.h"
 
+#include <sys/mman.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +12,7 @@ namespace tmt {
 namespace {
 
 DeviceAllocator g_cuda_allocator;
+thread_local int g_dry_runs = 0;
 
 size_t round_up(size_t n) {
   return (n + Arena::kAlignment - 1) / Arena::kAlignment * Arena::kAlignment;
@@ -22,6 +25,10 @@ void register_device_allocator(Device device, DeviceAllocator allocator) {
   g_cuda_allocator = allocator;
 }
 
+Arena::DryRun::DryRun() { ++g_dry_runs; }
+Arena::DryRun::~DryRun() { --g_dry_runs; }
+bool Arena::DryRun::active() { return g_dry_runs > 0; }
+
 bool has_device_allocator(Device device) {
   return device == Device::kCpu || g_cuda_allocator.allocate != nullptr;
 }
@@ -32,6 +39,16 @@ Arena::Arena(Device device, size_t capacity_bytes, std::string name, Fill fill)
       zero_fill_(fill == Fill::kZeroed),
       name_(std::move(name)) {
   if (capacity_ == 0) return;
+  if (DryRun::active()) {
+    // Address space only: nothing is committed, and touching it faults.
+    void* p =
+        mmap(nullptr, capacity_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    TMT_CHECK(p != MAP_FAILED, "arena '{}': cannot reserve {} bytes of address space", name_,
+              capacity_);
+    base_ = static_cast<std::byte*>(p);
+    dry_ = true;
+    return;
+  }
   if (device == Device::kCpu) {
     base_ = static_cast<std::byte*>(std::aligned_alloc(kAlignment, capacity_));
     TMT_CHECK(base_ != nullptr, "arena '{}': cannot allocate {} bytes on the host", name_,
@@ -41,6 +58,8 @@ Arena::Arena(Device device, size_t capacity_bytes, std::string name, Fill fill)
     TMT_CHECK(g_cuda_allocator.allocate != nullptr, "arena '{}': no CUDA backend in this build",
               name_);
     base_ = static_cast<std::byte*>(g_cuda_allocator.allocate(capacity_));
+    if (!zero_fill_ && g_cuda_allocator.poison != nullptr)
+      g_cuda_allocator.poison(base_, capacity_);
   }
 }
 
@@ -55,7 +74,9 @@ Arena Arena::counting(Device device) {
 
 Arena::~Arena() {
   if (base_ == nullptr) return;
-  if (device_ == Device::kCpu) {
+  if (dry_) {
+    munmap(base_, capacity_);
+  } else if (device_ == Device::kCpu) {
     std::free(base_);
   } else {
     g_cuda_allocator.release(base_);
@@ -73,6 +94,7 @@ Arena& Arena::operator=(Arena&& other) noexcept {
     peak_ = std::exchange(other.peak_, 0);
     device_ = other.device_;
     counting_ = other.counting_;
+    dry_ = other.dry_;
     zero_fill_ = other.zero_fill_;
     name_ = std::move(other.name_);
   }
@@ -102,7 +124,7 @@ Tensor Arena::alloc(DType dtype, Shape shape) {
   t.dtype = dtype;
   t.device = device_;
   t.shape = shape;
-  if (bytes > 0 && zero_fill_) {
+  if (bytes > 0 && zero_fill_ && !dry_) {
     if (device_ == Device::kCpu) {
       std::memset(t.data, 0, bytes);
     } else {

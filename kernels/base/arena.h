@@ -5,13 +5,18 @@
 // Every allocation is aligned to kAlignment bytes (enough for vectorised loads and cuBLASLt).
 //
 // A scratch arena (Fill::kUninitialized) skips the zeroing: its tensors hold whatever the last user
-// left (on the CPU a fresh one is all 0xff bytes, a NaN in every float type, so that a read before
-// a write shows in the CPU tests); for temporaries that the ops write before reading, where a
+// left (a fresh one, on the CPU and on the GPU, is all 0xff bytes, a NaN in every float type, so
+// that a read before a write shows in the tests); for temporaries that the ops write before reading, where a
 // memset per allocation would cost a pass over them.
 //
 // A counting arena (Arena::counting()) holds no memory: its tensors have no data, it only adds up
 // what was asked. Running the same allocation code on one first gives the exact size of the real
 // arena, so sizes are never computed twice by hand.
+//
+// While an Arena::DryRun lives on a thread, the arenas made there hold no memory: they reserve
+// address space only (any access faults), and hand out tensors at distinct addresses as usual. It
+// sizes a model that does not fit this machine with the code that allocates it (Model under
+// ModelRun::dry: tramontane check --memory).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +31,7 @@ struct DeviceAllocator {
   void* (*allocate)(size_t bytes) = nullptr;
   void (*release)(void* ptr) = nullptr;
   void (*zero)(void* ptr, size_t bytes) = nullptr;
+  void (*poison)(void* ptr, size_t bytes) = nullptr;  // every byte 0xff: NaN in every float type
 };
 void register_device_allocator(Device device, DeviceAllocator allocator);
 bool has_device_allocator(Device device);
@@ -35,6 +41,15 @@ class Arena {
   static constexpr size_t kAlignment = 256;
 
   enum class Fill : uint8_t { kZeroed, kUninitialized };
+
+  class DryRun {
+   public:
+    DryRun();
+    ~DryRun();
+    DryRun(const DryRun&) = delete;
+    DryRun& operator=(const DryRun&) = delete;
+    static bool active();
+  };
 
   Arena() = default;
   Arena(Device device, size_t capacity_bytes, std::string name, Fill fill = Fill::kZeroed);
@@ -68,6 +83,7 @@ class Arena {
   size_t peak_ = 0;
   Device device_ = Device::kCpu;
   bool counting_ = false;
+  bool dry_ = false;  // address space only (DryRun)
   bool zero_fill_ = true;
   std::string name_;
 };

@@ -8,6 +8,7 @@
 // timeout: 900
 #include <gtest/gtest.h>
 
+#include "kernels/copy.h"
 #include "parallel/comm.h"
 #include "tests/support/layout_run.h"
 #include "tests/support/small_moe.h"
@@ -16,7 +17,8 @@ namespace tmt {
 namespace {
 
 void expect_same_run(const std::vector<std::string>& layout) {
-  test::expect_same_run({test::kSmallMoeRecipe, {}, 1e-5, 1e-5}, layout);
+  test::expect_same_run({.recipe = test::kSmallMoeRecipe, .rtol = 1e-5, .param_rtol = 1e-5},
+                        layout);
 }
 
 // The layouts each world size tries (dp is what the world leaves).
@@ -38,6 +40,30 @@ TEST(LayoutEquivalence, ExpertParallelWithCapacityDropping) {
   const int n = mpi_world()->size();
   if (n == 8) GTEST_SKIP() << "12 experts do not split 8 ways";
   expect_same_run({"parallel.ep=" + std::to_string(n), "model.moe.capacity_factor=1.0"});
+}
+
+TEST(LayoutEquivalence, DroplessWithEveryTokenOnOneExpert) {
+  // A router of zeros ties every expert, so top-1 sends every token to expert 0 (the lower index
+  // wins ties), and without router losses its gradient is exactly zero (a renormalised top-1
+  // weight is 1 whatever the logits), so it stays that way: the rank holding expert 0 receives
+  // every assignment of the group, ep times the balanced load its expert rows are planned for
+  // (trainer/model/expert_rows.h), and they must grow without dropping a token.
+  const int n = mpi_world()->size();
+  if (n == 8) GTEST_SKIP() << "12 experts do not split 8 ways";
+  const test::Equivalence e{
+      .recipe = test::kSmallMoeRecipe,
+      .common = {"model.moe.top_k=1", "model.moe.aux_loss_coeff=0", "model.moe.z_loss_coeff=0"},
+      .edit =
+          [](ParamStore& params) {
+            for (Param& p : params.all()) {
+              if (p.spec.name.ends_with(".moe.router"))
+                zero(Context{p.value.device, nullptr}, p.value);
+            }
+          },
+      .edit_name = "zero routers"};
+  const test::TrainRun run = test::expect_same_run(e, {"parallel.ep=" + std::to_string(n)});
+  EXPECT_DOUBLE_EQ(run.max_load, 12.0) << "every token on one of the 12 experts, every step";
+  EXPECT_TRUE(run.expert_rows_grew);
 }
 
 TEST(LayoutEquivalence, ExpertDataParallelWithinExpertGroups) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -57,13 +58,26 @@ std::map<std::string, std::vector<double>> gather_params(const ParamStore& local
   return out;
 }
 
-TrainRun train_steps(const Recipe& recipe, Communicator& world, const ParamStore* whole) {
+TrainRun train_steps(const Recipe& recipe, Communicator& world, const ParamStore* whole,
+                     const EditParams& edit) {
   const DataSources data = open_data(recipe);
   ParallelEnv env = ParallelEnv::create(world, layout_of(recipe.parallel));
   Trainer trainer(recipe, data, env);
+  if (edit) {
+    edit(trainer.model().params());
+    trainer.model().params().sync_weights();
+  }
   TrainRun run;
-  for (int i = 0; i < recipe.train.steps; ++i) run.losses.push_back(trainer.step().loss);
+  for (int i = 0; i < recipe.train.steps; ++i) {
+    const StepMetrics m = trainer.step();
+    run.losses.push_back(m.loss);
+    for (double load : m.max_load) run.max_load = std::max(run.max_load, load);
+  }
   run.val = *trainer.validate();
+  const ExpertRows& rows = trainer.model().expert_rows();
+  double grew = rows.capacity_bytes() > rows.planned_bytes() ? 1.0 : 0.0;
+  world.all_reduce(Tensor{&grew, DType::kF64, Device::kCpu, Shape{1}});
+  run.expert_rows_grew = grew > 0;
   const ParamStore& mine = trainer.model().params();
   run.params = gather_params(mine, whole != nullptr ? *whole : mine, world);
   return run;
@@ -83,13 +97,13 @@ std::map<std::string, SoloRun>& solo_runs() {
 
 }  // namespace
 
-void expect_same_run(const Equivalence& e, const std::vector<std::string>& layout) {
+TrainRun expect_same_run(const Equivalence& e, const std::vector<std::string>& layout) {
   auto world = mpi_world();
   std::string name = "layout";
   for (const auto& s : layout) name += " " + s;
   // The one-rank run shares every setting but the layout.
   std::vector<std::string> model_only = e.common, all = e.common;
-  std::string key;
+  std::string key = std::string(e.edit_name) + ";";
   for (const auto& s : e.common) key += s + ";";
   for (const auto& s : layout) {
     all.push_back(s);
@@ -104,14 +118,14 @@ void expect_same_run(const Equivalence& e, const std::vector<std::string>& layou
   if (!solo.model) {
     Recipe one_rank = parse_recipe(e.recipe, name, model_only);
     resolve_layout(one_rank, 1);
-    solo.run = train_steps(one_rank, *mpi_self(), nullptr);
+    solo.run = train_steps(one_rank, *mpi_self(), nullptr, e.edit);
     solo.model = std::make_unique<Model>(
         one_rank.model,
         ModelRun{.micro_batch = 1, .seq_len = one_rank.data.seq_len, .seed = one_rank.train.seed},
         Context{});
   }
   const TrainRun& one = solo.run;
-  const TrainRun many = train_steps(parallel, *world, &solo.model->params());
+  const TrainRun many = train_steps(parallel, *world, &solo.model->params(), e.edit);
   for (size_t s = 0; s < one.losses.size(); ++s) {
     EXPECT_LT(std::fabs(many.losses[s] - one.losses[s]) / one.losses[s], e.rtol)
         << name << ", step " << s + 1 << ": " << many.losses[s] << " vs " << one.losses[s];
@@ -119,7 +133,10 @@ void expect_same_run(const Equivalence& e, const std::vector<std::string>& layou
   EXPECT_LT(one.losses.back(), one.losses.front() - 0.1)
       << "the run did not learn: the comparison means little";
   EXPECT_LT(std::fabs(many.val - one.val) / one.val, e.rtol) << name;
-  ASSERT_EQ(many.params.size(), one.params.size());
+  if (many.params.size() != one.params.size()) {
+    ADD_FAILURE() << name << ": " << many.params.size() << " parameters vs " << one.params.size();
+    return many;
+  }
   double worst = 0;
   for (const auto& [pname, values] : one.params) {
     EXPECT_TRUE(all_close(many.params.at(pname), values, e.param_rtol)) << name << ": " << pname;
@@ -139,6 +156,7 @@ void expect_same_run(const Equivalence& e, const std::vector<std::string>& layou
         name.c_str(), common.c_str(), world->size(), one.losses.front(), one.losses.back(),
         std::fabs(many.losses.back() - one.losses.back()) / one.losses.back(), worst);
   }
+  return many;
 }
 
 }  // namespace tmt::test

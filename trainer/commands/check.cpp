@@ -6,6 +6,7 @@
 
 #include "parallel/topology.h"
 #include "trainer/commands/commands.h"
+#include "trainer/memory_plan.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/pipeline/stages.h"
 #include "trainer/recipe/recipe.h"
@@ -32,6 +33,25 @@ void print_rank_map(const Recipe& r) {
     }
     fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", rank, c.tp, c.dp, c.pp,
                c.etp, c.ep, c.edp, fmt::format("{}-{}", s.begin, s.end - 1), experts);
+  }
+}
+
+double gib(size_t bytes) { return static_cast<double>(bytes) / static_cast<double>(1ull << 30); }
+
+void print_memory(const std::vector<StageMemory>& stages) {
+  fmt::print(
+      "\nmemory per rank, GiB (sized by the allocating code, nothing allocated; the expert rows "
+      "as planned for the balanced load, trainer/model/expert_rows.h):\n");
+  fmt::print("{:>5} {:<9} {:>8} {:>7} {:>6} {:>6} {:>6} {:>9} {:>11} {:>7} {:>7} {:>9} {:>7}\n",
+             "stage", "layers", "in-flight", "weights", "grads", "bf16", "shards", "optimizer",
+             "activations", "scratch", "experts", "workspace", "total");
+  for (const StageMemory& m : stages) {
+    fmt::print(
+        "{:>5} {:<9} {:>8} {:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>9.2f} {:>11.2f} {:>7.2f} "
+        "{:>7.2f} {:>9.2f} {:>7.2f}\n",
+        m.stage, fmt::format("{}-{}", m.first_layer, m.end_layer - 1), m.in_flight, gib(m.weights),
+        gib(m.grads), gib(m.compute_weights), gib(m.grad_shards), gib(m.optimizer),
+        gib(m.activations), gib(m.scratch), gib(m.expert_rows), gib(m.workspace), gib(m.total()));
   }
 }
 
@@ -72,6 +92,21 @@ int run_check(const CheckOptions& options) {
     j["tokens_per_step"] = recipe.train.global_batch * recipe.data.seq_len;
     j["layout"] = {{"tp", p.tp},   {"dp", p.dp}, {"pp", p.pp},
                    {"etp", p.etp}, {"ep", p.ep}, {"edp", p.edp}};
+    if (options.memory) {
+      for (const StageMemory& mem : plan_memory(recipe)) {
+        j["memory_per_rank"].push_back({{"stage", mem.stage},
+                                        {"weights", mem.weights},
+                                        {"grads", mem.grads},
+                                        {"compute_weights", mem.compute_weights},
+                                        {"grad_shards", mem.grad_shards},
+                                        {"optimizer", mem.optimizer},
+                                        {"activations", mem.activations},
+                                        {"scratch", mem.scratch},
+                                        {"expert_rows", mem.expert_rows},
+                                        {"workspace", mem.workspace},
+                                        {"total", mem.total()}});
+      }
+    }
     fmt::print("{}\n", j.dump(1));
     return 0;
   }
@@ -98,6 +133,7 @@ int run_check(const CheckOptions& options) {
       "sequence parallel {}; zero1 {}\n",
       p.tp, p.dp, p.pp, p.etp, p.ep, p.edp, p.sequence_parallel ? "on" : "off",
       p.zero1 ? "on" : "off");
+  if (options.memory) print_memory(plan_memory(recipe));
   print_rank_map(recipe);
   return 0;
 }

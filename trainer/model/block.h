@@ -23,6 +23,7 @@ class Block {
   // dx: the gradient of x_out on entry, of x on return.
   void backward(const Tensor& dx, const Tensor& x, const Rope& rope);
   bool is_moe() const { return moe_ != nullptr; }
+  MoeLayer* moe() { return moe_.get(); }
 
  private:
   LayerEnv env_;

@@ -19,6 +19,8 @@ namespace tmt {
 Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
              const ModelShard& shard)
     : config_(config) {
+  std::optional<Arena::DryRun> dry;
+  if (run.dry) dry.emplace();
   const ModelConfig& m = config_;
   env_.ctx = ctx;
   env_.model = &config_;
@@ -69,7 +71,7 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   // Master weights and gradients in f32 (f64 for gradient checks); bf16 is only the compute copy.
   params_.allocate(ctx.device, run.dtype == DType::kBF16 ? DType::kF32 : run.dtype, run.dtype,
                    shard.shard_multiple);
-  params_.initialize(run.seed);
+  if (!run.dry) params_.initialize(run.seed);
 
   Arena count_acts = Arena::counting(ctx.device);
   Arena count_scratch = Arena::counting(ctx.device);
@@ -78,6 +80,8 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   // Backward's temporaries are written before they are read: no memset per allocation.
   scratch_ = Arena(ctx.device, count_scratch.peak(), "scratch", Arena::Fill::kUninitialized);
   allocate_activations(acts_, scratch_);
+  plan_expert_rows();
+  if (run.dry) return;
 
   // Positions repeat 0..S-1 for each sequence of the micro-batch; the RoPE tables cover them.
   std::vector<int32_t> pos(static_cast<size_t>(env_.tokens()));
@@ -128,6 +132,24 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   scratch.reset(mark);
 }
 
+void Model::plan_expert_rows() {
+  size_t kept = 0, scratch = 0;
+  for (auto& b : slots_.front().blocks) {
+    if (MoeLayer* moe = b->moe()) {
+      const int64_t rows = moe->planned_received();
+      kept += moe->kept_bytes(rows);
+      scratch = std::max(scratch, moe->scratch_bytes(rows));
+    }
+  }
+  if (kept == 0) return;  // no MoE layer on this stage
+  expert_rows_ = ExpertRows(env_.ctx.device, in_flight(), kept, scratch);
+  for (size_t slot = 0; slot < slots_.size(); ++slot) {
+    for (auto& b : slots_[slot].blocks) {
+      if (MoeLayer* moe = b->moe()) moe->bind(expert_rows_, static_cast<int64_t>(slot));
+    }
+  }
+}
+
 Model::EmbeddingTemps Model::embedding_temps(Arena& scratch, const Tensor& dx) const {
   EmbeddingTemps g;
   g.partial = env_.sp.partial(scratch, env_.dtype, config_.d_model);
@@ -149,6 +171,9 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
   TMT_CHECK(batch.inputs.numel() == t && batch.targets.numel() == t,
             "micro-batch {} does not match {} tokens", batch.inputs.str(), t);
   Slot& s = slots_[static_cast<size_t>(slot)];
+  // The slot's previous micro-batch is done with its expert rows (backward ran, or it was a
+  // forward-only pass).
+  if (expert_rows_.slots() > 0) expert_rows_.kept(slot).reset();
   if (first_stage()) {
     // Each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding.
     const Tensor ids = batch.inputs.view({t});

@@ -18,7 +18,8 @@
 // many as the schedule asks for, pipeline/one_f_one_b.h), each a full set of the stage's
 // activations; the slots share the parameters.
 // Parameters, gradients and activations each live in one arena, sized once; a step allocates
-// nothing.
+// nothing — except when an MoE layer's experts receive more rows than planned, where the expert
+// rows grow (trainer/model/expert_rows.h: the policy).
 #pragma once
 
 #include <memory>
@@ -53,6 +54,9 @@ struct ModelRun {
   int64_t micro_batch = 1;  // B sequences
   int64_t seq_len = 0;      // S tokens each
   uint64_t seed = 0;        // the initial weights (params.h)
+  // Sizes only: the arenas hold no memory (Arena::DryRun) and nothing is initialised or computed;
+  // the model reports its sizes (memory_plan.h) and must not run.
+  bool dry = false;
 };
 
 // Which part of the model this rank holds, and the groups it shares the work with.
@@ -74,6 +78,9 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   ParamStore& params() { return params_; }
+  // The arenas' sizes: activations (every in-flight slot) and the shared scratch.
+  size_t activations_arena_bytes() const { return acts_.capacity(); }
+  size_t scratch_arena_bytes() const { return scratch_.capacity(); }
   const ParamStore& params() const { return params_; }
   bool first_stage() const { return first_layer_ == 0; }
   bool last_stage() const { return last_; }
@@ -99,7 +106,11 @@ class Model {
   // Forward only (validation), one stage.
   LossParts forward(const MicroBatch& batch);
 
-  size_t activation_bytes() const { return acts_.capacity() + scratch_.capacity(); }
+  size_t activation_bytes() const {
+    return acts_.capacity() + scratch_.capacity() + expert_rows_.capacity_bytes();
+  }
+  // The MoE layers' expert-side rows (expert_rows.h): as planned, and as grown.
+  const ExpertRows& expert_rows() const { return expert_rows_; }
   // The most device workspace one op of this rank's share borrows in a call (the ops share one
   // block, kernels/base/workspace.h), from the ops' queries at its shapes; 0 on the CPU. The owner
   // of the context the model was given reserves it before the first forward.
@@ -116,6 +127,8 @@ class Model {
     Tensor normed, norm_rstd, normed_full, logits, losses, ce_stats;
   };
   void allocate_activations(Arena& acts, Arena& scratch);
+  // Plans the MoE layers' expert rows (expert_rows.h) and binds each slot's layers to them.
+  void plan_expert_rows();
   void loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossParts& parts);
 
   // The temporaries of the passes through the embedding and the head, each taken and released
@@ -142,6 +155,7 @@ class Model {
   size_t embedding_ = 0, final_norm_ = 0, head_ = 0;
   std::vector<Slot> slots_;
   Arena acts_, scratch_;
+  ExpertRows expert_rows_;
   Tensor positions_, rope_cos_, rope_sin_;
   // Host copies of a micro-batch's per-token losses (in env_.stat_dtype()) and targets (last
   // stage), for the loss sum.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/base/log.h"
 #include "kernels/cast.h"
 #include "kernels/copy.h"
 #include "kernels/grouped_linear.h"
@@ -20,7 +21,10 @@ RouterParams router_params(const MoeConfig& cfg) {
 }  // namespace
 
 MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
-    : env_(env), store_(&store), exchange_(env.experts, env.etp, env.model->moe->n_experts) {
+    : env_(env),
+      store_(&store),
+      layer_(layer),
+      exchange_(env.experts, env.etp, env.model->moe->n_experts) {
   const ModelConfig& m = *env.model;
   const MoeConfig& e = *m.moe;
   experts_ = e.n_experts;
@@ -52,9 +56,6 @@ MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
 void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.model->d_model;
-  const int64_t sent = t * top_k_;  // dropless worst case
-  const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
-  const int64_t received = group * sent;  // every rank's every assignment to this rank
   const DType f = env_.dtype, stat = env_.stat_dtype();
   logits_ = acts.alloc(f, {t, experts_});
   router_logits_ = f == stat ? logits_ : acts.alloc(stat, {t, experts_});
@@ -66,36 +67,108 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   dlse_ = acts.alloc(stat, {t});
   stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
   stats_host_.assign(static_cast<size_t>(2 * experts_ + 2), 0.0);
-  x_sent_ = acts.alloc(f, {sent, d});
-  y_returned_ = acts.alloc(f, {sent, d});
-  y_partials_ = env_.etp > 1 ? acts.alloc(f, {env_.etp * sent, d}) : Tensor{};
-  x_received_ = acts.alloc(f, {received, d});
-  x_experts_ = acts.alloc(f, {received, d});
-  gate_up_ = acts.alloc(f, {received, 2 * hidden_});
-  act_ = acts.alloc(f, {received, hidden_});
-  y_experts_ = acts.alloc(f, {received, d});
-  plan_.slot.reserve(static_cast<size_t>(sent));
-  plan_.src_token.reserve(static_cast<size_t>(sent));
+  y_returned_ = acts.alloc(f, {t * top_k_, d});  // at most every assignment is kept
+  plan_.slot.reserve(static_cast<size_t>(t * top_k_));
+  plan_.src_token.reserve(static_cast<size_t>(t * top_k_));
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
+  forward_temps(scratch);
+  scratch.reset(mark);
   backward_temps(scratch);
   scratch.reset(mark);
+}
+
+void MoeLayer::bind(ExpertRows& rows, int64_t slot) {
+  rows_mem_ = &rows;
+  slot_ = slot;
+}
+
+int64_t MoeLayer::planned_received() const {
+  const int64_t sent = env_.local_tokens() * top_k_;
+  const int64_t ranks = env_.experts != nullptr ? env_.experts->size() : 1;
+  const int64_t worst = ranks * sent;  // every assignment of the group, to this rank
+  if (const auto& c = env_.model->moe->capacity_factor) {
+    // Each of the group's ranks sends each local expert at most its capacity.
+    const auto capacity = static_cast<int64_t>(
+        std::ceil(*c * static_cast<double>(sent) / static_cast<double>(experts_)));
+    return std::min(worst, ranks * exchange_.local_experts() * capacity);
+  }
+  return std::min(worst, env_.etp * sent);
+}
+
+template <class Memory>
+MoeLayer::KeptRows MoeLayer::kept_rows(Memory& memory, int64_t rows) const {
+  const DType f = env_.dtype;
+  return {.x_experts = memory.alloc(f, {rows, env_.model->d_model}),
+          .gate_up = memory.alloc(f, {rows, 2 * hidden_}),
+          .act = memory.alloc(f, {rows, hidden_})};
+}
+
+template <class Memory>
+MoeLayer::ReceivedForward MoeLayer::received_forward(Memory& memory, int64_t rows) const {
+  const int64_t d = env_.model->d_model;
+  return {.x_received = memory.alloc(env_.dtype, {rows, d}),
+          .y_experts = memory.alloc(env_.dtype, {rows, d})};
+}
+
+template <class Memory>
+MoeLayer::ReceivedBackward MoeLayer::received_backward(Memory& memory, int64_t rows) const {
+  const int64_t d = env_.model->d_model;
+  const DType f = env_.dtype;
+  ReceivedBackward g;
+  g.dy_received = memory.alloc(f, {rows, d});
+  g.dy_experts = memory.alloc(f, {rows, d});
+  g.dact = memory.alloc(f, {rows, hidden_});
+  g.dgate_up = memory.alloc(f, {rows, 2 * hidden_});
+  g.dx_experts = memory.alloc(f, {rows, d});
+  g.dx_received = memory.alloc(f, {rows, d});
+  return g;
+}
+
+size_t MoeLayer::kept_bytes(int64_t rows) const {
+  Arena count = Arena::counting(env_.ctx.device);
+  kept_rows(count, rows);
+  return count.peak();
+}
+
+size_t MoeLayer::scratch_bytes(int64_t rows) const {
+  Arena forward = Arena::counting(env_.ctx.device), backward = Arena::counting(env_.ctx.device);
+  received_forward(forward, rows);
+  received_backward(backward, rows);
+  return std::max(forward.peak(), backward.peak());
+}
+
+int64_t MoeLayer::growths() const {
+  int64_t n = rows_mem_->scratch().growths();
+  return n + rows_mem_->kept(slot_).growths();
+}
+
+void MoeLayer::warn_if_grown(int64_t growths_before) const {
+  if (growths() == growths_before) return;
+  const ExpertRows& m = *rows_mem_;
+  log_warn(
+      "MoE layer {}: its experts here received {} rows ({} are planned a layer, the balanced "
+      "load), and this stage's expert rows outgrew their plan: {:.1f} MiB now, {:.1f} planned. "
+      "Dropless routing keeps every token; model.moe.capacity_factor bounds the rows",
+      layer_, recv_, planned_received(), static_cast<double>(m.capacity_bytes()) / (1 << 20),
+      static_cast<double>(m.planned_bytes()) / (1 << 20));
+}
+
+MoeLayer::ForwardTemps MoeLayer::forward_temps(Arena& scratch) const {
+  const int64_t sent = env_.local_tokens() * top_k_, d = env_.model->d_model;
+  ForwardTemps f;
+  f.x_sent = scratch.alloc(env_.dtype, {sent, d});
+  if (env_.etp > 1) f.y_partials = scratch.alloc(env_.dtype, {env_.etp * sent, d});
+  return f;
 }
 
 MoeLayer::BackwardTemps MoeLayer::backward_temps(Arena& scratch) const {
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.model->d_model;
-  const int64_t group = env_.experts != nullptr ? env_.experts->size() : 1;
-  const int64_t sent = t * top_k_, received = group * sent;
+  const int64_t sent = t * top_k_;
   const DType f = env_.dtype;
   BackwardTemps g;
   g.dy_returned = scratch.alloc(f, {sent, d});
-  g.dy_received = scratch.alloc(f, {received, d});
-  g.dy_experts = scratch.alloc(f, {received, d});
-  g.dact = scratch.alloc(f, {received, hidden_});
-  g.dgate_up = scratch.alloc(f, {received, 2 * hidden_});
-  g.dx_experts = scratch.alloc(f, {received, d});
-  g.dx_received = scratch.alloc(f, {received, d});
   g.dx_sent = scratch.alloc(f, {sent, d});
   g.dx_partials = env_.etp > 1 ? scratch.alloc(f, {env_.etp * sent, d}) : Tensor{};
   g.dtopk_w = scratch.alloc(env_.stat_dtype(), {t, top_k_});
@@ -146,22 +219,29 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   stats.max_load = busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);
   stats.dropped = static_cast<int64_t>(st[2 * experts_ + 1]);
 
-  const Tensor x_sent = x_sent_.slice(0, rows_), y_returned = y_returned_.slice(0, rows_);
+  // The expert side: the kept rows from this micro-batch's stack, the rest from scratch.
+  const int64_t grown = growths();
+  kept_ = kept_rows(rows_mem_->kept(slot_), recv_);
+  GrowingStack& rows_scratch = rows_mem_->scratch();
+  rows_scratch.reset();
+  const ReceivedForward r = received_forward(rows_scratch, recv_);
+  warn_if_grown(grown);
+  const size_t mark = scratch_->mark();
+  const ForwardTemps tmp = forward_temps(*scratch_);
+  const Tensor x_sent = tmp.x_sent.slice(0, rows_), y_returned = y_returned_.slice(0, rows_);
   const Tensor y_partials =
-      env_.etp > 1 ? y_partials_.slice(0, exchange_.returned_rows()) : Tensor{};
-  const Tensor x_received = x_received_.slice(0, recv_), x_experts = x_experts_.slice(0, recv_),
-               gate_up = gate_up_.slice(0, recv_), act = act_.slice(0, recv_),
-               y_experts = y_experts_.slice(0, recv_);
+      env_.etp > 1 ? tmp.y_partials.slice(0, exchange_.returned_rows()) : Tensor{};
   const int64_t le = exchange_.local_experts();
   permute_fwd(ctx, x_sent, h, plan_);
-  exchange_.to_experts(ctx, x_experts, x_received, x_sent);
-  grouped_linear_fwd(ctx, gate_up, x_experts, ps[w13_].weight.view({le, 2 * hidden_, d}),
-                     exchange_.local_counts());
-  swiglu_fwd(ctx, act, gate_up);
-  grouped_linear_fwd(ctx, y_experts, act, ps[w2_].weight, exchange_.local_counts());
+  exchange_.to_experts(ctx, kept_.x_experts, r.x_received, x_sent);
+  grouped_linear_fwd(ctx, kept_.gate_up, kept_.x_experts,
+                     ps[w13_].weight.view({le, 2 * hidden_, d}), exchange_.local_counts());
+  swiglu_fwd(ctx, kept_.act, kept_.gate_up);
+  grouped_linear_fwd(ctx, r.y_experts, kept_.act, ps[w2_].weight, exchange_.local_counts());
   // x_received is free again: it carries the outputs back.
-  exchange_.from_experts(ctx, y_returned, y_partials, x_received, y_experts);
+  exchange_.from_experts(ctx, y_returned, y_partials, r.x_received, r.y_experts);
   unpermute_fwd(ctx, y, y_returned, topk_w_, plan_);
+  scratch_->reset(mark);
   return stats;
 }
 
@@ -172,26 +252,26 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   const int64_t d = env_.model->d_model;
   const size_t mark = scratch_->mark();
   const BackwardTemps g = backward_temps(*scratch_);
-  const Tensor y_returned = y_returned_.slice(0, rows_), x_experts = x_experts_.slice(0, recv_),
-               gate_up = gate_up_.slice(0, recv_), act = act_.slice(0, recv_);
+  const int64_t grown = growths();
+  GrowingStack& rows_scratch = rows_mem_->scratch();
+  rows_scratch.reset();
+  const ReceivedBackward r = received_backward(rows_scratch, recv_);
+  warn_if_grown(grown);
+  const Tensor y_returned = y_returned_.slice(0, rows_);
   const Tensor dy_returned = g.dy_returned.slice(0, rows_), dx_sent = g.dx_sent.slice(0, rows_);
   const Tensor dx_partials =
       env_.etp > 1 ? g.dx_partials.slice(0, exchange_.returned_rows()) : Tensor{};
-  const Tensor dy_received = g.dy_received.slice(0, recv_),
-               dy_experts = g.dy_experts.slice(0, recv_), dact = g.dact.slice(0, recv_),
-               dgate_up = g.dgate_up.slice(0, recv_), dx_experts = g.dx_experts.slice(0, recv_),
-               dx_received = g.dx_received.slice(0, recv_);
   const int64_t le = exchange_.local_experts();
   const Shape w13{le, 2 * hidden_, d};
   zero(ctx, g.dtopk_w);  // unpermute_bwd accumulates into it (scratch is not zeroed)
   unpermute_bwd(ctx, dy_returned, g.dtopk_w, dy, y_returned, topk_w_, plan_);
-  exchange_.to_experts(ctx, dy_experts, dy_received, dy_returned);
-  grouped_linear_bwd(ctx, dact, ps[w2_].grad, dy_experts, act, ps[w2_].weight,
+  exchange_.to_experts(ctx, r.dy_experts, r.dy_received, dy_returned);
+  grouped_linear_bwd(ctx, r.dact, ps[w2_].grad, r.dy_experts, kept_.act, ps[w2_].weight,
                      exchange_.local_counts());
-  swiglu_bwd(ctx, dgate_up, dact, gate_up);
-  grouped_linear_bwd(ctx, dx_experts, ps[w13_].grad.view(w13), dgate_up, x_experts,
+  swiglu_bwd(ctx, r.dgate_up, r.dact, kept_.gate_up);
+  grouped_linear_bwd(ctx, r.dx_experts, ps[w13_].grad.view(w13), r.dgate_up, kept_.x_experts,
                      ps[w13_].weight.view(w13), exchange_.local_counts());
-  exchange_.from_experts(ctx, dx_sent, dx_partials, dx_received, dx_experts);
+  exchange_.from_experts(ctx, dx_sent, dx_partials, r.dx_received, r.dx_experts);
   permute_bwd(ctx, dh, dx_sent, plan_);
   router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, router_logits_,
              router_params(cfg));

@@ -27,6 +27,11 @@
 // probability sums per expert, Σ lse²) are summed over TP first, so the losses and their
 // gradients equal the one-rank values.
 //
+// Memory: how many rows the experts receive is known only after routing; the expert-side rows are
+// planned for the balanced load and grow when a micro-batch needs more (expert_rows.h: the
+// policy). Backward keeps the experts' inputs, gate/up projections and activations and the rows
+// as they came back; everything else is scratch.
+//
 // Dropless by default: every assignment is computed. With a capacity factor c each expert takes at
 // most ⌈c · T · K / E⌉ of a rank's assignments (T: the tokens the rank routes, T/tp under tensor
 // parallelism), the earliest tokens first (in token order, a token's k-th choice before later
@@ -36,6 +41,7 @@
 
 #include "kernels/moe_dispatch.h"
 #include "parallel/expert_exchange.h"
+#include "trainer/model/expert_rows.h"
 #include "trainer/model/layer_env.h"
 
 namespace tmt {
@@ -52,6 +58,16 @@ class MoeLayer {
  public:
   MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store);
   void allocate(Arena& acts, Arena& scratch);
+  // The expert-side rows live in `rows` (expert_rows.h): the kept ones in the stack of the
+  // in-flight micro-batch `slot`. Before the first forward.
+  void bind(ExpertRows& rows, int64_t slot);
+
+  // The rows this rank's experts receive a micro-batch at the planned load (expert_rows.h): the
+  // balanced load etp·T·K, or the capacity bound; never more than every assignment of the group.
+  int64_t planned_received() const;
+  // At `rows` received rows: the bytes kept for backward, and the most scratch one pass takes.
+  size_t kept_bytes(int64_t rows) const;
+  size_t scratch_bytes(int64_t rows) const;
 
   // y += MoE(h), both this rank's chunk [T/tp, D]. aux_weight scales the router losses' gradients
   // (their share of the step's loss).
@@ -62,6 +78,7 @@ class MoeLayer {
  private:
   LayerEnv env_;
   ParamStore* store_;
+  int64_t layer_;
   int64_t experts_, top_k_, hidden_;  // hidden_: this rank's slice of Fe
   size_t router_, w13_, w2_;
   // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]; logits_ in the
@@ -70,26 +87,55 @@ class MoeLayer {
   Tensor router_logits_;
   Tensor stats_;                    // f64 [2E + 2]: router_stats, then dropped assignments
   std::vector<double> stats_host_;  // the same on the host
-  // This rank's assignments in plan order, at most T·K rows of [D]: the inputs sent to the
-  // experts and the outputs that come back (with etp > 1, first as the etp partial outputs of
-  // each, [etp·T·K, D]).
-  Tensor x_sent_, y_returned_, y_partials_;
-  // The rows at this rank's experts (at most etp·ep·T·K): as received (source order), then
-  // expert-major, the SwiGLU's gate/up [2Fe] and activation [Fe], and the experts' outputs [D].
-  Tensor x_received_, x_experts_, gate_up_, act_, y_experts_;
+  // This rank's assignments in plan order, at most T·K rows of [D], as they come back from the
+  // experts (unpermute's backward needs them).
+  Tensor y_returned_;
   DispatchPlan plan_;        // this rank's tokens over all experts
   ExpertExchange exchange_;  // to and from the ranks that hold the experts
   int64_t rows_ = 0;         // assignments this rank sends (the kept ones)
   int64_t recv_ = 0;         // rows its experts receive
   Arena* scratch_ = nullptr;
+  ExpertRows* rows_mem_ = nullptr;
+  int64_t slot_ = 0;
 
-  // backward: the gradients of the tensors above (d<name>), of the routing weights and logits
+  // What backward needs of the received rows, in expert-major order [R, .]: the experts' inputs,
+  // their gate/up projections [2Fe] and SwiGLU activations [Fe]. From the slot's stack.
+  struct KeptRows {
+    Tensor x_experts, gate_up, act;
+  };
+  KeptRows kept_;
+  template <class Memory>
+  KeptRows kept_rows(Memory& memory, int64_t rows) const;
+
+  // forward: this rank's rows sent to the experts [T·K, D] and, with etp > 1, the etp partial
+  // outputs of each that come back [etp·T·K, D] (from the model's scratch); the rows as received
+  // (source order) and the experts' outputs [R, D] (from the expert scratch)
+  struct ForwardTemps {
+    Tensor x_sent, y_partials;
+  };
+  ForwardTemps forward_temps(Arena& scratch) const;
+  struct ReceivedForward {
+    Tensor x_received, y_experts;
+  };
+  template <class Memory>
+  ReceivedForward received_forward(Memory& memory, int64_t rows) const;
+
+  // backward: the gradients of the tensors above (d<name>), of the routing weights and logits;
+  // the received-row ones [R, .] from the expert scratch
   struct BackwardTemps {
-    Tensor dy_returned, dy_received, dy_experts, dact, dgate_up, dx_experts, dx_received, dx_sent,
-        dx_partials, dtopk_w, dlogits;
+    Tensor dy_returned, dx_sent, dx_partials, dtopk_w, dlogits;
     Tensor dlogits_c;  // dlogits cast to the model's dtype (dlogits itself when they agree)
   };
   BackwardTemps backward_temps(Arena& scratch) const;
+  struct ReceivedBackward {
+    Tensor dy_received, dy_experts, dact, dgate_up, dx_experts, dx_received;
+  };
+  template <class Memory>
+  ReceivedBackward received_backward(Memory& memory, int64_t rows) const;
+
+  // Logs one warning when the expert rows grew since they counted growths_before.
+  void warn_if_grown(int64_t growths_before) const;
+  int64_t growths() const;
 };
 
 }  // namespace tmt

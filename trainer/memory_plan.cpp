@@ -1,0 +1,73 @@
+#include "trainer/memory_plan.h"
+
+#include <numeric>
+
+#include "parallel/shape_only_comm.h"
+#include "trainer/pipeline/one_f_one_b.h"
+#include "trainer/pipeline/stages.h"
+
+namespace tmt {
+
+ModelShard model_shard_of(const Recipe& r, int64_t stage, Communicator* tp, Communicator* experts) {
+  const ParallelConfig& p = r.parallel;
+  return {
+      .tp = tp,
+      .experts = experts,
+      .etp = p.etp,
+      .layers = pipeline_stages(r.model.n_layers, p.pp, p.pp_layers)[static_cast<size_t>(stage)],
+      .in_flight = OneFOneB::in_flight(p.pp, stage),
+      .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
+}
+
+ModelRun model_run_of(const Recipe& r) {
+  return {.dtype = r.train.dtype,
+          .micro_batch = r.train.micro_batch,
+          .seq_len = r.data.seq_len,
+          .seed = r.train.seed};
+}
+
+size_t StageMemory::total() const {
+  return weights + grads + compute_weights + grad_shards + optimizer + activations + scratch +
+         expert_rows + workspace;
+}
+
+std::vector<StageMemory> plan_memory(const Recipe& r) {
+  const ParallelConfig& p = r.parallel;
+  ShapeOnlyComm tp(static_cast<int>(p.tp), 0), experts(static_cast<int>(p.etp * p.ep), 0);
+  ModelRun run = model_run_of(r);
+  run.dry = true;
+  const Context ctx{r.train.device, nullptr};
+  std::vector<StageMemory> stages;
+  for (int64_t stage = 0; stage < p.pp; ++stage) {
+    const ModelShard shard =
+        model_shard_of(r, stage, p.tp > 1 ? &tp : nullptr, p.etp * p.ep > 1 ? &experts : nullptr);
+    const Model model(r.model, run, ctx, shard);
+    const ParamStore& params = model.params();
+    StageMemory m;
+    m.stage = stage;
+    m.first_layer = shard.layers->begin;
+    m.end_layer = shard.layers->end;
+    m.in_flight = shard.in_flight;
+    for (const ParamGroup& g : params.groups()) {
+      const size_t n = static_cast<size_t>(g.values.numel());
+      const size_t master = n * dtype_size(g.values.dtype);
+      m.weights += master;
+      m.grads += master;
+      if (g.weights.dtype != g.values.dtype) m.compute_weights += n * dtype_size(g.weights.dtype);
+      // GradSync's and the optimizer's share (parallel/grad_sync.cpp, optim/optimizer.cpp): with
+      // ZeRO-1 1/dp of a dense group, 1/edp of an expert group.
+      const int64_t replicas = g.kind == ParamKind::kDense ? p.dp : p.edp;
+      const int64_t shard_len = p.zero1 ? g.values.numel() / replicas : g.values.numel();
+      if (p.zero1) m.grad_shards += Arena::footprint(g.grads.dtype, {shard_len});
+      m.optimizer += 2 * Arena::footprint(DType::kF32, {shard_len});
+    }
+    m.activations = model.activations_arena_bytes();
+    m.scratch = model.scratch_arena_bytes();
+    m.expert_rows = model.expert_rows().planned_bytes();
+    m.workspace = model.workspace_bytes();
+    stages.push_back(m);
+  }
+  return stages;
+}
+
+}  // namespace tmt
