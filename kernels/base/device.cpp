@@ -1,5 +1,6 @@
 #include "kernels/base/device.h"
 
+#include "kernels/base/arena.h"
 #include "kernels/base/check.h"
 
 #if TMT_WITH_CUDA
@@ -30,6 +31,13 @@ Context open_device(Device device, int ordinal) {
   (void)ordinal;
 #endif
   return ctx;
+}
+
+std::string bound_gpu_uuid() {
+#if TMT_WITH_CUDA
+  if (has_device_allocator(Device::kCuda)) return cuda::current_device_uuid();
+#endif
+  return "";
 }
 
 }  // namespace tmt

@@ -16,4 +16,7 @@ int usable_gpus(std::string* why);
 // missing GPU is an internal error here (callers refuse it as bad input first).
 Context open_device(Device device, int ordinal);
 
+// The UUID of the GPU open_device bound this process to; "" when it bound none.
+std::string bound_gpu_uuid();
+
 }  // namespace tmt

@@ -26,7 +26,23 @@ void init(int device) {
   };
   a.release = [](void* p) { TMT_CUDA_CHECK(cudaFree(p)); };
   a.zero = [](void* p, size_t bytes) { TMT_CUDA_CHECK(cudaMemset(p, 0, bytes)); };
+  a.poison = [](void* p, size_t bytes) { TMT_CUDA_CHECK(cudaMemset(p, 0xff, bytes)); };
   register_device_allocator(Device::kCuda, a);
+}
+
+std::string current_device_uuid() {
+  int device = 0;
+  TMT_CUDA_CHECK(cudaGetDevice(&device));
+  cudaDeviceProp prop{};
+  TMT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  static const char* digits = "0123456789abcdef";
+  std::string uuid = "GPU-";
+  for (char b : prop.uuid.bytes) {
+    const auto u = static_cast<unsigned char>(b);
+    uuid += digits[u >> 4];
+    uuid += digits[u & 15];
+  }
+  return uuid;
 }
 
 void synchronize(void* stream) {

@@ -10,6 +10,9 @@ int device_count(std::string* why);
 
 // Binds this process to `device`, registers the device allocator with the arenas.
 void init(int device);
+// The UUID of the GPU this process is bound to, as hex ("GPU-" and 32 digits): what tells two
+// ranks apart that see different GPUs under the same ordinal (per-task GPU binding).
+std::string current_device_uuid();
 
 // Waits until all work on the stream is done (nullptr = the default stream).
 void synchronize(void* stream);
