@@ -85,4 +85,13 @@ void zero(const Context& ctx, const Tensor& t) {
 #endif
 }
 
+void synchronize(const Context& ctx) {
+  if (ctx.device == Device::kCpu) return;
+#if TMT_WITH_CUDA
+  cuda::synchronize(ctx.stream);
+#else
+  no_cuda("synchronize", ctx);
+#endif
+}
+
 }  // namespace tmt

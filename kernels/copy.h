@@ -6,6 +6,8 @@
 // kernel's output can be read at once). On the CPU a memcpy.
 //
 // zero: t = 0 (any dtype), on ctx.stream.
+//
+// synchronize: returns when the work queued on ctx.stream is done (at once on the CPU): for timing.
 #pragma once
 
 #include "kernels/base/context.h"
@@ -16,5 +18,6 @@ void copy(const Context& ctx, const Tensor& dst, const Tensor& src);
 void copy_to_host(const Context& ctx, void* dst, const Tensor& src);
 void copy_from_host(const Context& ctx, const Tensor& dst, const void* src);
 void zero(const Context& ctx, const Tensor& t);
+void synchronize(const Context& ctx);
 
 }  // namespace tmt

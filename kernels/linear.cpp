@@ -21,9 +21,12 @@ void check_args(const char* op, const Context& ctx, const Tensor& y, const Tenso
             y.str());
   const bool dtype_ok = x.dtype == DType::kF32 ||
                         x.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
-  TMT_CHECK(dtype_ok && weight.dtype == x.dtype && y.dtype == x.dtype,
-            "{}: x {}, weight {}, y {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda)", op,
-            x.str(), weight.str(), y.str());
+  // On CUDA a bf16 product may be written in f32 (the router's logits, rounded only once).
+  const bool y_ok = y.dtype == x.dtype || (x.dtype == DType::kBF16 && y.dtype == DType::kF32);
+  TMT_CHECK(dtype_ok && weight.dtype == x.dtype && y_ok,
+            "{}: x {}, weight {}, y {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda; "
+            "bf16 x and weight may give an f32 y)",
+            op, x.str(), weight.str(), y.str());
   TMT_CHECK(x.device == ctx.device && weight.device == ctx.device && y.device == ctx.device,
             "{}: x {}, weight {}, y {} not all on {}", op, x.str(), weight.str(), y.str(),
             device_name(ctx.device));

@@ -8,7 +8,7 @@
 //   weight, dweight: [N, K] same dtype
 //   y, dy:           [T, N] same dtype
 // CUDA (cuBLASLt): f32 with exact fp32 arithmetic (no TF32), or bf16 with fp32 accumulation;
-// with bf16 operands dweight may also be f32.
+// with bf16 operands y (forward) and dweight may also be f32.
 // `accumulate` turns the forward into a residual add (y += x @ W^T). In the backward either output
 // may be skipped by passing an empty Tensor{} (no dx for a first layer, no dweight for a frozen
 // one). The CPU reference is one cblas_{s,d}gemm a product. No output may alias an input.

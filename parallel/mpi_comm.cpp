@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -65,6 +66,28 @@ int count_of(int64_t n) {
   TMT_CHECK(n >= 0 && n <= INT32_MAX, "MPI communicator: {} elements exceed one call's int count",
             n);
   return static_cast<int>(n);
+}
+
+// MPI counts are ints: a tensor of more elements moves in pieces of at most this many (INT_MAX;
+// TMT_MPI_MAX_COUNT lowers it, for the tests that check the pieces without 8 GiB tensors).
+int64_t max_count() {
+  static const int64_t n = [] {
+    const char* v = std::getenv("TMT_MPI_MAX_COUNT");
+    const long long c = v != nullptr ? std::atoll(v) : 0;
+    return c > 0 && c < INT32_MAX ? static_cast<int64_t>(c) : static_cast<int64_t>(INT32_MAX);
+  }();
+  return n;
+}
+
+// f(first, count) over [0, n) in pieces of at most max_count() elements.
+template <class F>
+void in_pieces(int64_t n, F&& f) {
+  const int64_t step = max_count();
+  for (int64_t first = 0; first < n; first += step) f(first, count_of(std::min(step, n - first)));
+}
+
+std::byte* at(void* base, int64_t element, size_t element_bytes) {
+  return static_cast<std::byte*>(base) + static_cast<size_t>(element) * element_bytes;
 }
 
 // The memory MPI reads or writes for one tensor in one call: the tensor's own on the host; for a
@@ -140,14 +163,19 @@ class Widened {
 };
 
 struct MpiSendRequest final : SendRequest {
-  MPI_Request request = MPI_REQUEST_NULL;
-  std::unique_ptr<Staged> staged;  // a device tensor's host copy, kept until the send is done
+  std::vector<MPI_Request> requests;  // one a piece (in_pieces)
+  std::unique_ptr<Staged> staged;     // a device tensor's host copy, kept until the send is done
   ~MpiSendRequest() override {
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized && request != MPI_REQUEST_NULL) MPI_Wait(&request, MPI_STATUS_IGNORE);
+    if (!finalized) {
+      MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE);
+    }
   }
-  void wait() override { TMT_MPI_CHECK(MPI_Wait(&request, MPI_STATUS_IGNORE)); }
+  void wait() override {
+    TMT_MPI_CHECK(
+        MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+  }
 };
 
 class MpiCommunicator final : public Communicator {
@@ -167,32 +195,51 @@ class MpiCommunicator final : public Communicator {
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
     if (size_ == 1 || t.numel() == 0) return;
+    const auto reduce = [&](void* data, MPI_Datatype type, size_t bytes) {
+      in_pieces(t.numel(), [&](int64_t first, int count) {
+        TMT_MPI_CHECK(
+            MPI_Allreduce(MPI_IN_PLACE, at(data, first, bytes), count, type, mpi_op(op), comm_));
+      });
+    };
     if (is_half(t.dtype)) {
       Widened w(t);
       w.load();
-      TMT_MPI_CHECK(
-          MPI_Allreduce(MPI_IN_PLACE, w.data(), count_of(t.numel()), MPI_FLOAT, mpi_op(op), comm_));
+      reduce(w.data(), MPI_FLOAT, sizeof(float));
       return w.store();
     }
     Staged st(t, Staged::kInOut);
-    TMT_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, st.data(), count_of(t.numel()), mpi_type(t),
-                                mpi_op(op), comm_));
+    reduce(st.data(), mpi_type(t), dtype_size(t.dtype));
     st.finish();
   }
 
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
     TMT_CHECK(in.numel() == out.numel() * size_ && in.dtype == out.dtype,
               "reduce_scatter: {} into {} over {} ranks", in.str(), out.str(), size_);
+    // Beyond one call's count, piece by piece: each rank's part of the piece packed side by side.
+    const auto reduce = [&](void* from, void* to, MPI_Datatype type, size_t bytes) {
+      const int64_t n = out.numel();
+      if (n <= max_count()) {
+        TMT_MPI_CHECK(MPI_Reduce_scatter_block(from, to, count_of(n), type, MPI_SUM, comm_));
+        return;
+      }
+      std::vector<std::byte> packed(static_cast<size_t>(std::min(n, max_count()) * size_) * bytes);
+      in_pieces(n, [&](int64_t first, int count) {
+        for (int r = 0; r < size_; ++r) {
+          std::memcpy(packed.data() + static_cast<size_t>(r) * static_cast<size_t>(count) * bytes,
+                      at(from, r * n + first, bytes), static_cast<size_t>(count) * bytes);
+        }
+        TMT_MPI_CHECK(MPI_Reduce_scatter_block(packed.data(), at(to, first, bytes), count, type,
+                                               MPI_SUM, comm_));
+      });
+    };
     if (is_half(in.dtype)) {
       Widened win(in), wout(out);
       win.load();
-      TMT_MPI_CHECK(MPI_Reduce_scatter_block(win.data(), wout.data(), count_of(out.numel()),
-                                             MPI_FLOAT, MPI_SUM, comm_));
+      reduce(win.data(), wout.data(), MPI_FLOAT, sizeof(float));
       return wout.store();
     }
     Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
-    TMT_MPI_CHECK(MPI_Reduce_scatter_block(sin.data(), sout.data(), count_of(out.numel()),
-                                           mpi_type(in), MPI_SUM, comm_));
+    reduce(sin.data(), sout.data(), mpi_type(in), dtype_size(in.dtype));
     sout.finish();
   }
 
@@ -204,9 +251,25 @@ class MpiCommunicator final : public Communicator {
     Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
     const bool in_place = sin.data() == static_cast<std::byte*>(sout.data()) +
                                             static_cast<size_t>(rank_) * in.nbytes();
-    TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : sin.data(), count_of(in.numel()),
-                                mpi_type(in), sout.data(), count_of(in.numel()), mpi_type(in),
-                                comm_));
+    const int64_t n = in.numel();
+    if (n <= max_count()) {
+      TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : sin.data(), count_of(n), mpi_type(in),
+                                  sout.data(), count_of(n), mpi_type(in), comm_));
+      return sout.finish();
+    }
+    // Piece by piece: each rank's piece lands one chunk (n elements) after the previous rank's,
+    // so the receive type is the piece stretched to a chunk's extent.
+    const size_t bytes = dtype_size(in.dtype);
+    in_pieces(n, [&](int64_t first, int count) {
+      MPI_Datatype piece = MPI_DATATYPE_NULL, chunk = MPI_DATATYPE_NULL;
+      TMT_MPI_CHECK(MPI_Type_contiguous(count, mpi_type(in), &piece));
+      TMT_MPI_CHECK(MPI_Type_create_resized(piece, 0, static_cast<MPI_Aint>(n * bytes), &chunk));
+      TMT_MPI_CHECK(MPI_Type_commit(&chunk));
+      TMT_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : at(sin.data(), first, bytes), count,
+                                  mpi_type(in), at(sout.data(), first, bytes), 1, chunk, comm_));
+      MPI_Type_free(&chunk);
+      MPI_Type_free(&piece);
+    });
     sout.finish();
   }
 
@@ -221,52 +284,96 @@ class MpiCommunicator final : public Communicator {
               "all_to_all_v: {} send offsets for {} ranks", send_first.size(), size_);
     const int64_t in_row = in.size(0) > 0 ? in.numel() / in.size(0) : 0;
     const int64_t out_row = out.size(0) > 0 ? out.numel() / out.size(0) : 0;
-    std::vector<int> sc(static_cast<size_t>(size_)), sd(sc.size()), rc(sc.size()), rd(sc.size());
-    int64_t s_off = 0, r_off = 0;
+    std::vector<int64_t> sc(static_cast<size_t>(size_)), sd(sc.size()), rc(sc.size()),
+        rd(sc.size());
+    int64_t s_off = 0, r_off = 0, largest = 0;
     for (size_t i = 0; i < sc.size(); ++i) {
-      sc[i] = count_of(send_rows[i] * in_row);
-      sd[i] = count_of(send_first.empty() ? s_off : send_first[i] * in_row);
+      sc[i] = send_rows[i] * in_row;
+      sd[i] = send_first.empty() ? s_off : send_first[i] * in_row;
       if (!send_first.empty()) {
         TMT_CHECK(send_first[i] >= 0 && (send_first[i] + send_rows[i]) * in_row <= in.numel(),
                   "all_to_all_v: rows {}..{} for rank {} leave {}", send_first[i],
                   send_first[i] + send_rows[i], i, in.str());
       }
-      rc[i] = count_of(recv_rows[i] * out_row);
-      rd[i] = count_of(r_off);
+      rc[i] = recv_rows[i] * out_row;
+      rd[i] = r_off;
       s_off += send_rows[i] * in_row;
       r_off += recv_rows[i] * out_row;
+      largest = std::max({largest, sc[i], sd[i], rc[i], rd[i]});
     }
     TMT_CHECK((!send_first.empty() || s_off <= in.numel()) && r_off <= out.numel(),
               "all_to_all_v: counts exceed {} / {}", in.str(), out.str());
     Staged sin(in, Staged::kIn), sout(out, Staged::kOut);
-    TMT_MPI_CHECK(MPI_Alltoallv(sin.data(), sc.data(), sd.data(), mpi_type(in), sout.data(),
-                                rc.data(), rd.data(), mpi_type(out), comm_));
+    if (largest <= max_count()) {
+      const auto ints = [](const std::vector<int64_t>& v) {
+        std::vector<int> counts(v.size());
+        for (size_t i = 0; i < v.size(); ++i) counts[i] = count_of(v[i]);
+        return counts;
+      };
+      const std::vector<int> isc = ints(sc), isd = ints(sd), irc = ints(rc), ird = ints(rd);
+      TMT_MPI_CHECK(MPI_Alltoallv(sin.data(), isc.data(), isd.data(), mpi_type(in), sout.data(),
+                                  irc.data(), ird.data(), mpi_type(out), comm_));
+    } else {
+      // Counts or offsets beyond an int: every block as messages of at most max_count() elements.
+      constexpr int kTag = 32000;
+      const size_t bytes = dtype_size(in.dtype);
+      std::vector<MPI_Request> requests;
+      for (int r = 0; r < size_; ++r) {
+        in_pieces(rc[static_cast<size_t>(r)], [&](int64_t first, int count) {
+          requests.push_back(MPI_REQUEST_NULL);
+          TMT_MPI_CHECK(MPI_Irecv(at(sout.data(), rd[static_cast<size_t>(r)] + first, bytes), count,
+                                  mpi_type(out), r, kTag, comm_, &requests.back()));
+        });
+      }
+      for (int r = 0; r < size_; ++r) {
+        in_pieces(sc[static_cast<size_t>(r)], [&](int64_t first, int count) {
+          requests.push_back(MPI_REQUEST_NULL);
+          TMT_MPI_CHECK(MPI_Isend(at(sin.data(), sd[static_cast<size_t>(r)] + first, bytes), count,
+                                  mpi_type(in), r, kTag, comm_, &requests.back()));
+        });
+      }
+      TMT_MPI_CHECK(
+          MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
+    }
     sout.finish(static_cast<size_t>(r_off) * dtype_size(out.dtype));  // rows past them: untouched
   }
 
+  // Messages of more than one call's count go as several, in order (MPI keeps the order of
+  // messages between two ranks with one tag).
   void send(const Tensor& t, int peer, int tag) override {
     Staged st(t, Staged::kIn);
-    TMT_MPI_CHECK(MPI_Send(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_));
+    in_pieces(t.numel(), [&](int64_t first, int count) {
+      TMT_MPI_CHECK(MPI_Send(at(st.data(), first, dtype_size(t.dtype)), count, mpi_type(t), peer,
+                             tag, comm_));
+    });
   }
 
   void recv(const Tensor& t, int peer, int tag) override {
     Staged st(t, Staged::kOut);
-    TMT_MPI_CHECK(
-        MPI_Recv(st.data(), count_of(t.numel()), mpi_type(t), peer, tag, comm_, MPI_STATUS_IGNORE));
+    in_pieces(t.numel(), [&](int64_t first, int count) {
+      TMT_MPI_CHECK(MPI_Recv(at(st.data(), first, dtype_size(t.dtype)), count, mpi_type(t), peer,
+                             tag, comm_, MPI_STATUS_IGNORE));
+    });
     st.finish();
   }
 
   std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
     auto request = std::make_unique<MpiSendRequest>();
     request->staged = std::make_unique<Staged>(t, Staged::kIn);
-    TMT_MPI_CHECK(MPI_Isend(request->staged->data(), count_of(t.numel()), mpi_type(t), peer, tag,
-                            comm_, &request->request));
+    in_pieces(t.numel(), [&](int64_t first, int count) {
+      request->requests.push_back(MPI_REQUEST_NULL);
+      TMT_MPI_CHECK(MPI_Isend(at(request->staged->data(), first, dtype_size(t.dtype)), count,
+                              mpi_type(t), peer, tag, comm_, &request->requests.back()));
+    });
     return request;
   }
 
   void broadcast(const Tensor& t, int root) override {
     Staged st(t, rank_ == root ? Staged::kIn : Staged::kOut);
-    TMT_MPI_CHECK(MPI_Bcast(st.data(), count_of(t.numel()), mpi_type(t), root, comm_));
+    in_pieces(t.numel(), [&](int64_t first, int count) {
+      TMT_MPI_CHECK(
+          MPI_Bcast(at(st.data(), first, dtype_size(t.dtype)), count, mpi_type(t), root, comm_));
+    });
     st.finish();
   }
 

@@ -8,6 +8,7 @@
 
 #include "kernels/base/device.h"
 #include "kernels/base/log.h"
+#include "kernels/copy.h"
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
@@ -140,6 +141,7 @@ StepMetrics Trainer::step() {
   // Every rank sees the same reduced loss and norm, so every rank skips alike.
   sm.skipped = !std::isfinite(grad_norm) || !std::isfinite(sm.loss);
   if (!sm.skipped) optimizer_.step(lr, clip_factor(grad_norm, r_.optimizer.grad_clip));
+  synchronize(ctx_);  // the step's device work is done: its time, not the time to queue it
   sm.step_time_s = seconds_since(t0);
   sm.tokens_per_s = static_cast<double>(step_tokens_) / sm.step_time_s;
   return sm;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "kernels/base/arena.h"
+#include "kernels/base/dtype.h"
 
 namespace tmt {
 namespace {
@@ -41,6 +42,74 @@ TEST(Comm, ReduceScatterAndAllGather) {
   for (int q = 0; q < n; ++q) {
     EXPECT_FLOAT_EQ(gathered.ptr<float>()[q * 3],
                     static_cast<float>(n * 3 * q + 100 * n * (n - 1) / 2));
+  }
+}
+
+// Every collective and message at sizes that do not divide into the pieces a call moves at most
+// (run again as comm_test_in_pieces with pieces of 3 elements: tests/CMakeLists.txt), bf16
+// reductions included; the results in closed form.
+TEST(Comm, TensorsOfManyPiecesArriveWhole) {
+  auto world = mpi_world();
+  const int r = world->rank(), n = world->size();
+  constexpr int kLen = 11;  // 3 + 3 + 3 + 2
+  Arena a(Device::kCpu, 1 << 16, "t");
+  Tensor t = a.alloc(DType::kF64, {kLen});
+  for (int i = 0; i < kLen; ++i) t.ptr<double>()[i] = (r + 1) * (i + 1);
+  world->all_reduce(t);
+  for (int i = 0; i < kLen; ++i) EXPECT_DOUBLE_EQ(t.ptr<double>()[i], (i + 1) * n * (n + 1) / 2.0);
+
+  Tensor h = a.alloc(DType::kBF16, {kLen});
+  for (int i = 0; i < kLen; ++i) h.ptr<uint16_t>()[i] = float_to_bf16(static_cast<float>(i + r));
+  world->all_reduce(h);
+  for (int i = 0; i < kLen; ++i)
+    EXPECT_EQ(bf16_to_float(h.ptr<uint16_t>()[i]), static_cast<float>(n * i + n * (n - 1) / 2));
+
+  Tensor in = a.alloc(DType::kF32, {n * kLen}), out = a.alloc(DType::kF32, {kLen});
+  for (int i = 0; i < n * kLen; ++i) in.ptr<float>()[i] = static_cast<float>(i + 1000 * r);
+  world->reduce_scatter(out, in);
+  for (int j = 0; j < kLen; ++j) {
+    EXPECT_FLOAT_EQ(out.ptr<float>()[j],
+                    static_cast<float>(n * (kLen * r + j) + 1000 * n * (n - 1) / 2));
+  }
+  Tensor mine = a.alloc(DType::kI32, {kLen}), all = a.alloc(DType::kI32, {n * kLen});
+  for (int i = 0; i < kLen; ++i) mine.ptr<int32_t>()[i] = 100 * r + i;
+  world->all_gather(all, mine);
+  for (int q = 0; q < n; ++q) {
+    for (int i = 0; i < kLen; ++i) EXPECT_EQ(all.ptr<int32_t>()[q * kLen + i], 100 * q + i);
+  }
+
+  // Rank q sends q + 4 rows of two values to each rank.
+  std::vector<int64_t> send(static_cast<size_t>(n), r + 4), recv(static_cast<size_t>(n));
+  for (int q = 0; q < n; ++q) recv[static_cast<size_t>(q)] = q + 4;
+  int64_t received = 0;
+  for (int64_t c : recv) received += c;
+  Tensor rows_in = a.alloc(DType::kI32, {n * (r + 4), 2}),
+         rows_out = a.alloc(DType::kI32, {received, 2});
+  for (int64_t i = 0; i < rows_in.numel(); ++i)
+    rows_in.ptr<int32_t>()[i] = 1000 * r + static_cast<int32_t>(i);
+  world->all_to_all_v(rows_out, recv, rows_in, send);
+  int64_t row = 0;
+  for (int q = 0; q < n; ++q) {
+    // rows [r·(q+4), (r+1)·(q+4)) of rank q's input
+    for (int64_t k = 0; k < 2 * (q + 4); ++k) {
+      EXPECT_EQ(rows_out.ptr<int32_t>()[2 * row + k], 1000 * q + 2 * r * (q + 4) + k)
+          << "from rank " << q;
+    }
+    row += q + 4;
+  }
+
+  Tensor b = a.alloc(DType::kF32, {kLen});
+  for (int i = 0; i < kLen; ++i) b.ptr<float>()[i] = r == 0 ? static_cast<float>(i) : -1.0f;
+  world->broadcast(b, 0);
+  for (int i = 0; i < kLen; ++i) EXPECT_EQ(b.ptr<float>()[i], static_cast<float>(i));
+
+  if (n > 1) {  // a ring: to the next rank, from the previous
+    Tensor msg = a.alloc(DType::kI64, {kLen}), got = a.alloc(DType::kI64, {kLen});
+    for (int i = 0; i < kLen; ++i) msg.ptr<int64_t>()[i] = 10 * r + i;
+    auto request = world->isend(msg, (r + 1) % n, 5);
+    world->recv(got, (r + n - 1) % n, 5);
+    request->wait();
+    for (int i = 0; i < kLen; ++i) EXPECT_EQ(got.ptr<int64_t>()[i], 10 * ((r + n - 1) % n) + i);
   }
 }
 

@@ -57,8 +57,9 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.model->d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
-  logits_ = acts.alloc(f, {t, experts_});
-  router_logits_ = f == stat ? logits_ : acts.alloc(stat, {t, experts_});
+  // The router GEMM writes its logits in f32 even in bf16: rounding them first would bias
+  // near-ties toward the lower expert before the fp32 routing.
+  router_logits_ = acts.alloc(stat, {t, experts_});
   probs_ = acts.alloc(stat, {t, experts_});
   topk_idx_ = acts.alloc(DType::kI32, {t, top_k_});
   topk_w_ = acts.alloc(stat, {t, top_k_});
@@ -183,8 +184,7 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const MoeConfig& cfg = *env_.model->moe;
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.model->d_model;
-  linear_fwd(ctx, logits_, h, ps[router_].weight);
-  if (router_logits_.data != logits_.data) cast(ctx, router_logits_, logits_);
+  linear_fwd(ctx, router_logits_, h, ps[router_].weight);
   router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, router_logits_, router_params(cfg));
   const Tensor router_sums = stats_.slice(0, 2 * experts_ + 1);
   router_stats(ctx, router_sums, probs_, topk_idx_, lse_);

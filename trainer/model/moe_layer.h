@@ -1,7 +1,7 @@
 // The MoE feed-forward of a block (Mixtral routing):
 //
-//   logits = h Wrᵀ                        [T, E]  (the routing itself in fp32: bf16 logits are
-//                                                  cast up first)
+//   logits = h Wrᵀ                        [T, E]  (written in fp32, also from bf16 h and Wr:
+//                                                  the routing itself is fp32)
 //   p = softmax(logits) (or sigmoid), keep the top-k per token, renormalise their weights w
 //   each token's h goes to its k experts; expert e computes SwiGLU with W13[e] [2Fe, D] and
 //   W2[e] [D, Fe]:
@@ -81,10 +81,8 @@ class MoeLayer {
   int64_t layer_;
   int64_t experts_, top_k_, hidden_;  // hidden_: this rank's slice of Fe
   size_t router_, w13_, w2_;
-  // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T]; logits_ in the
-  // model's dtype, the rest (router_logits_: logits_ cast up, or logits_ itself) in stat_dtype()
-  Tensor logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
-  Tensor router_logits_;
+  // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T], in stat_dtype()
+  Tensor router_logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
   Tensor stats_;                    // f64 [2E + 2]: router_stats, then dropped assignments
   std::vector<double> stats_host_;  // the same on the host
   // This rank's assignments in plan order, at most T·K rows of [D], as they come back from the

@@ -97,6 +97,30 @@ TEST(CudaLinear, Bf16MatchesReferenceOnRoundedOperands) {
   }
 }
 
+// bf16 operands, f32 output (the router's logits): the products summed in fp32 and never rounded
+// to bf16, so as close to the reference on the rounded operands as f32 itself.
+TEST(CudaLinear, Bf16OperandsWriteAnF32OutputUnrounded) {
+  const Dims s{300, 512, 64};
+  Arena host(Device::kCpu, 8 << 20, "host");
+  Arena dev(Device::kCuda, 8 << 20, "device");
+  Tensor x = host.alloc(DType::kF32, {s.tokens, s.k});
+  Tensor w = host.alloc(DType::kF32, {s.n, s.k});
+  Tensor y = host.alloc(DType::kF32, {s.tokens, s.n});
+  test::fill_normal(x, 77);
+  test::fill_normal(w, 78, 0.1);
+  test::round_to(x, DType::kBF16);
+  test::round_to(w, DType::kBF16);
+  linear_fwd(kCpu, y, x, w);
+  const Tensor xd = test::to_device_as(dev, host, x, DType::kBF16);
+  const Tensor wd = test::to_device_as(dev, host, w, DType::kBF16);
+  const Tensor yd = dev.alloc(DType::kF32, {s.tokens, s.n});
+  test::poison(yd);
+  linear_fwd(test::gpu(), yd, xd, wd);
+  // bf16 rounding of y alone would cost ~4e-3 relative; fp32 accumulation order ~1e-6.
+  test::expect_close(test::to_doubles(test::to_host(host, yd)), test::to_doubles(y), 1e-5,
+                     "f32 y from bf16 operands");
+}
+
 TEST(CudaLinear, EmptyInnerDimensionWritesZerosOrKeepsY) {
   Arena host(Device::kCpu, 1 << 16, "host");
   Arena dev(Device::kCuda, 1 << 16, "device");
