@@ -73,7 +73,7 @@ class Bench {
     // What the timed ops borrow at the model's shapes (kernels/base/workspace.h).
     constexpr Device kCuda = Device::kCuda;
     workspace_.reserve(linear_workspace_bytes(kCuda));
-    workspace_.reserve(grouped_linear_workspace_bytes(kCuda));
+    workspace_.reserve(grouped_linear_workspace_bytes(kCuda, kE));
     workspace_.reserve(attention_bwd_workspace_bytes(kCuda, 1, kT, kH));
     workspace_.reserve(moe_dispatch_workspace_bytes(kCuda, kR));
     workspace_.allocate(kCuda);
