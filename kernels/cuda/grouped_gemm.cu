@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -77,8 +76,7 @@ const Gpu& gpu() {
     Gpu made;
     TMT_CUDA_CHECK(cudaDeviceGetAttribute(&made.major, cudaDevAttrComputeCapabilityMajor, device));
     TMT_CUDA_CHECK(cudaDeviceGetAttribute(&made.minor, cudaDevAttrComputeCapabilityMinor, device));
-    TMT_CUDA_CHECK(
-        cudaDeviceGetAttribute(&made.sm_count, cudaDevAttrMultiProcessorCount, device));
+    TMT_CUDA_CHECK(cudaDeviceGetAttribute(&made.sm_count, cudaDevAttrMultiProcessorCount, device));
     return made;
   }();
   return g;
@@ -176,7 +174,8 @@ bool cublas_grouped(const Context& ctx, GroupedPass pass, const Tensor& out, con
     g.pointers[static_cast<size_t>(p)] = pa_e;
     g.pointers[static_cast<size_t>(problems + p)] = pb_e;
     g.pointers[static_cast<size_t>(2 * problems + p)] = pc_e;
-    const bool same = p > 0 && counts[static_cast<size_t>(g.order[static_cast<size_t>(p - 1)])] == r;
+    const bool same =
+        p > 0 && counts[static_cast<size_t>(g.order[static_cast<size_t>(p - 1)])] == r;
     if (same) {
       ++g.size.back();
       continue;
@@ -215,9 +214,10 @@ bool cublas_grouped(const Context& ctx, GroupedPass pass, const Tensor& out, con
       status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE;
   if (out.dtype == DType::kF32 && refused) {
     cublas_refused_f32_output = true;
-    log_warn("cublasGemmGroupedBatchedEx refuses bf16 operands with an f32 output ({}): the "
-             "weight gradients into f32 go through one cuBLASLt call an expert",
-             cublasGetStatusString(status));
+    log_warn(
+        "cublasGemmGroupedBatchedEx refuses bf16 operands with an f32 output ({}): the "
+        "weight gradients into f32 go through one cuBLASLt call an expert",
+        cublasGetStatusString(status));
     return false;
   }
   TMT_CUBLAS_CHECK(status);
@@ -225,10 +225,9 @@ bool cublas_grouped(const Context& ctx, GroupedPass pass, const Tensor& out, con
 }
 
 // ---- CUTLASS ----------------------------------------------------------------------------------
-void cutlass_grouped_gemm(const Context& ctx, CutlassTile tile, GroupedPass pass,
-                          const Tensor& out, const Tensor& a, const Tensor& b,
-                          const int64_t* counts, std::byte* workspace, int64_t experts,
-                          const Dims& d) {
+void cutlass_grouped_gemm(const Context& ctx, CutlassTile tile, GroupedPass pass, const Tensor& out,
+                          const Tensor& a, const Tensor& b, const int64_t* counts,
+                          std::byte* workspace, int64_t experts, const Dims& d) {
   cutlass_grouped::Call call;
   call.pass = pass;
   call.a = a.data;
@@ -295,9 +294,8 @@ bool grouped_gemm_supported(GroupedGemmPath path, GroupedPass pass, const Tensor
   return true;
 }
 
-bool grouped_gemm(const Context& ctx, GroupedGemmChoice choice, GroupedPass pass,
-                  const Tensor& out, const Tensor& a, const Tensor& b,
-                  const std::vector<int64_t>& counts) {
+bool grouped_gemm(const Context& ctx, GroupedGemmChoice choice, GroupedPass pass, const Tensor& out,
+                  const Tensor& a, const Tensor& b, const std::vector<int64_t>& counts) {
   const Dims d = dims_of(pass, out, a, b);
   if (d.rows == 0) return true;  // no rows: nothing to write, dW unchanged
   if (choice.path == GroupedGemmPath::kCublas) {
@@ -325,8 +323,8 @@ void grouped_gemm(const Context& ctx, CutlassTile tile, GroupedPass pass, const 
   const Dims d = dims_of(pass, out, a, b);
   if (d.rows == 0) return;
   auto* ws = workspace_for<std::byte>(ctx, cutlass_call_bytes(experts), "grouped_linear");
-  cutlass_grouped_gemm(ctx, tile, pass, out, a, b, counts.ptr<int64_t>(),
-                       ws + table_bytes(experts), experts, d);
+  cutlass_grouped_gemm(ctx, tile, pass, out, a, b, counts.ptr<int64_t>(), ws + table_bytes(experts),
+                       experts, d);
 }
 
 size_t grouped_gemm_workspace_bytes(int64_t experts) {

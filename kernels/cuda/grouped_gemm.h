@@ -70,9 +70,8 @@ bool grouped_gemm_supported(GroupedGemmPath path, GroupedPass pass, const Tensor
 // grouped_gemm_supported). False, with nothing done, only when cuBLAS refused an f32 output on
 // this call: the caller then runs the pass through the loop (and grouped_gemm_supported says no
 // to it from then on).
-bool grouped_gemm(const Context& ctx, GroupedGemmChoice choice, GroupedPass pass,
-                  const Tensor& out, const Tensor& a, const Tensor& b,
-                  const std::vector<int64_t>& counts);
+bool grouped_gemm(const Context& ctx, GroupedGemmChoice choice, GroupedPass pass, const Tensor& out,
+                  const Tensor& a, const Tensor& b, const std::vector<int64_t>& counts);
 // One pass through CUTLASS, counts i64 [E] on the device.
 void grouped_gemm(const Context& ctx, CutlassTile tile, GroupedPass pass, const Tensor& out,
                   const Tensor& a, const Tensor& b, const Tensor& counts);

@@ -21,10 +21,10 @@
 // check alignment in can_implement (grouped_gemm_supported checks it instead).
 #pragma once
 
-#include <cub/block/block_scan.cuh>
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cub/block/block_scan.cuh>
 #include <type_traits>
 
 #include "cute/tensor.hpp"
@@ -81,12 +81,11 @@ struct Kernel {
   using Epilogue = typename cutlass::epilogue::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, typename Config::Tile,
       typename Config::Cluster, cutlass::epilogue::collective::EpilogueTileAuto, float, float,
-      ElementC, LayoutD*, kAlignD, ElementD, LayoutD*, kAlignD,
-      typename Config::EpilogueSchedule,
+      ElementC, LayoutD*, kAlignD, ElementD, LayoutD*, kAlignD, typename Config::EpilogueSchedule,
       cutlass::epilogue::fusion::LinearCombination<ElementD, float, ElementC, float>>::CollectiveOp;
   using Mainloop = typename cutlass::gemm::collective::CollectiveBuilder<
-      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Bf16, LayoutA*, kAlignAB, Bf16,
-      LayoutB*, kAlignAB, float, typename Config::Tile, typename Config::Cluster,
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Bf16, LayoutA*, kAlignAB, Bf16, LayoutB*,
+      kAlignAB, float, typename Config::Tile, typename Config::Cluster,
       cutlass::gemm::collective::StageCountAutoCarveout<static_cast<int>(
           sizeof(typename Epilogue::SharedStorage))>,
       typename Config::MainloopSchedule>::CollectiveOp;
@@ -237,8 +236,8 @@ void run(const Call& call, const char* name) {
   using GK = typename K::GemmKernel;
   const Tables<K> t = carve<K>(call.workspace, call.experts);
   const auto stream = static_cast<cudaStream_t>(call.stream);
-  const TableArgs table_args{call.a, call.b, call.out, call.counts, call.experts, call.rows, call.n,
-                             call.k};
+  const TableArgs table_args{call.a,       call.b,    call.out, call.counts,
+                             call.experts, call.rows, call.n,   call.k};
   build_tables<K><<<1, kGroupedGemmMaxExperts, 0, stream>>>(t, table_args);
   TMT_CUDA_CHECK_LAUNCH();
 

@@ -85,11 +85,9 @@ struct Layouts {
   explicit Layouts(const Gemm& g) {
     // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
     const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
-    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, cuda_type(g.ab_type),
-                                                u(g.trans_a ? g.k : g.m),
+    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, cuda_type(g.ab_type), u(g.trans_a ? g.k : g.m),
                                                 u(g.trans_a ? g.m : g.k), g.lda));
-    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, cuda_type(g.ab_type),
-                                                u(g.trans_b ? g.n : g.k),
+    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, cuda_type(g.ab_type), u(g.trans_b ? g.n : g.k),
                                                 u(g.trans_b ? g.k : g.n), g.ldb));
     TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d, cuda_type(g.d_type), u(g.m), u(g.n), g.ldd));
   }

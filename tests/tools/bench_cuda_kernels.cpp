@@ -278,8 +278,10 @@ void bench_grouped_paths(Bench& b, Arena& dev, const ExpertShape& s) {
     cuda::GroupedGemmChoice choice;
   };
   const Path paths[] = {
-      {"cutlass 128x256", {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x256}},
-      {"cutlass 128x128", {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x128}},
+      {"cutlass 128x256",
+       {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x256}},
+      {"cutlass 128x128",
+       {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x128}},
       {"cutlass pingpong", {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kPingpong128x128}},
       {"cublas grouped", {cuda::GroupedGemmPath::kCublas, {}}},
       {"cublaslt loop", {cuda::GroupedGemmPath::kLoop, {}}},
@@ -323,9 +325,8 @@ void bench_grouped_paths(Bench& b, Arena& dev, const ExpertShape& s) {
         Bench::print_skipped(op, p.name, shape, why.empty() ? "declined by cuBLAS" : why);
         continue;
       }
-      b.add(op, p.name, shape, 2 * mnk, p.bytes, [&] {
-        cuda::grouped_gemm(b.ctx(), path.choice, p.pass, p.out, p.a, p.b, counts);
-      });
+      b.add(op, p.name, shape, 2 * mnk, p.bytes,
+            [&] { cuda::grouped_gemm(b.ctx(), path.choice, p.pass, p.out, p.a, p.b, counts); });
     }
   }
   dev.reset(mark);

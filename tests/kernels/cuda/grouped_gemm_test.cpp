@@ -42,8 +42,8 @@ const std::vector<Case>& cases() {
   static const std::vector<Case> all = {
       {{0, 300, 17, 0, 1, 129, 64, 7}, 256, 512},  // E = 8, R = 518, two experts empty
       {{0, 0, 0, 517, 0, 0, 0, 0}, 256, 512},      // one expert takes all rows
-      {{5, 0, 250, 3}, 512, 256},                   // E = 4, K > N
-      {{40, 200, 0, 93}, 384, 1536},                // N a multiple of 128, not of 256
+      {{5, 0, 250, 3}, 512, 256},                  // E = 4, K > N
+      {{40, 200, 0, 93}, 384, 1536},               // N a multiple of 128, not of 256
   };
   return all;
 }
@@ -188,7 +188,8 @@ TEST(CudaGroupedGemm, CutlassMatchesReference) {
 TEST(CudaGroupedGemm, CublasMatchesReference) {
   std::string why;
   ASSERT_TRUE(available(GroupedGemmPath::kCublas, &why)) << why;
-  check_all({{{GroupedGemmPath::kCublas, CutlassTile::kCooperative128x256}, Counts::kHost,
+  check_all({{{GroupedGemmPath::kCublas, CutlassTile::kCooperative128x256},
+              Counts::kHost,
               "cublas grouped"}});
 }
 

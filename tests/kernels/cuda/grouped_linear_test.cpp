@@ -114,8 +114,8 @@ TEST(CudaGroupedLinear, PathFollowsRequest) {
   const Tensor x = dev.alloc(DType::kBF16, {16, 64}), w = dev.alloc(DType::kBF16, {2, 32, 64});
   const Tensor y = dev.alloc(DType::kBF16, {16, 32});
   std::string why;
-  const bool taken = cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, y, x, w,
-                                                  2, &why);
+  const bool taken =
+      cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, y, x, w, 2, &why);
   const char* names[] = {"cutlass", "cublas", "loop"};
   std::printf("requested %s: %s\n", names[static_cast<int>(choice.path)],
               taken ? "taken" : ("falls back to the loop: " + why).c_str());
@@ -125,8 +125,8 @@ TEST(CudaGroupedLinear, PathFollowsRequest) {
   const Tensor xf = dev.alloc(DType::kF32, {16, 64}), wf = dev.alloc(DType::kF32, {2, 32, 64});
   const Tensor yf = dev.alloc(DType::kF32, {16, 32});
   if (choice.path != cuda::GroupedGemmPath::kLoop) {
-    EXPECT_FALSE(cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, yf, xf, wf, 2,
-                                              nullptr))
+    EXPECT_FALSE(
+        cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, yf, xf, wf, 2, nullptr))
         << "f32 is the loop's";
   }
 }
