@@ -17,13 +17,14 @@
 // The three matrix layouts hold the exact sizes: made for each call and destroyed after it. An
 // algorithm chosen at the bucket's size that cuBLASLt refuses at the exact size (not expected:
 // the bucket differs in one dimension only) is replaced, for that call, by one chosen at the exact
-// size.
+// size (with a warning, once).
 #include <cublasLt.h>
 
 #include <algorithm>
 #include <map>
 #include <tuple>
 
+#include "kernels/base/log.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear.h"
@@ -192,6 +193,14 @@ void gemm(const Context& ctx, const Gemm& g, const char* op) {
   };
   const cublasStatus_t status = matmul(p.algo);
   if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+    static bool warned = false;  // once a process: it costs a heuristic call a product
+    if (!warned) {
+      warned = true;
+      log_warn(
+          "linear: cuBLASLt refused the algorithm of a row bucket at m {} n {} k {} ({}); "
+          "such calls choose their own",
+          g.m, g.n, g.k, cublasLtGetStatusString(status));
+    }
     TMT_CUBLAS_CHECK(matmul(choose_algo(g, p.desc, al)));
     return;
   }
