@@ -4,6 +4,9 @@
 
 #include "kernels/base/profiler.h"
 #include "kernels/linear.h"
+#if TMT_WITH_CUDA
+#include "kernels/cuda/grouped_gemm.h"
+#endif
 
 namespace tmt {
 namespace {
@@ -21,7 +24,11 @@ void check_args(const char* op, const Context& ctx, const Tensor& y, const Tenso
     rows += c;
   }
   TMT_CHECK(rows == x.size(0), "{}: groups hold {} rows, x has {}", op, rows, x.size(0));
-  TMT_CHECK(ctx.device == x.device, "{}: x {} is not on {}", op, x.str(), device_name(ctx.device));
+  TMT_CHECK(ctx.device == x.device && weight.device == x.device && y.device == x.device,
+            "{}: x {}, weight {}, y {} not all on {}", op, x.str(), weight.str(), y.str(),
+            device_name(ctx.device));
+  TMT_CHECK(weight.dtype == x.dtype && y.dtype == x.dtype,
+            "{}: x {}, weight {}, y {} must share a dtype", op, x.str(), weight.str(), y.str());
 }
 
 // Expert e's weight as an [N, K] matrix.
@@ -52,14 +59,41 @@ OpCost bwd_cost(const Tensor& dx, const Tensor& dweight, const Tensor& dy, const
   return {4 * products(x, weight), bytes_of(dy, x, dx) + weights};
 }
 
+#if TMT_WITH_CUDA
+// One product as one grouped GEMM when the requested path (cuda/grouped_gemm.h) can take it; false
+// when it is left to the loop.
+bool grouped(const Context& ctx, cuda::GroupedPass pass, const Tensor& out, const Tensor& a,
+             const Tensor& b, const std::vector<int64_t>& counts) {
+  const cuda::GroupedGemmChoice choice = cuda::requested_grouped_gemm();
+  const auto experts = static_cast<int64_t>(counts.size());
+  return choice.path != cuda::GroupedGemmPath::kLoop &&
+         cuda::grouped_gemm_supported(choice.path, pass, out, a, b, experts, nullptr) &&
+         cuda::grouped_gemm(ctx, choice, pass, out, a, b, counts);
+}
+#endif
+
 }  // namespace
 
-size_t grouped_linear_workspace_bytes(Device device) { return linear_workspace_bytes(device); }
+size_t grouped_linear_workspace_bytes(Device device, int64_t experts) {
+  if (device == Device::kCpu) return linear_workspace_bytes(device);
+#if TMT_WITH_CUDA
+  return std::max(linear_workspace_bytes(device), cuda::grouped_gemm_workspace_bytes(experts));
+#else
+  (void)experts;
+  return linear_workspace_bytes(device);  // fatal: no CUDA backend
+#endif
+}
 
 void grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                         const std::vector<int64_t>& counts) {
   check_args("grouped_linear_fwd", ctx, y, x, weight, counts);
   const ProfileScope scope(ctx, "grouped_linear_fwd", fwd_cost(y, x, weight, counts));
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda && grouped(ctx, cuda::GroupedPass::kFwd, y, x, weight, counts)) {
+    return;
+  }
+#endif
+  // The loop: one linear call an expert with rows.
   int64_t row = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const int64_t n = counts[e];
@@ -75,17 +109,27 @@ void grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dwei
                         const Tensor& dy, const Tensor& x, const Tensor& weight,
                         const std::vector<int64_t>& counts) {
   check_args("grouped_linear_bwd", ctx, dy, x, weight, counts);
-  TMT_CHECK(dx.shape == x.shape && dweight.shape == weight.shape,
-            "grouped_linear_bwd: dx {}, dweight {} for x {}, "
-            "weight {}",
-            dx.str(), dweight.str(), x.str(), weight.str());
+  TMT_CHECK(dx.shape == x.shape && dweight.shape == weight.shape && dx.device == x.device &&
+                dweight.device == x.device,
+            "grouped_linear_bwd: dx {}, dweight {} for x {}, weight {}", dx.str(), dweight.str(),
+            x.str(), weight.str());
   const ProfileScope scope(ctx, "grouped_linear_bwd", bwd_cost(dx, dweight, dy, x, weight, counts));
+  bool dx_done = false, dweight_done = false;
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    dx_done = grouped(ctx, cuda::GroupedPass::kDgrad, dx, dy, weight, counts);
+    dweight_done = grouped(ctx, cuda::GroupedPass::kWgrad, dweight, dy, x, counts);
+  }
+#endif
+  if (dx_done && dweight_done) return;
+  // The loop, for what the grouped GEMMs did not do: one linear_bwd an expert with rows.
   int64_t row = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const int64_t n = counts[e];
     if (n > 0) {
       const auto i = static_cast<int64_t>(e);
-      linear_bwd(ctx, dx.slice(row, row + n), expert(dweight, i), dy.slice(row, row + n),
+      linear_bwd(ctx, dx_done ? Tensor{} : dx.slice(row, row + n),
+                 dweight_done ? Tensor{} : expert(dweight, i), dy.slice(row, row + n),
                  x.slice(row, row + n), expert(weight, i));
     }
     row += n;

@@ -7,14 +7,24 @@
 //   dx:  dx' [K, T] = W' dy'               (m K, n T, k N)   beta = accumulate_dx
 //   dW:  dW' [K, N] = x' op_T(dy')         (m K, n N, k T)   beta = 1
 // Compute type CUBLAS_COMPUTE_32F (plain fp32; the TF32 fast path is a different compute type),
-// scale type f32. One handle per process, made on first use; the descriptors and the chosen
-// algorithm are cached per problem (shape, types, alignment). The algorithm is chosen for a 32 MiB
+// scale type f32. One handle per process, made on first use. The algorithm is chosen for a 32 MiB
 // workspace, which every call takes from the caller's (Context::workspace; kernels/linear.h).
+//
+// Plans: the matmul descriptor and the algorithm are cached per shape class — transposes, types,
+// alignments, the fixed dimensions, and the token dimension (n, or k for dW; the row count of an
+// expert changes every micro-batch) rounded up to a bucket of about a quarter octave — so the
+// grouped GEMMs' loop (kernels/grouped_linear.cpp) asks the heuristic a bounded number of times.
+// The three matrix layouts hold the exact sizes: made for each call and destroyed after it. An
+// algorithm chosen at the bucket's size that cuBLASLt refuses at the exact size (not expected:
+// the bucket differs in one dimension only) is replaced, for that call, by one chosen at the exact
+// size (with a warning, once).
 #include <cublasLt.h>
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
+#include "kernels/base/log.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/linear.h"
@@ -45,6 +55,8 @@ uint32_t alignment(const void* p) {
 
 // D [m, n] (column-major, leading dimension ldd) = op(A) op(B) + beta * D.
 struct Gemm {
+  // Which of n and k counts tokens (rows of x): bucketed in the plan key.
+  enum class Tokens : uint8_t { kN, kK };
   bool trans_a = false, trans_b = false;
   int64_t m = 0, n = 0, k = 0;
   const void* a = nullptr;
@@ -55,66 +67,108 @@ struct Gemm {
   int64_t ldd = 0;
   DType ab_type = DType::kF32, d_type = DType::kF32;
   float beta = 0.0f;
+  Tokens tokens = Tokens::kN;
 };
 
-// What the descriptors and the algorithm depend on.
+// The bucket of a token count: rounded up to a quarter of its power of two (at least 16), so
+// 1024 -> 1024, 1100 -> 1280, 37 -> 48. About four buckets an octave.
+int64_t bucket(int64_t tokens) {
+  int64_t p = 1;
+  while (p * 2 <= tokens) p *= 2;
+  const int64_t step = std::max<int64_t>(p / 4, 16);
+  return (tokens + step - 1) / step * step;
+}
+
+// The three matrix layouts of one problem, destroyed with it.
+struct Layouts {
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+
+  explicit Layouts(const Gemm& g) {
+    // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
+    const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
+    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&a, cuda_type(g.ab_type), u(g.trans_a ? g.k : g.m),
+                                                u(g.trans_a ? g.m : g.k), g.lda));
+    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&b, cuda_type(g.ab_type), u(g.trans_b ? g.n : g.k),
+                                                u(g.trans_b ? g.k : g.n), g.ldb));
+    TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&d, cuda_type(g.d_type), u(g.m), u(g.n), g.ldd));
+  }
+  ~Layouts() {
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(d);
+  }
+  Layouts(const Layouts&) = delete;
+  Layouts& operator=(const Layouts&) = delete;
+};
+
+struct Alignments {
+  uint32_t a = 0, b = 0, d = 0;
+};
+
+// What a plan depends on: the shape class (token dimension bucketed), types and alignments.
 using PlanKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, DType,
                            DType, uint32_t, uint32_t, uint32_t>;
 
 struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo{};
 };
 
-Plan make_plan(const Gemm& g, uint32_t align_a, uint32_t align_b, uint32_t align_d) {
-  Plan p;
-  TMT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+cublasLtMatmulDesc_t make_desc(const Gemm& g) {
+  cublasLtMatmulDesc_t desc = nullptr;
+  TMT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_a = g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   TMT_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
   TMT_CUBLAS_CHECK(
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-  // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
-  const auto u = [](int64_t v) { return static_cast<uint64_t>(v); };
-  TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, cuda_type(g.ab_type), u(g.trans_a ? g.k : g.m),
-                                              u(g.trans_a ? g.m : g.k), g.lda));
-  TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, cuda_type(g.ab_type), u(g.trans_b ? g.n : g.k),
-                                              u(g.trans_b ? g.k : g.n), g.ldb));
-  TMT_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, cuda_type(g.d_type), u(g.m), u(g.n), g.ldd));
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
+  return desc;
+}
 
+// The heuristic's first choice for `g` (its sizes as given) under `desc`.
+cublasLtMatmulAlgo_t choose_algo(const Gemm& g, cublasLtMatmulDesc_t desc, const Alignments& al) {
+  const Layouts l(g);
   cublasLtMatmulPreference_t pref = nullptr;
   TMT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t workspace = kWorkspaceBytes;
   TMT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace));
   const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> alignments[] = {
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_d},
-      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_d}};
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al.a},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al.b},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al.d},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al.d}};
   for (const auto& [attribute, bytes] : alignments) {
     TMT_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attribute, &bytes, sizeof bytes));
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   TMT_CUBLAS_CHECK(
-      cublasLtMatmulAlgoGetHeuristic(blas(), p.desc, p.a, p.b, p.d, p.d, pref, 1, &result, &found));
+      cublasLtMatmulAlgoGetHeuristic(blas(), desc, l.a, l.b, l.d, l.d, pref, 1, &result, &found));
   TMT_CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
   TMT_CHECK(found > 0, "linear: cuBLASLt has no algorithm for m {} n {} k {} ({} -> {})", g.m, g.n,
             g.k, dtype_name(g.ab_type), dtype_name(g.d_type));
-  p.algo = result.algo;
-  return p;
+  return result.algo;
 }
 
-const Plan& plan_for(const Gemm& g) {
+// The plan of g's shape class, made on first use (descriptor and algorithm live for the process;
+// there are as many as shape classes, a bounded number).
+const Plan& plan_for(const Gemm& g, const Alignments& al) {
   static std::map<PlanKey, Plan> plans;
-  const uint32_t align_a = alignment(g.a), align_b = alignment(g.b), align_d = alignment(g.d);
-  const PlanKey key{g.trans_a, g.trans_b, g.m,      g.n,     g.k,     g.lda,  g.ldb,
-                    g.ldd,     g.ab_type, g.d_type, align_a, align_b, align_d};
+  Gemm at_bucket = g;
+  (g.tokens == Gemm::Tokens::kN ? at_bucket.n : at_bucket.k) =
+      bucket(g.tokens == Gemm::Tokens::kN ? g.n : g.k);
+  const Gemm& c = at_bucket;
+  const PlanKey key{c.trans_a, c.trans_b, c.m,      c.n,  c.k,  c.lda, c.ldb,
+                    c.ldd,     c.ab_type, c.d_type, al.a, al.b, al.d};
   auto it = plans.find(key);
-  if (it == plans.end()) it = plans.emplace(key, make_plan(g, align_a, align_b, align_d)).first;
+  if (it == plans.end()) {
+    Plan p;
+    p.desc = make_desc(c);
+    p.algo = choose_algo(c, p.desc, al);
+    it = plans.emplace(key, p).first;
+  }
   return it->second;
 }
 
@@ -129,10 +183,28 @@ void gemm(const Context& ctx, const Gemm& g, const char* op) {
     return;
   }
   void* workspace = workspace_for(ctx, kWorkspaceBytes, op);
-  const Plan& p = plan_for(g);
+  const Alignments al{alignment(g.a), alignment(g.b), alignment(g.d)};
+  const Plan& p = plan_for(g, al);
+  const Layouts l(g);
   const float alpha = 1.0f;
-  TMT_CUBLAS_CHECK(cublasLtMatmul(blas(), p.desc, &alpha, g.a, p.a, g.b, p.b, &g.beta, g.d, p.d,
-                                  g.d, p.d, &p.algo, workspace, kWorkspaceBytes, stream_of(ctx)));
+  const auto matmul = [&](const cublasLtMatmulAlgo_t& algo) {
+    return cublasLtMatmul(blas(), p.desc, &alpha, g.a, l.a, g.b, l.b, &g.beta, g.d, l.d, g.d, l.d,
+                          &algo, workspace, kWorkspaceBytes, stream_of(ctx));
+  };
+  const cublasStatus_t status = matmul(p.algo);
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || status == CUBLAS_STATUS_INVALID_VALUE) {
+    static bool warned = false;  // once a process: it costs a heuristic call a product
+    if (!warned) {
+      warned = true;
+      log_warn(
+          "linear: cuBLASLt refused the algorithm of a row bucket at m {} n {} k {} ({}); "
+          "such calls choose their own",
+          g.m, g.n, g.k, cublasLtGetStatusString(status));
+    }
+    TMT_CUBLAS_CHECK(matmul(choose_algo(g, p.desc, al)));
+    return;
+  }
+  TMT_CUBLAS_CHECK(status);
 }
 
 }  // namespace
@@ -150,6 +222,7 @@ void linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tens
   g.d = y.data, g.ldd = n;
   g.ab_type = x.dtype, g.d_type = y.dtype;
   g.beta = accumulate ? 1.0f : 0.0f;
+  g.tokens = Gemm::Tokens::kN;
   gemm(ctx, g, "linear_fwd");
 }
 
@@ -164,6 +237,7 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
     g.d = dx.data, g.ldd = k;
     g.ab_type = dy.dtype, g.d_type = dx.dtype;
     g.beta = accumulate_dx ? 1.0f : 0.0f;
+    g.tokens = Gemm::Tokens::kN;
     gemm(ctx, g, "linear_bwd");
   }
   if (dweight.defined()) {
@@ -175,6 +249,7 @@ void linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, con
     g.d = dweight.data, g.ldd = k;
     g.ab_type = x.dtype, g.d_type = dweight.dtype;
     g.beta = 1.0f;
+    g.tokens = Gemm::Tokens::kK;
     gemm(ctx, g, "linear_bwd");
   }
 }

@@ -2,8 +2,11 @@
 # Every CUDA kernel timed at one Mixtral-shaped layer's shapes (T = 4096 tokens, D = 2048, 16/4
 # heads of 128, 8 experts top-2 of FFN 5632, vocab 32000), bf16 where the op takes it: a table of
 # time, achieved rate, floor and % of the floor (tests/tools/bench_cuda_kernels.cpp says how each
-# is counted). Builds build-gpu with the CUDA backend if the program is missing or stale; exits 77
-# (skipped) on a machine without a GPU.
+# is counted). The expert GEMMs also pass by pass through each grouped-GEMM path (CUTLASS in its three
+# tile configurations, cuBLAS grouped, the cuBLASLt loop), at these shapes and Mixtral 8x7B's; the
+# "experts w13/w2" rows take the path TMT_GROUPED_GEMM and TMT_GROUPED_GEMM_TILE choose
+# (kernels/grouped_linear.h). Builds build-gpu with the CUDA backend if the program is missing or
+# stale; exits 77 (skipped) on a machine without a GPU.
 #   scripts/bench/cuda_kernels.sh
 # Environment: TMT_BUILD_DIR (default build-gpu), TMT_CUDA_ARCHS (default 90a), TMT_JOBS.
 set -euo pipefail

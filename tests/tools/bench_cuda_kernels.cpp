@@ -7,6 +7,14 @@
 //   FLOPs / 989 TFLOP/s   (H100 SXM bf16 dense tensor-core peak)
 //   bytes / 3.35 TB/s     (H100 SXM HBM3), bytes = each input read once + each output written once
 // and the achieved column shows TFLOP/s for ops whose floor is the FLOP term, GB/s otherwise.
+// (989 TFLOP/s is also the H200's datasheet figure; its HBM3e gives 4.8 TB/s, so on an H200 the
+// byte floors are conservative.)
+//
+// The expert GEMMs also one pass at a time through each path of kernels/cuda/grouped_gemm.h —
+// CUTLASS in each tile configuration, cublasGemmGroupedBatchedEx, the cuBLASLt loop — side by side,
+// bf16 operands and an f32 dW (training's mixed precision), balanced counts, at this model's
+// shapes and at Mixtral 8x7B's (8 experts local at ep 1, T = 4096 top-2 so R = 8192, w13 K 4096
+// N 2·14336, w2 K 14336 N 4096). A path that cannot take a pass prints why instead of a time.
 // Built only with the CUDA backend; exits 77 without a GPU.
 //   build/tests/bench_cuda_kernels
 #include <cuda_runtime.h>
@@ -27,6 +35,7 @@
 #include "kernels/base/check.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/cuda/grouped_gemm.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
@@ -73,7 +82,7 @@ class Bench {
     // What the timed ops borrow at the model's shapes (kernels/base/workspace.h).
     constexpr Device kCuda = Device::kCuda;
     workspace_.reserve(linear_workspace_bytes(kCuda));
-    workspace_.reserve(grouped_linear_workspace_bytes(kCuda));
+    workspace_.reserve(grouped_linear_workspace_bytes(kCuda, kE));
     workspace_.reserve(attention_bwd_workspace_bytes(kCuda, 1, kT, kH));
     workspace_.reserve(moe_dispatch_workspace_bytes(kCuda, kR));
     workspace_.allocate(kCuda);
@@ -115,10 +124,18 @@ class Bench {
     print(rows_.back());
   }
 
+  // A row without a time: the op cannot run this case, and why.
+  static void print_skipped(const std::string& op, const std::string& pass,
+                            const std::string& shape, const std::string& why) {
+    std::printf("| %-28s | %-7s | %-44s | not run: %s\n", op.c_str(), pass.c_str(), shape.c_str(),
+                why.c_str());
+    std::fflush(stdout);
+  }
+
   static void print_header() {
-    std::printf("| %-15s | %-7s | %-44s | %9s | %16s | %8s | %7s |\n", "op", "pass", "shape",
+    std::printf("| %-28s | %-7s | %-44s | %9s | %16s | %8s | %7s |\n", "op", "pass", "shape",
                 "time ms", "achieved", "floor ms", "% floor");
-    std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(17, '-').c_str(),
+    std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(30, '-').c_str(),
                 std::string(9, '-').c_str(), std::string(46, '-').c_str(),
                 std::string(11, '-').c_str(), std::string(18, '-').c_str(),
                 std::string(10, '-').c_str(), std::string(9, '-').c_str());
@@ -135,7 +152,7 @@ class Bench {
     } else {
       std::snprintf(achieved, sizeof achieved, "%.0f GB/s", r.bytes / (r.ms * 1e-3) / 1e9);
     }
-    std::printf("| %-15s | %-7s | %-44s | %9.4f | %16s | %8.4f | %6.1f%% |\n", r.op.c_str(),
+    std::printf("| %-28s | %-7s | %-44s | %9.4f | %16s | %8.4f | %6.1f%% |\n", r.op.c_str(),
                 r.pass.c_str(), r.shape.c_str(), r.ms, achieved, floor_ms, 100.0 * floor_ms / r.ms);
     std::fflush(stdout);
   }
@@ -230,6 +247,88 @@ void bench_grouped_linear(Bench& b, Arena& dev, const char* name, int64_t n, int
         [&] { grouped_linear_fwd(b.ctx(), y, x, w, counts); });
   b.add(name, "bwd", shape, 4 * mnk, kBf16 * double(kR * n + 2 * kE * n * k + 2 * kR * k),
         [&] { grouped_linear_bwd(b.ctx(), dx, dw, dy, x, w, counts); });
+  dev.reset(mark);
+}
+
+// One expert projection: E experts of [N, K], R rows split evenly.
+struct ExpertShape {
+  const char* name;
+  int64_t experts, rows, n, k;
+};
+
+// Each pass of one projection through each grouped-GEMM path. FLOPs 2·R·N·K a pass; bytes: fwd
+// x, W read and y written (bf16); dgrad dy, W read and dx written; wgrad dy, x read (bf16) and
+// dW read and written (f32).
+void bench_grouped_paths(Bench& b, Arena& dev, const ExpertShape& s) {
+  using cuda::GroupedPass;
+  const size_t mark = dev.mark();
+  const int64_t e = s.experts, r = s.rows, n = s.n, k = s.k;
+  const std::vector<int64_t> counts(static_cast<size_t>(e), r / e);
+  const Tensor x = random_tensor(dev, DType::kBF16, {r, k}, 40);
+  const Tensor w = random_tensor(dev, DType::kBF16, {e, n, k}, 41, -0.02, 0.02);
+  const Tensor dy = random_tensor(dev, DType::kBF16, {r, n}, 42);
+  const Tensor dw = random_tensor(dev, DType::kF32, {e, n, k}, 43, -1e-3, 1e-3);
+  const Tensor y = dev.alloc(DType::kBF16, {r, n});
+  const Tensor dx = dev.alloc(DType::kBF16, {r, k});
+  const double mnk = static_cast<double>(r) * n * k, enk = double(e * n * k);
+  const std::string shape = dims({r, k}) + " x " + dims({e, n, k}) + "^T";
+
+  struct Path {
+    const char* label;
+    cuda::GroupedGemmChoice choice;
+  };
+  const Path paths[] = {
+      {"cutlass 128x256",
+       {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x256}},
+      {"cutlass 128x128",
+       {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kCooperative128x128}},
+      {"cutlass pingpong", {cuda::GroupedGemmPath::kCutlass, cuda::CutlassTile::kPingpong128x128}},
+      {"cublas grouped", {cuda::GroupedGemmPath::kCublas, {}}},
+      {"cublaslt loop", {cuda::GroupedGemmPath::kLoop, {}}},
+  };
+  struct Pass {
+    GroupedPass pass;
+    const char* name;
+    Tensor out, a, b;
+    double bytes;
+  };
+  const Pass passes[] = {
+      {GroupedPass::kFwd, "fwd", y, x, w, kBf16 * double(r * k + r * n) + kBf16 * enk},
+      {GroupedPass::kDgrad, "dgrad", dx, dy, w, kBf16 * double(r * n + r * k) + kBf16 * enk},
+      {GroupedPass::kWgrad, "wgrad", dw, dy, x, kBf16 * double(r * n + r * k) + 2 * kF32 * enk},
+  };
+  // The loop: one cuBLASLt call an expert (what grouped_linear falls back to).
+  const auto loop = [&](GroupedPass pass) {
+    for (int64_t i = 0; i < e; ++i) {
+      const int64_t first = i * (r / e), last = first + r / e;
+      const Tensor we = w.slice(i, i + 1).view({n, k}), dwe = dw.slice(i, i + 1).view({n, k});
+      if (pass == GroupedPass::kFwd) {
+        linear_fwd(b.ctx(), y.slice(first, last), x.slice(first, last), we);
+      } else if (pass == GroupedPass::kDgrad) {
+        linear_bwd(b.ctx(), dx.slice(first, last), Tensor{}, dy.slice(first, last),
+                   x.slice(first, last), we);
+      } else {
+        linear_bwd(b.ctx(), Tensor{}, dwe, dy.slice(first, last), x.slice(first, last), we);
+      }
+    }
+  };
+  for (const Pass& p : passes) {
+    for (const Path& path : paths) {
+      const std::string op = std::string(s.name) + " " + path.label;
+      if (path.choice.path == cuda::GroupedGemmPath::kLoop) {
+        b.add(op, p.name, shape, 2 * mnk, p.bytes, [&] { loop(p.pass); });
+        continue;
+      }
+      std::string why;
+      if (!cuda::grouped_gemm_supported(path.choice.path, p.pass, p.out, p.a, p.b, e, &why) ||
+          !cuda::grouped_gemm(b.ctx(), path.choice, p.pass, p.out, p.a, p.b, counts)) {
+        Bench::print_skipped(op, p.name, shape, why.empty() ? "declined by cuBLAS" : why);
+        continue;
+      }
+      b.add(op, p.name, shape, 2 * mnk, p.bytes,
+            [&] { cuda::grouped_gemm(b.ctx(), path.choice, p.pass, p.out, p.a, p.b, counts); });
+    }
+  }
   dev.reset(mark);
 }
 
@@ -445,8 +544,9 @@ int main() {
       "each; floor = max(FLOPs / %.0f TFLOP/s, bytes / %.2f TB/s)\n\n",
       prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1e6, tmt::kRuns, tmt::kWarmup,
       tmt::kPeakFlops / 1e12, tmt::kPeakBytes / 1e12);
-  // The largest op (the expert GEMMs' backward: x, W, dW, y/dy, dx) needs about 1.9 GB, adamw 1.6.
-  tmt::Arena dev(tmt::Device::kCuda, size_t{6} << 30, "bench");
+  // The largest case (Mixtral's w13 through the grouped paths: x, W, an f32 dW, y, dy, dx) needs
+  // about 6.4 GiB, the model's expert GEMMs' backward about 1.9 GB, adamw 1.6.
+  tmt::Arena dev(tmt::Device::kCuda, size_t{12} << 30, "bench");
   tmt::Bench b(dev);
   tmt::Bench::print_header();
   tmt::bench_copy(b, dev);
@@ -454,6 +554,10 @@ int main() {
   tmt::bench_linear(b, dev, "linear lm_head", tmt::kV);
   tmt::bench_grouped_linear(b, dev, "experts w13", 2 * tmt::kF, tmt::kD);
   tmt::bench_grouped_linear(b, dev, "experts w2", tmt::kD, tmt::kF);
+  tmt::bench_grouped_paths(b, dev, {"w13", tmt::kE, tmt::kR, 2 * tmt::kF, tmt::kD});
+  tmt::bench_grouped_paths(b, dev, {"w2", tmt::kE, tmt::kR, tmt::kD, tmt::kF});
+  tmt::bench_grouped_paths(b, dev, {"8x7B w13", 8, 8192, 2 * 14336, 4096});
+  tmt::bench_grouped_paths(b, dev, {"8x7B w2", 8, 8192, 4096, 14336});
   tmt::bench_attention(b, dev);
   tmt::bench_rmsnorm(b, dev);
   tmt::bench_swiglu(b, dev);

@@ -276,10 +276,11 @@ size_t Model::workspace_bytes() const {
   if (m.moe) {
     // The dispatch plans: this rank's T/tp tokens' K choices each, and the expert exchange's
     // reorder of what arrives from each of the etp·ep ranks of the expert group (up to all of
-    // their assignments: parallel/expert_exchange.h).
+    // their assignments: parallel/expert_exchange.h). The expert GEMMs: this rank's E/ep experts.
     const int64_t ranks = env_.experts != nullptr ? env_.experts->size() : 1;
     const int64_t assignments = ranks * env_.local_tokens() * m.moe->top_k;
-    bytes = std::max({bytes, grouped_linear_workspace_bytes(device),
+    const int64_t local_experts = m.moe->n_experts / (ranks / env_.etp);
+    bytes = std::max({bytes, grouped_linear_workspace_bytes(device, local_experts),
                       moe_dispatch_workspace_bytes(device, assignments),
                       router_loss_workspace_bytes(device, m.moe->n_experts)});
   }

@@ -1,15 +1,21 @@
-// grouped_linear on CUDA (one cuBLASLt GEMM per non-empty expert, through linear) against the CPU
-// reference: ragged groups including empty ones, whose dweight must stay exactly as it was. f32
-// (exact fp32, no TF32) to 1e-5; bf16 operands against the reference run in f32 on the rounded
-// operands, bf16 outputs to 1e-2 and an f32 dweight to 1e-5.
+// grouped_linear on CUDA through whichever path TMT_GROUPED_GEMM picks (ctest runs it once for each
+// of cutlass, cublas, loop; kernels/grouped_linear.h) against the CPU reference: ragged groups
+// including empty ones, whose dweight must stay exactly as it was. f32 (exact fp32, no TF32, always
+// the loop) to 1e-5; bf16 operands against the reference run in f32 on the rounded operands, bf16
+// outputs to 1e-2 and an f32 dweight to 1e-5. bf16 with N = 1001 (rows not 16-byte multiples)
+// takes the loop whatever the request; K 256, N 512 takes the requested path.
+//
+// env: TMT_GROUPED_GEMM=cutlass TMT_GROUPED_GEMM=cublas TMT_GROUPED_GEMM=loop
 #include "kernels/grouped_linear.h"
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <numeric>
 #include <string>
 #include <vector>
 
+#include "kernels/cuda/grouped_gemm.h"
 #include "tests/support/compare.h"
 #include "tests/support/cuda_io.h"
 #include "tests/support/random.h"
@@ -95,6 +101,33 @@ TEST(CudaGroupedLinear, MatchesReference) {
     check(DType::kF32, DType::kF32, counts, 64, 1001, seed += 10);
     check(DType::kBF16, DType::kBF16, counts, 128, 96, seed += 10);
     check(DType::kBF16, DType::kF32, counts, 64, 1001, seed += 10);
+    check(DType::kBF16, DType::kBF16, counts, 256, 512, seed += 10);
+    check(DType::kBF16, DType::kF32, counts, 256, 512, seed += 10);
+  }
+}
+
+// The path the requested one resolves to for aligned bf16 (printed, so that a run's log says
+// which path it checked), and the loop for what the grouped paths cannot take.
+TEST(CudaGroupedLinear, PathFollowsRequest) {
+  const cuda::GroupedGemmChoice choice = cuda::requested_grouped_gemm();
+  Arena dev(Device::kCuda, 1 << 20, "probe");
+  const Tensor x = dev.alloc(DType::kBF16, {16, 64}), w = dev.alloc(DType::kBF16, {2, 32, 64});
+  const Tensor y = dev.alloc(DType::kBF16, {16, 32});
+  std::string why;
+  const bool taken =
+      cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, y, x, w, 2, &why);
+  const char* names[] = {"cutlass", "cublas", "loop"};
+  std::printf("requested %s: %s\n", names[static_cast<int>(choice.path)],
+              taken ? "taken" : ("falls back to the loop: " + why).c_str());
+  if (choice.path != cuda::GroupedGemmPath::kCutlass) {
+    EXPECT_TRUE(taken) << why;
+  }
+  const Tensor xf = dev.alloc(DType::kF32, {16, 64}), wf = dev.alloc(DType::kF32, {2, 32, 64});
+  const Tensor yf = dev.alloc(DType::kF32, {16, 32});
+  if (choice.path != cuda::GroupedGemmPath::kLoop) {
+    EXPECT_FALSE(
+        cuda::grouped_gemm_supported(choice.path, cuda::GroupedPass::kFwd, yf, xf, wf, 2, nullptr))
+        << "f32 is the loop's";
   }
 }
 
