@@ -67,14 +67,38 @@ OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Ten
           2 * bytes_of(q, k, v, out) + bytes_of(lse)};
 }
 
+void check_query(const char* op, const AttentionShape& s, const AttentionParams& p) {
+  TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
+  TMT_CHECK(s.batch >= 0 && s.seq >= 0 && s.heads >= 0 && s.kv_heads >= 0 && s.head_dim_qk >= 0 &&
+                s.head_dim_v >= 0 && (s.kv_heads == 0 ? s.heads == 0 : s.heads % s.kv_heads == 0),
+            "{}: B {} S {} H {} Hk {} Dqk {} Dv {} is not a shape with Hk dividing H", op, s.batch,
+            s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v);
+}
+
 }  // namespace
 
-size_t attention_bwd_workspace_bytes(Device device, int64_t batch, int64_t seq, int64_t heads) {
-  TMT_CHECK(batch >= 0 && seq >= 0 && heads >= 0,
-            "attention_bwd_workspace_bytes: negative shape B {} S {} H {}", batch, seq, heads);
+AttentionShape attention_shape(const Tensor& q, const Tensor& v) {
+  return {q.size(0), q.size(1), q.size(2), v.size(2), q.size(3), v.size(3), q.dtype};
+}
+
+size_t attention_fwd_workspace_bytes(Device device, const AttentionShape& shape,
+                                     const AttentionParams& params) {
+  check_query("attention_fwd_workspace_bytes", shape, params);
   if (device == Device::kCpu) return 0;
 #if TMT_WITH_CUDA
-  return cuda::attention_bwd_workspace_bytes(batch, seq, heads);
+  return cuda::attention_fwd_workspace_bytes(shape, params);
+#else
+  TMT_CHECK(false, "attention_fwd_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
+size_t attention_bwd_workspace_bytes(Device device, const AttentionShape& shape,
+                                     const AttentionParams& params) {
+  check_query("attention_bwd_workspace_bytes", shape, params);
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::attention_bwd_workspace_bytes(shape, params);
 #else
   TMT_CHECK(false, "attention_bwd_workspace_bytes: this build has no CUDA backend");
   return 0;

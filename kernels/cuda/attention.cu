@@ -1,4 +1,7 @@
-// attention on CUDA (formulas in kernels/attention.h). Two paths, chosen per call:
+// attention on CUDA (formulas in kernels/attention.h). Three paths, chosen per call
+// (attention_path, at the end of this file):
+//   - bf16 (and 16-byte aligned tensors) where cuDNN takes the shape: its fused SDPA
+//     (kernels/cuda/cudnn_attention.cpp);
 //   - bf16 with Dqk = Dv = 64 or 128 (and 16-byte aligned tensors): the tensor-core kernels of
 //     kernels/cuda/flash_attention.cu (mma.sync, FlashAttention-2 style);
 //   - everything else (f32, other head dims up to 256, Dv different from Dqk): the kernels below,
@@ -21,6 +24,10 @@
 //                 dq += scale dS k.
 // Every output element has exactly one writer, so results do not depend on scheduling.
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
@@ -365,20 +372,9 @@ T* data(const Tensor& t) {
   return static_cast<T*>(t.data);
 }
 
-}  // namespace
-
-size_t attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads) {
-  return flash_attention_bwd_workspace_bytes(batch, seq, heads);
-}
-
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  if (flash_attention_supported(q.dtype, q.size(3), v.size(3),
-                                {out.data, q.data, k.data, v.data})) {
-    return flash_attention_fwd(ctx, out, lse, q, k, v, params);
-  }
+void fp32_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const AttentionParams& params) {
   const Shape4 n = shape_of(q, k, v, params);
-  if (q.numel() == 0) return;
   const size_t floats = kTile * (2 * static_cast<size_t>(leading_dim(n.dqk)) +
                                  static_cast<size_t>(leading_dim(n.dv))) +
                         kTile * kTile;
@@ -390,16 +386,10 @@ void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, con
   });
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  if (flash_attention_supported(
-          q.dtype, q.size(3), v.size(3),
-          {dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data})) {
-    return flash_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
-  }
+void fp32_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                        const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, const AttentionParams& params) {
   const Shape4 n = shape_of(q, k, v, params);
-  if (q.numel() == 0) return;
   // Two tiles Dqk wide (q, k) and two Dv wide (v, dout) in both kernels.
   const size_t tiles4 =
       2 * kTile *
@@ -417,6 +407,126 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
            data<T>(dq), data<const T>(dout), data<const T>(q), data<const T>(k), data<const T>(v),
            data<const T>(out), lse.ptr<const float>(), n);
   });
+}
+
+// TMT_ATTENTION, read once: the path it forces, or none (unset or empty).
+std::optional<AttentionPath> forced_path() {
+  static const std::optional<AttentionPath> path = []() -> std::optional<AttentionPath> {
+    const char* env = std::getenv("TMT_ATTENTION");
+    const std::string_view value = env == nullptr ? "" : env;
+    if (value.empty()) return std::nullopt;
+    for (AttentionPath p : {AttentionPath::kCudnn, AttentionPath::kFlash, AttentionPath::kFp32}) {
+      if (value == attention_path_name(p)) return p;
+    }
+    TMT_CHECK(false, "TMT_ATTENTION={} is not cudnn, flash or fp32 (or unset)", value);
+    return std::nullopt;
+  }();
+  return path;
+}
+
+bool aligned16(std::initializer_list<const void*> data) {
+  return std::all_of(data.begin(), data.end(),
+                     [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; });
+}
+
+std::string shape_str(AttentionPass pass, const AttentionShape& s, const AttentionParams& p) {
+  return fmt::format("{} {} B {} S {} H {} Hk {} Dqk {} Dv {} window {}",
+                     pass == AttentionPass::kForward ? "forward" : "backward", dtype_name(s.dtype),
+                     s.batch, s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v, p.window);
+}
+
+bool empty(const AttentionShape& s) {
+  return s.batch == 0 || s.seq == 0 || s.heads == 0 || s.head_dim_qk == 0 || s.head_dim_v == 0;
+}
+
+}  // namespace
+
+const char* attention_path_name(AttentionPath path) {
+  switch (path) {
+    case AttentionPath::kCudnn:
+      return "cudnn";
+    case AttentionPath::kFlash:
+      return "flash";
+    case AttentionPath::kFp32:
+      return "fp32";
+  }
+  return "?";
+}
+
+AttentionPath attention_path(AttentionPass pass, const AttentionShape& shape,
+                             const AttentionParams& params,
+                             std::initializer_list<const void*> data) {
+  const std::optional<AttentionPath> forced = forced_path();
+  if (shape.dtype != DType::kBF16 || forced == AttentionPath::kFp32) return AttentionPath::kFp32;
+  const bool aligned = aligned16(data);
+  const bool flash =
+      flash_attention_supported(shape.dtype, shape.head_dim_qk, shape.head_dim_v, data);
+  if (forced == AttentionPath::kFlash) {
+    TMT_CHECK(flash, "TMT_ATTENTION=flash, but the tensor-core kernels do not take attention {}{}",
+              shape_str(pass, shape, params), aligned ? "" : " (a pointer not 16-byte aligned)");
+    return AttentionPath::kFlash;
+  }
+  std::string why;
+  const bool cudnn = aligned && cudnn_attention_supported(pass, shape, params, &why);
+  if (forced == AttentionPath::kCudnn) {
+    TMT_CHECK(cudnn, "TMT_ATTENTION=cudnn, but cuDNN does not take attention {}: {}",
+              shape_str(pass, shape, params), aligned ? why : "a pointer not 16-byte aligned");
+    return AttentionPath::kCudnn;
+  }
+  if (cudnn) return AttentionPath::kCudnn;
+  return flash ? AttentionPath::kFlash : AttentionPath::kFp32;
+}
+
+size_t attention_fwd_workspace_bytes(const AttentionShape& shape, const AttentionParams& params) {
+  if (empty(shape)) return 0;
+  const AttentionPass pass = AttentionPass::kForward;
+  return attention_path(pass, shape, params, {}) == AttentionPath::kCudnn
+             ? cudnn_attention_workspace_bytes(pass, shape, params)
+             : 0;
+}
+
+size_t attention_bwd_workspace_bytes(const AttentionShape& shape, const AttentionParams& params) {
+  if (empty(shape)) return 0;
+  const AttentionPass pass = AttentionPass::kBackward;
+  switch (attention_path(pass, shape, params, {})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_workspace_bytes(pass, shape, params);
+    case AttentionPath::kFlash:
+      return flash_attention_bwd_workspace_bytes(shape.batch, shape.seq, shape.heads);
+    case AttentionPath::kFp32:
+      break;
+  }
+  return 0;
+}
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  if (q.numel() == 0) return;
+  switch (attention_path(AttentionPass::kForward, attention_shape(q, v), params,
+                         {out.data, lse.data, q.data, k.data, v.data})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_fwd(ctx, out, lse, q, k, v, params);
+    case AttentionPath::kFlash:
+      return flash_attention_fwd(ctx, out, lse, q, k, v, params);
+    case AttentionPath::kFp32:
+      return fp32_attention_fwd(ctx, out, lse, q, k, v, params);
+  }
+}
+
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  if (q.numel() == 0) return;
+  switch (attention_path(
+      AttentionPass::kBackward, attention_shape(q, v), params,
+      {dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data, lse.data})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+    case AttentionPath::kFlash:
+      return flash_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+    case AttentionPath::kFp32:
+      return fp32_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+  }
 }
 
 }  // namespace tmt::cuda

@@ -74,7 +74,10 @@ class Bench {
     constexpr Device kCuda = Device::kCuda;
     workspace_.reserve(linear_workspace_bytes(kCuda));
     workspace_.reserve(grouped_linear_workspace_bytes(kCuda));
-    workspace_.reserve(attention_bwd_workspace_bytes(kCuda, 1, kT, kH));
+    const AttentionShape attention{1, kT, kH, kHk, kDh, kDh, DType::kBF16};
+    const AttentionParams causal{1.0 / std::sqrt(double(kDh)), 0};
+    workspace_.reserve(attention_fwd_workspace_bytes(kCuda, attention, causal));
+    workspace_.reserve(attention_bwd_workspace_bytes(kCuda, attention, causal));
     workspace_.reserve(moe_dispatch_workspace_bytes(kCuda, kR));
     workspace_.allocate(kCuda);
   }
