@@ -12,9 +12,16 @@
 //     products, P and dS rounded to bf16). A CPU emulation of the kernels' warp instructions on
 //     these very inputs measured about 2.0e-3 for out and 2.4e-3 for the gradients, at most 3.2e-3
 //     (dk at S = 2).
+//   CudnnMatchesReference (cuDNN): causal and sliding windows (1, 17, 33, 50, 64, 100), GQA (H 8 /
+//     Hk 2, H 4 / Hk 1), Dh 64, 96 and 128, Dqk 192 / Dv 128, S not a multiple of 64, B 1 to 3; to
+//     kTensorCoreTol. cuDNN must take every one of these shapes (the failure says why if not).
+//   CudnnAgreesWithTensorCores: cuDNN and the flash kernels on the same inputs where both apply:
+//     out and lse of the forward; dq, dk, dv of the backward from the same out and lse.
 //   LongSequenceSampledRows: the benchmark's shape (S 4096, H 16 / Hk 4, Dh 128), causal and with
 //     a window of 1000, on sampled rows against a double reference, through cuDNN and through the
 //     flash kernels.
+//   PathsChosen: bf16 shapes cuDNN takes go to cuDNN unless TMT_ATTENTION says otherwise; f32 to
+//     the fp32 kernel.
 // bf16 q/k/v/dout against the reference run in f32 on the bf16-rounded inputs; lse, always f32,
 // to 1e-5. The backward gets the reference's out and lse so that both sides differentiate the same
 // forward. Outputs are poisoned (NaN) first, so an element a kernel fails to write fails. Every
@@ -29,6 +36,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -262,6 +270,101 @@ TEST(CudaAttention, TensorCoresMatchReference) {
                 kTensorCoreTol);
         }
       }
+    }
+  }
+}
+
+// Shapes the cuDNN path must take (cuDNN 9.19 on sm_90): S >= 2 (its backward refuses S = 1),
+// head dims multiples of 8 up to 128, or Dqk 192 with Dv 128.
+constexpr Case kCudnnCases[] = {
+    {2, 100, 8, 2, 64, 64, 0},   {1, 257, 8, 2, 128, 128, 0},   {3, 65, 4, 1, 64, 64, 0},
+    {2, 200, 8, 2, 64, 64, 33},  {1, 300, 4, 1, 128, 128, 100}, {2, 129, 8, 2, 128, 128, 64},
+    {2, 63, 8, 2, 128, 128, 17}, {2, 70, 4, 2, 64, 64, 1},      {2, 2, 4, 2, 64, 64, 0},
+    {2, 96, 8, 2, 96, 96, 0},    {2, 77, 8, 2, 192, 128, 0},    {1, 200, 8, 2, 192, 128, 50},
+    {2, 129, 4, 4, 192, 128, 0},
+};
+
+TEST(CudaAttention, CudnnMatchesReference) {
+  uint64_t seed = 5000;
+  for (const Case& c : kCudnnCases) check(Via::kCudnn, DType::kBF16, c, seed += 10, kTensorCoreTol);
+}
+
+// cuDNN and the flash kernels on the same bf16 inputs: the forwards' out and lse; the backwards'
+// dq, dk, dv, both from the flash forward's out and lse so that they differentiate the same
+// forward. Each path is within kTensorCoreTol of the reference (above); here they must agree within
+// twice that, and lse within 1e-5.
+TEST(CudaAttention, CudnnAgreesWithTensorCores) {
+  const Case cases[] = {{2, 100, 8, 2, 64, 64, 0},
+                        {1, 257, 8, 2, 128, 128, 0},
+                        {2, 200, 8, 2, 128, 128, 40},
+                        {1, 1000, 16, 4, 128, 128, 0},
+                        {3, 65, 4, 1, 64, 64, 7}};
+  uint64_t seed = 7000;
+  for (const Case& c : cases) {
+    const std::string name = case_name(Via::kCudnn, DType::kBF16, c) + " vs flash";
+    SCOPED_TRACE(name);
+    std::printf("%s\n", name.c_str());
+    const AttentionShape shape = shape_of(c, DType::kBF16);
+    const AttentionParams params{1.0 / std::sqrt(static_cast<double>(c.dqk)), c.window};
+    ASSERT_TRUE(takes(Via::kCudnn, shape, params));
+    ASSERT_TRUE(takes(Via::kFlash, shape, params));
+    CaseContext cudnn(Via::kCudnn, shape, params), flash(Via::kFlash, shape, params);
+    const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, c.s, c.hk, c.dqk}, ls{c.b, c.h, c.s};
+    const size_t bytes = 16 * static_cast<size_t>(qs.numel() + ks.numel() + ls.numel()) + (1 << 20);
+    Arena host(Device::kCpu, 8 * bytes, "host");
+    Arena dev(Device::kCuda, 8 * bytes, "device");
+    const auto input = [&](Shape s) {
+      Tensor t = host.alloc(DType::kF32, s);
+      test::fill_normal(t, seed++);
+      return test::to_device_as(dev, host, t, DType::kBF16);
+    };
+    const Tensor q = input(qs), k = input(ks), v = input(ks), dout = input(qs);
+    // A pair of poisoned device tensors: cuDNN's and the flash kernels'.
+    const auto outputs = [&](Shape s, DType dtype) {
+      const std::pair<Tensor, Tensor> t{dev.alloc(dtype, s), dev.alloc(dtype, s)};
+      test::poison(t.first);
+      test::poison(t.second);
+      return t;
+    };
+    const auto [out_c, out_f] = outputs(qs, DType::kBF16);
+    const auto [lse_c, lse_f] = outputs(ls, DType::kF32);
+    const auto [dq_c, dq_f] = outputs(qs, DType::kBF16);
+    const auto [dk_c, dk_f] = outputs(ks, DType::kBF16);
+    const auto [dv_c, dv_f] = outputs(ks, DType::kBF16);
+    run_fwd(Via::kCudnn, cudnn.ctx(), out_c, lse_c, q, k, v, params);
+    run_fwd(Via::kFlash, flash.ctx(), out_f, lse_f, q, k, v, params);
+    run_bwd(Via::kCudnn, cudnn.ctx(), dq_c, dk_c, dv_c, dout, q, k, v, out_f, lse_f, params);
+    run_bwd(Via::kFlash, flash.ctx(), dq_f, dk_f, dv_f, dout, q, k, v, out_f, lse_f, params);
+    const auto agree = [&](const Tensor& a, const Tensor& b, double rtol, const char* what) {
+      test::expect_close(test::to_doubles(test::to_host(host, a)),
+                         test::to_doubles(test::to_host(host, b)), rtol, what);
+    };
+    agree(out_c, out_f, 2 * kTensorCoreTol, "out");
+    agree(lse_c, lse_f, 1e-5, "lse");
+    agree(dq_c, dq_f, 2 * kTensorCoreTol, "dq");
+    agree(dk_c, dk_f, 2 * kTensorCoreTol, "dk");
+    agree(dv_c, dv_f, 2 * kTensorCoreTol, "dv");
+  }
+}
+
+TEST(CudaAttention, PathsChosen) {
+  using cuda::AttentionPath;
+  const char* env = std::getenv("TMT_ATTENTION");
+  const bool forced = env != nullptr && *env != '\0';
+  const AttentionShape bench{1, 4096, 16, 4, 128, 128, DType::kBF16};
+  const AttentionShape mla{2, 77, 8, 2, 192, 128, DType::kBF16};
+  const AttentionShape f32{1, 4096, 16, 4, 128, 128, DType::kF32};
+  const AttentionParams causal{1.0 / std::sqrt(128.0), 0};
+  for (cuda::AttentionPass pass : kPasses) {
+    const AttentionPath b = cuda::attention_path(pass, bench, causal, {});
+    const AttentionPath m = cuda::attention_path(pass, mla, causal, {});
+    std::printf("%s: bench shape -> %s, Dqk 192 / Dv 128 -> %s (TMT_ATTENTION=%s)\n",
+                pass_name(pass), cuda::attention_path_name(b), cuda::attention_path_name(m),
+                forced ? env : "");
+    EXPECT_EQ(cuda::attention_path(pass, f32, causal, {}), AttentionPath::kFp32);
+    if (!forced) {
+      EXPECT_EQ(b, AttentionPath::kCudnn);
+      EXPECT_EQ(m, AttentionPath::kCudnn);
     }
   }
 }
