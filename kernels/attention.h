@@ -15,9 +15,9 @@
 //   Written: out, lse (fwd); dq, dk, dv (bwd). CPU: one dtype, f32|f64, for all.
 //   CUDA: f32|bf16, lse f32. Of three implementations, the first that takes a call runs it:
 //     1. bf16: cuDNN's fused SDPA (kernels/cuda/cudnn_attention.h: bf16 products, fp32
-//        accumulation and softmax statistics) where cuDNN takes the shape (cudnn-frontend 1.32's checks
-//        for cuDNN 9.19: head dims multiples of 8 up to 128, or Dqk 192 with Dv 128, and S > 1
-//        for the backward; the library and the device decide the rest);
+//        accumulation and softmax statistics) where cuDNN takes the shape (cudnn-frontend 1.32 asks, for
+//        bf16 on Hopper with cuDNN 9.19, head dims that are multiples of 8 up to 256 and, for the
+//        backward, S > 1; cuDNN itself decides the rest when it builds the plan);
 //     2. bf16 with Dqk = Dv = 64 or 128: the tensor-core kernels (kernels/cuda/flash_attention.h);
 //     3. everything else (f32; Dqk, Dv up to 256, equal or not): an fp32 kernel on the CUDA cores.
 //   Both bf16 paths need every data pointer 16-byte aligned (arena allocations are). The

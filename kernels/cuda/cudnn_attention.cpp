@@ -8,11 +8,14 @@
 #include <cudnn_frontend.h>
 
 #include <bit>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "kernels/base/log.h"
 #include "kernels/base/workspace.h"

@@ -22,6 +22,8 @@
 //     flash kernels.
 //   PathsChosen: bf16 shapes cuDNN takes go to cuDNN unless TMT_ATTENTION says otherwise; f32 to
 //     the fp32 kernel.
+// Run it with TMT_ATTENTION unset: a forced path makes the op fatal on MatchesReference's shapes
+// that the path does not take (kernels/attention.h).
 // bf16 q/k/v/dout against the reference run in f32 on the bf16-rounded inputs; lse, always f32,
 // to 1e-5. The backward gets the reference's out and lse so that both sides differentiate the same
 // forward. Outputs are poisoned (NaN) first, so an element a kernel fails to write fails. Every
@@ -274,8 +276,8 @@ TEST(CudaAttention, TensorCoresMatchReference) {
   }
 }
 
-// Shapes the cuDNN path must take (cuDNN 9.19 on sm_90): S >= 2 (its backward refuses S = 1),
-// head dims multiples of 8 up to 128, or Dqk 192 with Dv 128.
+// Shapes the cuDNN path must take (cuDNN 9.19 on sm_90): S >= 2 (its backward refuses S = 1) and
+// head dims that are multiples of 8 (cudnn-frontend's checks; the plan is cuDNN's to find).
 constexpr Case kCudnnCases[] = {
     {2, 100, 8, 2, 64, 64, 0},   {1, 257, 8, 2, 128, 128, 0},   {3, 65, 4, 1, 64, 64, 0},
     {2, 200, 8, 2, 64, 64, 33},  {1, 300, 4, 1, 128, 128, 100}, {2, 129, 8, 2, 128, 128, 64},
