@@ -11,10 +11,13 @@ namespace {
 
 void check_args(const char* op, const Context& ctx, const Tensor& q, const Tensor& k,
                 const Tensor& v, const Tensor& out, const Tensor& lse, const AttentionParams& p) {
-  TMT_CHECK(q.rank() == 4 && k.rank() == 4 && v.shape == k.shape && out.shape == q.shape &&
+  TMT_CHECK(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && out.rank() == 4 &&
                 q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) &&
-                k.size(2) > 0 && q.size(2) % k.size(2) == 0,
-            "{}: q {}, k {}, v {}, out {} are not [B, S, H, Dh], [B, S, Hk, Dh] with Hk dividing H",
+                k.size(2) > 0 && q.size(2) % k.size(2) == 0 && v.size(0) == k.size(0) &&
+                v.size(1) == k.size(1) && v.size(2) == k.size(2) && out.size(0) == q.size(0) &&
+                out.size(1) == q.size(1) && out.size(2) == q.size(2) && out.size(3) == v.size(3),
+            "{}: q {}, k {}, v {}, out {} are not [B, S, H, Dqk], [B, S, Hk, Dqk], [B, S, Hk, Dv], "
+            "[B, S, H, Dv] with Hk dividing H",
             op, q.str(), k.str(), v.str(), out.str());
   TMT_CHECK(lse.shape == (Shape{q.size(0), q.size(2), q.size(1)}),
             "{}: lse {} is not [B, H, S] for q {}", op, lse.str(), q.str());
@@ -31,42 +34,71 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   TMT_CHECK(lse.device == ctx.device, "{}: lse {} not on {}", op, lse.str(),
             device_name(ctx.device));
 #if TMT_WITH_CUDA
-  TMT_CHECK(cpu || q.size(3) <= cuda::kAttentionMaxHeadDim,
-            "{}: head dim {} over the CUDA kernel's {}", op, q.size(3), cuda::kAttentionMaxHeadDim);
+  TMT_CHECK(
+      cpu || (q.size(3) <= cuda::kAttentionMaxHeadDim && v.size(3) <= cuda::kAttentionMaxHeadDim),
+      "{}: head dims {} (q, k), {} (v) over the CUDA kernels' {}", op, q.size(3), v.size(3),
+      cuda::kAttentionMaxHeadDim);
 #endif
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
 }
 
 // Costs, per query-key pair a head computes (Σ_i min(i + 1, window) over the S queries): forward
-// q·k and p·v, 4·Dh FLOPs; backward q·k recomputed, dp = dout·v, dv, dq and dk, 10·Dh. Bytes:
-// the forward reads q, k, v and writes out, lse; the backward reads those five and dout and
-// writes dq, dk, dv.
-double pairs_times_dh(const Tensor& q, int64_t window) {
+// q·k and p·v, 2·Dqk + 2·Dv FLOPs; backward q·k recomputed, dp = dout·v, dv, dq and dk,
+// 6·Dqk + 4·Dv. Bytes: the forward reads q, k, v and writes out, lse; the backward reads those
+// five and dout and writes dq, dk, dv.
+double visible_pairs(const Tensor& q, int64_t window) {
   const auto s = static_cast<double>(q.size(1));
   const double w = window == 0 || window >= q.size(1) ? s : static_cast<double>(window);
   const double per_head = w * (w + 1) / 2 + (s - w) * w;
-  return static_cast<double>(q.size(0) * q.size(2) * q.size(3)) * per_head;
+  return static_cast<double>(q.size(0) * q.size(2)) * per_head;
 }
 
 OpCost fwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                 const Tensor& v, const AttentionParams& p) {
-  return {4 * pairs_times_dh(q, p.window), bytes_of(q, k, v, out, lse)};
+  const auto dqk = static_cast<double>(q.size(3)), dv = static_cast<double>(v.size(3));
+  return {(2 * dqk + 2 * dv) * visible_pairs(q, p.window), bytes_of(q, k, v, out, lse)};
 }
 
 // dq, dk, dv and dout have the shapes and dtype of q, k, v and out.
 OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                 const Tensor& v, const AttentionParams& p) {
-  return {10 * pairs_times_dh(q, p.window), 2 * bytes_of(q, k, v, out) + bytes_of(lse)};
+  const auto dqk = static_cast<double>(q.size(3)), dv = static_cast<double>(v.size(3));
+  return {(6 * dqk + 4 * dv) * visible_pairs(q, p.window),
+          2 * bytes_of(q, k, v, out) + bytes_of(lse)};
+}
+
+void check_query(const char* op, const AttentionShape& s, const AttentionParams& p) {
+  TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
+  TMT_CHECK(s.batch >= 0 && s.seq >= 0 && s.heads >= 0 && s.kv_heads >= 0 && s.head_dim_qk >= 0 &&
+                s.head_dim_v >= 0 && (s.kv_heads == 0 ? s.heads == 0 : s.heads % s.kv_heads == 0),
+            "{}: B {} S {} H {} Hk {} Dqk {} Dv {} is not a shape with Hk dividing H", op, s.batch,
+            s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v);
 }
 
 }  // namespace
 
-size_t attention_bwd_workspace_bytes(Device device, int64_t batch, int64_t seq, int64_t heads) {
-  TMT_CHECK(batch >= 0 && seq >= 0 && heads >= 0,
-            "attention_bwd_workspace_bytes: negative shape B {} S {} H {}", batch, seq, heads);
+AttentionShape attention_shape(const Tensor& q, const Tensor& v) {
+  return {q.size(0), q.size(1), q.size(2), v.size(2), q.size(3), v.size(3), q.dtype};
+}
+
+size_t attention_fwd_workspace_bytes(Device device, const AttentionShape& shape,
+                                     const AttentionParams& params) {
+  check_query("attention_fwd_workspace_bytes", shape, params);
   if (device == Device::kCpu) return 0;
 #if TMT_WITH_CUDA
-  return cuda::attention_bwd_workspace_bytes(batch, seq, heads);
+  return cuda::attention_fwd_workspace_bytes(shape, params);
+#else
+  TMT_CHECK(false, "attention_fwd_workspace_bytes: this build has no CUDA backend");
+  return 0;
+#endif
+}
+
+size_t attention_bwd_workspace_bytes(Device device, const AttentionShape& shape,
+                                     const AttentionParams& params) {
+  check_query("attention_bwd_workspace_bytes", shape, params);
+  if (device == Device::kCpu) return 0;
+#if TMT_WITH_CUDA
+  return cuda::attention_bwd_workspace_bytes(shape, params);
 #else
   TMT_CHECK(false, "attention_bwd_workspace_bytes: this build has no CUDA backend");
   return 0;
@@ -89,11 +121,11 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
                    const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                    const Tensor& out, const Tensor& lse, const AttentionParams& params) {
   check_args("attention_bwd", ctx, q, k, v, out, lse, params);
-  TMT_CHECK(dq.shape == q.shape && dout.shape == q.shape && dk.shape == k.shape &&
-                dv.shape == k.shape && dq.dtype == q.dtype && dk.dtype == q.dtype &&
+  TMT_CHECK(dq.shape == q.shape && dk.shape == k.shape && dv.shape == v.shape &&
+                dout.shape == out.shape && dq.dtype == q.dtype && dk.dtype == q.dtype &&
                 dv.dtype == q.dtype && dout.dtype == q.dtype,
-            "attention_bwd: dq {}, dk {}, dv {}, dout {} do not match q {}, k {}", dq.str(),
-            dk.str(), dv.str(), dout.str(), q.str(), k.str());
+            "attention_bwd: dq {}, dk {}, dv {}, dout {} do not match q {}, k {}, v {}, out {}",
+            dq.str(), dk.str(), dv.str(), dout.str(), q.str(), k.str(), v.str(), out.str());
   const ProfileScope scope(ctx, "attention_bwd", bwd_cost(out, lse, q, k, v, params));
   if (ctx.device == Device::kCpu)
     return cpu::attention_bwd(dq, dk, dv, dout, q, k, v, out, lse, params);

@@ -1,8 +1,8 @@
 // Workspace: the device scratch memory an op borrows for the length of one call. Ops never
 // allocate device memory themselves (CUTLASS's and llm.c's rule): an op that needs scratch
 // declares a size query next to itself in its header (`linear_workspace_bytes(device)`,
-// `attention_bwd_workspace_bytes(device, B, S, H)`, ...: 0 on the CPU) and, when it runs, takes
-// its bytes from Context::workspace.
+// `attention_bwd_workspace_bytes(device, shape, params)`, ...: 0 on the CPU) and, when it runs,
+// takes its bytes from Context::workspace.
 //
 // Whoever owns a context (the Trainer, a test, a benchmark) reserves the most that any op it runs
 // will ask for — several reserve() calls keep the largest — and allocates once, before the first
@@ -10,7 +10,7 @@
 //
 //   Workspace ws;
 //   ws.reserve(linear_workspace_bytes(device));
-//   ws.reserve(attention_bwd_workspace_bytes(device, b, s, h));
+//   ws.reserve(attention_bwd_workspace_bytes(device, shape, params));
 //   ws.allocate(device);
 //   const Context ctx{device, stream, nullptr, &ws};
 //

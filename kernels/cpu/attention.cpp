@@ -9,15 +9,18 @@
 namespace tmt::cpu {
 namespace {
 
+// q, dq: [B, S, H, Dqk]; k, dk: [B, S, Hk, Dqk]; out, dout: [B, S, H, Dv]; v, dv: [B, S, Hk, Dv].
 struct Dims {
-  int64_t b, s, h, hk, dh, group;
-  int64_t q_at(int64_t bi, int64_t i, int64_t hi) const { return ((bi * s + i) * h + hi) * dh; }
-  int64_t k_at(int64_t bi, int64_t j, int64_t g) const { return ((bi * s + j) * hk + g) * dh; }
+  int64_t b, s, h, hk, dqk, dv, group;
+  int64_t q_at(int64_t bi, int64_t i, int64_t hi) const { return ((bi * s + i) * h + hi) * dqk; }
+  int64_t k_at(int64_t bi, int64_t j, int64_t g) const { return ((bi * s + j) * hk + g) * dqk; }
+  int64_t o_at(int64_t bi, int64_t i, int64_t hi) const { return ((bi * s + i) * h + hi) * dv; }
+  int64_t v_at(int64_t bi, int64_t j, int64_t g) const { return ((bi * s + j) * hk + g) * dv; }
   int64_t lse_at(int64_t bi, int64_t hi, int64_t i) const { return (bi * h + hi) * s + i; }
 };
 
-Dims dims_of(const Tensor& q, const Tensor& k) {
-  return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), q.size(2) / k.size(2)};
+Dims dims_of(const Tensor& q, const Tensor& k, const Tensor& v) {
+  return {q.size(0), q.size(1), q.size(2), k.size(2), q.size(3), v.size(3), q.size(2) / k.size(2)};
 }
 
 // The first key query i sees.
@@ -35,7 +38,7 @@ T dot(const T* a, const T* b, int64_t n) {
 template <class T>
 void forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
              const Tensor& v, const AttentionParams& p) {
-  const Dims n = dims_of(q, k);
+  const Dims n = dims_of(q, k, v);
   const T* qp = q.ptr<const T>();
   const T* kp = k.ptr<const T>();
   const T* vp = v.ptr<const T>();
@@ -52,18 +55,18 @@ void forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor
           const int64_t j0 = first_key(i, p.window);
           T m = -INFINITY;
           for (int64_t j = j0; j <= i; ++j) {
-            score[static_cast<size_t>(j)] = scale * dot(qi, kp + n.k_at(b, j, g), n.dh);
+            score[static_cast<size_t>(j)] = scale * dot(qi, kp + n.k_at(b, j, g), n.dqk);
             m = std::max(m, score[static_cast<size_t>(j)]);
           }
           T sum = 0;
           for (int64_t j = j0; j <= i; ++j)
             sum += score[static_cast<size_t>(j)] = std::exp(score[static_cast<size_t>(j)] - m);
-          T* oi = op + n.q_at(b, i, h);
-          std::fill(oi, oi + n.dh, T(0));
+          T* oi = op + n.o_at(b, i, h);
+          std::fill(oi, oi + n.dv, T(0));
           for (int64_t j = j0; j <= i; ++j) {
             const T w = score[static_cast<size_t>(j)] / sum;
-            const T* vj = vp + n.k_at(b, j, g);
-            for (int64_t d = 0; d < n.dh; ++d) oi[d] += w * vj[d];
+            const T* vj = vp + n.v_at(b, j, g);
+            for (int64_t d = 0; d < n.dv; ++d) oi[d] += w * vj[d];
           }
           lp[n.lse_at(b, h, i)] = m + std::log(sum);
         }
@@ -76,7 +79,7 @@ template <class T>
 void backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
               const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
               const Tensor& lse, const AttentionParams& p) {
-  const Dims n = dims_of(q, k);
+  const Dims n = dims_of(q, k, v);
   const T* qp = q.ptr<const T>();
   const T* kp = k.ptr<const T>();
   const T* vp = v.ptr<const T>();
@@ -91,29 +94,29 @@ void backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor
   for (int64_t b = 0; b < n.b; ++b) {
     for (int64_t g = 0; g < n.hk; ++g) {
       for (int64_t j = 0; j < n.s; ++j) {
-        std::fill(dkp + n.k_at(b, j, g), dkp + n.k_at(b, j, g) + n.dh, T(0));
-        std::fill(dvp + n.k_at(b, j, g), dvp + n.k_at(b, j, g) + n.dh, T(0));
+        std::fill(dkp + n.k_at(b, j, g), dkp + n.k_at(b, j, g) + n.dqk, T(0));
+        std::fill(dvp + n.v_at(b, j, g), dvp + n.v_at(b, j, g) + n.dv, T(0));
       }
       for (int64_t h = g * n.group; h < (g + 1) * n.group; ++h) {
         for (int64_t i = 0; i < n.s; ++i) {
           const T* qi = qp + n.q_at(b, i, h);
-          const T* doi = dop + n.q_at(b, i, h);
+          const T* doi = dop + n.o_at(b, i, h);
           T* dqi = dqp + n.q_at(b, i, h);
-          std::fill(dqi, dqi + n.dh, T(0));
+          std::fill(dqi, dqi + n.dqk, T(0));
           const T l = lp[n.lse_at(b, h, i)];
-          const T D = dot(doi, op + n.q_at(b, i, h), n.dh);
+          const T D = dot(doi, op + n.o_at(b, i, h), n.dv);
           for (int64_t j = first_key(i, p.window); j <= i; ++j) {
             const T* kj = kp + n.k_at(b, j, g);
-            const T* vj = vp + n.k_at(b, j, g);
-            const T prob = std::exp(scale * dot(qi, kj, n.dh) - l);
-            const T ds = prob * (dot(doi, vj, n.dh) - D);
+            const T* vj = vp + n.v_at(b, j, g);
+            const T prob = std::exp(scale * dot(qi, kj, n.dqk) - l);
+            const T ds = prob * (dot(doi, vj, n.dv) - D);
             T* dkj = dkp + n.k_at(b, j, g);
-            T* dvj = dvp + n.k_at(b, j, g);
-            for (int64_t d = 0; d < n.dh; ++d) {
+            T* dvj = dvp + n.v_at(b, j, g);
+            for (int64_t d = 0; d < n.dqk; ++d) {
               dqi[d] += scale * ds * kj[d];
               dkj[d] += scale * ds * qi[d];
-              dvj[d] += prob * doi[d];
             }
+            for (int64_t d = 0; d < n.dv; ++d) dvj[d] += prob * doi[d];
           }
         }
       }

@@ -1,14 +1,17 @@
-// attention on CUDA (formulas in kernels/attention.h). Two paths, chosen per call:
-//   - bf16 with Dh 64 or 128 (and 16-byte aligned tensors): the tensor-core kernels of
+// attention on CUDA (formulas in kernels/attention.h). Three paths, chosen per call
+// (attention_path, at the end of this file):
+//   - bf16 (and 16-byte aligned tensors) where cuDNN takes the shape: its fused SDPA
+//     (kernels/cuda/cudnn_attention.cpp);
+//   - bf16 with Dqk = Dv = 64 or 128 (and 16-byte aligned tensors): the tensor-core kernels of
 //     kernels/cuda/flash_attention.cu (mma.sync, FlashAttention-2 style);
-//   - everything else (f32, other head dims up to 256): the kernels below, flash-attention-style
-//     tiles on the CUDA cores, fp32 throughout, correctness first.
+//   - everything else (f32, other head dims up to 256, Dv different from Dqk): the kernels below,
+//     flash-attention-style tiles on the CUDA cores, fp32 throughout, correctness first.
 //
 // Tiles are kTile = 32 queries by 32 keys, blocks of 4 warps; a warp owns 8 rows of its block's
 // tile, and its lanes run over the other tile dimension (32 keys or queries) when computing scores
-// and over the head dimension (lane + 32 c, c < C) when accumulating. Tiles sit in shared memory as
-// fp32 rows of ld = Dh rounded up to an odd number of floats, so a lane-per-row access is free of
-// bank conflicts.
+// and over the head dimension (lane + 32 c, c < C) when accumulating; C covers the larger of Dqk
+// and Dv. Tiles sit in shared memory as fp32 rows of ld = their head dim (Dqk for q, k; Dv for v,
+// dout) rounded up to an odd number of floats, so a lane-per-row access is free of bank conflicts.
 //
 //   forward       one block per (query tile, head, batch): online softmax over the visible key
 //                 tiles (running max m, running sum l, rescaled accumulator), out = acc / l,
@@ -21,6 +24,10 @@
 //                 dq += scale dS k.
 // Every output element has exactly one writer, so results do not depend on scheduling.
 #include <algorithm>
+#include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
@@ -34,15 +41,22 @@ constexpr int kWarps = 4;
 constexpr int kRows = kTile / kWarps;  // rows of a tile per warp
 
 struct Shape4 {
-  int64_t b, s, h, hk, dh, group;
+  int64_t b, s, h, hk, dqk, dv, group;
   float scale;
   int64_t window;
-  // Element offsets of row (batch, position, head) in q/out and in k/v; lse is [B, H, S].
+  // Element offsets of row (batch, position, head) in q/dq, k/dk (Dqk wide), out/dout and v/dv
+  // (Dv wide); lse is [B, H, S].
   __device__ int64_t q_at(int64_t bi, int64_t i, int64_t hi) const {
-    return ((bi * s + i) * h + hi) * dh;
+    return ((bi * s + i) * h + hi) * dqk;
   }
   __device__ int64_t k_at(int64_t bi, int64_t j, int64_t g) const {
-    return ((bi * s + j) * hk + g) * dh;
+    return ((bi * s + j) * hk + g) * dqk;
+  }
+  __device__ int64_t o_at(int64_t bi, int64_t i, int64_t hi) const {
+    return ((bi * s + i) * h + hi) * dv;
+  }
+  __device__ int64_t v_at(int64_t bi, int64_t j, int64_t g) const {
+    return ((bi * s + j) * hk + g) * dv;
   }
   __device__ bool visible(int64_t i, int64_t j) const {
     return i < s && j <= i && (window == 0 || j > i - window);
@@ -78,8 +92,8 @@ __device__ void load_row_stats(float* lse_tile, float* d_tile, const float* lse_
     const int64_t i = i0 + il;
     float dsum = 0.0f;
     if (i < n.s) {
-      const int64_t at = n.q_at(bi, i, hi);
-      for (int64_t d = lane; d < n.dh; d += 32)
+      const int64_t at = n.o_at(bi, i, hi);
+      for (int64_t d = lane; d < n.dv; d += 32)
         dsum += to_math(dout[at + d]) * to_math(out[at + d]);
     }
     dsum = warp_sum(dsum);
@@ -95,16 +109,17 @@ __global__ void __launch_bounds__(kWarps * 32)
     attention_fwd_kernel(T* __restrict__ out, float* __restrict__ lse, const T* __restrict__ q,
                          const T* __restrict__ k, const T* __restrict__ v, Shape4 n) {
   extern __shared__ float shared[];
-  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  const int dqk = static_cast<int>(n.dqk), dv = static_cast<int>(n.dv);
+  const int ld = leading_dim(dqk), ldv = leading_dim(dv);
   float* qs = shared;
   float* ks = qs + kTile * ld;
   float* vs = ks + kTile * ld;
-  float* ps = vs + kTile * ld;  // [kTile][kTile]: P of the current tiles
+  float* ps = vs + kTile * ldv;  // [kTile][kTile]: P of the current tiles
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTile, hi = blockIdx.y, bi = blockIdx.z;
   const int64_t g = hi / n.group;
 
-  load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  load_tile(qs, ld, q, i0, n.s, dqk, [&](int64_t i) { return n.q_at(bi, i, hi); });
   float m[kRows], l[kRows], acc[kRows][C];
   for (int r = 0; r < kRows; ++r) {
     m[r] = -INFINITY;
@@ -114,12 +129,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
   for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
     __syncthreads();  // the previous tiles' readers are done (and qs is loaded)
-    load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
-    load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ldv, v, j0, n.s, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
     __syncthreads();
     float s[kRows];
     for (int r = 0; r < kRows; ++r) s[r] = 0.0f;
-    for (int d = 0; d < dh; ++d) {
+    for (int d = 0; d < dqk; ++d) {
       const float kd = ks[lane * ld + d];
       for (int r = 0; r < kRows; ++r) s[r] += qs[(warp * kRows + r) * ld + d] * kd;
     }
@@ -143,8 +158,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int jj = 0; jj < kTile; ++jj) {
       for (int c = 0; c < C; ++c) {
         const int d = lane + 32 * c;
-        if (d >= dh) continue;
-        const float vd = vs[jj * ld + d];
+        if (d >= dv) continue;
+        const float vd = vs[jj * ldv + d];
         for (int r = 0; r < kRows; ++r) acc[r][c] += ps[(warp * kRows + r) * kTile + jj] * vd;
       }
     }
@@ -153,10 +168,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t i = i0 + warp * kRows + r;
     if (i >= n.s) continue;
     const float inv = 1.0f / l[r];
-    const int64_t at = n.q_at(bi, i, hi);
+    const int64_t at = n.o_at(bi, i, hi);
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      if (d < dh) out[at + d] = from_math<T>(acc[r][c] * inv);
+      if (d < dv) out[at + d] = from_math<T>(acc[r][c] * inv);
     }
     if (lane == 0) lse[(bi * n.h + hi) * n.s + i] = m[r] + logf(l[r]);
   }
@@ -168,20 +183,21 @@ __global__ void __launch_bounds__(kWarps * 32)
                           const T* __restrict__ q, const T* __restrict__ k, const T* __restrict__ v,
                           const T* __restrict__ out, const float* __restrict__ lse, Shape4 n) {
   extern __shared__ float shared[];
-  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  const int dqk = static_cast<int>(n.dqk), dim_v = static_cast<int>(n.dv);
+  const int ld = leading_dim(dqk), ldv = leading_dim(dim_v);
   float* ks = shared;
   float* vs = ks + kTile * ld;
-  float* qs = vs + kTile * ld;
+  float* qs = vs + kTile * ldv;
   float* dos = qs + kTile * ld;
-  float* ps = dos + kTile * ld;     // [key][query]
+  float* ps = dos + kTile * ldv;    // [key][query]
   float* dss = ps + kTile * kTile;  // [key][query]
   float* lse_tile = dss + kTile * kTile;
   float* d_tile = lse_tile + kTile;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile, g = blockIdx.y, bi = blockIdx.z;
 
-  load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
-  load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+  load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+  load_tile(vs, ldv, v, j0, n.s, dim_v, [&](int64_t j) { return n.v_at(bi, j, g); });
   float acc_dk[kRows][C], acc_dv[kRows][C];
   for (int r = 0; r < kRows; ++r) {
     for (int c = 0; c < C; ++c) acc_dk[r][c] = acc_dv[r][c] = 0.0f;
@@ -192,18 +208,19 @@ __global__ void __launch_bounds__(kWarps * 32)
     const float* lse_row = lse + (bi * n.h + hi) * n.s;
     for (int64_t i0 = j0; i0 < query_end; i0 += kTile) {
       __syncthreads();
-      load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
-      load_tile(dos, ld, dout, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+      load_tile(qs, ld, q, i0, n.s, dqk, [&](int64_t i) { return n.q_at(bi, i, hi); });
+      load_tile(dos, ldv, dout, i0, n.s, dim_v, [&](int64_t i) { return n.o_at(bi, i, hi); });
       load_row_stats(lse_tile, d_tile, lse_row, dout, out, n, bi, hi, i0);
       __syncthreads();
       float s[kRows], dp[kRows];
       for (int r = 0; r < kRows; ++r) s[r] = dp[r] = 0.0f;
-      for (int d = 0; d < dh; ++d) {
-        const float qd = qs[lane * ld + d], od = dos[lane * ld + d];
-        for (int r = 0; r < kRows; ++r) {
-          s[r] += qd * ks[(warp * kRows + r) * ld + d];
-          dp[r] += od * vs[(warp * kRows + r) * ld + d];
-        }
+      for (int d = 0; d < dqk; ++d) {
+        const float qd = qs[lane * ld + d];
+        for (int r = 0; r < kRows; ++r) s[r] += qd * ks[(warp * kRows + r) * ld + d];
+      }
+      for (int d = 0; d < dim_v; ++d) {
+        const float od = dos[lane * ldv + d];
+        for (int r = 0; r < kRows; ++r) dp[r] += od * vs[(warp * kRows + r) * ldv + d];
       }
       const int64_t i = i0 + lane;
       for (int r = 0; r < kRows; ++r) {
@@ -216,12 +233,16 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int il = 0; il < kTile; ++il) {
         for (int c = 0; c < C; ++c) {
           const int d = lane + 32 * c;
-          if (d >= dh) continue;
-          const float qd = qs[il * ld + d], od = dos[il * ld + d];
-          for (int r = 0; r < kRows; ++r) {
-            const int jl = warp * kRows + r;
-            acc_dv[r][c] += ps[jl * kTile + il] * od;
-            acc_dk[r][c] += dss[jl * kTile + il] * qd;
+          if (d < dim_v) {
+            const float od = dos[il * ldv + d];
+            for (int r = 0; r < kRows; ++r)
+              acc_dv[r][c] += ps[(warp * kRows + r) * kTile + il] * od;
+          }
+          if (d < dqk) {
+            const float qd = qs[il * ld + d];
+            for (int r = 0; r < kRows; ++r) {
+              acc_dk[r][c] += dss[(warp * kRows + r) * kTile + il] * qd;
+            }
           }
         }
       }
@@ -230,12 +251,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int r = 0; r < kRows; ++r) {
     const int64_t j = j0 + warp * kRows + r;
     if (j >= n.s) continue;
-    const int64_t at = n.k_at(bi, j, g);
+    const int64_t k_at = n.k_at(bi, j, g), v_at = n.v_at(bi, j, g);
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      if (d >= dh) continue;
-      dk[at + d] = from_math<T>(n.scale * acc_dk[r][c]);
-      dv[at + d] = from_math<T>(acc_dv[r][c]);
+      if (d < dqk) dk[k_at + d] = from_math<T>(n.scale * acc_dk[r][c]);
+      if (d < dim_v) dv[v_at + d] = from_math<T>(acc_dv[r][c]);
     }
   }
 }
@@ -246,20 +266,21 @@ __global__ void __launch_bounds__(kWarps * 32)
                         const T* __restrict__ k, const T* __restrict__ v, const T* __restrict__ out,
                         const float* __restrict__ lse, Shape4 n) {
   extern __shared__ float shared[];
-  const int ld = leading_dim(n.dh), dh = static_cast<int>(n.dh);
+  const int dqk = static_cast<int>(n.dqk), dv = static_cast<int>(n.dv);
+  const int ld = leading_dim(dqk), ldv = leading_dim(dv);
   float* qs = shared;
   float* dos = qs + kTile * ld;
-  float* ks = dos + kTile * ld;
+  float* ks = dos + kTile * ldv;
   float* vs = ks + kTile * ld;
-  float* dss = vs + kTile * ld;  // [query][key]
+  float* dss = vs + kTile * ldv;  // [query][key]
   float* lse_tile = dss + kTile * kTile;
   float* d_tile = lse_tile + kTile;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTile, hi = blockIdx.y, bi = blockIdx.z;
   const int64_t g = hi / n.group;
 
-  load_tile(qs, ld, q, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
-  load_tile(dos, ld, dout, i0, n.s, dh, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  load_tile(qs, ld, q, i0, n.s, dqk, [&](int64_t i) { return n.q_at(bi, i, hi); });
+  load_tile(dos, ldv, dout, i0, n.s, dv, [&](int64_t i) { return n.o_at(bi, i, hi); });
   load_row_stats(lse_tile, d_tile, lse + (bi * n.h + hi) * n.s, dout, out, n, bi, hi, i0);
   float acc[kRows][C];
   for (int r = 0; r < kRows; ++r) {
@@ -268,17 +289,18 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
   for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
     __syncthreads();
-    load_tile(ks, ld, k, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
-    load_tile(vs, ld, v, j0, n.s, dh, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ldv, v, j0, n.s, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
     __syncthreads();
     float s[kRows], dp[kRows];
     for (int r = 0; r < kRows; ++r) s[r] = dp[r] = 0.0f;
-    for (int d = 0; d < dh; ++d) {
-      const float kd = ks[lane * ld + d], vd = vs[lane * ld + d];
-      for (int r = 0; r < kRows; ++r) {
-        s[r] += qs[(warp * kRows + r) * ld + d] * kd;
-        dp[r] += dos[(warp * kRows + r) * ld + d] * vd;
-      }
+    for (int d = 0; d < dqk; ++d) {
+      const float kd = ks[lane * ld + d];
+      for (int r = 0; r < kRows; ++r) s[r] += qs[(warp * kRows + r) * ld + d] * kd;
+    }
+    for (int d = 0; d < dv; ++d) {
+      const float vd = vs[lane * ldv + d];
+      for (int r = 0; r < kRows; ++r) dp[r] += dos[(warp * kRows + r) * ldv + d] * vd;
     }
     const int64_t j = j0 + lane;
     for (int r = 0; r < kRows; ++r) {
@@ -290,7 +312,7 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int jj = 0; jj < kTile; ++jj) {
       for (int c = 0; c < C; ++c) {
         const int d = lane + 32 * c;
-        if (d >= dh) continue;
+        if (d >= dqk) continue;
         const float kd = ks[jj * ld + d];
         for (int r = 0; r < kRows; ++r) acc[r][c] += dss[(warp * kRows + r) * kTile + jj] * kd;
       }
@@ -302,24 +324,25 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int64_t at = n.q_at(bi, i, hi);
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
-      if (d < dh) dq[at + d] = from_math<T>(n.scale * acc[r][c]);
+      if (d < dqk) dq[at + d] = from_math<T>(n.scale * acc[r][c]);
     }
   }
 }
 
-Shape4 shape_of(const Tensor& q, const Tensor& k, const AttentionParams& p) {
+Shape4 shape_of(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) {
   return {q.size(0),
           q.size(1),
           q.size(2),
           k.size(2),
           q.size(3),
+          v.size(3),
           q.size(2) / k.size(2),
           static_cast<float>(p.softmax_scale),
           p.window};
 }
 
-// Calls f(T{}, std::integral_constant<int, C>{}) for the tensors' dtype and the head dimension's
-// chunk count C = ceil(Dh / 32) rounded up to a power of two.
+// Calls f(T{}, std::integral_constant<int, C>{}) for the tensors' dtype and the head dimensions'
+// chunk count C = ceil(max(Dqk, Dv) / 32) rounded up to a power of two.
 template <class F>
 void dispatch(DType dtype, int64_t dh, F&& f) {
   const auto with_chunks = [&](auto zero) {
@@ -349,42 +372,31 @@ T* data(const Tensor& t) {
   return static_cast<T*>(t.data);
 }
 
-}  // namespace
-
-size_t attention_bwd_workspace_bytes(int64_t batch, int64_t seq, int64_t heads) {
-  return flash_attention_bwd_workspace_bytes(batch, seq, heads);
-}
-
-void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
-                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
-  if (flash_attention_supported(q.dtype, q.size(3), {out.data, q.data, k.data, v.data})) {
-    return flash_attention_fwd(ctx, out, lse, q, k, v, params);
-  }
-  const Shape4 n = shape_of(q, k, params);
-  if (q.numel() == 0) return;
-  const size_t floats = 3 * kTile * static_cast<size_t>(leading_dim(n.dh)) + kTile * kTile;
+void fp32_attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                        const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  const Shape4 n = shape_of(q, k, v, params);
+  const size_t floats = kTile * (2 * static_cast<size_t>(leading_dim(n.dqk)) +
+                                 static_cast<size_t>(leading_dim(n.dv))) +
+                        kTile * kTile;
   const dim3 grid(tiles(n.s), static_cast<unsigned>(n.h), static_cast<unsigned>(n.b));
-  dispatch(q.dtype, n.dh, [&](auto zero, auto chunks) {
+  dispatch(q.dtype, std::max(n.dqk, n.dv), [&](auto zero, auto chunks) {
     using T = decltype(zero);
     launch(ctx, attention_fwd_kernel<T, decltype(chunks)::value>, grid, floats, data<T>(out),
            lse.ptr<float>(), data<const T>(q), data<const T>(k), data<const T>(v), n);
   });
 }
 
-void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
-  if (flash_attention_supported(
-          q.dtype, q.size(3),
-          {dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data})) {
-    return flash_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
-  }
-  const Shape4 n = shape_of(q, k, params);
-  if (q.numel() == 0) return;
-  const size_t tile = kTile * static_cast<size_t>(leading_dim(n.dh));
-  const size_t dkdv_floats = 4 * tile + 2 * kTile * kTile + 2 * kTile;
-  const size_t dq_floats = 4 * tile + kTile * kTile + 2 * kTile;
-  dispatch(q.dtype, n.dh, [&](auto zero, auto chunks) {
+void fp32_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                        const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  const Shape4 n = shape_of(q, k, v, params);
+  // Two tiles Dqk wide (q, k) and two Dv wide (v, dout) in both kernels.
+  const size_t tiles4 =
+      2 * kTile *
+      (static_cast<size_t>(leading_dim(n.dqk)) + static_cast<size_t>(leading_dim(n.dv)));
+  const size_t dkdv_floats = tiles4 + 2 * kTile * kTile + 2 * kTile;
+  const size_t dq_floats = tiles4 + kTile * kTile + 2 * kTile;
+  dispatch(q.dtype, std::max(n.dqk, n.dv), [&](auto zero, auto chunks) {
     using T = decltype(zero);
     launch(ctx, attention_dkdv_kernel<T, decltype(chunks)::value>,
            dim3(tiles(n.s), static_cast<unsigned>(n.hk), static_cast<unsigned>(n.b)), dkdv_floats,
@@ -395,6 +407,126 @@ void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const
            data<T>(dq), data<const T>(dout), data<const T>(q), data<const T>(k), data<const T>(v),
            data<const T>(out), lse.ptr<const float>(), n);
   });
+}
+
+// TMT_ATTENTION, read once: the path it forces, or none (unset or empty).
+std::optional<AttentionPath> forced_path() {
+  static const std::optional<AttentionPath> path = []() -> std::optional<AttentionPath> {
+    const char* env = std::getenv("TMT_ATTENTION");
+    const std::string_view value = env == nullptr ? "" : env;
+    if (value.empty()) return std::nullopt;
+    for (AttentionPath p : {AttentionPath::kCudnn, AttentionPath::kFlash, AttentionPath::kFp32}) {
+      if (value == attention_path_name(p)) return p;
+    }
+    TMT_CHECK(false, "TMT_ATTENTION={} is not cudnn, flash or fp32 (or unset)", value);
+    return std::nullopt;
+  }();
+  return path;
+}
+
+bool aligned16(std::initializer_list<const void*> data) {
+  return std::all_of(data.begin(), data.end(),
+                     [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; });
+}
+
+std::string shape_str(AttentionPass pass, const AttentionShape& s, const AttentionParams& p) {
+  return fmt::format("{} {} B {} S {} H {} Hk {} Dqk {} Dv {} window {}",
+                     pass == AttentionPass::kForward ? "forward" : "backward", dtype_name(s.dtype),
+                     s.batch, s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v, p.window);
+}
+
+bool empty(const AttentionShape& s) {
+  return s.batch == 0 || s.seq == 0 || s.heads == 0 || s.head_dim_qk == 0 || s.head_dim_v == 0;
+}
+
+}  // namespace
+
+const char* attention_path_name(AttentionPath path) {
+  switch (path) {
+    case AttentionPath::kCudnn:
+      return "cudnn";
+    case AttentionPath::kFlash:
+      return "flash";
+    case AttentionPath::kFp32:
+      return "fp32";
+  }
+  return "?";
+}
+
+AttentionPath attention_path(AttentionPass pass, const AttentionShape& shape,
+                             const AttentionParams& params,
+                             std::initializer_list<const void*> data) {
+  const std::optional<AttentionPath> forced = forced_path();
+  if (shape.dtype != DType::kBF16 || forced == AttentionPath::kFp32) return AttentionPath::kFp32;
+  const bool aligned = aligned16(data);
+  const bool flash =
+      flash_attention_supported(shape.dtype, shape.head_dim_qk, shape.head_dim_v, data);
+  if (forced == AttentionPath::kFlash) {
+    TMT_CHECK(flash, "TMT_ATTENTION=flash, but the tensor-core kernels do not take attention {}{}",
+              shape_str(pass, shape, params), aligned ? "" : " (a pointer not 16-byte aligned)");
+    return AttentionPath::kFlash;
+  }
+  std::string why;
+  const bool cudnn = aligned && cudnn_attention_supported(pass, shape, params, &why);
+  if (forced == AttentionPath::kCudnn) {
+    TMT_CHECK(cudnn, "TMT_ATTENTION=cudnn, but cuDNN does not take attention {}: {}",
+              shape_str(pass, shape, params), aligned ? why : "a pointer not 16-byte aligned");
+    return AttentionPath::kCudnn;
+  }
+  if (cudnn) return AttentionPath::kCudnn;
+  return flash ? AttentionPath::kFlash : AttentionPath::kFp32;
+}
+
+size_t attention_fwd_workspace_bytes(const AttentionShape& shape, const AttentionParams& params) {
+  if (empty(shape)) return 0;
+  const AttentionPass pass = AttentionPass::kForward;
+  return attention_path(pass, shape, params, {}) == AttentionPath::kCudnn
+             ? cudnn_attention_workspace_bytes(pass, shape, params)
+             : 0;
+}
+
+size_t attention_bwd_workspace_bytes(const AttentionShape& shape, const AttentionParams& params) {
+  if (empty(shape)) return 0;
+  const AttentionPass pass = AttentionPass::kBackward;
+  switch (attention_path(pass, shape, params, {})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_workspace_bytes(pass, shape, params);
+    case AttentionPath::kFlash:
+      return flash_attention_bwd_workspace_bytes(shape.batch, shape.seq, shape.heads);
+    case AttentionPath::kFp32:
+      break;
+  }
+  return 0;
+}
+
+void attention_fwd(const Context& ctx, const Tensor& out, const Tensor& lse, const Tensor& q,
+                   const Tensor& k, const Tensor& v, const AttentionParams& params) {
+  if (q.numel() == 0) return;
+  switch (attention_path(AttentionPass::kForward, attention_shape(q, v), params,
+                         {out.data, lse.data, q.data, k.data, v.data})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_fwd(ctx, out, lse, q, k, v, params);
+    case AttentionPath::kFlash:
+      return flash_attention_fwd(ctx, out, lse, q, k, v, params);
+    case AttentionPath::kFp32:
+      return fp32_attention_fwd(ctx, out, lse, q, k, v, params);
+  }
+}
+
+void attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                   const Tensor& out, const Tensor& lse, const AttentionParams& params) {
+  if (q.numel() == 0) return;
+  switch (attention_path(
+      AttentionPass::kBackward, attention_shape(q, v), params,
+      {dq.data, dk.data, dv.data, dout.data, q.data, k.data, v.data, out.data, lse.data})) {
+    case AttentionPath::kCudnn:
+      return cudnn_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+    case AttentionPath::kFlash:
+      return flash_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+    case AttentionPath::kFp32:
+      return fp32_attention_bwd(ctx, dq, dk, dv, dout, q, k, v, out, lse, params);
+  }
 }
 
 }  // namespace tmt::cuda

@@ -577,9 +577,11 @@ size_t max_block_smem() {
 
 }  // namespace
 
-bool flash_attention_supported(DType dtype, int64_t head_dim,
+bool flash_attention_supported(DType dtype, int64_t head_dim, int64_t head_dim_v,
                                std::initializer_list<const void*> data) {
-  if (dtype != DType::kBF16 || (head_dim != 64 && head_dim != 128)) return false;
+  if (dtype != DType::kBF16 || head_dim_v != head_dim || (head_dim != 64 && head_dim != 128)) {
+    return false;
+  }
   const size_t smem = head_dim == 64 ? std::max({kFwdSmem<64>, kDqSmem<64>, kDkdvSmem<64>})
                                      : std::max({kFwdSmem<128>, kDqSmem<128>, kDkdvSmem<128>});
   if (smem > max_block_smem()) return false;

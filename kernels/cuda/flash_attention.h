@@ -12,11 +12,12 @@
 
 namespace tmt::cuda {
 
-// Whether these kernels take the op: bf16 tensors with a head dim of 64 or 128, every data pointer
+// Whether these kernels take the op: bf16 tensors with one head dim, 64 or 128, for q, k and v
+// (head_dim: q and k's, head_dim_v: v and out's; the kernels need them equal), every data pointer
 // 16-byte aligned (arena allocations are; a view that starts inside a row may not be), and a device
 // that lets a block have the shared memory the kernels need (at most 102 KiB at Dh 128: sm_80 and
 // sm_90 do; sm_86 and sm_89 do only at Dh 64).
-bool flash_attention_supported(DType dtype, int64_t head_dim,
+bool flash_attention_supported(DType dtype, int64_t head_dim, int64_t head_dim_v,
                                std::initializer_list<const void*> data);
 
 // Arguments as attention_fwd / attention_bwd in kernels/attention.h, already validated there.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every CUDA kernel timed at one Mixtral-shaped layer's shapes (T = 4096 tokens, D = 2048, 16/4
-# heads of 128, 8 experts top-2 of FFN 5632, vocab 32000), bf16 where the op takes it: a table of
+# heads of 128, 8 experts top-2 of FFN 5632, vocab 32000), bf16 where the op takes it, attention
+# also at Mixtral 8x7B's 32/8 heads, through cuDNN and our flash kernels side by side: a table of
 # time, achieved rate, floor and % of the floor (tests/tools/bench_cuda_kernels.cpp says how each
 # is counted). The expert GEMMs also pass by pass through each grouped-GEMM path (CUTLASS in its three
 # tile configurations, cuBLAS grouped, the cuBLASLt loop), at these shapes and Mixtral 8x7B's; the

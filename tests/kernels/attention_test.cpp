@@ -1,5 +1,6 @@
 // Attention: hand cases (one token sees only itself; two tokens by hand; the window), fp64 finite
-// differences for dq, dk, dv with and without a window, and f32 against f64.
+// differences for dq, dk, dv with and without a window, with the value head dim Dv equal to the
+// query/key head dim Dqk and different from it (smaller and larger), and f32 against f64.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -18,7 +19,7 @@ namespace {
 const Context kCpu{};
 
 struct Case {
-  int64_t b, s, h, hk, dh, window;
+  int64_t b, s, h, hk, dqk, dv, window;
 };
 
 TEST(Attention, OneTokenReturnsItsValue) {
@@ -64,11 +65,12 @@ class AttentionGrad : public ::testing::TestWithParam<Case> {};
 TEST_P(AttentionGrad, MatchesFiniteDifferences) {
   const Case c = GetParam();
   Arena a(Device::kCpu, 1 << 20, "t");
-  const Shape qs{c.b, c.s, c.h, c.dh}, ks{c.b, c.s, c.hk, c.dh};
-  Tensor q = a.alloc(DType::kF64, qs), k = a.alloc(DType::kF64, ks), v = a.alloc(DType::kF64, ks);
-  Tensor out = a.alloc(DType::kF64, qs), lse = a.alloc(DType::kF64, {c.b, c.h, c.s});
-  Tensor dout = a.alloc(DType::kF64, qs), dq = a.alloc(DType::kF64, qs),
-         dk = a.alloc(DType::kF64, ks), dv = a.alloc(DType::kF64, ks);
+  const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, c.s, c.hk, c.dqk};
+  const Shape vs{c.b, c.s, c.hk, c.dv}, os{c.b, c.s, c.h, c.dv};
+  Tensor q = a.alloc(DType::kF64, qs), k = a.alloc(DType::kF64, ks), v = a.alloc(DType::kF64, vs);
+  Tensor out = a.alloc(DType::kF64, os), lse = a.alloc(DType::kF64, {c.b, c.h, c.s});
+  Tensor dout = a.alloc(DType::kF64, os), dq = a.alloc(DType::kF64, qs),
+         dk = a.alloc(DType::kF64, ks), dv = a.alloc(DType::kF64, vs);
   test::fill_normal(q, 11);
   test::fill_normal(k, 12);
   test::fill_normal(v, 13);
@@ -76,7 +78,7 @@ TEST_P(AttentionGrad, MatchesFiniteDifferences) {
   test::fill_uniform(dq, 15);  // junk: the backward must write, not add
   test::fill_uniform(dk, 16);
   test::fill_uniform(dv, 17);
-  const AttentionParams p{1.0 / std::sqrt(static_cast<double>(c.dh)), c.window};
+  const AttentionParams p{1.0 / std::sqrt(static_cast<double>(c.dqk)), c.window};
   auto loss = [&] {
     attention_fwd(kCpu, out, lse, q, k, v, p);
     return test::dot(out, dout);
@@ -89,31 +91,37 @@ TEST_P(AttentionGrad, MatchesFiniteDifferences) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionGrad,
-                         ::testing::Values(Case{2, 7, 4, 2, 6, 0}, Case{2, 7, 4, 2, 6, 3},
-                                           Case{1, 5, 3, 3, 4, 0}, Case{1, 6, 4, 1, 2, 2}));
+                         ::testing::Values(Case{2, 7, 4, 2, 6, 6, 0}, Case{2, 7, 4, 2, 6, 6, 3},
+                                           Case{1, 5, 3, 3, 4, 4, 0}, Case{1, 6, 4, 1, 2, 2, 2}));
+
+// Dv != Dqk (multi-head latent attention's 192 / 128, scaled down): v and out narrower and wider
+// than q and k, with GQA, a window and B > 1.
+INSTANTIATE_TEST_SUITE_P(ValueHeadDim, AttentionGrad,
+                         ::testing::Values(Case{2, 7, 4, 2, 6, 4, 0}, Case{2, 7, 4, 2, 6, 4, 3},
+                                           Case{1, 6, 4, 1, 3, 5, 2}, Case{2, 5, 2, 2, 8, 3, 0}));
 
 TEST(Attention, F32AgreesWithF64) {
   Arena a(Device::kCpu, 1 << 20, "t");
-  const Shape qs{2, 9, 4, 8}, ks{2, 9, 2, 8};
-  Tensor q = a.alloc(DType::kF64, qs), k = a.alloc(DType::kF64, ks), v = a.alloc(DType::kF64, ks);
-  Tensor dout = a.alloc(DType::kF64, qs);
+  const Shape qs{2, 9, 4, 8}, ks{2, 9, 2, 8}, vs{2, 9, 2, 6}, os{2, 9, 4, 6};  // Dqk 8, Dv 6
+  Tensor q = a.alloc(DType::kF64, qs), k = a.alloc(DType::kF64, ks), v = a.alloc(DType::kF64, vs);
+  Tensor dout = a.alloc(DType::kF64, os);
   test::fill_normal(q, 1);
   test::fill_normal(k, 2);
   test::fill_normal(v, 3);
   test::fill_normal(dout, 4);
   Tensor q32 = a.alloc(DType::kF32, qs), k32 = a.alloc(DType::kF32, ks),
-         v32 = a.alloc(DType::kF32, ks), do32 = a.alloc(DType::kF32, qs);
+         v32 = a.alloc(DType::kF32, vs), do32 = a.alloc(DType::kF32, os);
   for (auto [d, s] : {std::pair{q32, q}, {k32, k}, {v32, v}, {do32, dout}}) cast(kCpu, d, s);
   const AttentionParams p{0.35, 4};
-  Tensor o64 = a.alloc(DType::kF64, qs), l64 = a.alloc(DType::kF64, {2, 4, 9});
-  Tensor o32 = a.alloc(DType::kF32, qs), l32 = a.alloc(DType::kF32, {2, 4, 9});
+  Tensor o64 = a.alloc(DType::kF64, os), l64 = a.alloc(DType::kF64, {2, 4, 9});
+  Tensor o32 = a.alloc(DType::kF32, os), l32 = a.alloc(DType::kF32, {2, 4, 9});
   attention_fwd(kCpu, o64, l64, q, k, v, p);
   attention_fwd(kCpu, o32, l32, q32, k32, v32, p);
   test::expect_close(test::to_doubles(o32), test::to_doubles(o64), 1e-6, "out f32 vs f64");
   Tensor dq64 = a.alloc(DType::kF64, qs), dk64 = a.alloc(DType::kF64, ks),
-         dv64 = a.alloc(DType::kF64, ks);
+         dv64 = a.alloc(DType::kF64, vs);
   Tensor dq32 = a.alloc(DType::kF32, qs), dk32 = a.alloc(DType::kF32, ks),
-         dv32 = a.alloc(DType::kF32, ks);
+         dv32 = a.alloc(DType::kF32, vs);
   attention_bwd(kCpu, dq64, dk64, dv64, dout, q, k, v, o64, l64, p);
   attention_bwd(kCpu, dq32, dk32, dv32, do32, q32, k32, v32, o32, l32, p);
   test::expect_close(test::to_doubles(dq32), test::to_doubles(dq64), 1e-5, "dq f32 vs f64");

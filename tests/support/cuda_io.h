@@ -10,6 +10,7 @@
 #include "kernels/base/arena.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cuda/grouped_gemm.h"
+#include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
@@ -20,18 +21,20 @@
 namespace tmt::test {
 
 // The context the kernel tests run the GPU side on: the default stream, and a workspace
-// (kernels/base/workspace.h) reserved from every op's query at sizes beyond any test's — B·S·H up
-// to 2^20 attention rows, 2^22 dispatch assignments, 2048 experts (the CUDA router's most), 1024
-// local experts in a grouped GEMM (its most) — made once per test process, on first use (after
-// main's cuda::init). It is never freed: a cudaFree during static destruction may find the CUDA
-// runtime already unloaded.
+// (kernels/base/workspace.h) reserved from every op's query at sizes beyond any test's — 2^22
+// dispatch assignments, 2048 experts (the CUDA router's most), 1024 local experts in a grouped
+// GEMM (its most) — and, for attention, the tensor-core backward's D for up to 2^20 rows (B·S·H):
+// cuDNN's workspace depends on the whole shape, so the attention tests that may take the cuDNN
+// path size a workspace per case from the op's queries. Made once per test process, on first use
+// (after main's cuda::init). It is never freed: a cudaFree during static destruction may find the
+// CUDA runtime already unloaded.
 inline const Context& gpu() {
   static const Context context = [] {
     constexpr Device kCuda = Device::kCuda;
     auto* workspace = new Workspace;
     workspace->reserve(linear_workspace_bytes(kCuda));
     workspace->reserve(grouped_linear_workspace_bytes(kCuda, cuda::kGroupedGemmMaxExperts));
-    workspace->reserve(attention_bwd_workspace_bytes(kCuda, 1, 1 << 14, 1 << 6));
+    workspace->reserve(cuda::flash_attention_bwd_workspace_bytes(1, 1 << 14, 1 << 6));
     workspace->reserve(moe_dispatch_workspace_bytes(kCuda, int64_t{1} << 22));
     workspace->reserve(sum_squares_workspace_bytes(kCuda));
     workspace->reserve(router_loss_workspace_bytes(kCuda, 2048));

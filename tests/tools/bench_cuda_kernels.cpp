@@ -1,10 +1,12 @@
 // Times every CUDA kernel, forward and backward apart, at the shapes of one layer of a
 // Mixtral-shaped model on one GPU (d_model D = 2048, H = 16 heads, Hk = 4 kv heads, Dh = 128,
 // E = 8 experts top-K = 2, expert FFN F = 5632, vocab V = 32000, S = 4096, micro-batch 1, so
-// T = 4096 tokens and R = T·K = 8192 expert rows), bf16 wherever the op takes it. Prints one table:
+// T = 4096 tokens and R = T·K = 8192 expert rows), bf16 wherever the op takes it; attention also at
+// Mixtral 8x7B's own shape (H 32, Hk 8), through cuDNN and through our flash kernels side by side
+// (kernels/cuda/attention.h: the op itself takes cuDNN where it can). Prints one table:
 // time (median of kRuns after kWarmup, CUDA events around each call, L2 flushed before each), the
 // achieved rate, the floor and the share of it reached. The floor of an op is the larger of
-//   FLOPs / 989 TFLOP/s   (H100 SXM bf16 dense tensor-core peak)
+//   FLOPs / 989 TFLOP/s   (bf16 dense tensor-core peak of the H100 SXM and of the H200 alike)
 //   bytes / 3.35 TB/s     (H100 SXM HBM3), bytes = each input read once + each output written once
 // and the achieved column shows TFLOP/s for ops whose floor is the FLOP term, GB/s otherwise.
 // (989 TFLOP/s is also the H200's datasheet figure; its HBM3e gives 4.8 TB/s, so on an H200 the
@@ -36,6 +38,8 @@
 #include "kernels/base/workspace.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/grouped_gemm.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
@@ -55,7 +59,7 @@ namespace {
     TMT_CHECK(bench_err_ == cudaSuccess, "{}", cudaGetErrorString(bench_err_)); \
   } while (0)
 
-constexpr double kPeakFlops = 989e12;   // H100 SXM, bf16 dense, tensor cores
+constexpr double kPeakFlops = 989e12;   // H100 SXM and H200, bf16 dense, tensor cores
 constexpr double kPeakBytes = 3.35e12;  // H100 SXM, HBM3
 constexpr int kWarmup = 3;
 constexpr int kRuns = 20;
@@ -65,6 +69,10 @@ constexpr size_t kFlushBytes = size_t{256} << 20;  // > the H100's 50 MB L2
 constexpr int64_t kT = 4096, kD = 2048, kH = 16, kHk = 4, kDh = 128, kE = 8, kK = 2, kF = 5632,
                   kV = 32000, kR = kT * kK;
 constexpr int64_t kAdamParams = 100'000'000;
+// attention, bf16 causal: the model's layer and Mixtral 8x7B's (32 query heads, 8 kv heads).
+constexpr AttentionShape kAttentionShapes[] = {{1, kT, kH, kHk, kDh, kDh, DType::kBF16},
+                                               {1, kT, 32, 8, kDh, kDh, DType::kBF16}};
+const AttentionParams kCausal{1.0 / std::sqrt(double(kDh)), 0};
 constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;  // bytes per element
 
 struct Row {
@@ -83,7 +91,15 @@ class Bench {
     constexpr Device kCuda = Device::kCuda;
     workspace_.reserve(linear_workspace_bytes(kCuda));
     workspace_.reserve(grouped_linear_workspace_bytes(kCuda, kE));
-    workspace_.reserve(attention_bwd_workspace_bytes(kCuda, 1, kT, kH));
+    // attention through each path directly, at both shapes (cuDNN's workspace depends on them)
+    for (const AttentionShape& shape : kAttentionShapes) {
+      for (cuda::AttentionPass pass :
+           {cuda::AttentionPass::kForward, cuda::AttentionPass::kBackward}) {
+        workspace_.reserve(cuda::cudnn_attention_workspace_bytes(pass, shape, kCausal));
+      }
+      workspace_.reserve(
+          cuda::flash_attention_bwd_workspace_bytes(shape.batch, shape.seq, shape.heads));
+    }
     workspace_.reserve(moe_dispatch_workspace_bytes(kCuda, kR));
     workspace_.allocate(kCuda);
   }
@@ -332,32 +348,67 @@ void bench_grouped_paths(Bench& b, Arena& dev, const ExpertShape& s) {
   dev.reset(mark);
 }
 
-void bench_attention(Bench& b, Arena& dev) {
-  // bf16 at Dh 128: the tensor-core kernels (kernels/cuda/flash_attention.cu). Causal: query i
-  // sees i + 1 keys, Σ = S(S+1)/2 pairs per head, about half of full attention's S². fwd: q·k and
-  // p·v, 4·Dh FLOPs a pair; bwd: q·k recomputed, dp = dout·v, dv, dq, dk, 10·Dh a pair (visible
-  // pairs only: the hidden half of each diagonal tile, which the kernels compute and mask, is not
-  // counted). Bytes: fwd reads q, k, v and writes out, lse; bwd reads q, k, v, out, dout, lse and
-  // writes dq, dk, dv.
+void bench_attention(Bench& b, Arena& dev, const AttentionShape& shape) {
+  // bf16 at Dh 128, causal, through cuDNN's fused SDPA and through our tensor-core kernels
+  // (kernels/cuda/flash_attention.cu), called directly, rows side by side. Causal: query i sees
+  // i + 1 keys, Σ = S(S+1)/2 pairs per head, about half of full attention's S². fwd: q·k and p·v,
+  // 4·Dh FLOPs a pair; bwd: q·k recomputed, dp = dout·v, dv, dq, dk, 10·Dh a pair (2.5 times the
+  // forward; visible pairs only: the hidden half of each diagonal tile, which the kernels compute
+  // and mask, is not counted). Bytes: fwd reads q, k, v and writes out, lse; bwd reads q, k, v,
+  // out, dout, lse and writes dq, dk, dv.
   const size_t mark = dev.mark();
-  const Tensor q = random_tensor(dev, DType::kBF16, {1, kT, kH, kDh}, 7);
-  const Tensor k = random_tensor(dev, DType::kBF16, {1, kT, kHk, kDh}, 8);
-  const Tensor v = random_tensor(dev, DType::kBF16, {1, kT, kHk, kDh}, 9);
-  const Tensor out = dev.alloc(DType::kBF16, {1, kT, kH, kDh});
-  const Tensor lse = dev.alloc(DType::kF32, {1, kH, kT});
-  const Tensor dout = random_tensor(dev, DType::kBF16, {1, kT, kH, kDh}, 10);
-  const Tensor dq = dev.alloc(DType::kBF16, {1, kT, kH, kDh});
-  const Tensor dk = dev.alloc(DType::kBF16, {1, kT, kHk, kDh});
-  const Tensor dv = dev.alloc(DType::kBF16, {1, kT, kHk, kDh});
-  const AttentionParams p{1.0 / std::sqrt(double(kDh)), 0};
-  const double pairs = double(kH) * kT * (kT + 1) / 2;
-  const double q_bytes = kBf16 * double(kT * kH * kDh), kv_bytes = kBf16 * double(kT * kHk * kDh),
-               lse_bytes = kF32 * double(kH * kT);
-  const std::string shape = "B 1, S 4096, H 16, Hk 4, Dh 128, causal";
-  b.add("attention", "fwd", shape, 4 * kDh * pairs, 2 * q_bytes + 2 * kv_bytes + lse_bytes,
-        [&] { attention_fwd(b.ctx(), out, lse, q, k, v, p); });
-  b.add("attention", "bwd", shape, 10 * kDh * pairs, 4 * q_bytes + 4 * kv_bytes + lse_bytes,
-        [&] { attention_bwd(b.ctx(), dq, dk, dv, dout, q, k, v, out, lse, p); });
+  const int64_t s = shape.seq, h = shape.heads, hk = shape.kv_heads, dh = shape.head_dim_qk;
+  const Tensor q = random_tensor(dev, DType::kBF16, {1, s, h, dh}, 7);
+  const Tensor k = random_tensor(dev, DType::kBF16, {1, s, hk, dh}, 8);
+  const Tensor v = random_tensor(dev, DType::kBF16, {1, s, hk, dh}, 9);
+  const Tensor out = dev.alloc(DType::kBF16, {1, s, h, dh});
+  const Tensor lse = dev.alloc(DType::kF32, {1, h, s});
+  const Tensor dout = random_tensor(dev, DType::kBF16, {1, s, h, dh}, 10);
+  const Tensor dq = dev.alloc(DType::kBF16, {1, s, h, dh});
+  const Tensor dk = dev.alloc(DType::kBF16, {1, s, hk, dh});
+  const Tensor dv = dev.alloc(DType::kBF16, {1, s, hk, dh});
+  const AttentionParams& p = kCausal;
+  const double pairs = double(h) * s * (s + 1) / 2;
+  const double q_bytes = kBf16 * double(s * h * dh), kv_bytes = kBf16 * double(s * hk * dh),
+               lse_bytes = kF32 * double(h * s);
+  const double fwd_flops = 4 * double(dh) * pairs, bwd_flops = 10 * double(dh) * pairs;
+  const double fwd_bytes = 2 * q_bytes + 2 * kv_bytes + lse_bytes;
+  const double bwd_bytes = 4 * q_bytes + 4 * kv_bytes + lse_bytes;
+  const std::string name = "B 1, S " + std::to_string(s) + ", H " + std::to_string(h) + ", Hk " +
+                           std::to_string(hk) + ", Dh " + std::to_string(dh) + ", causal";
+  // A shape a path does not take gets a line saying so instead of its row.
+  std::string why;
+  bool cudnn = true;
+  for (cuda::AttentionPass pass : {cuda::AttentionPass::kForward, cuda::AttentionPass::kBackward}) {
+    cudnn = cudnn && cuda::cudnn_attention_supported(pass, shape, p, &why);
+  }
+  const bool flash = cuda::flash_attention_supported(DType::kBF16, dh, dh, {});
+  if (!cudnn) {
+    std::printf("| attention cudnn | -       | %-44s | cuDNN refuses it: %s\n", name.c_str(),
+                why.c_str());
+  }
+  if (!flash) {
+    std::printf("| attention flash | -       | %-44s | the flash kernels do not take it\n",
+                name.c_str());
+  }
+  // Forward rows, then backward rows, cuDNN's above ours; the backwards start from the out and lse
+  // the forwards left.
+  if (cudnn) {
+    b.add("attention cudnn", "fwd", name, fwd_flops, fwd_bytes,
+          [&] { cuda::cudnn_attention_fwd(b.ctx(), out, lse, q, k, v, p); });
+  }
+  if (flash) {
+    b.add("attention flash", "fwd", name, fwd_flops, fwd_bytes,
+          [&] { cuda::flash_attention_fwd(b.ctx(), out, lse, q, k, v, p); });
+  }
+  if (cudnn) {
+    b.add("attention cudnn", "bwd", name, bwd_flops, bwd_bytes,
+          [&] { cuda::cudnn_attention_bwd(b.ctx(), dq, dk, dv, dout, q, k, v, out, lse, p); });
+  }
+  if (flash) {
+    b.add("attention flash", "bwd", name, bwd_flops, bwd_bytes,
+          [&] { cuda::flash_attention_bwd(b.ctx(), dq, dk, dv, dout, q, k, v, out, lse, p); });
+  }
   dev.reset(mark);
 }
 
@@ -558,7 +609,8 @@ int main() {
   tmt::bench_grouped_paths(b, dev, {"w2", tmt::kE, tmt::kR, tmt::kD, tmt::kF});
   tmt::bench_grouped_paths(b, dev, {"8x7B w13", 8, 8192, 2 * 14336, 4096});
   tmt::bench_grouped_paths(b, dev, {"8x7B w2", 8, 8192, 4096, 14336});
-  tmt::bench_attention(b, dev);
+  for (const tmt::AttentionShape& shape : tmt::kAttentionShapes)
+    tmt::bench_attention(b, dev, shape);
   tmt::bench_rmsnorm(b, dev);
   tmt::bench_swiglu(b, dev);
   tmt::bench_rope(b, dev);

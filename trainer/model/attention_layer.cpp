@@ -1,5 +1,6 @@
 #include "trainer/model/attention_layer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/attention.h"
@@ -11,15 +12,34 @@
 
 namespace tmt {
 
+namespace {
+
+// This rank's query heads (H/tp) and kv heads: Hk/tp when tp divides them, else the one its query
+// heads read.
+int64_t local_heads(const LayerEnv& env) { return env.model->n_heads / env.tp_size(); }
+int64_t local_kv_heads(const LayerEnv& env) {
+  const int64_t tp = env.tp_size(), hk = env.model->n_kv_heads;
+  return hk % tp == 0 ? hk / tp : 1;
+}
+
+AttentionParams attention_params(const ModelConfig& m) {
+  AttentionParams a;
+  a.softmax_scale = 1.0 / std::sqrt(static_cast<double>(m.head_dim));
+  a.window = m.sliding_window.value_or(0);
+  return a;
+}
+
+}  // namespace
+
 AttentionLayer::AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
     : env_(env), store_(&store) {
   const ModelConfig& m = *env.model;
   const int64_t tp = env.tp_size(), r = env.tp_rank();
-  heads_ = m.n_heads / tp;
+  heads_ = local_heads(env);
   head_dim_ = m.head_dim;
   // kv heads: split when tp divides them, else each rank holds the one its query heads read.
   const bool split_kv = m.n_kv_heads % tp == 0;
-  kv_heads_ = split_kv ? m.n_kv_heads / tp : 1;
+  kv_heads_ = local_kv_heads(env);
   const int64_t first_kv = split_kv ? r * kv_heads_ : r * heads_ / (m.n_heads / m.n_kv_heads);
   const int64_t kv_replicas = split_kv ? 1 : tp / m.n_kv_heads;
   const std::string p = "layers." + std::to_string(layer) + ".attn.";
@@ -91,16 +111,15 @@ AttentionLayer::BackwardTemps AttentionLayer::backward_temps(Arena& scratch,
   return g;
 }
 
-namespace {
-
-AttentionParams attention_params(const ModelConfig& m) {
-  AttentionParams a;
-  a.softmax_scale = 1.0 / std::sqrt(static_cast<double>(m.head_dim));
-  a.window = m.sliding_window.value_or(0);
-  return a;
+size_t AttentionLayer::workspace_bytes(const LayerEnv& env) {
+  const ModelConfig& m = *env.model;
+  const AttentionShape shape{env.batch,  env.seq,    local_heads(env), local_kv_heads(env),
+                             m.head_dim, m.head_dim, env.dtype};
+  const AttentionParams p = attention_params(m);
+  const Device device = env.ctx.device;
+  return std::max(attention_fwd_workspace_bytes(device, shape, p),
+                  attention_bwd_workspace_bytes(device, shape, p));
 }
-
-}  // namespace
 
 void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   const Context& ctx = env_.ctx;

@@ -34,6 +34,11 @@ class AttentionLayer {
   // dx (the gradient of x_out on entry) becomes the gradient of x: dx += d(branch)/dx.
   void backward(const Tensor& dx, const Tensor& x, const Rope& rope);
 
+  // The most device workspace the layer's attention op borrows in a call, forward or backward,
+  // at env's shapes and this rank's heads (kernels/attention.h); 0 on the CPU. On CUDA it may
+  // build the cuDNN graphs for those shapes.
+  static size_t workspace_bytes(const LayerEnv& env);
+
  private:
   LayerEnv env_;
   ParamStore* store_;

@@ -268,11 +268,9 @@ LossParts Model::forward(const MicroBatch& batch) {
 size_t Model::workspace_bytes() const {
   const ModelConfig& m = config_;
   const Device device = env_.ctx.device;
-  // The projections and the head; attention's backward over this rank's H/tp heads of the whole
-  // micro-batch (B sequences of S).
-  size_t bytes = std::max(
-      linear_workspace_bytes(device),
-      attention_bwd_workspace_bytes(device, env_.batch, env_.seq, m.n_heads / env_.tp_size()));
+  // The projections and the head; attention over this rank's heads of the whole micro-batch
+  // (B sequences of S), forward and backward.
+  size_t bytes = std::max(linear_workspace_bytes(device), AttentionLayer::workspace_bytes(env_));
   if (m.moe) {
     // The dispatch plans: this rank's T/tp tokens' K choices each, and the expert exchange's
     // reorder of what arrives from each of the etp·ep ranks of the expert group (up to all of
