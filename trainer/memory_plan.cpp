@@ -2,6 +2,7 @@
 
 #include <numeric>
 
+#include "kernels/base/device.h"
 #include "parallel/shape_only_comm.h"
 #include "trainer/pipeline/one_f_one_b.h"
 #include "trainer/pipeline/stages.h"
@@ -64,7 +65,8 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
     m.activations = model.activations_arena_bytes();
     m.scratch = model.scratch_arena_bytes();
     m.expert_rows = model.expert_rows().planned_bytes();
-    m.workspace = model.workspace_bytes();
+    m.workspace_known = r.train.device == Device::kCpu || usable_gpus(nullptr) > 0;
+    if (m.workspace_known) m.workspace = model.workspace_bytes();
     stages.push_back(m);
   }
   return stages;

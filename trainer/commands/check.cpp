@@ -53,6 +53,11 @@ void print_memory(const std::vector<StageMemory>& stages) {
         gib(m.grads), gib(m.compute_weights), gib(m.grad_shards), gib(m.optimizer),
         gib(m.activations), gib(m.scratch), gib(m.expert_rows), gib(m.workspace), gib(m.total()));
   }
+  if (!stages.empty() && !stages.front().workspace_known) {
+    fmt::print(
+        "(workspace: not known without a GPU, counted 0; cuDNN's attention sizes it once it has "
+        "built its graphs)\n");
+  }
 }
 
 }  // namespace
