@@ -50,7 +50,8 @@ print(":".join(sorted(set(dirs))))' 2>/dev/null || true)
   ompi_lib=$(cd "$bundle/ompi" && find . -name libmpi.so -printf '%h\n' | head -n 1)
   export OPAL_PREFIX=$bundle/ompi PATH=$bundle/ompi/bin:$PATH
   export LD_LIBRARY_PATH=$bundle/lib:$bundle/ompi/${ompi_lib#./}:${nvidia_libs}:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-  export OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
+  # One node, no ssh: singletons without a daemon, mpirun launching locally, shared memory only.
+  export OMPI_MCA_ess_singleton_isolated=1 OMPI_MCA_plm=isolated OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
   bin=$bundle/bin
   ldd "$bin/bench_train" >"$out/ldd.log" 2>&1 || true
   # Every cuda test as ctest would run it (rank counts, environment), from the bundle's list.

@@ -247,8 +247,24 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
         fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s, mb / s));
   };
   const auto run_start = Clock::now();
+  // The MoE layers' expert rows on the busiest rank: as planned, then as grown (expert_rows.h).
+  const auto busiest_expert_rows = [&](size_t bytes) {
+    return world->all_reduce_scalar(static_cast<double>(bytes), ReduceOp::kMax);
+  };
+  const double expert_rows_planned =
+      busiest_expert_rows(trainer.model().expert_rows().planned_bytes());
+  double expert_rows = expert_rows_planned;
   while (trainer.steps_done() < r.train.steps) {
     StepMetrics sm = trainer.step();
+    if (const double now = busiest_expert_rows(trainer.model().expert_rows().capacity_bytes());
+        now > expert_rows) {
+      metrics.note(fmt::format(
+          "MoE expert rows grew to {:.1f} MiB on the busiest rank at step {} ({:.1f} planned for "
+          "the balanced load): dropless routing keeps every token; model.moe.capacity_factor "
+          "bounds the rows",
+          now / (1 << 20), sm.step, expert_rows_planned / (1 << 20)));
+      expert_rows = now;
+    }
     bad_in_a_row = sm.skipped ? bad_in_a_row + 1 : 0;
     if (bad_in_a_row > r.train.max_skipped_steps) {
       metrics.step(sm);

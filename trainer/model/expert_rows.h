@@ -18,8 +18,9 @@
 //   by every MoE layer, planned for one layer's balanced load.
 // - A micro-batch that needs more than planned grows the stack (a segment is added; the next
 //   forward merges the segments into one) or the scratch (reallocated larger), and keeps the
-//   growth for the rest of the run; each growth logs one warning on the rank that grew. Dropless
-//   stays dropless: no token is ever dropped for want of memory.
+//   growth for the rest of the run. The trainer says on the console when the busiest rank's
+//   expert rows grew (trainer.cpp). Dropless stays dropless: no token is ever dropped for want of
+//   memory.
 #pragma once
 
 #include <string>

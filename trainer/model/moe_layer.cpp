@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/base/log.h"
 #include "kernels/cast.h"
 #include "kernels/copy.h"
 #include "kernels/grouped_linear.h"
@@ -139,22 +138,6 @@ size_t MoeLayer::scratch_bytes(int64_t rows) const {
   return std::max(forward.peak(), backward.peak());
 }
 
-int64_t MoeLayer::growths() const {
-  int64_t n = rows_mem_->scratch().growths();
-  return n + rows_mem_->kept(slot_).growths();
-}
-
-void MoeLayer::warn_if_grown(int64_t growths_before) const {
-  if (growths() == growths_before) return;
-  const ExpertRows& m = *rows_mem_;
-  log_warn(
-      "MoE layer {}: its experts here received {} rows ({} are planned a layer, the balanced "
-      "load), and this stage's expert rows outgrew their plan: {:.1f} MiB now, {:.1f} planned. "
-      "Dropless routing keeps every token; model.moe.capacity_factor bounds the rows",
-      layer_, recv_, planned_received(), static_cast<double>(m.capacity_bytes()) / (1 << 20),
-      static_cast<double>(m.planned_bytes()) / (1 << 20));
-}
-
 MoeLayer::ForwardTemps MoeLayer::forward_temps(Arena& scratch) const {
   const int64_t sent = env_.local_tokens() * top_k_, d = env_.model->d_model;
   ForwardTemps f;
@@ -220,12 +203,10 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   stats.dropped = static_cast<int64_t>(st[2 * experts_ + 1]);
 
   // The expert side: the kept rows from this micro-batch's stack, the rest from scratch.
-  const int64_t grown = growths();
   kept_ = kept_rows(rows_mem_->kept(slot_), recv_);
   GrowingStack& rows_scratch = rows_mem_->scratch();
   rows_scratch.reset();
   const ReceivedForward r = received_forward(rows_scratch, recv_);
-  warn_if_grown(grown);
   const size_t mark = scratch_->mark();
   const ForwardTemps tmp = forward_temps(*scratch_);
   const Tensor x_sent = tmp.x_sent.slice(0, rows_), y_returned = y_returned_.slice(0, rows_);
@@ -252,11 +233,9 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   const int64_t d = env_.model->d_model;
   const size_t mark = scratch_->mark();
   const BackwardTemps g = backward_temps(*scratch_);
-  const int64_t grown = growths();
   GrowingStack& rows_scratch = rows_mem_->scratch();
   rows_scratch.reset();
   const ReceivedBackward r = received_backward(rows_scratch, recv_);
-  warn_if_grown(grown);
   const Tensor y_returned = y_returned_.slice(0, rows_);
   const Tensor dy_returned = g.dy_returned.slice(0, rows_), dx_sent = g.dx_sent.slice(0, rows_);
   const Tensor dx_partials =

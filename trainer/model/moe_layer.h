@@ -93,7 +93,7 @@ class MoeLayer {
   int64_t rows_ = 0;         // assignments this rank sends (the kept ones)
   int64_t recv_ = 0;         // rows its experts receive
   Arena* scratch_ = nullptr;
-  ExpertRows* rows_mem_ = nullptr;
+  ExpertRows* rows_mem_ = nullptr;  // bound by the model (bind)
   int64_t slot_ = 0;
 
   // What backward needs of the received rows, in expert-major order [R, .]: the experts' inputs,
@@ -130,10 +130,6 @@ class MoeLayer {
   };
   template <class Memory>
   ReceivedBackward received_backward(Memory& memory, int64_t rows) const;
-
-  // Logs one warning when the expert rows grew since they counted growths_before.
-  void warn_if_grown(int64_t growths_before) const;
-  int64_t growths() const;
 };
 
 }  // namespace tmt
