@@ -216,9 +216,13 @@ void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossPar
   const int32_t* tg = targets.ptr<const int32_t>();
   const void* losses = s.losses.data;
   if (ctx.device != Device::kCpu) {  // host memory already on the CPU: no copies there
-    copy_to_host(ctx, targets_host_.data(), targets);
+    if (batch.targets_host != nullptr) {
+      tg = batch.targets_host;
+    } else {
+      copy_to_host(ctx, targets_host_.data(), targets);
+      tg = targets_host_.data();
+    }
     copy_to_host(ctx, losses_host_.data(), s.losses);
-    tg = targets_host_.data();
     losses = losses_host_.data();
   }
   for (int64_t i = 0; i < t; ++i) {

@@ -34,6 +34,9 @@ namespace tmt {
 struct MicroBatch {
   Tensor inputs;   // i32 [B, S]
   Tensor targets;  // i32 [B, S]; negative = ignored
+  // The targets on the host when `targets` is on a device (the loss counts them there); null: read
+  // them back from `targets`.
+  const int32_t* targets_host = nullptr;
 };
 
 struct LossParts {

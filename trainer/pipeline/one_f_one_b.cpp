@@ -59,11 +59,16 @@ OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, A
 void OneFOneB::load(int64_t m, const Loader& loader, size_t slot) {
   loader(m, host_batches_[slot]);
   const MicroBatch& host = host_batches_[slot];
-  const MicroBatch& dev = batches_[slot];
+  MicroBatch& dev = batches_[slot];
   if (dev.inputs.data == host.inputs.data) return;
+  // Only the stages that read them get them: the first the inputs (the embedding), the last the
+  // targets (the loss, which counts them on the host copy).
   const Context& ctx = model_->context();
-  copy_from_host(ctx, dev.inputs, host.inputs.data);
-  copy_from_host(ctx, dev.targets, host.targets.data);
+  if (model_->first_stage()) copy_from_host(ctx, dev.inputs, host.inputs.data);
+  if (model_->last_stage()) {
+    copy_from_host(ctx, dev.targets, host.targets.data);
+    dev.targets_host = host.targets.ptr<const int32_t>();
+  }
 }
 
 void OneFOneB::forward(int64_t m, const Loader& loader, LossParts& sum, double lm_grad_scale,
