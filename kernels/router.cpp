@@ -165,7 +165,8 @@ void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
 }
 
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
-                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight) {
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight,
+                                 const double* host_stats) {
   TMT_CHECK(dprobs.rank() == 2 && stats.dtype == DType::kF64 &&
                 stats.numel() == 2 * dprobs.size(1) + 1 && tokens >= dprobs.size(0),
             "load_balancing_from_stats: dprobs {}, stats {}, {} tokens", dprobs.str(), stats.str(),
@@ -175,17 +176,19 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
             dprobs.str());
   const ProfileScope scope(ctx, "load_balancing_from_stats",
                            {tokens_experts(dprobs), bytes_of(stats, dprobs)});
-  if (ctx.device == Device::kCpu)
+  if (ctx.device == Device::kCpu)  // stats is host memory there
     return cpu::load_balancing_from_stats(dprobs, stats, tokens, top_k, coeff, grad_weight);
 #if TMT_WITH_CUDA
-  return cuda::load_balancing_from_stats(ctx, dprobs, stats, tokens, top_k, coeff, grad_weight);
+  return cuda::load_balancing_from_stats(ctx, dprobs, stats, tokens, top_k, coeff, grad_weight,
+                                         host_stats);
 #else
   TMT_CHECK(false, "load_balancing_from_stats: this build has no CUDA backend");
 #endif
 }
 
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
-                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight) {
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
+                         const double* host_stats) {
   TMT_CHECK(dlse.shape == lse.shape && dlse.dtype == lse.dtype && stats.dtype == DType::kF64,
             "z_loss_from_stats: dlse {}, lse {}, stats {}", dlse.str(), lse.str(), stats.str());
   on_device("z_loss_from_stats", ctx, {&dlse, &lse, &stats});
@@ -196,7 +199,7 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
   if (ctx.device == Device::kCpu)
     return cpu::z_loss_from_stats(dlse, lse, stats, tokens, coeff, grad_weight);
 #if TMT_WITH_CUDA
-  return cuda::z_loss_from_stats(ctx, dlse, lse, stats, tokens, coeff, grad_weight);
+  return cuda::z_loss_from_stats(ctx, dlse, lse, stats, tokens, coeff, grad_weight, host_stats);
 #else
   TMT_CHECK(false, "z_loss_from_stats: this build has no CUDA backend");
 #endif

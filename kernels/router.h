@@ -22,7 +22,9 @@
 //   load_balancing_from_stats: the loss with f_e, P_e from the summed stats and `tokens` (the whole
 //                 micro-batch's T); writes dprobs for this rank's rows as above (T the whole's)
 //   z_loss_from_stats: likewise coeff · Σ lse² / T; writes dlse for this rank's rows
-// With one rank (stats of all T tokens) they equal the two functions above.
+// With one rank (stats of all T tokens) they equal the two functions above. `host_stats`, when
+// given, is the same statistics in host memory (the caller has them, summed over its ranks): the
+// loss value is computed from it, so on CUDA nothing is read back from the device.
 //
 // Workspace: on CUDA load_balancing_loss and z_loss reduce their statistics into
 // router_loss_workspace_bytes, which the caller provides through Context::workspace
@@ -64,8 +66,10 @@ size_t router_loss_workspace_bytes(Device device, int64_t experts);
 void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                   const Tensor& topk_idx, const Tensor& lse);
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
-                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight);
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight,
+                                 const double* host_stats = nullptr);
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
-                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight);
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
+                         const double* host_stats = nullptr);
 
 }  // namespace tmt

@@ -317,18 +317,25 @@ void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
 }
 
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
-                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight) {
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight,
+                                 const double* host_stats) {
   const int64_t e = dprobs.size(1);
   launch_balance_grad(ctx, dprobs, stats.ptr<const double>(), tokens, top_k, coeff, grad_weight);
-  return balance_loss(to_host(ctx, stats.ptr<const double>(), static_cast<size_t>(2 * e)), e,
-                      tokens, top_k, coeff);
+  const auto n = static_cast<size_t>(2 * e);
+  const std::vector<double> st = host_stats != nullptr
+                                     ? std::vector<double>(host_stats, host_stats + n)
+                                     : to_host(ctx, stats.ptr<const double>(), n);
+  return balance_loss(st, e, tokens, top_k, coeff);
 }
 
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
-                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight) {
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
+                         const double* host_stats) {
   launch_z_grad(ctx, dlse, lse, tokens, coeff, grad_weight);
   if (tokens <= 0) return 0.0;
-  const double sum = to_host(ctx, stats.ptr<const double>() + stats.numel() - 1, 1)[0];
+  const int64_t last = stats.numel() - 1;
+  const double sum = host_stats != nullptr ? host_stats[last]
+                                           : to_host(ctx, stats.ptr<const double>() + last, 1)[0];
   return coeff * sum / static_cast<double>(tokens);
 }
 

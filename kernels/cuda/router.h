@@ -24,9 +24,12 @@ double z_loss(const Context& ctx, const Tensor& dlse, const Tensor& lse, double 
 size_t router_loss_workspace_bytes(int64_t experts);
 void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                   const Tensor& topk_idx, const Tensor& lse);
+// host_stats (may be null): the stats in host memory, read instead of copying them back.
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
-                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight);
+                                 int64_t tokens, int64_t top_k, double coeff, double grad_weight,
+                                 const double* host_stats);
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
-                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight);
+                         const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
+                         const double* host_stats);
 
 }  // namespace tmt::cuda

@@ -193,10 +193,11 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
 
   MoeStats stats;
   const int64_t tokens = env_.tokens();
+  // The loss values from the host copy of the sums: nothing more is read back from the device.
   stats.aux_loss = load_balancing_from_stats(ctx, dprobs_, router_sums, tokens, top_k_,
-                                             cfg.aux_loss_coeff, aux_weight);
+                                             cfg.aux_loss_coeff, aux_weight, st);
   stats.z_loss =
-      z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff, aux_weight);
+      z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff, aux_weight, st);
   double busiest = 0;
   for (int64_t e = 0; e < experts_; ++e) busiest = std::max(busiest, st[e]);
   stats.max_load = busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);

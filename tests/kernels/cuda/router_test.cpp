@@ -150,6 +150,19 @@ void check(const Case& c, uint64_t seed) {
   const double z_sd = z_loss_from_stats(test::gpu(), dlse_d, lse_c, stats_d, whole, coeff, weight);
   EXPECT_NEAR(z_sd, z_s, 1e-9 * std::abs(z_s)) << "z_loss_from_stats";
   close(host, dlse_d, dlse, 1e-6, "dlse from stats");
+  // The same with the statistics also on the host: the values from them, the gradients alike.
+  const double* on_host = stats.ptr<const double>();
+  test::poison(dprobs_d);
+  EXPECT_NEAR(
+      load_balancing_from_stats(test::gpu(), dprobs_d, stats_d, whole, k, coeff, weight, on_host),
+      aux_s, 1e-9 * std::abs(aux_s))
+      << "load_balancing_from_stats, host stats";
+  close(host, dprobs_d, dprobs, 1e-6, "dprobs from stats (host stats)");
+  test::poison(dlse_d);
+  EXPECT_NEAR(z_loss_from_stats(test::gpu(), dlse_d, lse_c, stats_d, whole, coeff, weight, on_host),
+              z_s, 1e-9 * std::abs(z_s))
+      << "z_loss_from_stats, host stats";
+  close(host, dlse_d, dlse, 1e-6, "dlse from stats (host stats)");
 }
 
 TEST(CudaRouter, MatchesReference) {
