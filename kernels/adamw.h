@@ -11,6 +11,9 @@
 //
 //   param, m, v: [N] (any shape; treated as flat) f32|f64, one dtype   (updated in place)
 //   grad:        same numel and dtype                                    (read only)
+//   weight:      optional, [N] bf16 beside f32 param: written with the new param rounded to bf16
+//                (round to nearest even, as cast), the mixed-precision compute copy, in the same
+//                pass instead of a cast after it
 //   CUDA: f32 only, computed in fp32 (the step's scalars in double on the host).
 #pragma once
 
@@ -31,6 +34,6 @@ struct AdamWParams {
 };
 
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
-                const Tensor& v, const AdamWParams& params);
+                const Tensor& v, const AdamWParams& params, const Tensor& weight = {});
 
 }  // namespace tmt

@@ -1,13 +1,16 @@
 #include "kernels/cpu/adamw.h"
 
 #include <cmath>
+#include <cstdint>
+
+#include "kernels/base/dtype.h"
 
 namespace tmt::cpu {
 namespace {
 
 template <class T>
 void step(const Tensor& param, const Tensor& grad, const Tensor& m_state, const Tensor& v_state,
-          const AdamWParams& p) {
+          const AdamWParams& p, uint16_t* bf16_copy) {
   const int64_t n = param.numel();
   T* w = param.ptr<T>();
   const T* g_in = grad.ptr<const T>();
@@ -27,15 +30,16 @@ void step(const Tensor& param, const Tensor& grad, const Tensor& m_state, const 
     v[i] = static_cast<T>(vi);
     const double wi = static_cast<double>(w[i]) * decay;
     w[i] = static_cast<T>(wi - p.lr * (mi / bias1) / (std::sqrt(vi / bias2) + p.eps));
+    if (bf16_copy != nullptr) bf16_copy[i] = float_to_bf16(static_cast<float>(w[i]));
   }
 }
 
 }  // namespace
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                const AdamWParams& params) {
-  if (param.dtype == DType::kF64) return step<double>(param, grad, m, v, params);
-  step<float>(param, grad, m, v, params);
+                const AdamWParams& params, const Tensor& weight) {
+  if (param.dtype == DType::kF64) return step<double>(param, grad, m, v, params, nullptr);
+  step<float>(param, grad, m, v, params, weight.defined() ? weight.ptr<uint16_t>() : nullptr);
 }
 
 }  // namespace tmt::cpu

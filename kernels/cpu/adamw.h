@@ -6,6 +6,6 @@
 namespace tmt::cpu {
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                const AdamWParams& params);
+                const AdamWParams& params, const Tensor& weight);
 
 }  // namespace tmt::cpu

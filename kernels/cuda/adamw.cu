@@ -1,6 +1,8 @@
 // adamw on CUDA (formula in kernels/adamw.h): one element-wise kernel over the flat group, fp32
 // arithmetic; the step's scalars (bias corrections, decay factor) are computed once on the host in
 // double.
+#include <cuda_bf16.h>
+
 #include <cmath>
 
 #include "kernels/cuda/adamw.h"
@@ -16,22 +18,25 @@ struct Scalars {
   float decay;         // 1 - lr * weight_decay
 };
 
-__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v, Scalars s,
-                             int64_t n) {
+// weight (may be null): the bf16 copy, written with the new param rounded to nearest even.
+__global__ void adamw_kernel(float* param, const float* grad, float* m, float* v,
+                             __nv_bfloat16* weight, Scalars s, int64_t n) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
     const float g = grad[i] * s.grad_scale;
     const float mi = s.beta1 * m[i] + s.one_minus_beta1 * g;
     const float vi = s.beta2 * v[i] + s.one_minus_beta2 * g * g;
     m[i] = mi;
     v[i] = vi;
-    param[i] = param[i] * s.decay - s.lr * (mi / s.bias1) / (sqrtf(vi / s.bias2) + s.eps);
+    const float w = param[i] * s.decay - s.lr * (mi / s.bias1) / (sqrtf(vi / s.bias2) + s.eps);
+    param[i] = w;
+    if (weight != nullptr) weight[i] = __float2bfloat16_rn(w);
   }
 }
 
 }  // namespace
 
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
-                const Tensor& v, const AdamWParams& p) {
+                const Tensor& v, const AdamWParams& p, const Tensor& weight) {
   const int64_t n = param.numel();
   if (n == 0) return;
   const double t = static_cast<double>(p.step);
@@ -48,7 +53,8 @@ void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, con
   s.decay = static_cast<float>(1.0 - p.lr * p.weight_decay);
   adamw_kernel<<<grid_for(n), kThreads, 0, stream_of(ctx)>>>(
       static_cast<float*>(param.data), static_cast<const float*>(grad.data),
-      static_cast<float*>(m.data), static_cast<float*>(v.data), s, n);
+      static_cast<float*>(m.data), static_cast<float*>(v.data),
+      weight.defined() ? static_cast<__nv_bfloat16*>(weight.data) : nullptr, s, n);
   TMT_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,4 +1,4 @@
-// The CUDA side of kernels/adamw.h: param, grad, m, v f32.
+// The CUDA side of kernels/adamw.h: param, grad, m, v f32; weight (optional) the bf16 copy.
 #pragma once
 
 #include "kernels/adamw.h"
@@ -7,6 +7,6 @@
 namespace tmt::cuda {
 
 void adamw_step(const Context& ctx, const Tensor& param, const Tensor& grad, const Tensor& m,
-                const Tensor& v, const AdamWParams& params);
+                const Tensor& v, const AdamWParams& params, const Tensor& weight);
 
 }  // namespace tmt::cuda

@@ -1,6 +1,6 @@
 // adamw: one element stepped by hand; three steps against a separately written PyTorch-style loop
 // (bias corrections included); weight decay alone with a zero gradient; grad_scale equal to a
-// pre-scaled gradient; f32 vs f64.
+// pre-scaled gradient; f32 vs f64; the bf16 copy written in the same pass equal to a cast after it.
 #include "kernels/adamw.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/base/arena.h"
+#include "kernels/cast.h"
 #include "tests/support/compare.h"
 #include "tests/support/random.h"
 
@@ -125,6 +126,25 @@ TEST(AdamW, F32MatchesF64) {
   EXPECT_TRUE(test::all_close(p[0], p[1], 1e-6));
   EXPECT_TRUE(test::all_close(m[0], m[1], 1e-6));
   EXPECT_TRUE(test::all_close(v[0], v[1], 1e-6));
+}
+
+TEST(AdamW, Bf16CopyEqualsCastOfTheNewParameters) {
+  constexpr int64_t kN = 1001;
+  Arena a(Device::kCpu, 1 << 16, "test");
+  Tensor p = a.alloc(DType::kF32, {kN}), g = a.alloc(DType::kF32, {kN});
+  Tensor m = a.alloc(DType::kF32, {kN}), v = a.alloc(DType::kF32, {kN});
+  Tensor fused = a.alloc(DType::kBF16, {kN}), cast_after = a.alloc(DType::kBF16, {kN});
+  test::fill_normal(p, 5);
+  test::fill_normal(g, 6);
+  adamw_step(kCpu, p, g, m, v, AdamWParams{.lr = 0.01, .weight_decay = 0.1, .step = 1}, fused);
+  cast(kCpu, cast_after, p);
+  int differ = 0, changed = 0;
+  for (int64_t i = 0; i < kN; ++i) {
+    differ += fused.ptr<uint16_t>()[i] != cast_after.ptr<uint16_t>()[i] ? 1 : 0;
+    changed += fused.ptr<uint16_t>()[i] != 0 ? 1 : 0;
+  }
+  EXPECT_EQ(differ, 0) << "bf16 elements that differ from cast(param)";
+  EXPECT_GT(changed, kN / 2) << "the copy was written";
 }
 
 }  // namespace

@@ -78,10 +78,12 @@ void ParamStore::allocate(Device device, DType dtype, DType compute, int64_t gro
 }
 
 void ParamStore::sync_weights() {
-  for (const ParamGroup& g : groups_) {
-    if (g.weights.data != g.values.data)
-      cast(Context{g.values.device, nullptr}, g.weights, g.values);
-  }
+  for (size_t i = 0; i < groups_.size(); ++i) sync_weights(i);
+}
+
+void ParamStore::sync_weights(size_t group) {
+  const ParamGroup& g = groups_[group];
+  if (g.weights.data != g.values.data) cast(Context{g.values.device, nullptr}, g.weights, g.values);
 }
 
 void ParamStore::add_group(ParamKind kind, bool decay, int64_t replicas, DType dtype,

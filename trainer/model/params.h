@@ -12,8 +12,9 @@
 // optimizer updates and checkpoints store, and the gradients accumulate in the same dtype. When
 // the model computes in another dtype (bf16), a third arena holds the values' copy in it, laid out
 // element for element like the values (weight i sits at the same flat offset as value i), so one
-// cast per group refreshes it: sync_weights(), after initialisation, each optimizer step and a
-// checkpoint load. Without a compute dtype of its own, a parameter's weight is its value.
+// cast per group refreshes it: sync_weights(), after initialisation and a checkpoint load (the
+// optimizer's AdamW pass writes it itself, or casts a group after ZeRO-1's all-gather). Without a
+// compute dtype of its own, a parameter's weight is its value.
 //
 // Initialisation is a pure function of (seed, global name, global element index): a shard draws
 // exactly the values the whole tensor would hold there, so every parallel layout starts from the
@@ -78,6 +79,7 @@ class ParamStore {
   void initialize(uint64_t seed);
   // weights = values, rounded to the compute dtype (nothing to do without a copy).
   void sync_weights();
+  void sync_weights(size_t group);  // one group's (groups()[group])
   void zero_grads();
   DType compute_dtype() const { return compute_; }
 

@@ -74,13 +74,18 @@ void Optimizer::step(double lr, double grad_scale) {
                         .weight_decay = pgroups[i].decay ? config_.weight_decay : 0.0,
                         .step = steps_,
                         .grad_scale = grad_scale};
-    // Without zero1 the shard is the whole group, and the summed gradient its own gradients.
-    adamw_step(ctx_, shard(pgroups[i].values, i), grads_->summed(i), g.m, g.v, p);
+    // Without zero1 the shard is the whole group, and the summed gradient its own gradients;
+    // AdamW then also writes the model's bf16 copy of the new master weights (mixed precision).
+    // With zero1 the copy is cast from the gathered masters.
+    const ParamGroup& pg = pgroups[i];
+    const bool mixed = pg.weights.data != pg.values.data;
+    adamw_step(ctx_, shard(pg.values, i), grads_->summed(i), g.m, g.v, p,
+               mixed && !grads_->zero1() ? pg.weights : Tensor{});
     if (grads_->zero1()) {
-      grads_->replicas(i)->all_gather(pgroups[i].values, shard(pgroups[i].values, i));
+      grads_->replicas(i)->all_gather(pg.values, shard(pg.values, i));
+      params_->sync_weights(i);
     }
   }
-  params_->sync_weights();  // mixed precision: the model's bf16 copy of the new master weights
 }
 
 }  // namespace tmt

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cast.h"
 #include "tests/support/compare.h"
 #include "tests/support/cuda_io.h"
 #include "tests/support/random.h"
@@ -55,6 +56,29 @@ TEST(CudaAdamW, StepsMatchReference) {
     test::expect_close(test::to_doubles(test::to_host(host, md)), test::to_doubles(m), 1e-5, "m");
     test::expect_close(test::to_doubles(test::to_host(host, vd)), test::to_doubles(v), 1e-5, "v");
   }
+}
+
+// The bf16 copy written in the same pass: bit for bit the device's own cast of its new parameters.
+TEST(CudaAdamW, Bf16CopyEqualsCastOfTheNewParameters) {
+  constexpr int64_t kN = 100003;
+  Arena host(Device::kCpu, 32 * kN + 65536, "host");
+  Arena dev(Device::kCuda, 32 * kN + 65536, "device");
+  Tensor param = host.alloc(DType::kF32, {kN}), grad = host.alloc(DType::kF32, {kN});
+  test::fill_normal(param, 11);
+  test::fill_normal(grad, 12);
+  Tensor pd = test::to_device(dev, param), gd = test::to_device(dev, grad);
+  Tensor md = dev.alloc(DType::kF32, {kN}), vd = dev.alloc(DType::kF32, {kN});
+  Tensor fused = dev.alloc(DType::kBF16, {kN}), cast_after = dev.alloc(DType::kBF16, {kN});
+  test::poison(fused);
+  AdamWParams p;
+  p.lr = 1e-2;
+  p.weight_decay = 0.1;
+  adamw_step(test::gpu(), pd, gd, md, vd, p, fused);
+  cast(test::gpu(), cast_after, pd);
+  const Tensor a = test::to_host(host, fused), b = test::to_host(host, cast_after);
+  int64_t differ = 0;
+  for (int64_t i = 0; i < kN; ++i) differ += a.ptr<uint16_t>()[i] != b.ptr<uint16_t>()[i] ? 1 : 0;
+  EXPECT_EQ(differ, 0);
 }
 
 }  // namespace
