@@ -248,23 +248,11 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
   };
   const auto run_start = Clock::now();
   // The MoE layers' expert rows on the busiest rank: as planned, then as grown (expert_rows.h).
-  const auto busiest_expert_rows = [&](size_t bytes) {
-    return world->all_reduce_scalar(static_cast<double>(bytes), ReduceOp::kMax);
-  };
-  const double expert_rows_planned =
-      busiest_expert_rows(trainer.model().expert_rows().planned_bytes());
+  const double expert_rows_planned = world->all_reduce_scalar(
+      static_cast<double>(trainer.model().expert_rows().planned_bytes()), ReduceOp::kMax);
   double expert_rows = expert_rows_planned;
   while (trainer.steps_done() < r.train.steps) {
     StepMetrics sm = trainer.step();
-    if (const double now = busiest_expert_rows(trainer.model().expert_rows().capacity_bytes());
-        now > expert_rows) {
-      metrics.note(fmt::format(
-          "MoE expert rows grew to {:.1f} MiB on the busiest rank at step {} ({:.1f} planned for "
-          "the balanced load): dropless routing keeps every token; model.moe.capacity_factor "
-          "bounds the rows",
-          now / (1 << 20), sm.step, expert_rows_planned / (1 << 20)));
-      expert_rows = now;
-    }
     bad_in_a_row = sm.skipped ? bad_in_a_row + 1 : 0;
     if (bad_in_a_row > r.train.max_skipped_steps) {
       metrics.step(sm);
@@ -281,9 +269,20 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
       sm.val_loss = trainer.validate();
     }
     metrics.step(sm);
-    // Every rank learns of a signal any rank got, at the same step.
-    const bool stop =
-        world->all_reduce_scalar(static_cast<double>(g_stop_signal), ReduceOp::kMax) > 0;
+    // Every rank learns of a signal any rank got, at the same step, and of the busiest rank's
+    // expert rows (one reduction for both).
+    double busiest[2] = {static_cast<double>(g_stop_signal),
+                         static_cast<double>(trainer.model().expert_rows().capacity_bytes())};
+    world->all_reduce(Tensor{busiest, DType::kF64, Device::kCpu, Shape{2}}, ReduceOp::kMax);
+    const bool stop = busiest[0] > 0;
+    if (busiest[1] > expert_rows) {
+      metrics.note(fmt::format(
+          "MoE expert rows grew to {:.1f} MiB on the busiest rank at step {} ({:.1f} planned for "
+          "the balanced load): dropless routing keeps every token; model.moe.capacity_factor "
+          "bounds the rows",
+          busiest[1] / (1 << 20), sm.step, expert_rows_planned / (1 << 20)));
+      expert_rows = busiest[1];
+    }
     const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
     if (periodic || stop || sm.step == r.train.steps) save(sm.step);
     if (stop) {

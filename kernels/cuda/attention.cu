@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 
+#include "kernels/base/env.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/flash_attention.h"
@@ -411,16 +412,10 @@ void fp32_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, 
 
 // TMT_ATTENTION, read once: the path it forces, or none (unset or empty).
 std::optional<AttentionPath> forced_path() {
-  static const std::optional<AttentionPath> path = []() -> std::optional<AttentionPath> {
-    const char* env = std::getenv("TMT_ATTENTION");
-    const std::string_view value = env == nullptr ? "" : env;
-    if (value.empty()) return std::nullopt;
-    for (AttentionPath p : {AttentionPath::kCudnn, AttentionPath::kFlash, AttentionPath::kFp32}) {
-      if (value == attention_path_name(p)) return p;
-    }
-    TMT_CHECK(false, "TMT_ATTENTION={} is not cudnn, flash or fp32 (or unset)", value);
-    return std::nullopt;
-  }();
+  static const std::optional<AttentionPath> path = env_choice<AttentionPath>(
+      "TMT_ATTENTION", {{attention_path_name(AttentionPath::kCudnn), AttentionPath::kCudnn},
+                        {attention_path_name(AttentionPath::kFlash), AttentionPath::kFlash},
+                        {attention_path_name(AttentionPath::kFp32), AttentionPath::kFp32}});
   return path;
 }
 

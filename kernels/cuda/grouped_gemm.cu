@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/base/env.h"
 #include "kernels/base/log.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cuda/common.cuh"
@@ -36,30 +37,15 @@ constexpr size_t kCublasScratchBytes = size_t{32} << 20;  // cuBLAS's recommenda
 // ---- the request ------------------------------------------------------------------------------
 GroupedGemmChoice read_request() {
   GroupedGemmChoice c;
-  if (const char* v = std::getenv("TMT_GROUPED_GEMM"); v != nullptr && *v != '\0') {
-    const std::string s = v;
-    if (s == "cutlass") {
-      c.path = GroupedGemmPath::kCutlass;
-    } else if (s == "cublas") {
-      c.path = GroupedGemmPath::kCublas;
-    } else if (s == "loop") {
-      c.path = GroupedGemmPath::kLoop;
-    } else {
-      TMT_CHECK(false, "TMT_GROUPED_GEMM={} is not one of cutlass, cublas, loop", s);
-    }
-  }
-  if (const char* v = std::getenv("TMT_GROUPED_GEMM_TILE"); v != nullptr && *v != '\0') {
-    const std::string s = v;
-    if (s == "128x256") {
-      c.tile = CutlassTile::kCooperative128x256;
-    } else if (s == "128x128") {
-      c.tile = CutlassTile::kCooperative128x128;
-    } else if (s == "pingpong") {
-      c.tile = CutlassTile::kPingpong128x128;
-    } else {
-      TMT_CHECK(false, "TMT_GROUPED_GEMM_TILE={} is not one of 128x256, 128x128, pingpong", s);
-    }
-  }
+  c.path = env_choice<GroupedGemmPath>("TMT_GROUPED_GEMM", {{"cutlass", GroupedGemmPath::kCutlass},
+                                                            {"cublas", GroupedGemmPath::kCublas},
+                                                            {"loop", GroupedGemmPath::kLoop}})
+               .value_or(c.path);
+  c.tile = env_choice<CutlassTile>("TMT_GROUPED_GEMM_TILE",
+                                   {{"128x256", CutlassTile::kCooperative128x256},
+                                    {"128x128", CutlassTile::kCooperative128x128},
+                                    {"pingpong", CutlassTile::kPingpong128x128}})
+               .value_or(c.tile);
   return c;
 }
 

@@ -23,7 +23,6 @@ Tensor GrowingStack::alloc(DType dtype, Shape shape) {
   }
   segments_.emplace_back(device_, std::max(bytes, capacity() / 2), name_,
                          Arena::Fill::kUninitialized);
-  ++growths_;
   current_ = segments_.size() - 1;
   return segments_.back().alloc(dtype, shape);
 }

@@ -43,7 +43,6 @@ class GrowingStack {
   void reset();
   size_t planned() const { return planned_; }
   size_t capacity() const;
-  int64_t growths() const { return growths_; }
 
  private:
   Device device_ = Device::kCpu;
@@ -51,7 +50,6 @@ class GrowingStack {
   std::string name_;
   std::vector<Arena> segments_;
   size_t current_ = 0;  // the segment allocations go to
-  int64_t growths_ = 0;
 };
 
 // The stacks of one pipeline stage's MoE layers: one per in-flight micro-batch for the kept rows,
