@@ -94,6 +94,7 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"check", tiny, "--set", "train.stepz=3"}, "--set train.stepz=3: train.stepz"},
       {{"check", tiny, "--set", "train.steps=-4"}, "--set train.steps=-4: train.steps"},
       {{"check", "/nonexistent/recipe.yaml"}, "/nonexistent/recipe.yaml"},
+      {{"check", tiny, "--memory", "--set", "model.moe.top_k=0"}, "--set model.moe.top_k=0"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
@@ -134,7 +135,8 @@ TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> flags = {
       {"train", {"--set", "RECIPE"}},
       {"check",
-       {"--set", "--world", "--print-world", "--json", "--schema", "--markdown", "RECIPE"}},
+       {"--set", "--world", "--print-world", "--json", "--memory", "--schema", "--markdown",
+        "RECIPE"}},
       {"prepare", {"--out", "--tokenizer", "--val-fraction", "INPUTS"}},
   };
   for (const auto& [cmd, names] : flags) {
@@ -188,6 +190,20 @@ TEST(Cli, CheckReportsMixtralSizes) {
         << r.out;
     EXPECT_NEAR(std::stod(m[1]) * 1e9, w.total, 0.01 * w.total) << w.recipe;
     EXPECT_NEAR(std::stod(m[2]) * 1e9, w.active, 0.01 * w.active) << w.recipe;
+    // --memory: a line per pipeline stage, under an 80 GB GPU's memory on every one
+    const auto mem =
+        test::run_command({test::tramontane_binary(), "check", test::source_path(w.recipe),
+                           "--world", std::to_string(w.world), "--memory"});
+    ASSERT_EQ(mem.exit_code, 0) << mem.err;
+    const std::regex stage_line(R"( +([0-9]+) +[0-9]+-[0-9]+ +[0-9]+ .* ([0-9.]+))");
+    std::istringstream lines(mem.out);
+    int stages = 0;
+    for (std::string line; std::getline(lines, line);) {
+      if (!std::regex_match(line, m, stage_line)) continue;
+      ++stages;
+      EXPECT_LT(std::stod(m[2]), 74.5) << w.recipe << " stage " << m[1];
+    }
+    EXPECT_EQ(stages, w.world == 64 ? 4 : 8) << mem.out;
     // every rank appears in the rank map, the last one included
     const std::regex last_rank("\\n +" + std::to_string(w.world - 1) + " +[0-9]+ ");
     EXPECT_TRUE(std::regex_search(r.out, last_rank)) << w.recipe;
