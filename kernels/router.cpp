@@ -166,7 +166,7 @@ void router_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
 
 double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& stats,
                                  int64_t tokens, int64_t top_k, double coeff, double grad_weight,
-                                 const double* host_stats) {
+                                 [[maybe_unused]] const double* host_stats) {
   TMT_CHECK(dprobs.rank() == 2 && stats.dtype == DType::kF64 &&
                 stats.numel() == 2 * dprobs.size(1) + 1 && tokens >= dprobs.size(0),
             "load_balancing_from_stats: dprobs {}, stats {}, {} tokens", dprobs.str(), stats.str(),
@@ -188,7 +188,7 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
 
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
                          const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
-                         const double* host_stats) {
+                         [[maybe_unused]] const double* host_stats) {
   TMT_CHECK(dlse.shape == lse.shape && dlse.dtype == lse.dtype && stats.dtype == DType::kF64,
             "z_loss_from_stats: dlse {}, lse {}, stats {}", dlse.str(), lse.str(), stats.str());
   on_device("z_loss_from_stats", ctx, {&dlse, &lse, &stats});
