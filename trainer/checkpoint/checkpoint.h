@@ -28,14 +28,21 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
 // The directory `latest` in run_dir/checkpoints names, or "" when there is none.
 std::string latest_checkpoint(const std::string& run_dir);
 
+// What a load takes from a checkpoint: everything a resumed run needs, or the weights alone (the
+// optimizer stays as it is: fresh; train --init-from, eval). A weights-only checkpoint (format.h)
+// loads as kTrainingState with zero moments.
+enum class LoadWhat : uint8_t { kTrainingState, kWeights };
+
 // Not collective: checks what this rank will read (the index, the recipe's model against the
 // checkpoint's, its blocks' tensors and shapes, and the shards i with i % world == rank: present,
 // complete, checksum). Throws InputError naming the file and what is wrong.
 void check_checkpoint(const std::string& dir, const Recipe& r, const ParamStore& params, int rank,
-                      int world);
+                      int world, LoadWhat what = LoadWhat::kTrainingState);
 
-// Collective: reads this rank's blocks (parameters and moments) from a checked checkpoint.
-TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimizer& optimizer);
+// Collective: reads this rank's blocks (parameters, and the moments unless `what` is kWeights or
+// the checkpoint has none) from a checked checkpoint; returns the state the checkpoint records.
+TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimizer& optimizer,
+                              LoadWhat what = LoadWhat::kTrainingState);
 
 // `tramontane inspect`: prints the step, the layout it was written at, every tensor (name, global
 // shape, dtype, CRC-32C of its bytes) and the recipe. Throws InputError for a broken checkpoint.

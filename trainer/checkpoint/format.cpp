@@ -4,7 +4,10 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
+#include <map>
 
 #include "kernels/base/crc32c.h"
 
@@ -102,6 +105,97 @@ void verify_shard(const fs::path& dir, const json& entry) {
   }
   if (file_crc32c(shard) != entry["crc32c"].get<uint32_t>())
     input_error("{}: checksum mismatch (the file is damaged)", shard.string());
+}
+
+bool has_moments(hid_t index_file) {
+  return h5::read_int_attr(index_file, "weights_only").value_or(0) == 0;
+}
+
+void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
+  using h5::Handle;
+  const fs::path path = dir / "index.h5";
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  TMT_H5_CHECK(file.id(), "create {}", path.string());
+  std::map<std::string, std::vector<const Block*>> tensors;  // name -> its blocks
+  for (const Block& b : blocks) tensors[b.name].push_back(&b);
+  Handle lcpl = h5::link_props();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const char* kind : kKinds) {
+    if (meta.weights_only && std::string(kind) != "param") continue;
+    for (const auto& [name, parts] : tensors) {
+      const auto& global = parts.front()->global;
+      Handle space(H5Screate_simple(static_cast<int>(global.size()), global.data(), nullptr),
+                   H5Sclose);
+      Handle dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+      H5Pset_fill_value(dcpl.id(), H5T_NATIVE_FLOAT, &nan);
+      const std::string dataset = std::string(kind) + "/" + name;
+      for (const Block* b : parts) {
+        Handle src(H5Screate_simple(static_cast<int>(b->shape.size()), b->shape.data(), nullptr),
+                   H5Sclose);
+        TMT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, b->offset.data(), nullptr,
+                                         b->shape.data(), nullptr),
+                     "select {}", dataset);
+        TMT_H5_CHECK(
+            H5Pset_virtual(dcpl.id(), space.id(), b->file.c_str(), dataset.c_str(), src.id()),
+            "map {}", dataset);
+      }
+      H5Sselect_all(space.id());
+      Handle d(H5Dcreate2(file.id(), dataset.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(),
+                          dcpl.id(), H5P_DEFAULT),
+               H5Dclose);
+      TMT_H5_CHECK(d.id(), "create {}", dataset);
+    }
+  }
+  for (const auto& [key, value] :
+       {std::pair{"step", meta.step}, std::pair{"adam_steps", meta.adam_steps},
+        std::pair{"skipped_in_a_row", meta.skipped_in_a_row}, std::pair{"seed", meta.seed},
+        std::pair{"consumed_sequences", meta.consumed_sequences},
+        std::pair{"format_version", kFormatVersion}}) {
+    h5::write_int_attr(file.id(), key, value);
+  }
+  if (meta.weights_only) h5::write_int_attr(file.id(), "weights_only", 1);
+  h5::write_string_attr(file.id(), "tramontane_version", TMT_VERSION);
+  h5::write_string_attr(file.id(), "recipe", meta.recipe);
+  h5::write_string_attr(file.id(), "layout", meta.layout.dump());
+  h5::write_string_attr(file.id(), "shards", meta.shards.dump());
+}
+
+json shard_entry(const fs::path& dir, const std::string& file) {
+  const fs::path path = dir / file;
+  fsync_path(path);
+  return {{"file", file},
+          {"bytes", static_cast<int64_t>(fs::file_size(path))},
+          {"crc32c", file_crc32c(path)}};
+}
+
+void publish(const fs::path& root, const std::string& name, int64_t keep) {
+  const fs::path partial = root / (name + ".partial"), final_dir = root / name;
+  fsync_path(partial / "index.h5");
+  fsync_path(partial);
+  std::error_code ec;
+  fs::remove_all(final_dir, ec);  // an older save of the same step (a rerun after a crash)
+  fs::rename(partial, final_dir, ec);
+  TMT_CHECK(!ec, "cannot rename {}: {}", partial.string(), ec.message());
+  fsync_path(root);
+  {
+    std::ofstream latest(root / "latest.tmp");
+    latest << name << "\n";
+  }
+  fsync_path(root / "latest.tmp");
+  fs::rename(root / "latest.tmp", root / "latest", ec);
+  TMT_CHECK(!ec, "cannot update {}: {}", (root / "latest").string(), ec.message());
+  fsync_path(root);
+  // All but the newest `keep` complete checkpoints go.
+  std::vector<fs::path> done;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("step-", 0) != 0) continue;
+    if (n.size() > 8 && n.substr(n.size() - 8) == ".partial") continue;
+    done.push_back(e.path());
+  }
+  std::sort(done.begin(), done.end());
+  for (size_t i = 0; i + static_cast<size_t>(std::max<int64_t>(keep, 1)) < done.size(); ++i)
+    fs::remove_all(done[i], ec);
 }
 
 void fsync_path(const fs::path& p) {

@@ -29,6 +29,11 @@
 // tensor through the index, so tp, pp, ep, etp, dp and zero1 may all differ from the writer's.
 // Before anything is read every shard's size and checksum are verified (HDF5 would silently read
 // the fill value from a missing shard).
+//
+// Weights only: a checkpoint written by `tramontane import` holds /param alone (index attribute
+// weights_only = 1, step 0, no /exp_avg or /exp_avg_sq, shards named part-NNNNN.h5, each a few
+// layers). Resuming from it starts AdamW's moments at zero; `train --init-from` treats any
+// checkpoint this way (its weights, a fresh optimizer, step 0), and `eval` reads only /param.
 #pragma once
 
 #include <cstdint>
@@ -69,6 +74,33 @@ h5::Handle open_index(const std::filesystem::path& dir);
 nlohmann::json read_json_attr(hid_t file, const char* name, const std::filesystem::path& index);
 // A shard the index lists: present, of the size and CRC-32C the index recorded (InputError).
 void verify_shard(const std::filesystem::path& dir, const nlohmann::json& entry);
+
+// Whether the index holds AdamW's moments (false for a weights-only checkpoint).
+bool has_moments(hid_t index_file);
+
+// One block of a tensor in a shard, as the index maps it.
+struct Block {
+  std::string name;  // the tensor's
+  std::string file;  // the shard's file name, relative to the checkpoint directory
+  std::vector<hsize_t> global, shape, offset;
+};
+// What the index records besides the blocks.
+struct IndexMeta {
+  int64_t step = 0, adam_steps = 0, skipped_in_a_row = 0, seed = 0, consumed_sequences = 0;
+  bool weights_only = false;  // only /param: no moments
+  std::string recipe;         // to_yaml of the recipe
+  nlohmann::json layout;      // world, tp, dp, pp, etp, ep, edp, zero1
+  nlohmann::json shards;      // [{file, bytes, crc32c}]
+};
+// Writes dir/index.h5: for each kind (param, and the moments unless weights_only) and tensor, a
+// virtual dataset of its global shape over its blocks; then the attributes.
+void write_index(const std::filesystem::path& dir, const std::vector<Block>& blocks,
+                 const IndexMeta& meta);
+// Renames root/<name>.partial to root/<name> and then points root/latest at it (each step fsynced:
+// the atomicity above), then removes all but the newest `keep` checkpoints.
+void publish(const std::filesystem::path& root, const std::string& name, int64_t keep);
+// The {file, bytes, crc32c} entry of a shard written and fsynced in dir.
+nlohmann::json shard_entry(const std::filesystem::path& dir, const std::string& file);
 
 void fsync_path(const std::filesystem::path& p);
 uint32_t file_crc32c(const std::filesystem::path& p);

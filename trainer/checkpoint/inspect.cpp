@@ -36,10 +36,12 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
                layout["dp"].get<int64_t>(), layout["pp"].get<int64_t>(),
                layout["etp"].get<int64_t>(), layout["ep"].get<int64_t>(),
                layout["edp"].get<int64_t>(), layout["zero1"].get<bool>() ? ", zero1" : "");
-    fmt::print("  {} shard file(s), checksums verified\n", shards.size());
+    fmt::print("  {} shard file(s), checksums verified{}\n", shards.size(),
+               has_moments(file.id()) ? "" : "; weights only (no optimizer state)");
     fmt::print("tensors (name, global shape, dtype, crc32c of the f32 little-endian bytes):\n");
   }
   for (const char* kind : kKinds) {
+    if (!has_moments(file.id()) && std::string(kind) != "param") continue;
     Handle group(H5Gopen2(file.id(), kind, H5P_DEFAULT), H5Gclose);
     if (!group.ok()) input_error("{}: no group /{}", index.string(), kind);
     hsize_t n = 0;

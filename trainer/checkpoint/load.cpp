@@ -40,7 +40,7 @@ void read_block(hid_t file, const std::string& path, const ParamSpec& spec, cons
 }  // namespace
 
 void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamStore& params,
-                      int rank, int world) {
+                      int rank, int world, LoadWhat what) {
   const fs::path dir(dir_name);
   const fs::path index = dir / "index.h5";
   Handle file = open_index(dir);
@@ -68,8 +68,10 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
     verify_shard(dir, shards[i]);
   }
   // The tensors this rank reads.
+  const bool moments = what == LoadWhat::kTrainingState && has_moments(file.id());
   for (const Param& p : params.all()) {
     for (const char* kind : kKinds) {
+      if (!moments && std::string(kind) != "param") continue;
       const std::string path = std::string(kind) + "/" + p.spec.name;
       if (H5Lexists(file.id(), kind, H5P_DEFAULT) <= 0 ||
           H5Lexists(file.id(), path.c_str(), H5P_DEFAULT) <= 0) {
@@ -85,14 +87,23 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
   }
 }
 
-TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimizer& optimizer) {
+TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimizer& optimizer,
+                              LoadWhat what) {
   Handle file = open_index(dir);
+  const bool moments = what == LoadWhat::kTrainingState && has_moments(file.id());
   TrainingState state;
   state.step = h5::read_int_attr(file.id(), "step").value_or(0);
   state.adam_steps = h5::read_int_attr(file.id(), "adam_steps").value_or(0);
   state.skipped_in_a_row = h5::read_int_attr(file.id(), "skipped_in_a_row").value_or(0);
   for (size_t g = 0; g < params.groups().size(); ++g) {
     const ParamGroup& pg = params.groups()[g];
+    if (!moments) {
+      for (const Param& p : params.all()) {
+        if (group_of(p, params) == g)
+          read_block(file.id(), "param/" + p.spec.name, p.spec, p.value);
+      }
+      continue;
+    }
     const auto n = pg.values.numel();
     std::vector<float> m(static_cast<size_t>(n), 0.0f), v(m.size(), 0.0f);
     const Tensor mg{m.data(), DType::kF32, Device::kCpu, Shape{n}};

@@ -252,7 +252,10 @@ int64_t required_world(const Recipe& recipe);
 
 // Every key with its resolved value, as YAML (what run.dir/recipe.resolved.yaml holds); parses back
 // to the same Recipe.
-std::string to_yaml(const Recipe& recipe);
+// kDerivedAsNull writes the keys whose default derives from others (parallel.sequence_parallel,
+// model.head_dim, ...) as null, so that they follow the others when a user edits the file.
+enum class YamlKeys : uint8_t { kResolved, kDerivedAsNull };
+std::string to_yaml(const Recipe& recipe, YamlKeys keys = YamlKeys::kResolved);
 
 // One key of the schema, as `check --schema` and the README describe it.
 struct KeyInfo {

@@ -37,10 +37,12 @@ std::string scalar(const T& v) {
 // The schema's writer: one `key: value` line per key, nested sections indented by two spaces.
 class Writer {
  public:
+  Writer(const Recipe& recipe, YamlKeys keys) : recipe_(recipe), keys_(keys) {}
   template <class T>
   void key(std::string_view name, const T& field, const Spec<T>& spec) {
-    const bool unset =
-        (spec.null_when && spec.null_when()) || (!spec.later.empty() && field == T{});
+    const bool unset = (spec.null_when && spec.null_when()) ||
+                       (!spec.later.empty() && field == T{}) ||
+                       (keys_ == YamlKeys::kDerivedAsNull && is_derived(field, spec));
     line(name, unset ? "null" : scalar(field));
   }
   template <class E>
@@ -72,17 +74,30 @@ class Writer {
   std::string text() const { return out_.str(); }
 
  private:
+  // Whether the value is what its derivation from the other keys gives.
+  template <class T>
+  bool is_derived(const T& field, const Spec<T>& spec) const {
+    if (!spec.derive) return false;
+    try {
+      const std::optional<T> derived = spec.derive(recipe_);
+      return derived && *derived == field;
+    } catch (const InputError&) {
+      return false;
+    }
+  }
   void line(std::string_view name, const std::string& value) {
     out_ << fmt::format("{:{}}{}: {}\n", "", indent_, name, value);
   }
+  const Recipe& recipe_;
+  YamlKeys keys_;
   std::ostringstream out_;
   int indent_ = 0;
 };
 
 }  // namespace
 
-std::string to_yaml(const Recipe& r) {
-  Writer w;
+std::string to_yaml(const Recipe& r, YamlKeys keys) {
+  Writer w(r, keys);
   recipe_detail::visit(w, r);
   return w.text();
 }
