@@ -22,6 +22,8 @@ class SequenceSource {
   virtual int64_t seq_len() const = 0;
   // Fills out (seq_len + 1 tokens) with sequence `index` (any index >= 0).
   virtual void sequence(int64_t index, std::span<int32_t> out) const = 0;
+  // How many distinct sequences there are (a token split's windows), or 0 for an endless source.
+  virtual int64_t count() const { return 0; }
   // The lowest mean loss per predicted token any model can reach on this data (NaN when unknown).
   virtual double optimal_loss() const { return std::nan(""); }
   virtual std::string describe() const = 0;

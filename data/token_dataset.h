@@ -43,6 +43,7 @@ class TokenDataset final : public SequenceSource {
   std::string describe() const override;
   int64_t tokens() const { return total_; }
   int64_t windows() const { return windows_; }
+  int64_t count() const override { return windows_; }
 
  private:
   void read(int64_t begin,

@@ -3,6 +3,9 @@
 //   tramontane train [RECIPE] [--set key.path=value]...
 //   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world] [--memory]
 //   tramontane prepare --tokenizer bytes INPUT... --out DIR [--val-fraction F]
+//   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
+//   tramontane import SRC --out RUN_DIR [--set key.path=value]...
+//   tramontane export CKPT --out HF_DIR [--dtype bf16|fp16|fp32]
 //
 // Exit status: 0 success; 2 bad input (one `error:` line on stderr, from one rank); 1 internal
 // failure.
@@ -62,6 +65,54 @@ int main(int argc, char** argv) {
                         "run.dir/checkpoints/latest names, when there is one)");
   train_cmd->add_flag("--no-resume", train.no_resume,
                       "start from step 0 even when run.dir has checkpoints");
+  train_cmd->add_option(
+      "--init-from", train.init_from,
+      "start a new run (step 0, fresh optimizer) from this checkpoint's weights, "
+      "e.g. one `tramontane import` wrote (fine-tuning); ignored once run.dir has "
+      "checkpoints of its own, which resume");
+
+  tmt::EvalOptions eval;
+  CLI::App* eval_cmd = app.add_subcommand(
+      "eval",
+      "Forward passes over every window of the validation split at the recipe's layout; prints "
+      "one JSON line {\"step\", \"val_loss\", \"tokens\", \"perplexity\"}.");
+  eval_cmd->add_option("recipe", eval.recipe, kRecipeHelp);
+  eval_cmd->add_option("--set", eval.overrides, kSetHelp)
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  eval_cmd->add_option("--resume", eval.checkpoint,
+                       "the checkpoint whose weights to evaluate (default: the one "
+                       "run.dir/checkpoints/latest names; none: the initial weights)");
+
+  tmt::ImportOptions import;
+  CLI::App* import_cmd = app.add_subcommand(
+      "import",
+      "Import published weights: a Hugging Face directory (config.json + safetensors) of "
+      "MixtralForCausalLM or MistralForCausalLM, or Mistral's format (params.json + "
+      "consolidated*.safetensors). Writes RUN_DIR/recipe.yaml and the checkpoint "
+      "RUN_DIR/checkpoints/step-0000000 that `train RUN_DIR/recipe.yaml` starts from.");
+  import_cmd->add_option("source", import.source, "the published model's directory")->required();
+  import_cmd->add_option("--out", import.out_dir, "the run directory to create")->required();
+  import_cmd
+      ->add_option("--set", import.overrides, kSetHelp + std::string(" (not the model's shape)"))
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+
+  tmt::ExportOptions export_;
+  std::string export_dtype = "bf16";
+  CLI::App* export_cmd = app.add_subcommand(
+      "export",
+      "Export a checkpoint's weights as a Hugging Face model directory (config.json, "
+      "safetensors shards and their index) that transformers' from_pretrained loads.");
+  export_cmd->add_option("checkpoint", export_.checkpoint, "checkpoint directory (step-NNNNNNN)")
+      ->required();
+  export_cmd->add_option("--out", export_.out_dir, "the directory to create")->required();
+  export_cmd->add_option("--dtype", export_dtype, "bf16 (default), fp16 or fp32")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+  export_cmd
+      ->add_option("--max-shard-size", export_.max_shard_bytes,
+                   "bytes per safetensors file at most (default 5e9, as transformers)")
+      ->check(CLI::PositiveNumber);
 
   tmt::CheckOptions check;
   CLI::App* check_cmd = app.add_subcommand("check",
@@ -142,10 +193,17 @@ int main(int argc, char** argv) {
     if (check_cmd->parsed()) return tmt::run_check(check);
     if (prepare_cmd->parsed()) return tmt::run_prepare(prepare);
     if (inspect_cmd->parsed()) return tmt::run_inspect(inspect);
-    if (train_cmd->parsed()) {
+    if (import_cmd->parsed()) return tmt::run_import(import);
+    if (export_cmd->parsed()) {
+      export_.dtype = export_dtype == "fp32"   ? tmt::DType::kF32
+                      : export_dtype == "fp16" ? tmt::DType::kF16
+                                               : tmt::DType::kBF16;
+      return tmt::run_export(export_);
+    }
+    if (train_cmd->parsed() || eval_cmd->parsed()) {
       tmt::MpiEnvironment mpi(&argc, &argv);
       try {
-        return tmt::run_train(train);
+        return train_cmd->parsed() ? tmt::run_train(train) : tmt::run_eval(eval);
       } catch (const tmt::InputError& e) {
         // Bad input found after the ranks agreed on setup: every rank reads the same input, so
         // every rank gets here; rank 0 speaks for them.

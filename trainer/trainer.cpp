@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "kernels/base/device.h"
@@ -149,14 +150,24 @@ StepMetrics Trainer::step() {
 
 std::optional<double> Trainer::validate() {
   if (!data_.val) return std::nullopt;
+  const Evaluation e = evaluate(r_.log.eval_batches * micro_);
+  return e.tokens > 0 ? e.loss_sum / static_cast<double>(e.tokens) : 0.0;
+}
+
+Trainer::Evaluation Trainer::evaluate(int64_t sequences) {
+  TMT_CHECK(data_.val != nullptr, "evaluate: no validation data");
   double sums[2] = {0, 0};
   // Every rank runs the same number of forward passes (expert-parallel peers meet in all-to-alls);
   // a rank past the end recomputes a batch without counting it.
-  const int64_t dp = r_.parallel.dp, n = r_.log.eval_batches;
+  const int64_t dp = r_.parallel.dp, n = (sequences + micro_ - 1) / micro_;
   for (int64_t round = 0; round < (n + dp - 1) / dp; ++round) {
     const int64_t i = round * dp + env_.coords.dp;
     const LossParts p = schedule_.evaluate(1, [&](int64_t, MicroBatch& batch) {
-      fill_batch(*data_.val, (i % n) * micro_, batch.inputs, batch.targets);
+      const int64_t first = (i % n) * micro_;
+      fill_batch(*data_.val, first, batch.inputs, batch.targets);
+      const int64_t s = batch.targets.size(1);
+      for (int64_t b = std::max<int64_t>(sequences - first, 0); b < micro_; ++b)
+        std::fill_n(batch.targets.ptr<int32_t>() + b * s, s, -1);
     });
     if (i >= n) continue;
     sums[0] += p.lm_loss_sum;
@@ -165,7 +176,7 @@ std::optional<double> Trainer::validate() {
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{2}};
   env_.dp->all_reduce(reduced);
   env_.pp->all_reduce(reduced);
-  return sums[1] > 0 ? sums[0] / sums[1] : 0.0;
+  return {sums[0], static_cast<int64_t>(sums[1])};
 }
 
 namespace {
@@ -175,7 +186,31 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 }  // namespace
 
-int train(const Recipe& r, const DataSources& data, const std::string& resume_from) {
+namespace {
+
+// Checks on every rank, then loads, a checkpoint into the trainer's model (and optimizer); 2 when
+// it is bad (every rank agrees), else 0.
+int load_into(Trainer& trainer, Communicator& world, const Recipe& r, const StartFrom& from,
+              TrainingState& state) {
+  const int status = agree_on_setup([&] {
+    check_checkpoint(from.checkpoint, r, trainer.model().params(), world.rank(), world.size(),
+                     from.what);
+  });
+  if (status != 0) return status;
+  const auto t0 = Clock::now();
+  state =
+      load_checkpoint(from.checkpoint, trainer.model().params(), trainer.optimizer(), from.what);
+  world.barrier();
+  const double mb = static_cast<double>(directory_bytes(from.checkpoint)) / 1e6;
+  log_info("{} {} at step {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)",
+           from.what == LoadWhat::kWeights ? "weights from" : "resumed from", from.checkpoint,
+           state.step, mb, seconds_since(t0), mb / seconds_since(t0));
+  return 0;
+}
+
+}  // namespace
+
+int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
   auto mpi = mpi_world();
   // The GPU first: NCCL binds to the device that is current when its communicators are made.
   const Context ctx = open_device(r.train.device, local_rank());
@@ -184,18 +219,13 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
   Trainer trainer(r, data, env);
 
   TrainingState state;
-  if (!resume_from.empty()) {
-    const int status = agree_on_setup([&] {
-      check_checkpoint(resume_from, r, trainer.model().params(), world->rank(), world->size());
-    });
-    if (status != 0) return status;
-    const auto t0 = Clock::now();
-    state = load_checkpoint(resume_from, trainer.model().params(), trainer.optimizer());
-    world->barrier();
+  if (!from.checkpoint.empty()) {
+    if (const int status = load_into(trainer, *world, r, from, state); status != 0) return status;
+    if (from.what == LoadWhat::kWeights) {
+      log_info("a new run from those weights: a fresh optimizer, step 0");
+      state = {};
+    }
     trainer.resume_at(state.step);
-    const double mb = static_cast<double>(directory_bytes(resume_from)) / 1e6;
-    log_info("resumed from {} at step {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", resume_from,
-             state.step, mb, seconds_since(t0), mb / seconds_since(t0));
     if (state.step >= r.train.steps) {
       log_info(
           "nothing to do: the checkpoint is at step {} of train.steps = {} (--no-resume "
@@ -295,6 +325,38 @@ int train(const Recipe& r, const DataSources& data, const std::string& resume_fr
   metrics.note(
       fmt::format("done: {} steps in {}, {:.0f} tokens/s", r.train.steps, format_duration(total_s),
                   static_cast<double>(r.train.steps * trainer.tokens_per_step()) / total_s));
+  return 0;
+}
+
+int evaluate(const Recipe& r, const DataSources& data, const std::string& checkpoint) {
+  auto mpi = mpi_world();
+  const Context ctx = open_device(r.train.device, local_rank());
+  auto world = open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi, ctx);
+  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
+  Trainer trainer(r, data, env);
+  TrainingState state;
+  if (!checkpoint.empty()) {
+    if (const int status = load_into(trainer, *world, r, {checkpoint, LoadWhat::kWeights}, state);
+        status != 0)
+      return status;
+  } else {
+    log_info("no checkpoint in {}: evaluating the initial weights (train.seed {})", r.run.dir,
+             r.train.seed);
+  }
+  const int64_t sequences = data.val->count();
+  const auto t0 = Clock::now();
+  const Trainer::Evaluation e = trainer.evaluate(sequences);
+  const double loss = e.tokens > 0 ? e.loss_sum / static_cast<double>(e.tokens) : 0.0;
+  log_info("evaluated {} validation sequences of {} tokens in {:.2f} s", sequences, r.data.seq_len,
+           seconds_since(t0));
+  if (process_rank() == 0) {
+    const nlohmann::json line = {{"step", state.step},
+                                 {"val_loss", loss},
+                                 {"tokens", e.tokens},
+                                 {"perplexity", std::exp(loss)}};
+    fmt::print("{}\n", line.dump());
+    std::fflush(stdout);
+  }
   return 0;
 }
 

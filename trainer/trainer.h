@@ -39,6 +39,14 @@ class Trainer {
   // Mean validation loss over log.eval_batches micro-batches, shared out over the data-parallel
   // ranks.
   std::optional<double> validate();
+  // Forward passes over validation sequences [0, sequences), in micro-batches shared out over the
+  // data-parallel ranks (the last one's sequences past the end count nothing). Collective; every
+  // rank returns the sums over all ranks.
+  struct Evaluation {
+    double loss_sum = 0;  // cross-entropy summed over the predicted tokens
+    int64_t tokens = 0;
+  };
+  Evaluation evaluate(int64_t sequences);
 
   Model& model() { return model_; }
   GradSync& grad_sync() { return grad_sync_; }
@@ -67,9 +75,21 @@ class Trainer {
   int64_t step_ = 0;
 };
 
-// Trains on the ranks of MPI_COMM_WORLD from checked input, first loading the checkpoint
-// `resume_from` when it is not empty; returns the process exit status. Writes checkpoints every
-// checkpoint.every steps, at the end, and when SIGTERM or SIGUSR1 arrives (then exits 0).
-int train(const Recipe& recipe, const DataSources& data, const std::string& resume_from = "");
+// Where a run starts: nothing (the recipe's initial weights), a checkpoint to resume (kTrainingState)
+// or a checkpoint's weights for a new run at step 0 (kWeights: train --init-from).
+struct StartFrom {
+  std::string checkpoint;
+  LoadWhat what = LoadWhat::kTrainingState;
+};
+
+// Trains on the ranks of MPI_COMM_WORLD from checked input, first loading `from`; returns the
+// process exit status. Writes checkpoints every checkpoint.every steps, at the end, and when
+// SIGTERM or SIGUSR1 arrives (then exits 0).
+int train(const Recipe& recipe, const DataSources& data, const StartFrom& from = {});
+
+// `tramontane eval`: forward passes over every window of the validation split (data.val must be
+// set) with the weights of `checkpoint` (the initial weights when empty); rank 0 prints one JSON
+// line {"step", "val_loss", "tokens", "perplexity"}. Returns the exit status.
+int evaluate(const Recipe& recipe, const DataSources& data, const std::string& checkpoint);
 
 }  // namespace tmt

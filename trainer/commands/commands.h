@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "data/prepare.h"
+#include "trainer/interop/weights.h"
 
 namespace tmt {
 
@@ -28,6 +29,15 @@ struct TrainOptions {
   std::vector<std::string> overrides;
   std::string resume;      // a checkpoint directory to start from ("" = latest in run.dir)
   bool no_resume = false;  // start fresh even when run.dir has checkpoints
+  // A new run from this checkpoint's weights (fresh optimizer, step 0), unless run.dir already
+  // has checkpoints of its own (then those resume, so a requeued job continues).
+  std::string init_from;
+};
+
+struct EvalOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+  std::string checkpoint;  // "" = latest in run.dir (none: the initial weights)
 };
 
 struct InspectOptions {
@@ -40,5 +50,10 @@ int run_inspect(const InspectOptions& options);
 int run_prepare(const PrepareOptions& options);
 // `tramontane train`: trains on the ranks mpirun (or srun) started.
 int run_train(const TrainOptions& options);
+// `tramontane eval`: the validation loss of a checkpoint, at any layout.
+int run_eval(const EvalOptions& options);
+// `tramontane import SRC --out RUN_DIR`, `tramontane export CKPT --out HF_DIR` (weights.h).
+int run_import(const ImportOptions& options);
+int run_export(const ExportOptions& options);
 
 }  // namespace tmt

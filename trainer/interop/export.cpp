@@ -1,0 +1,129 @@
+// `tramontane export` (weights.h): a checkpoint into a Hugging Face model directory.
+#include <fmt/format.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "kernels/base/check.h"
+#include "trainer/checkpoint/format.h"
+#include "trainer/interop/published.h"
+#include "trainer/interop/safetensors.h"
+#include "trainer/interop/weights.h"
+
+namespace tmt {
+namespace fs = std::filesystem;
+using h5::Handle;
+using nlohmann::json;
+
+namespace {
+
+// Reads the block `m` describes of the checkpoint's parameter m.param (f32) into out.
+void read_published(hid_t index, const TensorMapping& m, std::vector<float>& out) {
+  const std::string path = "param/" + m.param;
+  Handle d(H5Dopen2(index, path.c_str(), H5P_DEFAULT), H5Dclose);
+  if (!d.ok()) input_error("checkpoint: no tensor {} (the model's config has it)", path);
+  Handle space(H5Dget_space(d.id()), H5Sclose);
+  const auto dims = h5::dataset_dims(d.id());
+  TMT_CHECK(dims.size() == m.offset.size(), "export: {} has {} dimensions, expected {}", path,
+            dims.size(), m.offset.size());
+  std::vector<hsize_t> start(dims.size()), count(dims.size(), 1);
+  for (size_t i = 0; i < dims.size(); ++i) start[i] = static_cast<hsize_t>(m.offset[i]);
+  const size_t lead = dims.size() - m.shape.size();
+  size_t n = 1;
+  for (size_t i = 0; i < m.shape.size(); ++i) {
+    count[lead + i] = static_cast<hsize_t>(m.shape[i]);
+    n *= static_cast<size_t>(m.shape[i]);
+  }
+  out.resize(n);
+  TMT_H5_CHECK(
+      H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+      "select {}", path);
+  Handle mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
+  TMT_H5_CHECK(H5Dread(d.id(), H5T_NATIVE_FLOAT, mem.id(), space.id(), H5P_DEFAULT, out.data()),
+               "read {}", path);
+}
+
+void from_f32(const std::vector<float>& values, DType dtype, std::span<std::byte> out) {
+  if (dtype == DType::kF32) {
+    std::memcpy(out.data(), values.data(), out.size());
+    return;
+  }
+  auto* bits = reinterpret_cast<uint16_t*>(out.data());
+  const bool bf16 = dtype == DType::kBF16;
+  const size_t n = values.size();
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i)
+    bits[i] = bf16 ? float_to_bf16(values[i]) : float_to_f16(values[i]);
+}
+
+void write_json(const fs::path& path, const json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) input_error("{}: cannot write", path.string());
+}
+
+}  // namespace
+
+std::string export_weights(const ExportOptions& o) {
+  const fs::path dir(o.checkpoint), out(o.out_dir);
+  Handle index = ckpt::open_index(dir);
+  const fs::path index_path = dir / "index.h5";
+  for (const json& shard : ckpt::read_json_attr(index.id(), "shards", index_path))
+    ckpt::verify_shard(dir, shard);
+  const auto recipe_text = h5::read_string_attr(index.id(), "recipe");
+  if (!recipe_text) input_error("{}: missing attribute recipe", index_path.string());
+  const Recipe r = parse_recipe(*recipe_text, index_path.string() + " (recipe)", {});
+  const json config = hf_config(r.model, o.dtype);
+
+  if (fs::exists(out) && !fs::is_empty(out))
+    input_error("{}: exists and is not empty; export into a new directory", out.string());
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec) input_error("{}: cannot create: {}", out.string(), ec.message());
+
+  // Files of at most max_shard_bytes (a larger single tensor gets a file of its own).
+  const std::vector<TensorMapping> mappings =
+      tensor_mappings(r.model, PublishedFormat::kHuggingFace);
+  std::vector<std::vector<const TensorMapping*>> files(1);
+  int64_t in_file = 0, total = 0;
+  for (const TensorMapping& m : mappings) {
+    const int64_t bytes =
+        TensorEntry{"", o.dtype, m.shape}.numel() * static_cast<int64_t>(dtype_size(o.dtype));
+    if (!files.back().empty() && in_file + bytes > o.max_shard_bytes) {
+      files.emplace_back();
+      in_file = 0;
+    }
+    files.back().push_back(&m);
+    in_file += bytes;
+    total += bytes;
+  }
+  const size_t n = files.size();
+  json weight_map = json::object();
+  std::vector<float> values;
+  for (size_t f = 0; f < n; ++f) {
+    const std::string name =
+        n == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", f + 1, n);
+    std::vector<TensorEntry> entries;
+    for (const TensorMapping* m : files[f]) {
+      entries.push_back({m->published, o.dtype, m->shape});
+      weight_map[m->published] = name;
+    }
+    write_safetensors((out / name).string(), entries, {{"format", "pt"}},
+                      [&](size_t i, std::span<std::byte> bytes) {
+                        read_published(index.id(), *files[f][i], values);
+                        from_f32(values, o.dtype, bytes);
+                      });
+  }
+  if (n > 1) {
+    write_json(out / "model.safetensors.index.json",
+               {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+  }
+  write_json(out / "config.json", config);
+  return fmt::format("exported {} ({}) to {}: {} tensors in {} file(s), {:.2f} GB of {}",
+                     dir.string(), config["architectures"][0].get<std::string>(), out.string(),
+                     mappings.size(), n, static_cast<double>(total) / 1e9,
+                     safetensors_dtype_name(o.dtype));
+}
+
+}  // namespace tmt

@@ -1,0 +1,296 @@
+#include "trainer/interop/published.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <optional>
+
+#include "kernels/base/check.h"
+
+namespace tmt {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+json read_json_file(const fs::path& path) {
+  std::ifstream in(path);
+  if (!in) input_error("{}: cannot open", path.string());
+  try {
+    json j = json::parse(in);
+    if (!j.is_object()) input_error("{}: not a JSON object", path.string());
+    return j;
+  } catch (const json::exception& e) {
+    input_error("{}: not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+// A key of a config file, checked: `key` missing (and required), or of the wrong type, is one
+// error naming the file and the key.
+class ConfigReader {
+ public:
+  ConfigReader(const json& j, const fs::path& file) : j_(j), file_(file) {}
+
+  int64_t integer(const std::string& key, std::optional<int64_t> fallback = std::nullopt) const {
+    const json* v = find(key, fallback.has_value());
+    if (v == nullptr) return *fallback;
+    if (!v->is_number_integer() || v->get<int64_t>() <= 0)
+      bad(key, fmt::format("expected a positive integer, got {}", v->dump()));
+    return v->get<int64_t>();
+  }
+  double number(const std::string& key, std::optional<double> fallback = std::nullopt) const {
+    const json* v = find(key, fallback.has_value());
+    if (v == nullptr) return *fallback;
+    if (!v->is_number() || v->get<double>() <= 0)
+      bad(key, fmt::format("expected a positive number, got {}", v->dump()));
+    return v->get<double>();
+  }
+  bool boolean(const std::string& key, bool fallback) const {
+    const json* v = find(key, true);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean()) bad(key, fmt::format("expected true or false, got {}", v->dump()));
+    return v->get<bool>();
+  }
+  // Absent or null -> nullopt.
+  std::optional<int64_t> optional_integer(const std::string& key) const {
+    const json* v = find(key, true);
+    if (v == nullptr) return std::nullopt;
+    return integer(key);
+  }
+  std::string string(const std::string& key, const std::string& fallback) const {
+    const json* v = find(key, true);
+    if (v == nullptr) return fallback;
+    if (!v->is_string()) bad(key, fmt::format("expected a string, got {}", v->dump()));
+    return v->get<std::string>();
+  }
+  const json* find(const std::string& key, bool optional) const {
+    const auto it = j_.find(key);
+    if (it == j_.end() || it->is_null()) {
+      if (!optional) input_error("{}: {}: missing", file_.string(), key);
+      return nullptr;
+    }
+    return &*it;
+  }
+  [[noreturn]] void bad(const std::string& key, const std::string& what) const {
+    input_error("{}: {}: {}", file_.string(), key, what);
+  }
+
+ private:
+  const json& j_;
+  const fs::path& file_;
+};
+
+PublishedConfig read_hf_config(const fs::path& file) {
+  const json j = read_json_file(file);
+  const ConfigReader c(j, file);
+  PublishedConfig out;
+  out.format = PublishedFormat::kHuggingFace;
+  out.file = file;
+  const json* arch = c.find("architectures", false);
+  if (!arch->is_array() || arch->size() != 1 || !(*arch)[0].is_string())
+    c.bad("architectures", fmt::format("expected one class name, got {}", arch->dump()));
+  out.architecture = (*arch)[0].get<std::string>();
+  const bool moe = out.architecture == "MixtralForCausalLM";
+  if (!moe && out.architecture != "MistralForCausalLM") {
+    c.bad("architectures", fmt::format("{} is not supported (tramontane imports "
+                                       "MixtralForCausalLM and MistralForCausalLM)",
+                                       out.architecture));
+  }
+  if (const std::string act = c.string("hidden_act", "silu"); act != "silu")
+    c.bad("hidden_act", fmt::format("'{}': tramontane's FFN is SwiGLU (silu)", act));
+  if (c.find("rope_scaling", true) != nullptr)
+    c.bad("rope_scaling", "RoPE scaling is not imported yet (only plain RoPE)");
+  ModelConfig& m = out.model;
+  m.vocab_size = c.integer("vocab_size");
+  m.d_model = c.integer("hidden_size");
+  m.n_layers = c.integer("num_hidden_layers");
+  m.n_heads = c.integer("num_attention_heads");
+  m.n_kv_heads = c.integer("num_key_value_heads", m.n_heads);
+  m.head_dim = c.integer("head_dim", m.d_model / m.n_heads);
+  m.ffn_hidden = c.integer("intermediate_size");
+  m.norm_eps = c.number("rms_norm_eps", 1e-6);
+  m.rope_theta = c.number("rope_theta", moe ? 1e6 : 1e4);
+  m.max_seq_len = c.integer("max_position_embeddings", 32768);
+  m.sliding_window = c.optional_integer("sliding_window");
+  m.tie_embeddings = c.boolean("tie_word_embeddings", false);
+  m.init_std = c.number("initializer_range", 0.02);
+  if (moe) {
+    MoeConfig e;
+    e.n_experts = c.integer("num_local_experts");
+    e.top_k = c.integer("num_experts_per_tok");
+    e.expert_ffn_hidden = m.ffn_hidden;
+    e.shared_expert_ffn_hidden = m.ffn_hidden;  // unused: no shared experts
+    e.aux_loss_coeff = c.find("router_aux_loss_coef", true) != nullptr
+                           ? c.find("router_aux_loss_coef", true)->get<double>()
+                           : 0.02;
+    e.z_loss_coeff = 0.0;
+    m.moe = e;
+  }
+  return out;
+}
+
+PublishedConfig read_mistral_params(const fs::path& file) {
+  const json j = read_json_file(file);
+  const ConfigReader c(j, file);
+  PublishedConfig out;
+  out.format = PublishedFormat::kMistral;
+  out.file = file;
+  out.architecture = "Mistral params.json";
+  ModelConfig& m = out.model;
+  m.vocab_size = c.integer("vocab_size");
+  m.d_model = c.integer("dim");
+  m.n_layers = c.integer("n_layers");
+  m.n_heads = c.integer("n_heads");
+  m.n_kv_heads = c.integer("n_kv_heads", m.n_heads);
+  m.head_dim = c.integer("head_dim", m.d_model / m.n_heads);
+  m.ffn_hidden = c.integer("hidden_dim");
+  m.norm_eps = c.number("norm_eps", 1e-5);
+  m.rope_theta = c.number("rope_theta", 1e4);
+  m.max_seq_len = c.integer("max_seq_len", 32768);
+  m.sliding_window = c.optional_integer("sliding_window");
+  m.tie_embeddings = c.boolean("tied_embeddings", false);
+  for (const char* unsupported : {"yarn", "rope_scaling", "mla", "q_lora_rank", "kv_lora_rank"}) {
+    if (c.find(unsupported, true) != nullptr)
+      c.bad(unsupported, "not imported yet (plain RoPE and attention only)");
+  }
+  if (const json* moe = c.find("moe", true)) {
+    if (!moe->is_object()) c.bad("moe", "expected an object");
+    const ConfigReader e(*moe, file);
+    MoeConfig cfg;
+    cfg.n_experts = e.integer("num_experts");
+    cfg.top_k = e.integer("num_experts_per_tok");
+    cfg.expert_ffn_hidden = m.ffn_hidden;
+    cfg.shared_expert_ffn_hidden = m.ffn_hidden;  // unused: no shared experts
+    cfg.aux_loss_coeff = 0.02;
+    cfg.z_loss_coeff = 0.0;
+    m.moe = cfg;
+  }
+  return out;
+}
+
+}  // namespace
+
+PublishedConfig read_published_config(const fs::path& dir) {
+  if (!fs::is_directory(dir)) input_error("{}: not a directory", dir.string());
+  if (fs::exists(dir / "config.json")) return read_hf_config(dir / "config.json");
+  if (fs::exists(dir / "params.json")) return read_mistral_params(dir / "params.json");
+  input_error(
+      "{}: neither config.json (a Hugging Face model) nor params.json (Mistral's format) is there",
+      dir.string());
+}
+
+std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat format) {
+  const bool hf = format == PublishedFormat::kHuggingFace;
+  const int64_t d = m.d_model, dh = m.head_dim, v = m.vocab_size;
+  std::vector<TensorMapping> out;
+  const auto add = [&](std::string param, std::string published, std::vector<int64_t> shape,
+                       std::vector<int64_t> offset = {}, int64_t heads = 0) {
+    if (offset.empty()) offset.assign(shape.size(), 0);
+    out.push_back({std::move(param), std::move(published) + ".weight", std::move(shape),
+                   std::move(offset), heads});
+  };
+  add("embedding", hf ? "model.embed_tokens" : "tok_embeddings", {v, d});
+  for (int64_t l = 0; l < m.n_layers; ++l) {
+    const std::string ours = fmt::format("layers.{}.", l);
+    const std::string p = hf ? fmt::format("model.layers.{}.", l) : ours;
+    const std::string attn = p + (hf ? "self_attn." : "attention.");
+    const int64_t rotary_q = hf ? 0 : m.n_heads, rotary_k = hf ? 0 : m.n_kv_heads;
+    add(ours + "attn.norm", p + (hf ? "input_layernorm" : "attention_norm"), {d});
+    add(ours + "attn.wq", attn + (hf ? "q_proj" : "wq"), {m.n_heads * dh, d}, {}, rotary_q);
+    add(ours + "attn.wk", attn + (hf ? "k_proj" : "wk"), {m.n_kv_heads * dh, d}, {}, rotary_k);
+    add(ours + "attn.wv", attn + (hf ? "v_proj" : "wv"), {m.n_kv_heads * dh, d});
+    add(ours + "attn.wo", attn + (hf ? "o_proj" : "wo"), {d, m.n_heads * dh});
+    add(ours + "ffn_norm", p + (hf ? "post_attention_layernorm" : "ffn_norm"), {d});
+    if (m.moe && m.is_moe_layer(l)) {
+      const int64_t f = m.moe->expert_ffn_hidden;
+      const std::string moe = p + (hf ? "block_sparse_moe." : "feed_forward.");
+      add(ours + "moe.router", moe + "gate", {m.moe->n_experts, d});
+      for (int64_t x = 0; x < m.moe->n_experts; ++x) {
+        const std::string e = fmt::format("{}experts.{}.", moe, x);
+        add(ours + "moe.w13", e + "w1", {f, d}, {x, 0, 0, 0});
+        add(ours + "moe.w2", e + "w2", {d, f}, {x, 0, 0});
+        add(ours + "moe.w13", e + "w3", {f, d}, {x, 1, 0, 0});
+      }
+    } else {
+      const int64_t f = m.ffn_hidden;
+      const std::string mlp = p + (hf ? "mlp." : "feed_forward.");
+      add(ours + "ffn.w13", mlp + (hf ? "gate_proj" : "w1"), {f, d}, {0, 0, 0});
+      add(ours + "ffn.w13", mlp + (hf ? "up_proj" : "w3"), {f, d}, {1, 0, 0});
+      add(ours + "ffn.w2", mlp + (hf ? "down_proj" : "w2"), {d, f});
+    }
+  }
+  add("final_norm", hf ? "model.norm" : "norm", {d});
+  if (!m.tie_embeddings) add("head", hf ? "lm_head" : "output", {v, d});
+  return out;
+}
+
+bool is_ignorable_tensor(const std::string& name) {
+  const std::string suffix = "rotary_emb.inv_freq";
+  return name.size() >= suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+json hf_config(const ModelConfig& m, DType dtype) {
+  const auto refuse = [](const std::string& key, const std::string& why) {
+    input_error("{}: {} (no Hugging Face class holds this model)", key, why);
+  };
+  if (m.rope_scaling.type != RopeScalingType::kNone)
+    refuse("model.rope_scaling", "YaRN is not exported yet");
+  json j = {{"vocab_size", m.vocab_size},
+            {"hidden_size", m.d_model},
+            {"num_hidden_layers", m.n_layers},
+            {"num_attention_heads", m.n_heads},
+            {"num_key_value_heads", m.n_kv_heads},
+            {"head_dim", m.head_dim},
+            {"hidden_act", "silu"},
+            {"max_position_embeddings", m.max_seq_len},
+            {"rms_norm_eps", m.norm_eps},
+            {"rope_theta", m.rope_theta},
+            {"sliding_window", m.sliding_window ? json(*m.sliding_window) : json(nullptr)},
+            {"tie_word_embeddings", m.tie_embeddings},
+            {"initializer_range", m.init_std},
+            {"attention_dropout", 0.0},
+            {"bos_token_id", 1},
+            {"eos_token_id", 2},
+            {"use_cache", true},
+            {"torch_dtype", dtype == DType::kBF16  ? "bfloat16"
+                            : dtype == DType::kF16 ? "float16"
+                                                   : "float32"}};
+  if (!m.moe) {
+    j["architectures"] = {"MistralForCausalLM"};
+    j["model_type"] = "mistral";
+    j["intermediate_size"] = m.ffn_hidden;
+    return j;
+  }
+  const MoeConfig& e = *m.moe;
+  for (int64_t l = 0; l < m.n_layers; ++l) {
+    if (!m.is_moe_layer(l))
+      refuse("model.moe.first_dense_layers", "Mixtral has no dense layers among its MoE layers");
+  }
+  if (e.n_shared_experts > 0) refuse("model.moe.n_shared_experts", "Mixtral has no shared experts");
+  if (e.score != RouterScore::kSoftmax) refuse("model.moe.score", "Mixtral routes by softmax");
+  j["architectures"] = {"MixtralForCausalLM"};
+  j["model_type"] = "mixtral";
+  j["intermediate_size"] = e.expert_ffn_hidden;
+  j["num_local_experts"] = e.n_experts;
+  j["num_experts_per_tok"] = e.top_k;
+  j["router_aux_loss_coef"] = e.aux_loss_coeff;
+  j["output_router_logits"] = false;
+  j["router_jitter_noise"] = 0.0;
+  return j;
+}
+
+void deinterleave_rotary_rows(float* values, int64_t heads, int64_t head_dim, int64_t cols) {
+  std::vector<float> head(static_cast<size_t>(head_dim * cols));
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* rows = values + h * head_dim * cols;
+    std::copy(rows, rows + head_dim * cols, head.begin());
+    for (int64_t i = 0; i < half; ++i) {
+      std::copy_n(head.begin() + (2 * i) * cols, cols, rows + i * cols);
+      std::copy_n(head.begin() + (2 * i + 1) * cols, cols, rows + (i + half) * cols);
+    }
+  }
+}
+
+}  // namespace tmt

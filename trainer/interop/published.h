@@ -1,0 +1,76 @@
+// Published model formats and how their tensors map onto tramontane's parameters.
+//
+// Hugging Face (a directory with config.json and model.safetensors, or model-0000i-of-0000N
+// shards listed in model.safetensors.index.json):
+//   MixtralForCausalLM   model.embed_tokens.weight                    -> embedding
+//                        model.layers.L.input_layernorm.weight        -> layers.L.attn.norm
+//                        model.layers.L.self_attn.{q,k,v,o}_proj.weight -> layers.L.attn.w{q,k,v,o}
+//                        model.layers.L.post_attention_layernorm.weight -> layers.L.ffn_norm
+//                        model.layers.L.block_sparse_moe.gate.weight  -> layers.L.moe.router
+//                        ....block_sparse_moe.experts.X.w1.weight     -> layers.L.moe.w13[X, 0]
+//                        ....block_sparse_moe.experts.X.w3.weight     -> layers.L.moe.w13[X, 1]
+//                        ....block_sparse_moe.experts.X.w2.weight     -> layers.L.moe.w2[X]
+//                        model.norm.weight -> final_norm;  lm_head.weight -> head (absent if tied)
+//   MistralForCausalLM   the same, with the dense FFN model.layers.L.mlp.{gate,up,down}_proj.weight
+//                        -> layers.L.ffn.w13[0], w13[1], w2
+// Both use RoPE on rotate-half pairs (i, i + Dh/2), as tramontane does: no tensor changes.
+//
+// Mistral's own format (params.json and consolidated*.safetensors): tok_embeddings, norm, output,
+// layers.L.attention.w{q,k,v,o}, layers.L.attention_norm, layers.L.ffn_norm,
+// layers.L.feed_forward.w{1,2,3} (dense) or layers.L.feed_forward.gate and
+// layers.L.feed_forward.experts.X.w{1,2,3} (MoE), each ".weight". Its RoPE rotates interleaved pairs
+// (2i, 2i + 1), so the rows of wq and wk are permuted within each head on the way in: row 2i -> i,
+// row 2i + 1 -> i + Dh/2.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "kernels/base/dtype.h"
+#include "trainer/recipe/recipe.h"
+
+namespace tmt {
+
+enum class PublishedFormat : uint8_t { kHuggingFace, kMistral };
+
+struct PublishedConfig {
+  PublishedFormat format = PublishedFormat::kHuggingFace;
+  std::string architecture;    // "MixtralForCausalLM", "MistralForCausalLM", "Mistral params.json"
+  std::filesystem::path file;  // the config.json or params.json read
+  ModelConfig model;
+};
+
+// Reads dir/config.json (Hugging Face) or dir/params.json (Mistral). Throws InputError naming the
+// file and key: an unsupported architecture, a missing or bad key, a feature tramontane does not
+// model (an activation other than silu, rope_scaling).
+PublishedConfig read_published_config(const std::filesystem::path& dir);
+
+// One published tensor and the block of a tramontane parameter it fills: `shape` at `offset` (the
+// parameter's leading dimensions take size 1 there).
+struct TensorMapping {
+  std::string param;              // tramontane's name, e.g. "layers.3.moe.w13"
+  std::string published;          // the format's name
+  std::vector<int64_t> shape;     // the published tensor's shape
+  std::vector<int64_t> offset;    // where it starts in the parameter (one entry per dimension)
+  int64_t interleaved_heads = 0;  // > 0: rows of that many heads with interleaved RoPE pairs
+};
+
+// Every published tensor of model `m` in `format`, in the order the format lists them.
+std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat format);
+
+// Tensors a published file may hold that are not weights (rotary caches), ignored on import.
+bool is_ignorable_tensor(const std::string& name);
+
+// The Hugging Face config.json of a tramontane model, with torch_dtype `dtype`. Throws InputError
+// (naming the recipe key) when no Hugging Face class holds the model: shared experts, dense layers
+// among MoE layers, sigmoid routing, YaRN.
+nlohmann::json hf_config(const ModelConfig& m, DType dtype);
+
+// Reorders the rows of a [heads · Dh, cols] f32 matrix from interleaved RoPE pairs to rotate-half
+// pairs (Mistral's format -> tramontane's), in place.
+void deinterleave_rotary_rows(float* values, int64_t heads, int64_t head_dim, int64_t cols);
+
+}  // namespace tmt
