@@ -208,15 +208,29 @@ int load_into(Trainer& trainer, Communicator& world, const Recipe& r, const Star
   return 0;
 }
 
+// This rank's part of a run: the device, the world and its groups, the trainer (in that order:
+// NCCL binds to the device that is current when its communicators are made).
+struct RankRun {
+  RankRun(const Recipe& r, const DataSources& data)
+      : mpi(mpi_world()),
+        ctx(open_device(r.train.device, local_rank())),
+        world(open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi, ctx)),
+        env(ParallelEnv::create(*world, layout_of(r.parallel))),
+        trainer(r, data, env) {}
+  std::unique_ptr<Communicator> mpi;
+  Context ctx;
+  std::unique_ptr<Communicator> world;
+  ParallelEnv env;
+  Trainer trainer;
+};
+
 }  // namespace
 
 int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
-  auto mpi = mpi_world();
-  // The GPU first: NCCL binds to the device that is current when its communicators are made.
-  const Context ctx = open_device(r.train.device, local_rank());
-  auto world = open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi, ctx);
-  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
-  Trainer trainer(r, data, env);
+  RankRun run(r, data);
+  Trainer& trainer = run.trainer;
+  Communicator* world = run.world.get();
+  ParallelEnv& env = run.env;
 
   TrainingState state;
   if (!from.checkpoint.empty()) {
@@ -329,14 +343,12 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
 }
 
 int evaluate(const Recipe& r, const DataSources& data, const std::string& checkpoint) {
-  auto mpi = mpi_world();
-  const Context ctx = open_device(r.train.device, local_rank());
-  auto world = open_world(r.parallel.comm, r.origin_of("parallel.comm"), *mpi, ctx);
-  ParallelEnv env = ParallelEnv::create(*world, layout_of(r.parallel));
-  Trainer trainer(r, data, env);
+  RankRun run(r, data);
+  Trainer& trainer = run.trainer;
   TrainingState state;
   if (!checkpoint.empty()) {
-    if (const int status = load_into(trainer, *world, r, {checkpoint, LoadWhat::kWeights}, state);
+    if (const int status =
+            load_into(trainer, *run.world, r, {checkpoint, LoadWhat::kWeights}, state);
         status != 0)
       return status;
   } else {
