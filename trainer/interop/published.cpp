@@ -110,6 +110,15 @@ PublishedConfig read_hf_config(const fs::path& file) {
   m.ffn_hidden = c.integer("intermediate_size");
   m.norm_eps = c.number("rms_norm_eps", 1e-6);
   m.rope_theta = c.number("rope_theta", moe ? 1e6 : 1e4);
+  // transformers 5 writes the RoPE settings as one dict.
+  if (const json* rope = c.find("rope_parameters", true)) {
+    if (!rope->is_object()) c.bad("rope_parameters", "expected an object");
+    const ConfigReader r(*rope, file);
+    if (const std::string type = r.string("rope_type", "default"); type != "default")
+      c.bad("rope_parameters.rope_type",
+            fmt::format("'{}' is not imported yet (only plain RoPE)", type));
+    m.rope_theta = r.number("rope_theta", m.rope_theta);
+  }
   m.max_seq_len = c.integer("max_position_embeddings", 32768);
   m.sliding_window = c.optional_integer("sliding_window");
   m.tie_embeddings = c.boolean("tie_word_embeddings", false);
