@@ -181,7 +181,10 @@ std::string import_weights(const ImportOptions& o) {
     source_bytes += static_cast<double>(t.end - t.begin);
   }
   for (const auto& [name, where] : s.tensors) {
-    if (!used.count(name) && !is_ignorable_tensor(name)) {
+    // A tied model's head is its embedding: a saved copy of it is not read.
+    const bool tied_head =
+        cfg.model.tie_embeddings && (name == "lm_head.weight" || name == "output.weight");
+    if (!used.count(name) && !is_ignorable_tensor(name) && !tied_head) {
       input_error("{}: tensor {} is not part of a {} of {}'s sizes", s.files[where.first].path(),
                   name, cfg.architecture, cfg.file.filename().string());
     }
