@@ -1,7 +1,8 @@
 // Tokenizers against mistral_common: every document of the multilingual corpus
 // (tests/fixtures/tokenizer/corpus.jsonl) encodes, token for token, to the ids that mistral_common
 // 1.13.1 gives (scripts/reference/tokenizer_reference.py) for tekken_240911.json, tokenizer.model.v1
-// and mistral_instruct_tokenizer_240323.model.v3; broken tokenizer files are InputErrors naming them.
+// and mistral_instruct_tokenizer_240323.model.v3; `prepare --format jsonl` writes exactly BOS + ids +
+// EOS per document whatever the thread count; bad inputs are InputErrors naming the file (and line).
 // The tokenizer files come from scripts/setup.sh (TMT_MISTRAL_DATA_DIR); without them the tests that
 // need them skip. The BPE merge is also checked against a plain quadratic reference on random
 // vocabularies (short and long pieces).
@@ -18,6 +19,8 @@
 #include <random>
 
 #include "data/byte_pair.h"
+#include "data/prepare.h"
+#include "data/shard.h"
 #include "kernels/base/check.h"
 #include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
@@ -58,6 +61,11 @@ void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
 // The corpus's documents (its non-empty lines' "text").
 const std::vector<std::string>& corpus() {
   static const std::vector<std::string> docs = [] {
@@ -86,6 +94,20 @@ const Tokenizer& tokenizer(const std::string& name) {
   auto& t = loaded[name];
   if (!t) t = make_tokenizer(mistral_data_dir() + "/" + name);
   return *t;
+}
+
+std::vector<uint32_t> read_split(const fs::path& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  std::vector<uint32_t> tokens;
+  for (const auto& f : files) {
+    const Shard s(f);
+    std::vector<int32_t> t(static_cast<size_t>(s.size()));
+    s.read(0, t);
+    tokens.insert(tokens.end(), t.begin(), t.end());
+  }
+  return tokens;
 }
 
 class MistralTokenizer : public testing::TestWithParam<const char*> {};
@@ -129,6 +151,36 @@ TEST_P(MistralTokenizer, DecodesWhatItEncodes) {
   }
 }
 
+TEST_P(MistralTokenizer, PrepareWritesBosIdsEosWhateverTheThreadCount) {
+  SKIP_WITHOUT_MISTRAL_DATA();
+  std::vector<uint32_t> want;
+  for (const auto& ids : expected_ids(GetParam())) want.insert(want.end(), ids.begin(), ids.end());
+  test::TempDir dir;
+  std::vector<std::string> outputs;
+  for (int threads : {1, 3}) {
+    PrepareOptions o;
+    o.inputs = {fixture("corpus.jsonl")};
+    o.out_dir = dir.file("t" + std::to_string(threads));
+    o.tokenizer = mistral_data_dir() + "/" + GetParam();
+    o.format = InputFormat::kJsonl;
+    o.threads = threads;
+    o.val_fraction = 0.1;
+    o.shard_tokens = 5000;  // several shards
+    const PrepareSummary s = prepare_shards(o);
+    EXPECT_EQ(s.documents, static_cast<int64_t>(corpus().size()));
+    EXPECT_EQ(s.train_tokens + s.val_tokens, static_cast<int64_t>(want.size()));
+    std::vector<uint32_t> got = read_split(fs::path(o.out_dir) / "train");
+    const std::vector<uint32_t> val = read_split(fs::path(o.out_dir) / "val");
+    got.insert(got.end(), val.begin(), val.end());
+    EXPECT_EQ(got, want) << threads << " threads";
+    std::string all;
+    for (const auto& f : s.files) all += read_file(f);
+    outputs.push_back(all);
+    EXPECT_FALSE(fs::exists(fs::path(o.out_dir) / ".prepare-tokens.tmp"));
+  }
+  EXPECT_TRUE(outputs[0] == outputs[1]) << "1 and 3 threads wrote different shards";
+}
+
 std::string param_name(const testing::TestParamInfo<const char*>& p) {
   std::string n = p.param;
   for (char& c : n) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
@@ -149,6 +201,72 @@ TEST(Tokenizer, VocabularyAndSpecialIdsComeFromTheFile) {
     EXPECT_EQ(t.bos(), 1u) << name;
     EXPECT_EQ(t.eos(), 2u) << name;
   }
+}
+
+TEST(Tokenizer, TekkenShardsAreUint32AndRecordTheVocabulary) {
+  SKIP_WITHOUT_MISTRAL_DATA();
+  test::TempDir dir;
+  PrepareOptions o;
+  o.inputs = {fixture("corpus.jsonl")};
+  o.out_dir = dir.path().string();
+  o.tokenizer = mistral_data_dir() + "/tekken_240911.json";
+  o.format = InputFormat::kJsonl;
+  const PrepareSummary s = prepare_shards(o);
+  for (const auto& f : s.files) {
+    const Shard shard(f);
+    EXPECT_EQ(shard.width(), 4u) << f;
+    EXPECT_EQ(shard.vocab_size(), 131072u) << f;
+    shard.check_vocab(131072);
+  }
+}
+
+TEST(Tokenizer, BytesJoinsJsonlDocumentsWithANewline) {
+  test::TempDir dir;
+  write_file(dir.file("a.jsonl"), "{\"text\": \"ab\"}\n\n{\"body\": \"x\", \"text\": \"c\"}\r\n");
+  write_file(dir.file("b.jsonl"), "{\"text\": \"de\"}");
+  PrepareOptions o;
+  o.inputs = {dir.file("a.jsonl"), dir.file("b.jsonl")};
+  o.out_dir = dir.file("out");
+  o.format = InputFormat::kJsonl;
+  o.val_fraction = 0.2;
+  const PrepareSummary s = prepare_shards(o);
+  EXPECT_EQ(s.documents, 3);
+  std::vector<uint32_t> got = read_split(dir.path() / "out" / "train");
+  const auto val = read_split(dir.path() / "out" / "val");
+  got.insert(got.end(), val.begin(), val.end());
+  const std::string text = "ab\nc\nde";
+  EXPECT_EQ(got, std::vector<uint32_t>(text.begin(), text.end()));
+}
+
+TEST(Tokenizer, BadJsonlLinesNameFileAndLine) {
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"text\": \"fine\"}\n{\"text\": \"ok\"}\n{\"text\": \"unterminated}\n",
+       ":3: not a JSON line"},
+      {"{\"text\": \"fine\"}\n[1, 2]\n", ":2: not a JSON object"},
+      {"\n{\"title\": \"no text\"}\n", ":2: no \"text\" key"},
+      {"{\"text\": 42}\n", ":1: \"text\" is number, not a string"},
+  };
+  for (const auto& [content, expect] : cases) {
+    const std::string path = dir.file("bad.jsonl");
+    write_file(path, content);
+    PrepareOptions o;
+    o.inputs = {path};
+    o.out_dir = dir.file("out");
+    o.format = InputFormat::kJsonl;
+    o.threads = 3;
+    const std::string e = error_of([&] { prepare_shards(o); });
+    EXPECT_NE(e.find(path + expect), std::string::npos) << e << "\nlacks: " << path + expect;
+  }
+  // --json-key names another key.
+  write_file(dir.file("k.jsonl"), "{\"text\": \"a\", \"body\": \"b\"}\n{\"text\": \"c\"}\n");
+  PrepareOptions o;
+  o.inputs = {dir.file("k.jsonl")};
+  o.out_dir = dir.file("out");
+  o.format = InputFormat::kJsonl;
+  o.json_key = "body";
+  const std::string e = error_of([&] { prepare_shards(o); });
+  EXPECT_NE(e.find(dir.file("k.jsonl") + ":2: no \"body\" key"), std::string::npos) << e;
 }
 
 TEST(Tokenizer, UnknownOrBrokenTokenizerFilesAreNamed) {
@@ -172,6 +290,23 @@ TEST(Tokenizer, UnknownOrBrokenTokenizerFilesAreNamed) {
   }
   EXPECT_NE(error_of([] { make_tokenizer("bpe"); }).find("--tokenizer: unknown tokenizer 'bpe'"),
             std::string::npos);
+}
+
+TEST(Tokenizer, InvalidUtf8IsNamedWithItsOffset) {
+  SKIP_WITHOUT_MISTRAL_DATA();
+  test::TempDir dir;
+  write_file(dir.file("bad.txt"), "caf\xc3\xa9 ok\n\xed\xa0\x80 surrogate");
+  PrepareOptions o;
+  o.inputs = {dir.file("bad.txt")};
+  o.out_dir = dir.file("out");
+  o.tokenizer = mistral_data_dir() + "/tekken_240911.json";
+  const std::string e = error_of([&] { prepare_shards(o); });
+  EXPECT_NE(e.find(dir.file("bad.txt") + ": invalid UTF-8 at byte offset 9"), std::string::npos)
+      << e;
+  EXPECT_EQ(invalid_utf8_offset("plain ascii and \xc3\xa9 \xf0\x9f\x98\x80"), std::string::npos);
+  EXPECT_EQ(invalid_utf8_offset("\xc0\x80"), 0u);            // overlong
+  EXPECT_EQ(invalid_utf8_offset("ab\xf4\x90\x80\x80"), 2u);  // above U+10FFFF
+  EXPECT_EQ(invalid_utf8_offset("abcdefgh\xe2\x82"), 8u);    // truncated
 }
 
 // tiktoken's merge written as plainly as possible: repeatedly merge the leftmost lowest-rank pair.
