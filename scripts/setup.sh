@@ -16,7 +16,9 @@ packages=(
   libyaml-cpp-dev                      # recipes
   libhdf5-openmpi-dev                  # checkpoints (the Open MPI flavour of HDF5)
   libopenblas-dev                      # CPU GEMMs
-  nlohmann-json3-dev                   # metrics.jsonl
+  nlohmann-json3-dev                   # metrics.jsonl, JSONL inputs, tekken tokenizers
+  libpcre2-dev                         # tekken's pre-split regex
+  libsentencepiece-dev                 # SentencePiece tokenizers
   libfmt-dev                           # formatting
   libcli11-dev                         # the command line
   libgtest-dev                         # tests
@@ -66,6 +68,26 @@ PY
     touch "$dest/.complete"
     rm -rf "$tmp"
   done
+fi
+
+# Mistral's tokenizer files, for the tokenizer tests: mistral_common/data/ of the mistral-common wheel
+# (always: the tests need no GPU), unpacked beside the NVIDIA headers.
+mc_dest="$deps_dir/mistral-common-1.13.1"
+if [ ! -f "$mc_dest/.complete" ]; then
+  echo "setup: fetching mistral-common==1.13.1 (its tokenizer files) into $mc_dest"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: "mistral-common==1.13.1" -d "$tmp" ||
+    { echo "setup: cannot download mistral-common==1.13.1 from PyPI" >&2; exit 1; }
+  rm -rf "$mc_dest" && mkdir -p "$mc_dest"
+  python3 - "$tmp"/*.whl "$mc_dest" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if n.startswith("mistral_common/data/"):
+            z.extract(n, sys.argv[2])
+PY
+  touch "$mc_dest/.complete"
+  rm -rf "$tmp"
 fi
 
 [ "${1:-}" = "--deps-only" ] && exit 0

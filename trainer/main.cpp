@@ -2,7 +2,8 @@
 //
 //   tramontane train [RECIPE] [--set key.path=value]...
 //   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world] [--memory]
-//   tramontane prepare --tokenizer bytes INPUT... --out DIR [--val-fraction F]
+//   tramontane prepare [--tokenizer bytes|FILE] [--format text|jsonl] [--json-key K] INPUT...
+//                      --out DIR [--val-fraction F] [--threads N]
 //   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
 //   tramontane import SRC --out RUN_DIR [--set key.path=value]...
 //   tramontane export CKPT --out HF_DIR [--dtype bf16|fp16|fp32]
@@ -13,6 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 
 #include "kernels/base/check.h"
 #include "kernels/cpu/threads.h"
@@ -148,13 +150,33 @@ int main(int argc, char** argv) {
   tmt::PrepareOptions prepare;
   CLI::App* prepare_cmd = app.add_subcommand(
       "prepare",
-      "Turn UTF-8 text files into token shards: DIR/train/shard-*.bin and DIR/val/shard-*.bin.");
-  prepare_cmd->add_option("inputs", prepare.inputs, "text files to tokenize")->required();
+      "Turn UTF-8 text or JSONL files into token shards: DIR/train/shard-*.bin and "
+      "DIR/val/shard-*.bin.");
+  prepare_cmd->add_option("inputs", prepare.inputs, "text or JSONL files to tokenize")->required();
   prepare_cmd->add_option("--out", prepare.out_dir, "output directory")->required();
   prepare_cmd
       ->add_option("--tokenizer", prepare.tokenizer,
-                   "tokenizer: bytes (one token per byte, vocab 256)")
+                   "bytes (one token per byte, vocab 256, documents joined by '\\n'), or the path "
+                   "of a tekken JSON or a SentencePiece model (each document BOS + tokens + EOS)")
       ->default_val("bytes");
+  prepare_cmd
+      ->add_option("--format", prepare.format,
+                   "text: each file is one document; jsonl: each non-empty line is a JSON object "
+                   "whose --json-key string is one document")
+      ->transform(CLI::CheckedTransformer(
+                      std::map<std::string, tmt::InputFormat>{{"text", tmt::InputFormat::kText},
+                                                              {"jsonl", tmt::InputFormat::kJsonl}},
+                      CLI::ignore_case)
+                      .description(""))
+      ->type_name("text|jsonl")
+      ->default_str("text");
+  prepare_cmd->add_option("--json-key", prepare.json_key, "with --format jsonl: the text's key")
+      ->default_val("text");
+  prepare_cmd
+      ->add_option("--threads", prepare.threads,
+                   "tokenizing threads (0: every core this process may use); the output does not "
+                   "depend on it")
+      ->default_val(0);
   prepare_cmd
       ->add_option("--val-fraction", prepare.val_fraction,
                    "share of the tokens (taken from the end) kept for validation, in (0, 1)")

@@ -282,5 +282,16 @@ TEST(Cli, InconsistentLayoutsEndEveryRankWithinTenSeconds) {
   }
 }
 
+TEST(Cli, PrepareBadJsonlLineIsOneErrorNamingFileAndLine) {
+  const fs::path dir = fs::path(testing::TempDir()) / "tmt_cli_prepare_bad_jsonl";
+  fs::create_directories(dir);
+  const std::string input = (dir / "docs.jsonl").string();
+  std::ofstream(input) << "{\"text\": \"one\"}\n{\"text\": \"two\"}\n{\"text\": two}\n";
+  const auto r = test::run_command({test::tramontane_binary(), "prepare", input, "--format",
+                                    "jsonl", "--threads", "2", "--out", (dir / "out").string()},
+                                   20.0);
+  expect_one_error(r, input + ":3: not a JSON line", "prepare of a bad JSONL line");
+  fs::remove_all(dir);
+}
 }  // namespace
 }  // namespace tmt
