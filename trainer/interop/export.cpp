@@ -78,9 +78,14 @@ std::string export_weights(const ExportOptions& o) {
 
   if (fs::exists(out) && !fs::is_empty(out))
     input_error("{}: exists and is not empty; export into a new directory", out.string());
+  // Written under HF_DIR.partial and renamed when complete: an interrupted export leaves no
+  // half-written model where a loader would find it (the next export removes the leftover).
+  const fs::path final_out = out;
+  const fs::path partial = out.string() + ".partial";
   std::error_code ec;
-  fs::create_directories(out, ec);
-  if (ec) input_error("{}: cannot create: {}", out.string(), ec.message());
+  fs::remove_all(partial, ec);
+  fs::create_directories(partial, ec);
+  if (ec) input_error("{}: cannot create: {}", partial.string(), ec.message());
 
   // Files of at most max_shard_bytes (a larger single tensor gets a file of its own).
   const std::vector<TensorMapping> mappings =
@@ -109,17 +114,20 @@ std::string export_weights(const ExportOptions& o) {
       entries.push_back({m->published, o.dtype, m->shape});
       weight_map[m->published] = name;
     }
-    write_safetensors((out / name).string(), entries, {{"format", "pt"}},
+    write_safetensors((partial / name).string(), entries, {{"format", "pt"}},
                       [&](size_t i, std::span<std::byte> bytes) {
                         read_published(index.id(), *files[f][i], values);
                         from_f32(values, o.dtype, bytes);
                       });
   }
   if (n > 1) {
-    write_json(out / "model.safetensors.index.json",
+    write_json(partial / "model.safetensors.index.json",
                {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
   }
-  write_json(out / "config.json", config);
+  write_json(partial / "config.json", config);
+  fs::remove(final_out, ec);  // an empty directory the user made
+  fs::rename(partial, final_out, ec);
+  if (ec) input_error("{}: cannot rename into place: {}", final_out.string(), ec.message());
   return fmt::format("exported {} ({}) to {}: {} tensors in {} file(s), {:.2f} GB of {}",
                      dir.string(), config["architectures"][0].get<std::string>(), out.string(),
                      mappings.size(), n, static_cast<double>(total) / 1e9,

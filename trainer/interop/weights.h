@@ -14,7 +14,7 @@
 // shards of at most max_shard_bytes and model.safetensors.index.json), in bf16, f16 or f32, loadable
 // by transformers' AutoModelForCausalLM.from_pretrained. bf16 weights imported and exported as bf16
 // come back bit for bit (f32 master weights hold bf16 values exactly). An existing non-empty HF_DIR
-// is refused.
+// is refused; the files are written under HF_DIR.partial and renamed when complete.
 #pragma once
 
 #include <cstdint>
