@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
                       "with --schema: as a markdown table (the README's recipe table)");
 
   tmt::PrepareOptions prepare;
+  std::string prepare_format = "text";
   CLI::App* prepare_cmd = app.add_subcommand(
       "prepare",
       "Turn UTF-8 text or JSONL files into token shards: DIR/train/shard-*.bin and "
@@ -160,16 +161,11 @@ int main(int argc, char** argv) {
                    "of a tekken JSON or a SentencePiece model (each document BOS + tokens + EOS)")
       ->default_val("bytes");
   prepare_cmd
-      ->add_option("--format", prepare.format,
+      ->add_option("--format", prepare_format,
                    "text: each file is one document; jsonl: each non-empty line is a JSON object "
                    "whose --json-key string is one document")
-      ->transform(CLI::CheckedTransformer(
-                      std::map<std::string, tmt::InputFormat>{{"text", tmt::InputFormat::kText},
-                                                              {"jsonl", tmt::InputFormat::kJsonl}},
-                      CLI::ignore_case)
-                      .description(""))
-      ->type_name("text|jsonl")
-      ->default_str("text");
+      ->check(CLI::IsMember({"text", "jsonl"}))
+      ->default_val("text");
   prepare_cmd->add_option("--json-key", prepare.json_key, "with --format jsonl: the text's key")
       ->default_val("text");
   prepare_cmd
@@ -213,7 +209,11 @@ int main(int argc, char** argv) {
 
   try {
     if (check_cmd->parsed()) return tmt::run_check(check);
-    if (prepare_cmd->parsed()) return tmt::run_prepare(prepare);
+    if (prepare_cmd->parsed()) {
+      prepare.format =
+          prepare_format == "jsonl" ? tmt::InputFormat::kJsonl : tmt::InputFormat::kText;
+      return tmt::run_prepare(prepare);
+    }
     if (inspect_cmd->parsed()) return tmt::run_inspect(inspect);
     if (import_cmd->parsed()) return tmt::run_import(import);
     if (export_cmd->parsed()) {
