@@ -47,21 +47,30 @@ double tokens_experts(const Tensor& probs) { return static_cast<double>(probs.nu
 }  // namespace
 
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
-                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits, const Tensor& bias,
                 const RouterParams& params) {
   check_args("router_fwd", ctx, probs, topk_idx, topk_w, logits);
   TMT_CHECK(params.top_k == topk_idx.size(1) && lse.shape == (Shape{logits.size(0)}) &&
                 lse.dtype == logits.dtype,
             "router_fwd: top_k {} for topk_idx {}, lse {}", params.top_k, topk_idx.str(),
             lse.str());
-  on_device("router_fwd", ctx, {&lse});
+  TMT_CHECK(
+      !bias.defined() || (bias.shape == (Shape{logits.size(1)}) && bias.dtype == logits.dtype),
+      "router_fwd: bias {} for logits {}", bias.str(), logits.str());
+  const int64_t e = logits.size(1), g = params.n_groups;
+  TMT_CHECK(g >= 1 && e % g == 0 && (g == 1 || e / g >= 2) &&
+                (g == 1 || (params.topk_groups >= 1 && params.topk_groups <= g &&
+                            params.top_k <= params.topk_groups * (e / g))),
+            "router_fwd: {} experts in {} groups, top-{} of the best {} groups", e, g, params.top_k,
+            params.topk_groups);
+  on_device("router_fwd", ctx, {&lse, &bias});
   const ProfileScope scope(ctx, "router_fwd",
                            {static_cast<double>(4 + params.top_k) * tokens_experts(logits),
                             bytes_of(logits, probs, topk_idx, topk_w, lse)});
   if (ctx.device == Device::kCpu)
-    return cpu::router_fwd(probs, topk_idx, topk_w, lse, logits, params);
+    return cpu::router_fwd(probs, topk_idx, topk_w, lse, logits, bias, params);
 #if TMT_WITH_CUDA
-  return cuda::router_fwd(ctx, probs, topk_idx, topk_w, lse, logits, params);
+  return cuda::router_fwd(ctx, probs, topk_idx, topk_w, lse, logits, bias, params);
 #else
   TMT_CHECK(false, "router_fwd: this build has no CUDA backend");
 #endif
@@ -202,6 +211,56 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
   return cuda::z_loss_from_stats(ctx, dlse, lse, stats, tokens, coeff, grad_weight, host_stats);
 #else
   TMT_CHECK(false, "z_loss_from_stats: this build has no CUDA backend");
+#endif
+}
+
+void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                   const Tensor& topk_idx, int64_t first_token, int64_t seq_len) {
+  TMT_CHECK(probs.rank() == 2 && stats.dtype == DType::kF64 && stats.rank() == 2 &&
+                stats.size(1) == 2 * probs.size(1) && topk_idx.rank() == 2 &&
+                topk_idx.size(0) == probs.size(0) && seq_len >= 1 && first_token >= 0 &&
+                first_token + probs.size(0) <= stats.size(0) * seq_len,
+            "seq_aux_stats: stats {}, probs {}, topk_idx {}, rows from token {} of sequences of "
+            "{}",
+            stats.str(), probs.str(), topk_idx.str(), first_token, seq_len);
+  on_device("seq_aux_stats", ctx, {&stats, &probs, &topk_idx});
+  TMT_CHECK(float_dtype_ok(ctx, probs.dtype) && topk_idx.dtype == DType::kI32,
+            "seq_aux_stats: probs {}, topk_idx {}", probs.str(), topk_idx.str());
+  const ProfileScope scope(ctx, "seq_aux_stats",
+                           {3 * tokens_experts(probs), bytes_of(probs, topk_idx, stats)});
+  if (ctx.device == Device::kCpu)
+    return cpu::seq_aux_stats(stats, probs, topk_idx, first_token, seq_len);
+#if TMT_WITH_CUDA
+  return cuda::seq_aux_stats(ctx, stats, probs, topk_idx, first_token, seq_len);
+#else
+  TMT_CHECK(false, "seq_aux_stats: this build has no CUDA backend");
+#endif
+}
+
+double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
+                          double coeff, double grad_weight,
+                          [[maybe_unused]] const double* host_stats) {
+  TMT_CHECK(probs.rank() == 2 && dprobs.shape == probs.shape && dprobs.dtype == probs.dtype &&
+                stats.dtype == DType::kF64 && stats.rank() == 2 &&
+                stats.size(1) == 2 * probs.size(1) && seq_len >= 1 && first_token >= 0 &&
+                first_token + probs.size(0) <= stats.size(0) * seq_len && top_k >= 1,
+            "seq_aux_from_stats: dprobs {}, probs {}, stats {}, rows from token {} of sequences "
+            "of {}, top-{}",
+            dprobs.str(), probs.str(), stats.str(), first_token, seq_len, top_k);
+  on_device("seq_aux_from_stats", ctx, {&dprobs, &probs, &stats});
+  TMT_CHECK(float_dtype_ok(ctx, probs.dtype), "seq_aux_from_stats: probs {}", probs.str());
+  const ProfileScope scope(ctx, "seq_aux_from_stats",
+                           {4 * tokens_experts(probs), bytes_of(probs, stats, dprobs)});
+  if (ctx.device == Device::kCpu) {  // stats is host memory there
+    return cpu::seq_aux_from_stats(dprobs, probs, stats.ptr<const double>(), stats.size(0),
+                                   first_token, seq_len, top_k, coeff, grad_weight);
+  }
+#if TMT_WITH_CUDA
+  return cuda::seq_aux_from_stats(ctx, dprobs, probs, stats, first_token, seq_len, top_k, coeff,
+                                  grad_weight, host_stats);
+#else
+  TMT_CHECK(false, "seq_aux_from_stats: this build has no CUDA backend");
 #endif
 }
 

@@ -141,7 +141,18 @@ StepMetrics Trainer::step() {
   sm.dropped = static_cast<int64_t>(sums[4]);
   // Every rank sees the same reduced loss and norm, so every rank skips alike.
   sm.skipped = !std::isfinite(grad_norm) || !std::isfinite(sm.loss);
-  if (!sm.skipped) optimizer_.step(lr, clip_factor(grad_norm, r_.optimizer.grad_clip));
+  if (!sm.skipped) {
+    optimizer_.step(lr, clip_factor(grad_norm, r_.optimizer.grad_clip));
+    // The expert biases move by the step's loads: each rank's counts are its micro-batches'
+    // whole (TP-summed) ones, so summing over DP covers every token the layer routed.
+    if (r_.model.moe && r_.model.moe->expert_bias()) {
+      std::vector<double> load = p.expert_load;
+      Tensor loads{load.data(), DType::kF64, Device::kCpu,
+                   Shape{static_cast<int64_t>(load.size())}};
+      env_.dp->all_reduce(loads);
+      model_.update_expert_bias(load);
+    }
+  }
   synchronize(ctx_);  // the step's device work is done: its time, not the time to queue it
   sm.step_time_s = seconds_since(t0);
   sm.tokens_per_s = static_cast<double>(step_tokens_) / sm.step_time_s;

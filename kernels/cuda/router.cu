@@ -24,18 +24,29 @@ namespace {
 constexpr int kRowsPerBlock = 4;   // warps per block
 constexpr int kMaxTopK = 32;       // one choice per lane
 constexpr int kMaxExperts = 2048;  // 4 warps x 2048 floats = 32 KiB of shared memory
+constexpr int kMaxGroups = 32;     // one group score per lane
 
 int blocks_for_rows(int64_t rows) {
   return static_cast<int>((rows + kRowsPerBlock - 1) / kRowsPerBlock);
 }
 
-// probs [T, E], topk_idx/topk_w [T, K], lse [T] written from logits [T, E].
+// The choice's shape: groups (1 = every expert eligible), the groups kept, routed_scaling_factor.
+struct Choice {
+  int groups = 1, kept_groups = 1;
+  float scaling = 1.0f;
+};
+
+// probs [T, E], topk_idx/topk_w [T, K], lse [T] written from logits [T, E] and bias [E] (may be
+// null). The warp's shared row holds the choice scores (probs + bias), -inf where ineligible.
 __global__ void router_fwd_kernel(float* __restrict__ probs, int32_t* __restrict__ topk_idx,
                                   float* __restrict__ topk_w, float* __restrict__ lse,
-                                  const float* __restrict__ logits, int64_t rows, int e, int k,
-                                  bool sigmoid, bool renormalize) {
+                                  const float* __restrict__ logits, const float* __restrict__ bias,
+                                  int64_t rows, int e, int k, bool sigmoid, bool renormalize,
+                                  Choice choice) {
   extern __shared__ float shared[];
   __shared__ int chosen_of[kRowsPerBlock][kMaxTopK];
+  __shared__ float group_of[kRowsPerBlock][kMaxGroups];
+  __shared__ int kept_of[kRowsPerBlock][kMaxGroups];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t t = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + warp;
   if (t >= rows) return;  // the whole warp leaves; nothing below waits on the block
@@ -54,9 +65,44 @@ __global__ void router_fwd_kernel(float* __restrict__ probs, int32_t* __restrict
   for (int j = lane; j < e; j += 32) {
     const float p = sigmoid ? 1.0f / (1.0f + expf(-lt[j])) : expf(lt[j] - row_lse);
     probs[t * e + j] = p;
-    score[j] = p;
+    score[j] = bias != nullptr ? p + bias[j] : p;
   }
   __syncwarp();
+  if (choice.groups > 1) {
+    // Lane g scores group g (the sum of its two largest choice scores), lane 0 keeps the best
+    // kept_groups (ties: the lower group), then every expert of a dropped group is masked.
+    const int size = e / choice.groups;
+    if (lane < choice.groups) {
+      float first = -INFINITY, second = -INFINITY;
+      for (int j = lane * size; j < (lane + 1) * size; ++j) {
+        const float c = score[j];
+        if (c > first) {
+          second = first;
+          first = c;
+        } else if (c > second) {
+          second = c;
+        }
+      }
+      group_of[warp][lane] = first + second;
+      kept_of[warp][lane] = 0;
+    }
+    __syncwarp();
+    if (lane == 0) {
+      for (int c = 0; c < choice.kept_groups; ++c) {
+        int best = -1;
+        for (int g = 0; g < choice.groups; ++g) {
+          if (kept_of[warp][g] == 0 && (best < 0 || group_of[warp][g] > group_of[warp][best]))
+            best = g;
+        }
+        kept_of[warp][best] = 1;
+      }
+    }
+    __syncwarp();
+    for (int j = lane; j < e; j += 32) {
+      if (kept_of[warp][j / size] == 0) score[j] = -INFINITY;
+    }
+    __syncwarp();
+  }
 
   int my_idx = 0;
   float my_w = 0.0f, chosen_sum = 0.0f;
@@ -77,14 +123,16 @@ __global__ void router_fwd_kernel(float* __restrict__ probs, int32_t* __restrict
           other_j >= 0 && (best_j < 0 || other > best || (other == best && other_j < best_j));
       if (take) best = other, best_j = other_j;
     }
+    // The weight is the unbiased score (this warp wrote it above; __syncwarp orders it).
+    const float p = probs[t * e + best_j];
     if (lane == 0) chosen[c] = best_j;
-    if (lane == c) my_idx = best_j, my_w = best;
-    chosen_sum += best;
+    if (lane == c) my_idx = best_j, my_w = p;
+    chosen_sum += p;
     __syncwarp();
   }
   if (lane < k) {
     topk_idx[t * k + lane] = my_idx;
-    topk_w[t * k + lane] = renormalize ? my_w / chosen_sum : my_w;
+    topk_w[t * k + lane] = renormalize ? my_w / chosen_sum * choice.scaling : my_w * choice.scaling;
   }
 }
 
@@ -95,7 +143,7 @@ __global__ void router_bwd_kernel(float* __restrict__ dlogits, const float* __re
                                   const int32_t* __restrict__ topk_idx,
                                   const float* __restrict__ topk_w,
                                   const float* __restrict__ logits, int64_t rows, int e, int k,
-                                  bool sigmoid, bool renormalize) {
+                                  bool sigmoid, bool renormalize, float scaling) {
   extern __shared__ float shared[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t t = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + warp;
@@ -108,8 +156,8 @@ __global__ void router_bwd_kernel(float* __restrict__ dlogits, const float* __re
 
   for (int j = lane; j < e; j += 32) g[j] = dprobs != nullptr ? dprobs[t * e + j] : 0.0f;
   __syncwarp();
-  // w_c = p_c / S with S = Σ_c p_c: d/dp_c = (dw_c - Σ_j dw_j w_j) / S. The chosen experts are
-  // distinct, so the lanes below never add to the same element.
+  // w_c = γ p_c / S with S = Σ_c p_c: d/dp_c = (γ dw_c - Σ_j dw_j w_j) / S. The chosen experts
+  // are distinct, so the lanes below never add to the same element.
   float chosen_sum = 0.0f, dot = 0.0f;
   if (renormalize) {
     for (int c = 0; c < k; ++c) {
@@ -117,7 +165,8 @@ __global__ void router_bwd_kernel(float* __restrict__ dlogits, const float* __re
       dot += dw[c] * w[c];
     }
   }
-  for (int c = lane; c < k; c += 32) g[idx[c]] += renormalize ? (dw[c] - dot) / chosen_sum : dw[c];
+  for (int c = lane; c < k; c += 32)
+    g[idx[c]] += renormalize ? (scaling * dw[c] - dot) / chosen_sum : scaling * dw[c];
   __syncwarp();
 
   float* out = dlogits + t * e;
@@ -199,6 +248,49 @@ __global__ void z_grad_kernel(float* __restrict__ dlse, const float* __restrict_
   }
 }
 
+// stats [B, 2E] written: block b sums sequence b's rows of this rank (rows [first_token, +rows)
+// of the micro-batch), row by row in token order (deterministic): each row's Σ_j probs by a block
+// reduction, then each thread its experts' counts and normalised scores, in f64.
+__global__ void seq_stats_kernel(double* __restrict__ stats, const float* __restrict__ probs,
+                                 const int32_t* __restrict__ topk_idx, int64_t rows, int e, int k,
+                                 int64_t first_token, int64_t seq_len) {
+  const int64_t b = blockIdx.x;
+  const int64_t begin = max(b * seq_len - first_token, int64_t{0});
+  const int64_t end = min((b + 1) * seq_len - first_token, rows);
+  double* sb = stats + b * 2 * e;
+  for (int j = threadIdx.x; j < e; j += blockDim.x) sb[j] = sb[e + j] = 0.0;
+  for (int64_t t = begin; t < end; ++t) {
+    double part = 0.0;
+    for (int j = threadIdx.x; j < e; j += blockDim.x) part += probs[t * e + j];
+    const double sum = block_sum(part);
+    for (int j = threadIdx.x; j < e; j += blockDim.x) {
+      double count = 0.0;
+      for (int c = 0; c < k; ++c) count += topk_idx[t * k + c] == j ? 1.0 : 0.0;
+      sb[j] += count;
+      sb[e + j] += static_cast<double>(probs[t * e + j]) / sum;
+    }
+  }
+}
+
+// dprobs [T, E] accumulated: one warp per row, the reference's expression in f64.
+__global__ void seq_aux_grad_kernel(float* __restrict__ dprobs, const float* __restrict__ probs,
+                                    const double* __restrict__ stats, int64_t rows, int e,
+                                    int64_t first_token, int64_t seq_len, double f_scale,
+                                    double g_scale) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t t = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + warp;
+  if (t >= rows) return;
+  const double* sb = stats + (first_token + t) / seq_len * 2 * e;
+  const float* pt = probs + t * e;
+  double sum = 0.0, dot = 0.0;
+  for (int j = lane; j < e; j += 32) sum += pt[j];
+  sum = warp_sum(sum);
+  for (int j = lane; j < e; j += 32) dot += g_scale * f_scale * sb[j] * pt[j] / sum;
+  dot = warp_sum(dot);
+  for (int j = lane; j < e; j += 32)
+    dprobs[t * e + j] += static_cast<float>((g_scale * f_scale * sb[j] - dot) / sum);
+}
+
 std::vector<double> to_host(const Context& ctx, const double* device, size_t count) {
   std::vector<double> host(count);
   TMT_CUDA_CHECK(cudaMemcpyAsync(host.data(), device, count * sizeof(double),
@@ -259,16 +351,23 @@ size_t router_loss_workspace_bytes(int64_t experts) {
 }
 
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
-                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits, const Tensor& bias,
                 const RouterParams& params) {
   const int64_t rows = logits.size(0), e = logits.size(1), k = params.top_k;
   check_sizes("router_fwd", e, k);
+  TMT_CHECK(params.n_groups <= kMaxGroups,
+            "router_fwd: {} groups: the CUDA router handles at most {}", params.n_groups,
+            kMaxGroups);
   if (rows == 0) return;
   const size_t shared = kRowsPerBlock * static_cast<size_t>(e) * sizeof(float);
+  const Choice choice{.groups = static_cast<int>(params.n_groups),
+                      .kept_groups = static_cast<int>(params.topk_groups),
+                      .scaling = static_cast<float>(params.scaling)};
   router_fwd_kernel<<<blocks_for_rows(rows), kRowsPerBlock * 32, shared, stream_of(ctx)>>>(
       probs.ptr<float>(), topk_idx.ptr<int32_t>(), topk_w.ptr<float>(), lse.ptr<float>(),
-      logits.ptr<const float>(), rows, static_cast<int>(e), static_cast<int>(k),
-      params.score == RouterScore::kSigmoid, params.renormalize);
+      logits.ptr<const float>(), bias.defined() ? bias.ptr<const float>() : nullptr, rows,
+      static_cast<int>(e), static_cast<int>(k), params.score == RouterScore::kSigmoid,
+      params.renormalize, choice);
   TMT_CUDA_CHECK_LAUNCH();
 }
 
@@ -286,7 +385,7 @@ void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w
       dlse.defined() ? dlse.ptr<const float>() : nullptr, probs.ptr<const float>(),
       topk_idx.ptr<const int32_t>(), topk_w.ptr<const float>(), logits.ptr<const float>(), rows,
       static_cast<int>(e), static_cast<int>(k), params.score == RouterScore::kSigmoid,
-      params.renormalize);
+      params.renormalize, static_cast<float>(params.scaling));
   TMT_CUDA_CHECK_LAUNCH();
 }
 
@@ -337,6 +436,44 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
   const double sum = host_stats != nullptr ? host_stats[last]
                                            : to_host(ctx, stats.ptr<const double>() + last, 1)[0];
   return coeff * sum / static_cast<double>(tokens);
+}
+
+void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                   const Tensor& topk_idx, int64_t first_token, int64_t seq_len) {
+  const int64_t batch = stats.size(0);
+  if (batch == 0) return;
+  seq_stats_kernel<<<static_cast<int>(batch), kThreads, 0, stream_of(ctx)>>>(
+      stats.ptr<double>(), probs.ptr<const float>(), topk_idx.ptr<const int32_t>(), probs.size(0),
+      static_cast<int>(probs.size(1)), static_cast<int>(topk_idx.size(1)), first_token, seq_len);
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
+double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
+                          double coeff, double grad_weight, const double* host_stats) {
+  const int64_t rows = probs.size(0), e = probs.size(1), batch = stats.size(0);
+  const double s = static_cast<double>(seq_len);
+  const double f_scale = static_cast<double>(e) / (static_cast<double>(top_k) * s);
+  if (rows > 0) {
+    seq_aux_grad_kernel<<<blocks_for_rows(rows), kRowsPerBlock * 32, 0, stream_of(ctx)>>>(
+        dprobs.ptr<float>(), probs.ptr<const float>(), stats.ptr<const double>(), rows,
+        static_cast<int>(e), first_token, seq_len, f_scale,
+        grad_weight * coeff / (static_cast<double>(batch) * s));
+    TMT_CUDA_CHECK_LAUNCH();
+  }
+  if (batch == 0) return 0.0;
+  const auto n = static_cast<size_t>(batch * 2 * e);
+  const std::vector<double> st = host_stats != nullptr
+                                     ? std::vector<double>(host_stats, host_stats + n)
+                                     : to_host(ctx, stats.ptr<const double>(), n);
+  double loss = 0;  // the reference's expression and order
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < e; ++j) {
+      loss += f_scale * st[static_cast<size_t>(b * 2 * e + j)] *
+              st[static_cast<size_t>(b * 2 * e + e + j)] / s;
+    }
+  }
+  return coeff * loss / static_cast<double>(batch);
 }
 
 }  // namespace tmt::cuda

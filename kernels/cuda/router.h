@@ -10,7 +10,7 @@
 namespace tmt::cuda {
 
 void router_fwd(const Context& ctx, const Tensor& probs, const Tensor& topk_idx,
-                const Tensor& topk_w, const Tensor& lse, const Tensor& logits,
+                const Tensor& topk_w, const Tensor& lse, const Tensor& logits, const Tensor& bias,
                 const RouterParams& params);
 void router_bwd(const Context& ctx, const Tensor& dlogits, const Tensor& dtopk_w,
                 const Tensor& dprobs, const Tensor& dlse, const Tensor& probs,
@@ -31,5 +31,10 @@ double load_balancing_from_stats(const Context& ctx, const Tensor& dprobs, const
 double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& lse,
                          const Tensor& stats, int64_t tokens, double coeff, double grad_weight,
                          const double* host_stats);
+void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
+                   const Tensor& topk_idx, int64_t first_token, int64_t seq_len);
+double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
+                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
+                          double coeff, double grad_weight, const double* host_stats);
 
 }  // namespace tmt::cuda

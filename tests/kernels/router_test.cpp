@@ -1,6 +1,8 @@
-// Router: known logits pick known experts; fp64 finite differences through every output (probs,
-// top-k weights, lse) for softmax and sigmoid scores, with and without renormalisation; the
-// load-balancing and z-losses against finite differences of their formulas.
+// Router: known logits pick known experts (also group-limited, with an expert bias); fp64 finite
+// differences through every output (probs, top-k weights, lse) for softmax and sigmoid scores,
+// with and without renormalisation, with groups, a bias and a scaling factor; the load-balancing,
+// z- and sequence-wise losses against finite differences of their formulas (the last split over
+// two ranks mid-sequence).
 #include "kernels/router.h"
 
 #include <gtest/gtest.h>
@@ -26,7 +28,7 @@ TEST(Router, KnownLogitsPickKnownExperts) {
   const double l[] = {0.0, 2.0,  1.0, 2.0,  //  a tie between experts 1 and 3: 1 first
                       3.0, -1.0, 0.5, 0.0};
   std::copy(l, l + 8, logits.ptr<double>());
-  router_fwd(kCpu, probs, idx, w, lse, logits, {2, RouterScore::kSoftmax, true});
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, {2, RouterScore::kSoftmax, true});
   EXPECT_EQ(idx.ptr<int32_t>()[0], 1);
   EXPECT_EQ(idx.ptr<int32_t>()[1], 3);
   EXPECT_EQ(idx.ptr<int32_t>()[2], 0);
@@ -36,7 +38,7 @@ TEST(Router, KnownLogitsPickKnownExperts) {
   const double z0 = 1 + 2 * std::exp(2.0) + std::exp(1.0);
   EXPECT_NEAR(lse.ptr<double>()[0], std::log(z0), 1e-14);
   EXPECT_NEAR(probs.ptr<double>()[1], std::exp(2.0) / z0, 1e-15);
-  router_fwd(kCpu, probs, idx, w, lse, logits, {2, RouterScore::kSigmoid, false});
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, {2, RouterScore::kSigmoid, false});
   EXPECT_NEAR(w.ptr<double>()[2], 1 / (1 + std::exp(-3.0)), 1e-15);
 }
 
@@ -62,10 +64,10 @@ TEST_P(RouterGrad, MatchesFiniteDifferences) {
   test::fill_normal(dp, 3);
   test::fill_normal(dl, 4);
   const RouterParams p{k, v.score, v.renormalize};
-  router_fwd(kCpu, probs, idx, w, lse, logits, p);
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
   std::vector<int32_t> chosen(idx.ptr<int32_t>(), idx.ptr<int32_t>() + t * k);
   auto loss = [&] {
-    router_fwd(kCpu, probs, idx, w, lse, logits, p);
+    router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
     EXPECT_TRUE(std::equal(chosen.begin(), chosen.end(), idx.ptr<int32_t>())) << "the choice moved";
     return test::dot(w, dw) + test::dot(probs, dp) + test::dot(lse, dl);
   };
@@ -74,10 +76,10 @@ TEST_P(RouterGrad, MatchesFiniteDifferences) {
                      "dlogits");
   // Without the optional terms only the top-k weights' gradient flows.
   auto loss_w = [&] {
-    router_fwd(kCpu, probs, idx, w, lse, logits, p);
+    router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
     return test::dot(w, dw);
   };
-  router_fwd(kCpu, probs, idx, w, lse, logits,
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{},
              p);  // the finite differences left the last element moved
   router_bwd(kCpu, dlogits, dw, Tensor{}, Tensor{}, probs, idx, w, logits, p);
   test::expect_close(test::to_doubles(dlogits), test::numeric_gradient(loss_w, logits), 1e-8,
@@ -100,14 +102,14 @@ TEST(RouterLosses, BalanceAndZLossAndTheirGradients) {
   Tensor dlogits = a.alloc(DType::kF64, {t, e}), dw = a.alloc(DType::kF64, {t, k});
   test::fill_normal(logits, 7, 1.5);
   const RouterParams p{k, RouterScore::kSoftmax, true};
-  router_fwd(kCpu, probs, idx, w, lse, logits, p);
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
   // f_e from the (fixed) choice, by hand
   std::vector<double> f(static_cast<size_t>(e), 0.0);
   for (int64_t i = 0; i < t * k; ++i)
     f[static_cast<size_t>(idx.ptr<int32_t>()[i])] += 1.0 / (t * k);
   const double coeff = 0.3, zc = 0.05, weight = 0.5;
   auto aux_of = [&] {
-    router_fwd(kCpu, probs, idx, w, lse, logits, p);
+    router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
     double s = 0;
     for (int64_t j = 0; j < e; ++j) {
       double pj = 0;
@@ -119,7 +121,7 @@ TEST(RouterLosses, BalanceAndZLossAndTheirGradients) {
     return weight * (coeff * e * s + zc * z);
   };
   const double expected = aux_of() / weight;
-  router_fwd(kCpu, probs, idx, w, lse, logits, p);
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
   const double aux = load_balancing_loss(kCpu, dprobs, probs, idx, coeff, weight);
   const double z = z_loss(kCpu, dlse, lse, zc, weight);
   EXPECT_NEAR(aux + z, expected, 1e-14);
@@ -139,7 +141,8 @@ TEST(RouterLosses, SplitTokensWithSummedStatisticsGiveTheWholeBatchLosses) {
          lse = a.alloc(DType::kF64, {t});
   Tensor dprobs = a.alloc(DType::kF64, {t, e}), dlse = a.alloc(DType::kF64, {t});
   test::fill_normal(logits, 9, 1.2);
-  router_fwd(kCpu, probs, idx, w, lse, logits, RouterParams{k, RouterScore::kSoftmax, true});
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{},
+             RouterParams{k, RouterScore::kSoftmax, true});
   const double aux = load_balancing_loss(kCpu, dprobs, probs, idx, 0.3, 0.5);
   const double z = z_loss(kCpu, dlse, lse, 0.05, 0.5);
 
@@ -161,6 +164,139 @@ TEST(RouterLosses, SplitTokensWithSummedStatisticsGiveTheWholeBatchLosses) {
   EXPECT_GT(aux, 0.0);
 }
 
+TEST(Router, GroupLimitedChoiceWithBiasAndScaling) {
+  // 6 experts in 3 groups of 2, the best 2 groups eligible. Sigmoid scores of the logits below:
+  // expert 0 has the largest score but its group (0, 1) sums lowest once the bias is added.
+  Arena a(Device::kCpu, 1 << 14, "t");
+  Tensor logits = a.alloc(DType::kF64, {1, 6}), probs = a.alloc(DType::kF64, {1, 6});
+  Tensor idx = a.alloc(DType::kI32, {1, 2}), w = a.alloc(DType::kF64, {1, 2}),
+         lse = a.alloc(DType::kF64, {1}), bias = a.alloc(DType::kF64, {6});
+  const double l[] = {3.0, -3.0, 1.0, 0.5, 0.0, 0.2};
+  const double b[] = {0.0, -0.1, 0.0, -0.4, 0.3, 0.3};
+  std::copy(l, l + 6, logits.ptr<double>());
+  std::copy(b, b + 6, bias.ptr<double>());
+  const auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
+  const RouterParams p{.top_k = 2,
+                       .score = RouterScore::kSigmoid,
+                       .renormalize = true,
+                       .n_groups = 3,
+                       .topk_groups = 2,
+                       .scaling = 2.5};
+  // biased groups: {0,1}: 0.953 - 0.053 = 0.90; {2,3}: 0.731 + 0.222 = 0.953; {4,5}: 0.8 + 0.85
+  // = 1.65 -> groups 2 and 1 eligible, so expert 5 (0.85), then 4 (0.8): not expert 0.
+  router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+  EXPECT_EQ(idx.ptr<int32_t>()[0], 5);
+  EXPECT_EQ(idx.ptr<int32_t>()[1], 4);
+  // The weights are the unbiased scores, renormalised, then scaled.
+  EXPECT_NEAR(w.ptr<double>()[0], 2.5 * sig(0.2) / (sig(0.2) + sig(0.0)), 1e-15);
+  EXPECT_NEAR(w.ptr<double>()[1], 2.5 * sig(0.0) / (sig(0.2) + sig(0.0)), 1e-15);
+  // Without the bias: {0,1} 1.0, {2,3} 1.353, {4,5} 1.05 -> experts 2 (0.731) and 3 (0.622).
+  router_fwd(kCpu, probs, idx, w, lse, logits, Tensor{}, p);
+  EXPECT_EQ(idx.ptr<int32_t>()[0], 2);
+  EXPECT_EQ(idx.ptr<int32_t>()[1], 3);
+  // One group: the plain top-2 of the biased scores.
+  router_fwd(kCpu, probs, idx, w, lse, logits, bias, {2, RouterScore::kSigmoid, false});
+  EXPECT_EQ(idx.ptr<int32_t>()[0], 0);
+  EXPECT_EQ(idx.ptr<int32_t>()[1], 5);
+  EXPECT_NEAR(w.ptr<double>()[1], sig(0.2), 1e-15);
+}
+
+TEST(RouterGrad, GroupLimitedBiasedScaledMatchesFiniteDifferences) {
+  const int64_t t = 9, e = 8, k = 3;
+  Arena a(Device::kCpu, 1 << 18, "t");
+  Tensor logits = a.alloc(DType::kF64, {t, e}), probs = a.alloc(DType::kF64, {t, e});
+  Tensor idx = a.alloc(DType::kI32, {t, k}), w = a.alloc(DType::kF64, {t, k}),
+         lse = a.alloc(DType::kF64, {t}), bias = a.alloc(DType::kF64, {e});
+  Tensor dw = a.alloc(DType::kF64, {t, k}), dp = a.alloc(DType::kF64, {t, e}),
+         dl = a.alloc(DType::kF64, {t}), dlogits = a.alloc(DType::kF64, {t, e});
+  test::fill_normal(logits, 11, 2.0);
+  test::fill_normal(bias, 12, 0.3);
+  test::fill_normal(dw, 13);
+  test::fill_normal(dp, 14);
+  test::fill_normal(dl, 15);
+  for (RouterScore score : {RouterScore::kSigmoid, RouterScore::kSoftmax}) {
+    for (bool renormalize : {true, false}) {
+      const RouterParams p{k, score, renormalize, 4, 2, 2.5};
+      router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+      std::vector<int32_t> chosen(idx.ptr<int32_t>(), idx.ptr<int32_t>() + t * k);
+      auto loss = [&] {
+        router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+        EXPECT_TRUE(std::equal(chosen.begin(), chosen.end(), idx.ptr<int32_t>()))
+            << "the choice moved";
+        return test::dot(w, dw) + test::dot(probs, dp) + test::dot(lse, dl);
+      };
+      router_bwd(kCpu, dlogits, dw, dp, dl, probs, idx, w, logits, p);
+      test::expect_close(test::to_doubles(dlogits), test::numeric_gradient(loss, logits), 1e-8,
+                         "dlogits (groups, bias, scaling)");
+    }
+  }
+}
+
+// The sequence-wise balance loss straight from its formula (f from the fixed choice).
+double seq_aux_by_hand(const Tensor& probs, const std::vector<int32_t>& idx, int64_t first,
+                       int64_t seq, int64_t batch, int64_t k, double coeff) {
+  const int64_t t = probs.size(0), e = probs.size(1);
+  std::vector<double> f(static_cast<size_t>(batch * e), 0.0), pm(f.size(), 0.0);
+  for (int64_t r = 0; r < t; ++r) {
+    const int64_t b = (first + r) / seq;
+    double sum = 0;
+    for (int64_t j = 0; j < e; ++j) sum += probs.ptr<double>()[r * e + j];
+    for (int64_t j = 0; j < e; ++j)
+      pm[static_cast<size_t>(b * e + j)] += probs.ptr<double>()[r * e + j] / sum / seq;
+    for (int64_t c = 0; c < k; ++c)
+      f[static_cast<size_t>(b * e + idx[static_cast<size_t>(r * k + c)])] +=
+          static_cast<double>(e) / static_cast<double>(k * seq);
+  }
+  double loss = 0;
+  for (size_t i = 0; i < f.size(); ++i) loss += f[i] * pm[i];
+  return coeff * loss / static_cast<double>(batch);
+}
+
+TEST(RouterLosses, SequenceWiseLossAndItsGradientSplitOverRanks) {
+  // 3 sequences of 5 tokens; "rank" 0 holds tokens [0, 7), rank 1 [7, 15): sequence 1 is split.
+  const int64_t seq = 5, batch = 3, t = seq * batch, e = 6, k = 2, split = 7;
+  Arena a(Device::kCpu, 1 << 18, "t");
+  Tensor logits = a.alloc(DType::kF64, {t, e}), probs = a.alloc(DType::kF64, {t, e});
+  Tensor idx = a.alloc(DType::kI32, {t, k}), w = a.alloc(DType::kF64, {t, k}),
+         lse = a.alloc(DType::kF64, {t}), bias = a.alloc(DType::kF64, {e});
+  Tensor dprobs = a.alloc(DType::kF64, {t, e}), dw = a.alloc(DType::kF64, {t, k});
+  Tensor dlogits = a.alloc(DType::kF64, {t, e});
+  Tensor stats = a.alloc(DType::kF64, {batch, 2 * e}), part = a.alloc(DType::kF64, {batch, 2 * e});
+  test::fill_normal(logits, 21, 1.5);
+  test::fill_normal(bias, 22, 0.2);
+  const double coeff = 0.3, weight = 0.5;
+  for (RouterScore score : {RouterScore::kSigmoid, RouterScore::kSoftmax}) {
+    const RouterParams p{k, score, true, 3, 2, 1.0};
+    router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+    const std::vector<int32_t> chosen(idx.ptr<int32_t>(), idx.ptr<int32_t>() + t * k);
+    // The two ranks' statistics, summed; each rank's gradient rows from the sum.
+    seq_aux_stats(kCpu, stats, probs.slice(0, split), idx.slice(0, split), 0, seq);
+    seq_aux_stats(kCpu, part, probs.slice(split, t), idx.slice(split, t), split, seq);
+    for (int64_t i = 0; i < stats.numel(); ++i) stats.ptr<double>()[i] += part.ptr<double>()[i];
+    std::fill_n(dprobs.ptr<double>(), dprobs.numel(), 0.0);
+    const double l0 = seq_aux_from_stats(kCpu, dprobs.slice(0, split), probs.slice(0, split), stats,
+                                         0, seq, k, coeff, weight);
+    const double l1 = seq_aux_from_stats(kCpu, dprobs.slice(split, t), probs.slice(split, t), stats,
+                                         split, seq, k, coeff, weight);
+    const double expected = seq_aux_by_hand(probs, chosen, 0, seq, batch, k, coeff);
+    EXPECT_NEAR(l0, expected, 1e-15);
+    EXPECT_NEAR(l1, expected, 1e-15);
+    EXPECT_GT(expected, 0.0);
+    auto loss = [&] {
+      router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+      EXPECT_TRUE(std::equal(chosen.begin(), chosen.end(), idx.ptr<int32_t>()));
+      return weight * seq_aux_by_hand(probs, chosen, 0, seq, batch, k, coeff);
+    };
+    std::fill_n(dw.ptr<double>(), dw.numel(), 0.0);
+    router_fwd(kCpu, probs, idx, w, lse, logits, bias, p);
+    router_bwd(kCpu, dlogits, dw, dprobs, Tensor{}, probs, idx, w, logits, p);
+    // 1e-7: under softmax the normalisation leaves gradients near 1e-4, where the differences'
+    // own noise (~4e-11 absolute) is a few 1e-8 of the norm
+    test::expect_close(test::to_doubles(dlogits), test::numeric_gradient(loss, logits), 1e-7,
+                       "seq aux dlogits");
+  }
+}
+
 TEST(Router, F32AgreesWithF64) {
   const int64_t t = 33, e = 8, k = 2;
   Arena a(Device::kCpu, 1 << 18, "t");
@@ -171,8 +307,8 @@ TEST(Router, F32AgreesWithF64) {
   Tensor i64 = a.alloc(DType::kI32, {t, k}), i32 = a.alloc(DType::kI32, {t, k});
   Tensor w64 = a.alloc(DType::kF64, {t, k}), w32 = a.alloc(DType::kF32, {t, k});
   Tensor s64 = a.alloc(DType::kF64, {t}), s32 = a.alloc(DType::kF32, {t});
-  router_fwd(kCpu, p64, i64, w64, s64, l64, {k, RouterScore::kSoftmax, true});
-  router_fwd(kCpu, p32, i32, w32, s32, l32, {k, RouterScore::kSoftmax, true});
+  router_fwd(kCpu, p64, i64, w64, s64, l64, Tensor{}, {k, RouterScore::kSoftmax, true});
+  router_fwd(kCpu, p32, i32, w32, s32, l32, Tensor{}, {k, RouterScore::kSoftmax, true});
   EXPECT_TRUE(std::equal(i64.ptr<int32_t>(), i64.ptr<int32_t>() + t * k, i32.ptr<int32_t>()));
   test::expect_close(test::to_doubles(w32), test::to_doubles(w64), 1e-6, "topk_w f32 vs f64");
   test::expect_close(test::to_doubles(p32), test::to_doubles(p64), 1e-6, "probs f32 vs f64");

@@ -122,5 +122,25 @@ TEST(LayoutEquivalence, ExpertTensorParallelWithPipeline) {
   expect_same_run({"parallel.tp=2", "parallel.pp=2", "parallel.etp=2", "parallel.ep=2"});
 }
 
+TEST(LayoutEquivalence, DeepSeekRoutingWithExpertBias) {
+  // Sigmoid scores, 4 groups of 3 experts (2 eligible), scaled weights, the sequence-wise loss and
+  // the expert bias, which moves every step from the loads summed over DP and TP: the final
+  // parameters compared include the biases (a buffer in the store), so they must agree on every
+  // rank and layout after the 10 steps.
+  if (mpi_world()->size() != 2) GTEST_SKIP() << "tp2, ep2, pp2 and zero1 each on 2 ranks";
+  for (const std::string layout :
+       {"parallel.tp=2", "parallel.ep=2", "parallel.pp=2", "parallel.zero1=true"}) {
+    SCOPED_TRACE(layout);
+    test::expect_same_run(
+        {.recipe = test::kSmallMoeRecipe,
+         .common = {"model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
+                    "model.moe.routed_scaling_factor=2.0", "model.moe.bias_update_rate=0.01",
+                    "model.moe.seq_aux_loss_coeff=0.05"},
+         .rtol = 1e-5,
+         .param_rtol = 1e-5},
+        {layout});
+  }
+}
+
 }  // namespace
 }  // namespace tmt

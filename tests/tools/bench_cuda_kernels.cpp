@@ -37,9 +37,9 @@
 #include "kernels/base/check.h"
 #include "kernels/base/workspace.h"
 #include "kernels/cross_entropy.h"
-#include "kernels/cuda/grouped_gemm.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/grouped_gemm.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
@@ -510,7 +510,7 @@ void bench_router(Bench& b, Arena& dev) {
   const RouterParams p;
   const double te = double(kT * kE), tk = double(kT * kK);
   b.add("router", "fwd", dims({kT, kE}) + " top-2 softmax", 0, kF32 * (2 * te + 2 * tk + kT),
-        [&] { router_fwd(b.ctx(), probs, idx, w, lse, logits, p); });
+        [&] { router_fwd(b.ctx(), probs, idx, w, lse, logits, Tensor{}, p); });
   b.add("router", "bwd", dims({kT, kE}) + " top-2 softmax", 0, kF32 * (4 * te + 3 * tk + 2 * kT),
         [&] { router_bwd(b.ctx(), dlogits, dw, dprobs, dlse, probs, idx, w, logits, p); });
   dev.reset(mark);

@@ -1,7 +1,8 @@
 // The whole model's backward against finite differences in fp64: a micro MoE (one dense layer, MoE
 // layers with a shared expert, GQA, a sliding window, tied and untied heads) on a random batch.
 // Every parameter tensor is checked on a sample of its elements, against the total loss lm + aux +
-// z.
+// z; also with DeepSeek-V3's routing (groups, sigmoid, an expert bias, the sequence-wise loss), where
+// the bias, which takes no gradient, must show none in the finite differences either.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +14,8 @@
 namespace tmt {
 namespace {
 
-Recipe micro_recipe(bool tie, std::optional<int64_t> window) {
+Recipe micro_recipe(bool tie, std::optional<int64_t> window,
+                    const std::vector<std::string>& overrides = {}) {
   Recipe r = parse_recipe(R"(
 model:
   vocab_size: 23
@@ -41,7 +43,7 @@ train:
   micro_batch: 2
   seed: 5
 )",
-                          "micro", {});
+                          "micro", overrides);
   r.model.tie_embeddings = tie;
   r.model.sliding_window = window;
   resolve_layout(r, 1);
@@ -52,7 +54,7 @@ double total_loss(const LossParts& p) {
   return p.lm_loss_sum / static_cast<double>(p.lm_tokens) + p.aux_loss + p.z_loss;
 }
 
-void check_model_gradients(const Recipe& r) {
+void check_model_gradients(const Recipe& r, bool random_bias = false) {
   Model model(r.model,
               {.dtype = DType::kF64,
                .micro_batch = r.train.micro_batch,
@@ -66,6 +68,14 @@ void check_model_gradients(const Recipe& r) {
         static_cast<int32_t>(random_bits(1, 1, static_cast<uint64_t>(i)) % 23);
     batch.targets.ptr<int32_t>()[i] =
         i == 4 ? -1 : static_cast<int32_t>(random_bits(1, 2, static_cast<uint64_t>(i)) % 23);
+  }
+  if (random_bias) {  // the expert biases start at zero: give them values that steer the choice
+    for (Param& p : model.params().all()) {
+      if (!p.spec.name.ends_with(".moe.expert_bias")) continue;
+      for (int64_t i = 0; i < p.value.numel(); ++i)
+        p.value.ptr<double>()[i] =
+            0.2 * random_normal(3, hash_name(p.spec.name), static_cast<uint64_t>(i));
+    }
   }
   model.params().zero_grads();
   const LossParts parts = model.forward_backward(batch, 1.0 / 13.0, 1.0);
@@ -100,6 +110,17 @@ TEST(ModelGradient, UntiedFullAttention) {
   check_model_gradients(micro_recipe(false, std::nullopt));
 }
 TEST(ModelGradient, TiedWithSlidingWindow) { check_model_gradients(micro_recipe(true, 3)); }
+
+TEST(ModelGradient, GroupLimitedSigmoidRoutingWithBiasAndSequenceWiseLoss) {
+  // DeepSeek-V3's routing: 6 experts in 3 groups (2 eligible), sigmoid scores, a random expert
+  // bias, scaled weights, and the sequence-wise loss beside the micro-batch ones.
+  check_model_gradients(
+      micro_recipe(false, std::nullopt,
+                   {"model.moe.n_experts=6", "model.moe.score=sigmoid", "model.moe.n_groups=3",
+                    "model.moe.topk_groups=2", "model.moe.routed_scaling_factor=2.5",
+                    "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.2"}),
+      /*random_bias=*/true);
+}
 
 }  // namespace
 }  // namespace tmt

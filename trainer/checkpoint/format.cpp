@@ -55,12 +55,14 @@ std::vector<std::pair<std::string, std::string>> shape_keys(const ModelConfig& m
   if (m.moe) {
     std::string layers;
     for (int64_t l = 0; l < m.n_layers; ++l) layers += m.is_moe_layer(l) ? 'M' : 'D';
-    k.insert(k.end(), {{"model.moe.n_experts", std::to_string(m.moe->n_experts)},
-                       {"model.moe.expert_ffn_hidden", std::to_string(m.moe->expert_ffn_hidden)},
-                       {"model.moe.n_shared_experts", std::to_string(m.moe->n_shared_experts)},
-                       {"model.moe.shared_expert_ffn_hidden",
-                        std::to_string(m.moe->shared_expert_ffn_hidden)},
-                       {"model.moe.first_dense_layers (MoE layers)", layers}});
+    k.insert(
+        k.end(),
+        {{"model.moe.n_experts", std::to_string(m.moe->n_experts)},
+         {"model.moe.expert_ffn_hidden", std::to_string(m.moe->expert_ffn_hidden)},
+         {"model.moe.n_shared_experts", std::to_string(m.moe->n_shared_experts)},
+         {"model.moe.shared_expert_ffn_hidden", std::to_string(m.moe->shared_expert_ffn_hidden)},
+         {"model.moe.first_dense_layers (MoE layers)", layers},
+         {"model.moe.bias_update_rate (an expert bias)", m.moe->expert_bias() ? "yes" : "no"}});
   }
   return k;
 }
@@ -123,6 +125,7 @@ void write_index(const fs::path& dir, const std::vector<Block>& blocks, const In
   for (const char* kind : kKinds) {
     if (meta.weights_only && std::string(kind) != "param") continue;
     for (const auto& [name, parts] : tensors) {
+      if (!parts.front()->moments && std::string(kind) != "param") continue;  // a buffer
       const auto& global = parts.front()->global;
       Handle space(H5Screate_simple(static_cast<int>(global.size()), global.data(), nullptr),
                    H5Sclose);

@@ -30,6 +30,12 @@
 // Before anything is read every shard's size and checksum are verified (HDF5 would silently read
 // the fill value from a missing shard).
 //
+// Buffers: a parameter that is not trained (ParamSpec::trainable = false; the MoE layers'
+// expert bias `layers.<L>.moe.expert_bias` [E], present when model.moe.bias_update_rate > 0) is
+// stored like the others under /param alone (f32, replicated, written once, resharded the same
+// way) and has no /exp_avg or /exp_avg_sq; it is loaded with the weights, so a resume and
+// `train --init-from` continue from the saved bias bit for bit.
+//
 // Weights only: a checkpoint written by `tramontane import` holds /param alone (index attribute
 // weights_only = 1, step 0, no /exp_avg or /exp_avg_sq, shards named part-NNNNN.h5, each a few
 // layers). Resuming from it starts AdamW's moments at zero; `train --init-from` treats any
@@ -83,6 +89,7 @@ struct Block {
   std::string name;  // the tensor's
   std::string file;  // the shard's file name, relative to the checkpoint directory
   std::vector<hsize_t> global, shape, offset;
+  bool moments = true;  // false: a buffer, /param alone
 };
 // What the index records besides the blocks.
 struct IndexMeta {

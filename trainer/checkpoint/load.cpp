@@ -71,7 +71,7 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
   const bool moments = what == LoadWhat::kTrainingState && has_moments(file.id());
   for (const Param& p : params.all()) {
     for (const char* kind : kKinds) {
-      if (!moments && std::string(kind) != "param") continue;
+      if ((!moments || !p.spec.trainable) && std::string(kind) != "param") continue;
       const std::string path = std::string(kind) + "/" + p.spec.name;
       if (H5Lexists(file.id(), kind, H5P_DEFAULT) <= 0 ||
           H5Lexists(file.id(), path.c_str(), H5P_DEFAULT) <= 0) {
@@ -95,11 +95,14 @@ TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimi
   state.step = h5::read_int_attr(file.id(), "step").value_or(0);
   state.adam_steps = h5::read_int_attr(file.id(), "adam_steps").value_or(0);
   state.skipped_in_a_row = h5::read_int_attr(file.id(), "skipped_in_a_row").value_or(0);
+  for (const Param& p : params.all()) {  // the buffers, in no group
+    if (!p.spec.trainable) read_block(file.id(), "param/" + p.spec.name, p.spec, p.value);
+  }
   for (size_t g = 0; g < params.groups().size(); ++g) {
     const ParamGroup& pg = params.groups()[g];
     if (!moments) {
       for (const Param& p : params.all()) {
-        if (group_of(p, params) == g)
+        if (p.spec.trainable && group_of(p, params) == g)
           read_block(file.id(), "param/" + p.spec.name, p.spec, p.value);
       }
       continue;
@@ -109,7 +112,7 @@ TrainingState load_checkpoint(const std::string& dir, ParamStore& params, Optimi
     const Tensor mg{m.data(), DType::kF32, Device::kCpu, Shape{n}};
     const Tensor vg{v.data(), DType::kF32, Device::kCpu, Shape{n}};
     for (const Param& p : params.all()) {
-      if (p.spec.kind != pg.kind || p.spec.decay != pg.decay ||
+      if (!p.spec.trainable || p.spec.kind != pg.kind || p.spec.decay != pg.decay ||
           p.spec.tp_replicas != pg.tp_replicas) {
         continue;
       }

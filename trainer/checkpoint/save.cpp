@@ -94,14 +94,17 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
       Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
       TMT_H5_CHECK(file.id(), "create {}", path.string());
       for (const Param* p : to_write) {
-        const size_t g = group_of(*p, params);
-        const ParamGroup& pg = params.groups()[g];
-        const auto& [mg, vg] = moments[g];
         write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
-        write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
-        write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
+        if (p->spec.trainable) {
+          const size_t g = group_of(*p, params);
+          const ParamGroup& pg = params.groups()[g];
+          const auto& [mg, vg] = moments[g];
+          write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
+          write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
+        }
         mine["blocks"].push_back(
             {{"name", p->spec.name},
+             {"moments", p->spec.trainable},
              {"global", h5::dims_of(p->spec.global_shape)},
              {"shape", h5::dims_of(p->spec.local_shape)},
              {"offset",
@@ -129,7 +132,7 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
         blocks.push_back({b["name"].get<std::string>(), shard_name(static_cast<int>(i)),
                           b["global"].get<std::vector<hsize_t>>(),
                           b["shape"].get<std::vector<hsize_t>>(),
-                          b["offset"].get<std::vector<hsize_t>>()});
+                          b["offset"].get<std::vector<hsize_t>>(), b["moments"].get<bool>()});
       }
       if (j.contains("shard")) meta.shards.push_back(j["shard"]);
     }

@@ -187,6 +187,8 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
   const Block::Rope rope{positions_, rope_cos_, rope_sin_};
   LossParts parts;
   parts.max_load.assign(static_cast<size_t>(moe_layers_), 0.0);
+  const int64_t experts = config_.moe ? config_.moe->n_experts : 0;
+  parts.expert_load.assign(static_cast<size_t>(moe_layers_ * experts), 0.0);
   for (size_t l = 0; l < s.blocks.size(); ++l) {
     const MoeStats st = s.blocks[l]->forward(s.x[l + 1], s.x[l], rope, aux_weight);
     if (s.blocks[l]->is_moe()) {
@@ -194,10 +196,49 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
       parts.z_loss += st.z_loss;
       parts.max_load[static_cast<size_t>(moe_index_[l])] = st.max_load;
       parts.dropped += st.dropped;
+      std::copy(st.load.begin(), st.load.end(),
+                parts.expert_load.begin() + moe_index_[l] * experts);
     }
   }
   if (last_) loss(s, batch, lm_grad_scale, parts);
   return parts;
+}
+
+void Model::update_expert_bias(const std::vector<double>& load) {
+  if (!config_.moe || !config_.moe->expert_bias()) return;
+  const int64_t e = config_.moe->n_experts;
+  const double rate = config_.moe->bias_update_rate;
+  std::vector<double> bias(static_cast<size_t>(e));
+  for (int64_t l = first_layer_; l < last_layer_; ++l) {
+    const int64_t index = moe_index_[static_cast<size_t>(l - first_layer_)];
+    if (index < 0) continue;
+    const Param* found = params_.find("layers." + std::to_string(l) + ".moe.expert_bias");
+    TMT_CHECK(found != nullptr, "layer {} has no expert bias", l);
+    const Tensor& value = found->value;
+    const Context ctx{value.device, nullptr};
+    const double* counts = load.data() + index * e;
+    double mean = 0;
+    for (int64_t j = 0; j < e; ++j) mean += counts[j] / static_cast<double>(e);
+    // The values in their dtype (f32, or f64 in gradient checks), moved in it: every rank applies
+    // the same operations to the same numbers, so the biases stay bit-identical.
+    if (value.dtype == DType::kF64) {
+      copy_to_host(ctx, bias.data(), value);
+      for (int64_t j = 0; j < e; ++j) {
+        const double gap = mean - counts[j];
+        bias[static_cast<size_t>(j)] += rate * static_cast<double>((gap > 0) - (gap < 0));
+      }
+      copy_from_host(ctx, value, bias.data());
+    } else {
+      std::vector<float> b(static_cast<size_t>(e));
+      copy_to_host(ctx, b.data(), value);
+      for (int64_t j = 0; j < e; ++j) {
+        const double gap = mean - counts[j];
+        b[static_cast<size_t>(j)] +=
+            static_cast<float>(rate) * static_cast<float>((gap > 0) - (gap < 0));
+      }
+      copy_from_host(ctx, value, b.data());
+    }
+  }
 }
 
 void Model::loss(Slot& s, const MicroBatch& batch, double lm_grad_scale, LossParts& parts) {

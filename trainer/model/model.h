@@ -42,11 +42,15 @@ struct MicroBatch {
 struct LossParts {
   double lm_loss_sum = 0.0;  // Σ over counted targets of the cross-entropy (last stage)
   int64_t lm_tokens = 0;     // targets counted (last stage)
-  double aux_loss = 0.0;     // Σ over this stage's MoE layers (coefficients applied)
+  double aux_loss = 0.0;     // Σ over this stage's MoE layers (coefficients applied): the
+                             // load-balancing and the sequence-wise balance losses
   double z_loss = 0.0;
   std::vector<double> max_load;  // per MoE layer of the whole model: busiest expert / mean (0 for
                                  // layers on other stages)
   int64_t dropped = 0;
+  // [MoE layers of the whole model × E]: each expert's assignments over the micro-batch (its
+  // whole T, summed over TP; 0 for layers on other stages), for the expert-bias update.
+  std::vector<double> expert_load;
 };
 
 // How a model computes: its dtype, the micro-batch it runs and the seed its weights start from.
@@ -82,6 +86,10 @@ class Model {
 
   ParamStore& params() { return params_; }
   // The arenas' sizes: activations (every in-flight slot) and the shared scratch.
+  // The aux-loss-free update of each of this stage's expert biases (model.moe.bias_update_rate):
+  // bias_e += rate · sign(mean_e load - load_e), `load` as LossParts::expert_load summed over
+  // every rank that routed the layer's tokens of the step. Nothing without an expert bias.
+  void update_expert_bias(const std::vector<double>& load);
   size_t activations_arena_bytes() const { return acts_.capacity(); }
   size_t scratch_arena_bytes() const { return scratch_.capacity(); }
   const ParamStore& params() const { return params_; }

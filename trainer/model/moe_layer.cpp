@@ -14,7 +14,12 @@ namespace tmt {
 namespace {
 
 RouterParams router_params(const MoeConfig& cfg) {
-  return {.top_k = cfg.top_k, .score = cfg.score, .renormalize = true};
+  return {.top_k = cfg.top_k,
+          .score = cfg.score,
+          .renormalize = true,
+          .n_groups = cfg.n_groups,
+          .topk_groups = cfg.topk_groups,
+          .scaling = cfg.routed_scaling_factor};
 }
 
 }  // namespace
@@ -50,6 +55,16 @@ MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
                    .offset = {first, 0, slice},
                    .kind = ParamKind::kExpert,
                    .init_std = env.out_init_std()});
+  // The expert bias steers the choice only: a buffer (no gradient), replicated like the router and
+  // kept equal on every rank by the trainer's update (update_expert_bias).
+  if (e.expert_bias()) {
+    bias_ = store.add({.name = p + "expert_bias",
+                       .global_shape = {experts_},
+                       .decay = false,
+                       .init = ParamInit::kZeros,
+                       .tp_replicas = env.tp_size(),
+                       .trainable = false});
+  }
 }
 
 void MoeLayer::allocate(Arena& acts, Arena& scratch) {
@@ -67,6 +82,10 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
   dlse_ = acts.alloc(stat, {t});
   stats_ = acts.alloc(DType::kF64, {2 * experts_ + 2});
   stats_host_.assign(static_cast<size_t>(2 * experts_ + 2), 0.0);
+  if (env_.model->moe->seq_aux_loss_coeff > 0) {
+    seq_stats_ = acts.alloc(DType::kF64, {env_.batch, 2 * experts_});
+    seq_stats_host_.assign(static_cast<size_t>(env_.batch * 2 * experts_), 0.0);
+  }
   y_returned_ = acts.alloc(f, {t * top_k_, d});  // at most every assignment is kept
   plan_.slot.reserve(static_cast<size_t>(t * top_k_));
   plan_.src_token.reserve(static_cast<size_t>(t * top_k_));
@@ -168,7 +187,8 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const int64_t t = env_.local_tokens();
   const int64_t d = env_.model->d_model;
   linear_fwd(ctx, router_logits_, h, ps[router_].weight);
-  router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, router_logits_, router_params(cfg));
+  const Tensor bias = bias_ ? ps[*bias_].value : Tensor{};
+  router_fwd(ctx, probs_, topk_idx_, topk_w_, lse_, router_logits_, bias, router_params(cfg));
   const Tensor router_sums = stats_.slice(0, 2 * experts_ + 1);
   router_stats(ctx, router_sums, probs_, topk_idx_, lse_);
 
@@ -198,6 +218,19 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
                                              cfg.aux_loss_coeff, aux_weight, st);
   stats.z_loss =
       z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff, aux_weight, st);
+  if (seq_stats_.defined()) {
+    // Per whole sequence: this rank's rows are tokens [rank · T/tp, (rank + 1) · T/tp) of the
+    // micro-batch; the per-sequence sums over TP cover every token of each sequence.
+    const int64_t first = env_.tp_rank() * t;
+    seq_aux_stats(ctx, seq_stats_, probs_, topk_idx_, first, env_.seq);
+    double* sq = seq_stats_host_.data();
+    copy_to_host(ctx, sq, seq_stats_);
+    env_.sp.sum(Tensor{sq, DType::kF64, Device::kCpu, seq_stats_.shape});
+    copy_from_host(ctx, seq_stats_, sq);
+    stats.aux_loss += seq_aux_from_stats(ctx, dprobs_, probs_, seq_stats_, first, env_.seq, top_k_,
+                                         cfg.seq_aux_loss_coeff, aux_weight, sq);
+  }
+  stats.load.assign(st, st + experts_);
   double busiest = 0;
   for (int64_t e = 0; e < experts_; ++e) busiest = std::max(busiest, st[e]);
   stats.max_load = busiest * static_cast<double>(experts_) / static_cast<double>(tokens * top_k_);

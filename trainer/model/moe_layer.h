@@ -2,7 +2,9 @@
 //
 //   logits = h Wrᵀ                        [T, E]  (written in fp32, also from bf16 h and Wr:
 //                                                  the routing itself is fp32)
-//   p = softmax(logits) (or sigmoid), keep the top-k per token, renormalise their weights w
+//   p = softmax(logits) (or sigmoid), keep the top-k per token (of p + the expert bias, among the
+//   best topk_groups groups: kernels/router.h), renormalise their weights w, times
+//   routed_scaling_factor
 //   each token's h goes to its k experts; expert e computes SwiGLU with W13[e] [2Fe, D] and
 //   W2[e] [D, Fe]:
 //   y += Σ_k w[t,k] · expert_{idx[t,k]}(h[t])
@@ -11,7 +13,9 @@
 //   load balancing (Switch / Megatron):  aux = aux_loss_coeff · E · Σ_e f_e · P_e
 //       f_e = (assignments to e) / (T · K),  P_e = mean_t p[t, e]  (f_e held constant in backward)
 //   router z-loss:                        z = z_loss_coeff · mean_t logsumexp(logits[t])²
-// Both are added to the training loss of each MoE layer and weighted like the micro-batch's share
+//   sequence-wise (DeepSeek-V3):         seq_aux_loss_coeff · mean_b Σ_e f_be · P_be over the B
+//       sequences (kernels/router.h), from per-sequence statistics summed over TP
+// They are added to the training loss of each MoE layer and weighted like the micro-batch's share
 // of the step (aux_weight), so they are per-layer sums and micro-batch means.
 //
 // Expert parallelism: the experts are shared out over the etp x ep ranks of LayerEnv::experts
@@ -39,6 +43,9 @@
 // other experts give.
 #pragma once
 
+#include <optional>
+#include <vector>
+
 #include "kernels/moe_dispatch.h"
 #include "parallel/expert_exchange.h"
 #include "trainer/model/expert_rows.h"
@@ -47,11 +54,14 @@
 namespace tmt {
 
 struct MoeStats {
-  // The coefficient-weighted values as they enter the loss (before aux_weight).
+  // The coefficient-weighted values as they enter the loss (before aux_weight); aux_loss is the
+  // load-balancing loss plus the sequence-wise one.
   double aux_loss = 0.0;
   double z_loss = 0.0;
-  double max_load = 0.0;  // max over experts of assignments / mean assignments (1 = balanced)
-  int64_t dropped = 0;    // assignments dropped by the capacity limit
+  double max_load = 0.0;     // max over experts of assignments / mean assignments (1 = balanced)
+  int64_t dropped = 0;       // assignments dropped by the capacity limit
+  std::vector<double> load;  // [E] assignments to each expert over the whole micro-batch (TP
+                             // summed), before any capacity drop
 };
 
 class MoeLayer {
@@ -81,10 +91,13 @@ class MoeLayer {
   int64_t layer_;
   int64_t experts_, top_k_, hidden_;  // hidden_: this rank's slice of Fe
   size_t router_, w13_, w2_;
+  std::optional<size_t> bias_;  // the expert bias [E] (a buffer), when bias_update_rate > 0
   // activations (T: this rank's tokens): [T,E] [T,E] [T,K] [T,K] [T] [T,E] [T], in stat_dtype()
   Tensor router_logits_, probs_, topk_idx_, topk_w_, lse_, dprobs_, dlse_;
   Tensor stats_;                    // f64 [2E + 2]: router_stats, then dropped assignments
   std::vector<double> stats_host_;  // the same on the host
+  Tensor seq_stats_;                // f64 [B, 2E]: seq_aux_stats (seq_aux_loss_coeff > 0)
+  std::vector<double> seq_stats_host_;
   // This rank's assignments in plan order, at most T·K rows of [D], as they come back from the
   // experts (unpermute's backward needs them).
   Tensor y_returned_;

@@ -53,6 +53,12 @@ void ParamStore::allocate(Device device, DType dtype, DType compute, int64_t gro
       for (int64_t replicas : replication) add_group(kind, decay, replicas, dtype, group_multiple);
     }
   }
+  for (Param& p : params_) {  // the buffers, in no group
+    if (p.spec.trainable) continue;
+    p.value = values_.alloc(dtype, p.spec.local_shape);
+    p.grad = grads_.alloc(dtype, p.spec.local_shape);
+    p.weight = p.value;
+  }
   if (compute == dtype) {
     for (Param& p : params_) p.weight = p.value;
     for (ParamGroup& g : groups_) g.weights = g.values;
@@ -73,7 +79,7 @@ void ParamStore::allocate(Device device, DType dtype, DType compute, int64_t gro
         static_cast<std::byte*>(all.data) + offset * static_cast<ptrdiff_t>(dtype_size(compute));
     return w;
   };
-  for (Param& p : params_) p.weight = mirror(p.value);
+  for (Param& p : params_) p.weight = p.spec.trainable ? mirror(p.value) : p.value;
   for (ParamGroup& g : groups_) g.weights = mirror(g.values);
 }
 
@@ -91,7 +97,9 @@ void ParamStore::add_group(ParamKind kind, bool decay, int64_t replicas, DType d
   const size_t begin = values_.used();
   ParamGroup g{kind, decay, replicas, {}, {}, {}};
   for (Param& p : params_) {
-    if (p.spec.kind != kind || p.spec.decay != decay || p.spec.tp_replicas != replicas) continue;
+    if (!p.spec.trainable || p.spec.kind != kind || p.spec.decay != decay ||
+        p.spec.tp_replicas != replicas)
+      continue;
     p.value = values_.alloc(dtype, p.spec.local_shape);
     p.grad = grads_.alloc(dtype, p.spec.local_shape);
     if (g.values.data == nullptr) {
@@ -140,8 +148,9 @@ void ParamStore::initialize(uint64_t seed) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       const double v =
-          p.spec.init == ParamInit::kOnes
-              ? 1.0
+          p.spec.init == ParamInit::kOnes ? 1.0
+          : p.spec.init == ParamInit::kZeros
+              ? 0.0
               : p.spec.init_std *
                     random_normal(seed, stream, static_cast<uint64_t>(global_index(p.spec, i)));
       store_element(p.value.dtype, out, static_cast<size_t>(i), v);

@@ -16,6 +16,9 @@
 // optimizer's AdamW pass writes it itself, or casts a group after ZeRO-1's all-gather). Without a
 // compute dtype of its own, a parameter's weight is its value.
 //
+// Buffers (ParamSpec::trainable = false) live after the groups in the values arena, with a
+// gradient tensor that nothing writes (zero), and are never cast: their weight is their value.
+//
 // Initialisation is a pure function of (seed, global name, global element index): a shard draws
 // exactly the values the whole tensor would hold there, so every parallel layout starts from the
 // same model.
@@ -31,7 +34,7 @@
 namespace tmt {
 
 enum class ParamKind : uint8_t { kDense, kExpert };  // gradients averaged over DP vs. over EDP
-enum class ParamInit : uint8_t { kNormal, kOnes };
+enum class ParamInit : uint8_t { kNormal, kOnes, kZeros };
 
 struct ParamSpec {
   std::string name = {};    // global, e.g. "layers.3.moe.w13"
@@ -46,6 +49,10 @@ struct ParamSpec {
   // the norms and the router (each rank sees its share of the tokens), tp / n_kv_heads for wk and
   // wv when kv heads are replicated, else 1.
   int64_t tp_replicas = 1;
+  // false: a buffer (the MoE layers' expert bias): stored, initialised and checkpointed (its
+  // /param, no moments) like a parameter, but in no group, so no gradient reduction, norm or
+  // AdamW touches it; its owner updates `value` (also its `weight`, in any compute dtype).
+  bool trainable = true;
 };
 
 struct Param {

@@ -26,6 +26,8 @@ void accumulate(LossParts& sum, const LossParts& p) {
   if (sum.max_load.empty()) sum.max_load.assign(p.max_load.size(), 0.0);
   for (size_t i = 0; i < p.max_load.size(); ++i)
     sum.max_load[i] = std::max(sum.max_load[i], p.max_load[i]);
+  if (sum.expert_load.empty()) sum.expert_load.assign(p.expert_load.size(), 0.0);
+  for (size_t i = 0; i < p.expert_load.size(); ++i) sum.expert_load[i] += p.expert_load[i];
 }
 
 OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena)

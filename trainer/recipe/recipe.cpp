@@ -120,6 +120,22 @@ void check_model(const Recipe& r) {
     fail(r, "model.moe.top_k",
          fmt::format("must be in [1, n_experts = {}], got {}", e.n_experts, e.top_k));
   }
+  if (e.n_experts % e.n_groups != 0 || (e.n_groups > 1 && e.n_experts / e.n_groups < 2)) {
+    fail(r, "model.moe.n_groups",
+         fmt::format("must divide n_experts = {} into groups of at least 2 experts, got {}",
+                     e.n_experts, e.n_groups));
+  } else if (e.topk_groups > e.n_groups) {
+    fail(r, "model.moe.topk_groups",
+         fmt::format("must be in [1, n_groups = {}], got {}", e.n_groups, e.topk_groups));
+  } else if (e.top_k > e.topk_groups * (e.n_experts / e.n_groups)) {
+    fail(r, "model.moe.top_k",
+         fmt::format("{} is more than the {} experts of the topk_groups = {} eligible groups",
+                     e.top_k, e.topk_groups * (e.n_experts / e.n_groups), e.topk_groups));
+  }
+  if (e.expert_bias() && e.score != RouterScore::kSigmoid) {
+    fail(r, "model.moe.bias_update_rate",
+         "the expert bias needs sigmoid scores (model.moe.score: sigmoid)");
+  }
   if (e.first_dense_layers > m.n_layers) {
     fail(r, "model.moe.first_dense_layers",
          fmt::format("must be in [0, model.n_layers = {}], got {}", m.n_layers,

@@ -55,6 +55,15 @@ struct MoeConfig {
   double aux_loss_coeff = 0.01;
   double z_loss_coeff = 0.0;
   std::optional<double> capacity_factor;  // nullopt = dropless
+  // DeepSeek-V3 routing (kernels/router.h): the routed weights' factor, group-limited choice, the
+  // aux-loss-free expert bias (a layer's bias exists when bias_update_rate > 0) and the
+  // sequence-wise balance loss.
+  double routed_scaling_factor = 1.0;
+  int64_t n_groups = 1;
+  int64_t topk_groups = 1;
+  double bias_update_rate = 0.0;
+  double seq_aux_loss_coeff = 0.0;
+  bool expert_bias() const { return bias_update_rate > 0.0; }
 };
 
 struct ModelConfig {

@@ -118,6 +118,32 @@ void visit(V& v, R& e) {
              {.range = {.min = 0, .min_open = true},
               .meaning = "each expert takes at most ceil(c·T·K/E) of a rank's "
                          "assignments; null = dropless"});
+  v.key("routed_scaling_factor", e.routed_scaling_factor,
+        {.fallback = 1.0,
+         .range = {.min = 0, .min_open = true},
+         .meaning = "the routed experts' weights are multiplied by it after renormalisation "
+                    "(DeepSeek-V3)"});
+  v.key("n_groups", e.n_groups,
+        {.fallback = 1,
+         .range = {.min = 1, .max = 32},
+         .meaning = "group-limited routing: the experts form n_groups equal groups of "
+                    "consecutive experts (>= 2 each when n_groups > 1); 1 = off"});
+  v.key("topk_groups", e.topk_groups,
+        {.derived = "model.moe.n_groups",
+         .derive = [](const Recipe& r) { return r.model.moe->n_groups; },
+         .range = {.min = 1},
+         .meaning = "only the topk_groups best groups (a group's score: the sum of its two "
+                    "largest biased scores) are eligible for a token (<= n_groups)"});
+  v.key("bias_update_rate", e.bias_update_rate,
+        {.fallback = 0.0,
+         .range = {.min = 0},
+         .meaning = "aux-loss-free balancing (sigmoid scores only): a per-layer expert bias "
+                    "added to the scores for the choice, moved by rate · sign(mean load - "
+                    "load) after each step; 0 = no bias"});
+  v.key("seq_aux_loss_coeff", e.seq_aux_loss_coeff,
+        {.fallback = 0.0,
+         .range = {.min = 0},
+         .meaning = "sequence-wise balance loss weight (DeepSeek-V3), per MoE layer"});
 }
 
 template <class V, class R>

@@ -2,7 +2,8 @@
 // topk_idx exactly (on logits without near-ties: well-separated values, or exact ties between equal
 // logits, which both backends break to the lower index), softmax and sigmoid scores, renormalised
 // or not, backward with and without the dprobs and dlse terms; the losses, their gradients and the
-// statistics to 1e-9 from the same inputs.
+// statistics to 1e-9 from the same inputs; group-limited choice with an expert bias and a scaling
+// factor; the sequence-wise loss's statistics and gradient.
 #include "kernels/router.h"
 
 #include <gtest/gtest.h>
@@ -61,18 +62,25 @@ struct Case {
   RouterScore score;
   bool renormalize;
   Logits logits;
+  // DeepSeek-V3's choice: groups (1 = off), the eligible ones, routed_scaling_factor, an expert
+  // bias (well separated: multiples of 0.11 around 0, so the choices keep clear gaps)
+  int64_t groups = 1, kept_groups = 1;
+  double scaling = 1.0;
+  bool bias = false;
 };
 
 void check(const Case& c, uint64_t seed) {
   SCOPED_TRACE("T=" + std::to_string(c.tokens) + " E=" + std::to_string(c.experts) +
                " K=" + std::to_string(c.top_k) +
                (c.score == RouterScore::kSoftmax ? " softmax" : " sigmoid") +
-               (c.renormalize ? " renormalised" : "") + (c.logits == Logits::kTied ? " tied" : ""));
+               (c.renormalize ? " renormalised" : "") + (c.logits == Logits::kTied ? " tied" : "") +
+               " groups " + std::to_string(c.kept_groups) + "/" + std::to_string(c.groups) +
+               " scaling " + std::to_string(c.scaling) + (c.bias ? " bias" : ""));
   const int64_t t = c.tokens, e = c.experts, k = c.top_k;
   const size_t bytes = 64 * static_cast<size_t>(t * e + t * k + t + e) + (1 << 16);
   Arena host(Device::kCpu, bytes, "host");
   Arena dev(Device::kCuda, bytes, "device");
-  const RouterParams params{k, c.score, c.renormalize};
+  const RouterParams params{k, c.score, c.renormalize, c.groups, c.kept_groups, c.scaling};
 
   Tensor logits = host.alloc(DType::kF32, {t, e});
   fill_logits(logits, seed, c.logits);
@@ -80,7 +88,10 @@ void check(const Case& c, uint64_t seed) {
   Tensor idx = host.alloc(DType::kI32, {t, k});
   Tensor w = host.alloc(DType::kF32, {t, k});
   Tensor lse = host.alloc(DType::kF32, {t});
-  router_fwd(kCpu, probs, idx, w, lse, logits, params);
+  Tensor bias = c.bias ? host.alloc(DType::kF32, {e}) : Tensor{};
+  for (int64_t j = 0; c.bias && j < e; ++j)
+    bias.ptr<float>()[j] = 0.11f * static_cast<float>((j * 7) % 5 - 2);
+  router_fwd(kCpu, probs, idx, w, lse, logits, bias, params);
 
   Tensor logits_d = test::to_device(dev, logits);
   Tensor probs_d = dev.alloc(DType::kF32, {t, e});
@@ -88,7 +99,8 @@ void check(const Case& c, uint64_t seed) {
   Tensor w_d = dev.alloc(DType::kF32, {t, k});
   Tensor lse_d = dev.alloc(DType::kF32, {t});
   for (const Tensor& out : {probs_d, idx_d, w_d, lse_d}) test::poison(out);
-  router_fwd(test::gpu(), probs_d, idx_d, w_d, lse_d, logits_d, params);
+  const Tensor bias_d = c.bias ? test::to_device(dev, bias) : Tensor{};
+  router_fwd(test::gpu(), probs_d, idx_d, w_d, lse_d, logits_d, bias_d, params);
   EXPECT_EQ(ints(test::to_host(host, idx_d)), ints(idx)) << "topk_idx";
   close(host, probs_d, probs, 1e-5, "probs");
   close(host, w_d, w, 1e-5, "topk_w");
@@ -163,6 +175,24 @@ void check(const Case& c, uint64_t seed) {
               z_s, 1e-9 * std::abs(z_s))
       << "z_loss_from_stats, host stats";
   close(host, dlse_d, dlse, 1e-6, "dlse from stats (host stats)");
+
+  // The sequence-wise loss: the rows as tokens [5, 5 + t) of sequences of 4 (ragged at both
+  // ends), its statistics and its gradient added onto dprobs.
+  const int64_t seq = 4, first = 5, batch = (first + t + seq - 1) / seq;
+  Tensor seq_stats = host.alloc(DType::kF64, {batch, 2 * e});
+  Tensor seq_stats_d = dev.alloc(DType::kF64, {batch, 2 * e});
+  seq_aux_stats(kCpu, seq_stats, probs, idx, first, seq);
+  test::poison(seq_stats_d);
+  seq_aux_stats(test::gpu(), seq_stats_d, probs_c, idx_c, first, seq);
+  close(host, seq_stats_d, seq_stats, 1e-12, "seq_aux_stats");
+  test::fill_normal(dprobs, seed + 4, 0.1);
+  Tensor dprobs_seq_d = test::to_device(dev, dprobs);
+  const double seq_aux =
+      seq_aux_from_stats(kCpu, dprobs, probs, seq_stats, first, seq, k, 0.3, weight);
+  const double seq_aux_d = seq_aux_from_stats(test::gpu(), dprobs_seq_d, probs_c, seq_stats_d,
+                                              first, seq, k, 0.3, weight);
+  EXPECT_NEAR(seq_aux_d, seq_aux, 1e-9 * std::abs(seq_aux)) << "seq_aux_from_stats";
+  close(host, dprobs_seq_d, dprobs, 1e-6, "dprobs += seq aux");
 }
 
 TEST(CudaRouter, MatchesReference) {
@@ -175,6 +205,9 @@ TEST(CudaRouter, MatchesReference) {
         check({300, 64, 6, score, renormalize, logits}, seed += 10);
         check({1001, 160, 8, score, renormalize, logits}, seed += 10);
         check({129, 7, 7, score, renormalize, logits}, seed += 10);
+        // DeepSeek-V3 shapes: 4 of 8 groups, top-8 of 64, scaled, with a bias; 2 of 3 groups
+        check({300, 64, 8, score, renormalize, logits, 8, 4, 2.5, true}, seed += 10);
+        check({37, 12, 3, score, renormalize, logits, 3, 2, 1.0, false}, seed += 10);
       }
     }
   }
