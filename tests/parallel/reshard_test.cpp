@@ -40,13 +40,15 @@ struct Layout {
 // saving after step 3 when `save`, or first loading `load` (a checkpoint after step 3). Returns
 // the losses of steps 4..6 on every rank.
 std::vector<double> run(const Layout& layout, const std::string& dir, bool save,
-                        const std::string& load) {
+                        const std::string& load, const std::vector<std::string>& model) {
   auto world = mpi_world();
   const bool member = world->rank() < layout.world();
   auto group = world->split(member ? 0 : 1, world->rank());
   std::vector<double> losses(3, 0.0);
   if (member) {
-    Recipe r = parse_recipe(kRecipe, layout.str(), layout.sets(dir));
+    std::vector<std::string> sets = layout.sets(dir);
+    sets.insert(sets.end(), model.begin(), model.end());
+    Recipe r = parse_recipe(kRecipe, layout.str(), sets);
     resolve_layout(r, layout.world());
     const DataSources data = open_data(r);
     ParallelEnv env = ParallelEnv::create(*group, layout_of(r.parallel));
@@ -72,14 +74,16 @@ std::vector<double> run(const Layout& layout, const std::string& dir, bool save,
   return losses;
 }
 
-void expect_reshard(const Layout& from, const Layout& to) {
+void expect_reshard(const Layout& from, const Layout& to,
+                    const std::vector<std::string>& model = {}) {
   auto world = mpi_world();
   // One directory for all ranks: rank 0's pid names it.
   int64_t id = getpid();
   world->broadcast(Tensor{&id, DType::kI64, Device::kCpu, Shape{1}}, 0);
   const std::string dir = "/tmp/tmt-reshard-" + std::to_string(id);
-  const std::vector<double> original = run(from, dir, true, "");
-  const std::vector<double> resumed = run(to, dir + "-2", false, dir + "/checkpoints/step-0000003");
+  const std::vector<double> original = run(from, dir, true, "", model);
+  const std::vector<double> resumed =
+      run(to, dir + "-2", false, dir + "/checkpoints/step-0000003", model);
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_LT(std::fabs(resumed[i] - original[i]) / original[i], 1e-5)
         << from.str() << " -> " << to.str() << ", step " << i + 4 << ": " << resumed[i] << " vs "
@@ -107,6 +111,17 @@ TEST(Reshard, ExpertParallelZero1ToTensorExpert) {
 }
 
 TEST(Reshard, EverythingToOneRank) { expect_reshard({2, 2, 2, 2}, {1, 1, 1, 1}); }
+
+// The aux-loss-free expert bias moves every step and steers the choice of experts: it is saved and
+// restored (a lost bias would route the resumed steps differently).
+TEST(Reshard, DeepSeekRoutingWithItsExpertBias) {
+  const std::vector<std::string> deepseek = {
+      "model.moe.score=sigmoid",         "model.moe.n_groups=4",
+      "model.moe.topk_groups=2",         "model.moe.routed_scaling_factor=2.0",
+      "model.moe.bias_update_rate=0.02", "model.moe.seq_aux_loss_coeff=0.01"};
+  expect_reshard({1, 1, 1, 1}, {1, 1, 1, 1}, deepseek);
+  expect_reshard({2, 1, 2, 2}, {1, 2, 4, 4, true}, deepseek);
+}
 
 }  // namespace
 }  // namespace tmt
