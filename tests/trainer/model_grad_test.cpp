@@ -2,7 +2,8 @@
 // layers with a shared expert, GQA, a sliding window, tied and untied heads) on a random batch.
 // Every parameter tensor is checked on a sample of its elements, against the total loss lm + aux +
 // z; also with DeepSeek-V3's routing (groups, sigmoid, an expert bias, the sequence-wise loss), where
-// the bias, which takes no gradient, must show none in the finite differences either.
+// the bias, which takes no gradient, must show none in the finite differences either; and with
+// multi-head latent attention, with and without the query latent.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -77,6 +78,16 @@ void check_model_gradients(const Recipe& r, bool random_bias = false) {
             0.2 * random_normal(3, hash_name(p.spec.name), static_cast<uint64_t>(i));
     }
   }
+  if (r.model.is_mla()) {  // the latent attention's parameters, and the GQA ones gone
+    int mla_params = 0;
+    for (const Param& p : model.params().all()) {
+      EXPECT_FALSE(p.spec.name.ends_with(".attn.wk")) << p.spec.name;
+      mla_params +=
+          p.spec.name.ends_with(".attn.wkv_b") || p.spec.name.ends_with(".attn.kv_a_norm");
+      mla_params += p.spec.name.ends_with(".attn.wq_a") || p.spec.name.ends_with(".attn.q_a_norm");
+    }
+    EXPECT_EQ(mla_params, (r.model.mla->q_lora_rank > 0 ? 4 : 2) * r.model.n_layers);
+  }
   model.params().zero_grads();
   const LossParts parts = model.forward_backward(batch, 1.0 / 13.0, 1.0);
   EXPECT_EQ(parts.lm_tokens, 13);
@@ -120,6 +131,20 @@ TEST(ModelGradient, GroupLimitedSigmoidRoutingWithBiasAndSequenceWiseLoss) {
                     "model.moe.topk_groups=2", "model.moe.routed_scaling_factor=2.5",
                     "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.2"}),
       /*random_bias=*/true);
+}
+
+// Multi-head latent attention (trainer/model/mla_layer.h) in every layer, with the query latent
+// and without, and heads whose value size differs from the query/key size.
+std::vector<std::string> mla(int64_t q_lora_rank) {
+  return {"model.attention=mla",          "model.mla.q_lora_rank=" + std::to_string(q_lora_rank),
+          "model.mla.kv_lora_rank=5",     "model.mla.qk_nope_head_dim=3",
+          "model.mla.qk_rope_head_dim=4", "model.mla.v_head_dim=2"};
+}
+TEST(ModelGradient, LatentAttentionWithQueryLatent) {
+  check_model_gradients(micro_recipe(false, std::nullopt, mla(6)));
+}
+TEST(ModelGradient, LatentAttentionWithoutQueryLatent) {
+  check_model_gradients(micro_recipe(true, std::nullopt, mla(0)));
 }
 
 }  // namespace

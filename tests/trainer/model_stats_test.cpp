@@ -70,6 +70,42 @@ TEST(ModelStats, SmallModelByHand) {
   EXPECT_EQ(model_stats(m, 6).total_params, total - 80);
 }
 
+TEST(ModelStats, LatentAttentionMatchesTransformers) {
+  // One dense layer of DeepSeek-V3's attention (D 7168, 128 heads, q latent 1536, kv latent 512,
+  // q/k 128 + 64 RoPE, v 128): transformers 5.23's DeepseekV3Attention holds 187,107,328
+  // parameters (its norms' included), 314,507,776 without the q latent (q_lora_rank None).
+  ModelConfig m;
+  m.vocab_size = 3;
+  m.d_model = 7168;
+  m.n_layers = 1;
+  m.n_heads = 128;
+  m.ffn_hidden = 2;
+  m.attention = AttentionKind::kMla;
+  m.mla = MlaConfig{.q_lora_rank = 1536,
+                    .kv_lora_rank = 512,
+                    .qk_nope_head_dim = 128,
+                    .qk_rope_head_dim = 64,
+                    .v_head_dim = 128};
+  const int64_t rest = 2 * 7168 + 3 * 7168 * 2 + 2 * 3 * 7168 + 7168;  // norms, FFN, embed, head
+  const ModelStats s = model_stats(m, 4);
+  EXPECT_EQ(s.total_params, 187107328 + rest);
+  // matmuls: everything but the norms (the block's two, the latents' two) and the embedding
+  EXPECT_DOUBLE_EQ(s.matmul_flops_per_token,
+                   6.0 * (187107328 - 1536 - 512 + 3 * 7168 * 2 + 3 * 7168));
+  // causal over S=4: mean keys 2.5; 6 · H · (Dqk + Dv) · 2.5
+  EXPECT_DOUBLE_EQ(s.attention_flops_per_token, 6.0 * 128 * (192 + 128) * 2.5);
+  // the cache: the kv latent and the one RoPE key, 576 values a layer (DeepSeek-V3's 61 layers:
+  // 70,272 bytes a token in bf16)
+  EXPECT_EQ(s.kv_cache_values_per_token, 576);
+  m.mla->q_lora_rank = 0;
+  EXPECT_EQ(model_stats(m, 4).total_params, 314507776 + rest);
+}
+
+TEST(ModelStats, GqaKvCache) {
+  // Mixtral 8x7B: 32 layers of k and v, 8 kv heads of 128: 128 KiB a token in bf16
+  EXPECT_EQ(model_stats(mixtral_8x7b(), 16).kv_cache_values_per_token, 32 * 2 * 8 * 128);
+}
+
 TEST(ModelStats, HumanCount) {
   EXPECT_EQ(human_count(46.70e9), "46.70B");
   EXPECT_EQ(human_count(141.2e9), "141.2B");

@@ -110,11 +110,15 @@ YAML::Node at_path(YAML::Node node, const std::string& path) {
 }
 
 TEST(Recipe, ResolvedYamlHoldsEverySchemaKeyWithItsValue) {
-  // Every key of the schema, on a MoE recipe (the model.moe keys exist only with experts) and with
-  // the optional values set, so that no key is written as null for want of a value.
-  Recipe r = load_recipe(test::source_path("recipes/tiny.yaml"),
-                         {"model.sliding_window=64", "model.moe.capacity_factor=1.5",
-                          "parallel.pp_layers=[3,1]", "data.val_paths=[x]"});
+  // Every key of the schema, on a MoE recipe with latent attention (the model.moe and model.mla
+  // keys exist only with experts and MLA) and with the optional values set, so that no key is
+  // written as null for want of a value.
+  Recipe r = load_recipe(
+      test::source_path("recipes/tiny.yaml"),
+      {"model.sliding_window=64", "model.moe.capacity_factor=1.5", "parallel.pp_layers=[3,1]",
+       "data.val_paths=[x]", "model.attention=mla", "model.mla.q_lora_rank=24",
+       "model.mla.kv_lora_rank=16", "model.mla.qk_nope_head_dim=8", "model.mla.qk_rope_head_dim=4",
+       "model.mla.v_head_dim=8"});
   resolve_layout(r, 4);
   const std::vector<KeyInfo> keys = recipe_keys();
   ASSERT_GT(keys.size(), 70u);

@@ -51,7 +51,15 @@ std::vector<std::pair<std::string, std::string>> shape_keys(const ModelConfig& m
       {"model.head_dim", std::to_string(m.head_dim)},
       {"model.ffn_hidden", std::to_string(m.ffn_hidden)},
       {"model.tie_embeddings", m.tie_embeddings ? "true" : "false"},
-      {"model.moe", m.moe ? "present" : "absent"}};
+      {"model.attention", std::string(name_of(m.attention))}};
+  if (m.is_mla()) {
+    k.insert(k.end(), {{"model.mla.q_lora_rank", std::to_string(m.mla->q_lora_rank)},
+                       {"model.mla.kv_lora_rank", std::to_string(m.mla->kv_lora_rank)},
+                       {"model.mla.qk_nope_head_dim", std::to_string(m.mla->qk_nope_head_dim)},
+                       {"model.mla.qk_rope_head_dim", std::to_string(m.mla->qk_rope_head_dim)},
+                       {"model.mla.v_head_dim", std::to_string(m.mla->v_head_dim)}});
+  }
+  k.emplace_back("model.moe", m.moe ? "present" : "absent");
   if (m.moe) {
     std::string layers;
     for (int64_t l = 0; l < m.n_layers; ++l) layers += m.is_moe_layer(l) ? 'M' : 'D';

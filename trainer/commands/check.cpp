@@ -94,6 +94,9 @@ int run_check(const CheckOptions& options) {
     j["total_params"] = s.total_params;
     j["active_params"] = s.active_params;
     j["flops_per_token"] = s.flops_per_token();
+    j["attention"] = name_of(m.attention);
+    j["kv_cache_bytes_per_token"] = {{"bf16", 2 * s.kv_cache_values_per_token},
+                                     {"fp32", 4 * s.kv_cache_values_per_token}};
     j["tokens_per_step"] = recipe.train.global_batch * recipe.data.seq_len;
     j["layout"] = {{"tp", p.tp},   {"dp", p.dp}, {"pp", p.pp},
                    {"etp", p.etp}, {"ep", p.ep}, {"edp", p.edp}};
@@ -117,9 +120,16 @@ int run_check(const CheckOptions& options) {
   }
   fmt::print("# {} resolved for {} rank{}\n", recipe.source, world, world == 1 ? "" : "s");
   fmt::print("{}", to_yaml(recipe));
-  fmt::print("\nmodel: {} layers ({} dense, {} MoE), d_model {}, {} heads / {} kv heads of {}",
-             m.n_layers, s.dense_layers, s.moe_layers, m.d_model, m.n_heads, m.n_kv_heads,
-             m.head_dim);
+  fmt::print("\nmodel: {} layers ({} dense, {} MoE), d_model {}, ", m.n_layers, s.dense_layers,
+             s.moe_layers, m.d_model);
+  if (m.is_mla()) {
+    const MlaConfig& a = *m.mla;
+    fmt::print("{} latent-attention heads (q latent {}, kv latent {}, q/k {} + {} RoPE, v {})",
+               m.n_heads, a.q_lora_rank, a.kv_lora_rank, a.qk_nope_head_dim, a.qk_rope_head_dim,
+               a.v_head_dim);
+  } else {
+    fmt::print("{} heads / {} kv heads of {}", m.n_heads, m.n_kv_heads, m.head_dim);
+  }
   if (m.moe) fmt::print(", {} experts top-{}", m.moe->n_experts, m.moe->top_k);
   fmt::print("\nparameters: {} total, {} active per token ({} in the input embedding)\n",
              human_count(static_cast<double>(s.total_params)),
@@ -128,6 +138,9 @@ int run_check(const CheckOptions& options) {
   fmt::print("training FLOPs per token at seq_len {}: {} ({} matmul + {} attention)\n",
              recipe.data.seq_len, human_count(s.flops_per_token()),
              human_count(s.matmul_flops_per_token), human_count(s.attention_flops_per_token));
+  fmt::print("KV cache per token (inference): {} bytes in bf16 ({} values over {} layers, {})\n",
+             2 * s.kv_cache_values_per_token, s.kv_cache_values_per_token, m.n_layers,
+             m.is_mla() ? "the kv latent and the shared RoPE key" : "k and v");
   fmt::print(
       "tokens per step: {} ({} sequences x {}), {} micro-batches of {} per data-parallel rank\n",
       recipe.train.global_batch * recipe.data.seq_len, recipe.train.global_batch,

@@ -74,6 +74,12 @@ std::string export_weights(const ExportOptions& o) {
   const auto recipe_text = h5::read_string_attr(index.id(), "recipe");
   if (!recipe_text) input_error("{}: missing attribute recipe", index_path.string());
   const Recipe r = parse_recipe(*recipe_text, index_path.string() + " (recipe)", {});
+  if (r.model.is_mla()) {
+    input_error(
+        "{}: export of model.attention: mla (DeepSeek-V3's tensor names) is not supported "
+        "yet",
+        dir.string());
+  }
   const json config = hf_config(r.model, o.dtype);
 
   if (fs::exists(out) && !fs::is_empty(out))

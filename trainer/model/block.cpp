@@ -6,9 +6,13 @@
 
 namespace tmt {
 
-Block::Block(const LayerEnv& env, int64_t layer, ParamStore& store)
-    : env_(env), store_(&store), attention_(env, layer, store) {
+Block::Block(const LayerEnv& env, int64_t layer, ParamStore& store) : env_(env), store_(&store) {
   const ModelConfig& m = *env.model;
+  if (m.is_mla()) {
+    mla_ = std::make_unique<MlaLayer>(env, layer, store);
+  } else {
+    gqa_ = std::make_unique<AttentionLayer>(env, layer, store);
+  }
   const std::string p = "layers." + std::to_string(layer) + ".";
   ffn_norm_ = store.add({.name = p + "ffn_norm",
                          .global_shape = {m.d_model},
@@ -30,7 +34,11 @@ Block::Block(const LayerEnv& env, int64_t layer, ParamStore& store)
 void Block::allocate(Arena& acts, Arena& scratch) {
   const int64_t tl = env_.local_tokens();
   const int64_t d = env_.model->d_model;
-  attention_.allocate(acts, scratch);
+  if (mla_) {
+    mla_->allocate(acts, scratch);
+  } else {
+    gqa_->allocate(acts, scratch);
+  }
   x_mid_ = acts.alloc(env_.dtype, {tl, d});
   h2_ = acts.alloc(env_.dtype, {tl, d});
   rstd2_ = acts.alloc(env_.stat_dtype(), {tl});
@@ -69,7 +77,11 @@ Block::BackwardTemps Block::backward_temps(Arena& scratch, const Tensor& dx) con
 MoeStats Block::forward(const Tensor& x_out, const Tensor& x, const Rope& rope, double aux_weight) {
   const ParamStore& ps = *store_;
   const Context& ctx = env_.ctx;
-  attention_.forward(x_mid_, x, rope);
+  if (mla_) {
+    mla_->forward(x_mid_, x, rope);
+  } else {
+    gqa_->forward(x_mid_, x, rope);
+  }
   rmsnorm_fwd(ctx, h2_, rstd2_, x_mid_, ps[ffn_norm_].weight, env_.model->norm_eps);
   copy(ctx, x_out, x_mid_);
   MoeStats stats;
@@ -106,7 +118,11 @@ void Block::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   rmsnorm_bwd(ctx, g.dx_norm, ps[ffn_norm_].grad, g.dh2, x_mid_, ps[ffn_norm_].weight, rstd2_);
   add(ctx, dx, g.dx_norm);  // now the gradient of x_mid
   scratch_->reset(mark);
-  attention_.backward(dx, x, rope);
+  if (mla_) {
+    mla_->backward(dx, x, rope);
+  } else {
+    gqa_->backward(dx, x, rope);
+  }
 }
 
 }  // namespace tmt

@@ -1,4 +1,5 @@
-// One transformer block: x_mid = x + Attention(RMSNorm(x)); x_out = x_mid + FFN(RMSNorm(x_mid)),
+// One transformer block: x_mid = x + Attention(RMSNorm(x)) (grouped-query or multi-head latent,
+// model.attention); x_out = x_mid + FFN(RMSNorm(x_mid)),
 // where the FFN is dense SwiGLU (first_dense_layers / layer_pattern) or MoE, plus shared experts.
 // x, x_mid and x_out are this rank's sequence chunk [T/tp, D] (layer_env.h); the dense FFN and the
 // shared experts see the all-gathered h2 and their partial outputs are reduce-scattered back.
@@ -8,6 +9,7 @@
 
 #include "trainer/model/attention_layer.h"
 #include "trainer/model/ffn_layer.h"
+#include "trainer/model/mla_layer.h"
 #include "trainer/model/moe_layer.h"
 
 namespace tmt {
@@ -28,7 +30,8 @@ class Block {
  private:
   LayerEnv env_;
   ParamStore* store_;
-  AttentionLayer attention_;
+  std::unique_ptr<AttentionLayer> gqa_;  // one of the two attention layers
+  std::unique_ptr<MlaLayer> mla_;
   size_t ffn_norm_;
   std::unique_ptr<FfnLayer> dense_;
   std::unique_ptr<MoeLayer> moe_;

@@ -94,7 +94,7 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   }
   const RopeScaling& rs = m.rope_scaling;
   rope_tables(ctx, rope_cos_, rope_sin_,
-              {.head_dim = m.head_dim,
+              {.head_dim = m.rope_head_dim(),
                .theta = m.rope_theta,
                .scaling = rs.type,
                .factor = rs.factor,
@@ -109,8 +109,8 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = m.d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
   positions_ = acts.alloc(DType::kI32, {t});
-  rope_cos_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
-  rope_sin_ = acts.alloc(stat, {env_.seq, m.head_dim / 2});
+  rope_cos_ = acts.alloc(stat, {env_.seq, m.rope_head_dim() / 2});
+  rope_sin_ = acts.alloc(stat, {env_.seq, m.rope_head_dim() / 2});
   for (Slot& s : slots_) {
     s.x.clear();
     for (int64_t l = first_layer_; l <= last_layer_; ++l) s.x.push_back(acts.alloc(f, {tl, d}));
@@ -315,7 +315,9 @@ size_t Model::workspace_bytes() const {
   const Device device = env_.ctx.device;
   // The projections and the head; attention over this rank's heads of the whole micro-batch
   // (B sequences of S), forward and backward.
-  size_t bytes = std::max(linear_workspace_bytes(device), AttentionLayer::workspace_bytes(env_));
+  size_t bytes =
+      std::max(linear_workspace_bytes(device), m.is_mla() ? MlaLayer::workspace_bytes(env_)
+                                                          : AttentionLayer::workspace_bytes(env_));
   if (m.moe) {
     // The dispatch plans: this rank's T/tp tokens' K choices each, and the expert exchange's
     // reorder of what arrives from each of the etp·ep ranks of the expert group (up to all of

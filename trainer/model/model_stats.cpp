@@ -10,9 +10,22 @@ namespace tmt {
 ModelStats model_stats(const ModelConfig& m, int64_t seq_len) {
   ModelStats s;
   const int64_t d = m.d_model;
-  const int64_t attn =
-      d * m.n_heads * m.head_dim + 2 * d * m.n_kv_heads * m.head_dim + m.n_heads * m.head_dim * d;
-  const int64_t norms = 2 * d;
+  const int64_t h = m.n_heads;
+  int64_t attn = 0, norms = 2 * d, dqk = m.head_dim, dv = m.head_dim, cache = 0;
+  if (m.is_mla()) {
+    const MlaConfig& a = *m.mla;
+    dqk = a.qk_nope_head_dim + a.qk_rope_head_dim;
+    dv = a.v_head_dim;
+    attn = a.q_lora_rank > 0 ? d * a.q_lora_rank + a.q_lora_rank * h * dqk : d * h * dqk;
+    attn += d * (a.kv_lora_rank + a.qk_rope_head_dim) +
+            a.kv_lora_rank * h * (a.qk_nope_head_dim + dv) + h * dv * d;
+    norms += a.q_lora_rank + a.kv_lora_rank;
+    cache = a.kv_lora_rank + a.qk_rope_head_dim;
+  } else {
+    attn = d * h * m.head_dim + 2 * d * m.n_kv_heads * m.head_dim + h * m.head_dim * d;
+    cache = 2 * m.n_kv_heads * m.head_dim;
+  }
+  s.kv_cache_values_per_token = m.n_layers * cache;
   int64_t total = 0, active_matmul = 0;
   for (int64_t i = 0; i < m.n_layers; ++i) {
     total += attn + norms;
@@ -47,8 +60,7 @@ ModelStats model_stats(const ModelConfig& m, int64_t seq_len) {
   double keys = 0;
   for (int64_t i = 0; i < seq_len; ++i) keys += static_cast<double>(std::min(i + 1, window));
   const double mean_keys = seq_len > 0 ? keys / static_cast<double>(seq_len) : 0.0;
-  s.attention_flops_per_token =
-      12.0 * static_cast<double>(m.n_layers * m.n_heads * m.head_dim) * mean_keys;
+  s.attention_flops_per_token = 6.0 * static_cast<double>(m.n_layers * h * (dqk + dv)) * mean_keys;
   return s;
 }
 

@@ -87,14 +87,34 @@ YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   recipe_error(r, key, message);
 }
 
+void check_mla(const Recipe& r) {
+  const ModelConfig& m = r.model;
+  if (!m.is_mla()) {
+    if (m.mla) fail(r, "model.mla", "is for model.attention: mla (the recipe's is gqa)");
+    return;
+  }
+  if (!m.mla) fail(r, "model.attention", "mla needs its sizes in model.mla");
+  if (m.mla->qk_rope_head_dim % 2 != 0) {
+    fail(r, "model.mla.qk_rope_head_dim",
+         fmt::format("must be even for RoPE, got {}", m.mla->qk_rope_head_dim));
+  }
+  // Hugging Face scales MLA's softmax by yarn's mscale(factor, mscale_all_dim)², a key the recipe
+  // does not have yet.
+  if (m.rope_scaling.type != RopeScalingType::kNone) {
+    fail(r, "model.rope_scaling.type",
+         "only none is supported with attention: mla for now (yarn's mscale_all_dim is missing)");
+  }
+}
+
 void check_model(const Recipe& r) {
   const ModelConfig& m = r.model;
   if (m.n_heads % m.n_kv_heads != 0) {
     fail(r, "model.n_kv_heads",
          fmt::format("{} does not divide model.n_heads = {}", m.n_kv_heads, m.n_heads));
   }
-  if (m.head_dim % 2 != 0)
+  if (!m.is_mla() && m.head_dim % 2 != 0)
     fail(r, "model.head_dim", fmt::format("must be even for RoPE, got {}", m.head_dim));
+  check_mla(r);
   if (m.has_dense_layers() && m.ffn_hidden < 1) {
     fail(r, "model.ffn_hidden",
          fmt::format("must be >= 1 (the model has dense layers), got {}", m.ffn_hidden));
@@ -189,6 +209,11 @@ void check_training(const Recipe& r) {
   if (t.dtype == DType::kBF16 && t.device != Device::kCuda) {
     fail(r, "train.dtype",
          "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in fp32");
+  }
+  if (r.model.is_mla() && t.device != Device::kCpu) {
+    fail(r, "train.device",
+         "model.attention: mla runs on the CPU only for now (its column-slice ops have no CUDA "
+         "path yet)");
   }
   if (r.schedule.min_lr > r.optimizer.lr) {
     fail(r, "schedule.min_lr",

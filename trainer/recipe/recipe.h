@@ -31,6 +31,7 @@
 namespace tmt {
 
 enum class LayerKind : uint8_t { kDense, kMoe };
+enum class AttentionKind : uint8_t { kGqa, kMla };
 enum class DataSourceKind : uint8_t { kSynthetic, kShards };
 enum class LrDecay : uint8_t { kCosine, kLinear, kWsd, kConstant };
 
@@ -66,6 +67,16 @@ struct MoeConfig {
   bool expert_bias() const { return bias_update_rate > 0.0; }
 };
 
+// Multi-head latent attention (DeepSeek-V3; trainer/model/mla_layer.h): the sizes of its latents
+// and of each head's parts.
+struct MlaConfig {
+  int64_t q_lora_rank = 0;       // the queries' latent; 0 = queries straight from the input
+  int64_t kv_lora_rank = 0;      // the keys' and values' shared latent
+  int64_t qk_nope_head_dim = 0;  // dn: the part of a query/key head without RoPE
+  int64_t qk_rope_head_dim = 0;  // dr: the part with RoPE (one key part shared by every head)
+  int64_t v_head_dim = 0;        // dv
+};
+
 struct ModelConfig {
   int64_t vocab_size = 0;
   int64_t d_model = 0;
@@ -82,7 +93,12 @@ struct ModelConfig {
   bool tie_embeddings = false;
   double init_std = 0.02;
   std::optional<MoeConfig> moe;  // nullopt = a dense model
+  AttentionKind attention = AttentionKind::kGqa;
+  std::optional<MlaConfig> mla;  // the sizes of multi-head latent attention (attention: mla)
 
+  bool is_mla() const { return attention == AttentionKind::kMla; }
+  // The per-head size RoPE turns (its tables' Dh): head_dim, or MLA's qk_rope_head_dim.
+  int64_t rope_head_dim() const { return is_mla() ? mla->qk_rope_head_dim : head_dim; }
   // True when layer `i` has a MoE FFN (from layer_pattern, or first_dense_layers).
   bool is_moe_layer(int64_t i) const;
   // True when some layer has the dense FFN (and so needs ffn_hidden).
@@ -211,6 +227,11 @@ template <>
 struct Names<RouterScore> {
   static constexpr std::pair<std::string_view, RouterScore> list[] = {
       {"softmax", RouterScore::kSoftmax}, {"sigmoid", RouterScore::kSigmoid}};
+};
+template <>
+struct Names<AttentionKind> {
+  static constexpr std::pair<std::string_view, AttentionKind> list[] = {
+      {"gqa", AttentionKind::kGqa}, {"mla", AttentionKind::kMla}};
 };
 template <>
 struct Names<RopeScalingType> {

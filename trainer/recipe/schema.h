@@ -147,6 +147,23 @@ void visit(V& v, R& e) {
 }
 
 template <class V, class R>
+requires std::is_same_v<std::remove_const_t<R>, MlaConfig>
+void visit(V& v, R& a) {
+  v.key("q_lora_rank", a.q_lora_rank,
+        {.fallback = 0,
+         .range = {.min = 0},
+         .meaning = "rank of the queries' latent (normed, then up-projected); 0 = no latent"});
+  v.key("kv_lora_rank", a.kv_lora_rank,
+        {.range = {.min = 1}, .meaning = "rank of the keys' and values' shared latent"});
+  v.key("qk_nope_head_dim", a.qk_nope_head_dim,
+        {.range = {.min = 1}, .meaning = "per-head query/key part without RoPE"});
+  v.key("qk_rope_head_dim", a.qk_rope_head_dim,
+        {.range = {.min = 2},
+         .meaning = "per-head query/key part with RoPE, one key part shared by all heads; even"});
+  v.key("v_head_dim", a.v_head_dim, {.range = {.min = 1}, .meaning = "per-head value size"});
+}
+
+template <class V, class R>
 requires std::is_same_v<std::remove_const_t<R>, ModelConfig>
 void visit(V& v, R& m) {
   v.key("vocab_size", m.vocab_size, {.range = {.min = 1}, .meaning = "vocabulary size V"});
@@ -202,6 +219,11 @@ void visit(V& v, R& m) {
          .range = {.min = 0, .min_open = true},
          .meaning = "std of the normal init (output projections / sqrt(2·n_layers))"});
   v.optional_section("moe", m.moe, {.meaning = "null = a dense model"});
+  v.choice("attention", m.attention,
+           {.fallback = AttentionKind::kGqa,
+            .meaning = "gqa: grouped-query attention; mla: multi-head latent attention "
+                       "(DeepSeek-V3), sized by model.mla"});
+  v.optional_section("mla", m.mla, {.meaning = "null = not used (needed by attention: mla)"});
 }
 
 template <class V, class R>

@@ -1,0 +1,261 @@
+#include "trainer/model/mla_layer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/attention.h"
+#include "kernels/copy.h"
+#include "kernels/linear.h"
+#include "kernels/reduce.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "kernels/slice.h"
+
+namespace tmt {
+
+namespace {
+
+int64_t local_heads(const LayerEnv& env) { return env.model->n_heads / env.tp_size(); }
+
+// Softmax scale 1 / sqrt(dn + dr), as Hugging Face's without yarn (the recipe refuses yarn with
+// MLA until it has mscale_all_dim).
+AttentionParams attention_params(const ModelConfig& m) {
+  AttentionParams a;
+  a.softmax_scale =
+      1.0 / std::sqrt(static_cast<double>(m.mla->qk_nope_head_dim + m.mla->qk_rope_head_dim));
+  a.window = m.sliding_window.value_or(0);
+  return a;
+}
+
+}  // namespace
+
+MlaLayer::MlaLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
+    : env_(env), store_(&store) {
+  const ModelConfig& m = *env.model;
+  const MlaConfig& a = *m.mla;
+  const int64_t tp = env.tp_size(), r = env.tp_rank();
+  heads_ = local_heads(env);
+  rq_ = a.q_lora_rank;
+  rkv_ = a.kv_lora_rank;
+  dn_ = a.qk_nope_head_dim;
+  dr_ = a.qk_rope_head_dim;
+  dv_ = a.v_head_dim;
+  const std::string p = "layers." + std::to_string(layer) + ".attn.";
+  const int64_t d = m.d_model, h = m.n_heads;
+  // The norms and down-projections: the whole tensor on every TP rank.
+  const auto replicated_norm = [&](const std::string& name, int64_t size) {
+    return store.add({.name = p + name,
+                      .global_shape = {size},
+                      .decay = false,
+                      .init = ParamInit::kOnes,
+                      .tp_replicas = tp});
+  };
+  const auto replicated_matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    return store.add({.name = p + name,
+                      .global_shape = {rows, cols},
+                      .init_std = m.init_std,
+                      .tp_replicas = tp});
+  };
+  // The up-projections: this rank's heads' rows.
+  const auto head_rows = [&](const std::string& name, int64_t per_head, int64_t cols) {
+    return store.add({.name = p + name,
+                      .global_shape = {h * per_head, cols},
+                      .local_shape = {heads_ * per_head, cols},
+                      .offset = {r * heads_ * per_head, 0},
+                      .init_std = m.init_std});
+  };
+  norm_ = replicated_norm("norm", d);
+  if (q_lora()) {
+    wq_a_ = replicated_matrix("wq_a", rq_, d);
+    q_a_norm_ = replicated_norm("q_a_norm", rq_);
+    wq_ = head_rows("wq_b", dqk(), rq_);
+  } else {
+    wq_ = head_rows("wq", dqk(), d);
+  }
+  wkv_a_ = replicated_matrix("wkv_a", rkv_ + dr_, d);
+  kv_a_norm_ = replicated_norm("kv_a_norm", rkv_);
+  wkv_b_ = head_rows("wkv_b", dn_ + dv_, rkv_);
+  wo_ = store.add({.name = p + "wo",
+                   .global_shape = {d, h * dv_},
+                   .local_shape = {d, heads_ * dv_},
+                   .offset = {0, r * heads_ * dv_},
+                   .init_std = env.out_init_std()});
+}
+
+void MlaLayer::allocate(Arena& acts, Arena& scratch) {
+  const int64_t t = env_.tokens(), tl = env_.local_tokens();
+  const int64_t d = env_.model->d_model;
+  const DType f = env_.dtype, stat = env_.stat_dtype();
+  h_ = acts.alloc(f, {tl, d});
+  rstd_ = acts.alloc(stat, {tl});
+  h_full_ = env_.sp.gathered(acts, h_);
+  if (q_lora()) {
+    qa_ = acts.alloc(f, {t, rq_});
+    qa_norm_ = acts.alloc(f, {t, rq_});
+    qa_rstd_ = acts.alloc(stat, {t});
+  }
+  q_ = acts.alloc(f, {t, heads_ * dqk()});
+  ckv_ = acts.alloc(f, {t, rkv_});
+  ckv_norm_ = acts.alloc(f, {t, rkv_});
+  ckv_rstd_ = acts.alloc(stat, {t});
+  k_ = acts.alloc(f, {t, heads_ * dqk()});
+  v_ = acts.alloc(f, {t, heads_ * dv_});
+  o_ = acts.alloc(f, {t, heads_ * dv_});
+  lse_ = acts.alloc(stat, {env_.batch, heads_, env_.seq});
+  scratch_ = &scratch;
+  const size_t mark = scratch.mark();
+  forward_temps(scratch);
+  scratch.reset(mark);
+  backward_temps(scratch, h_);  // any [Tl, D] tensor stands for dx here
+  scratch.reset(mark);
+}
+
+MlaLayer::ForwardTemps MlaLayer::forward_temps(Arena& scratch) const {
+  const int64_t t = env_.tokens(), d = env_.model->d_model;
+  const DType f = env_.dtype;
+  ForwardTemps g;
+  g.c = scratch.alloc(f, {t, rkv_ + dr_});
+  g.kv = scratch.alloc(f, {t, heads_ * (dn_ + dv_)});
+  g.pe = scratch.alloc(f, {t * heads_, dr_});
+  g.partial = env_.sp.partial(scratch, f, d);
+  g.received = env_.sp.received(scratch, f, d);
+  return g;
+}
+
+MlaLayer::BackwardTemps MlaLayer::backward_temps(Arena& scratch, const Tensor& dx) const {
+  const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = env_.model->d_model;
+  const DType f = env_.dtype;
+  BackwardTemps g;
+  g.dy_full = env_.sp.gathered(scratch, dx);
+  g.dout = scratch.alloc(f, {t, heads_ * dv_});
+  g.dq = scratch.alloc(f, {t, heads_ * dqk()});
+  g.dk = scratch.alloc(f, {t, heads_ * dqk()});
+  g.dv = scratch.alloc(f, {t, heads_ * dv_});
+  g.dpe = scratch.alloc(f, {t * heads_, dr_});
+  g.dkv = scratch.alloc(f, {t, heads_ * (dn_ + dv_)});
+  g.dckv_norm = scratch.alloc(f, {t, rkv_});
+  g.dckv = scratch.alloc(f, {t, rkv_});
+  g.dc = scratch.alloc(f, {t, rkv_ + dr_});
+  if (q_lora()) {
+    g.dqa_norm = scratch.alloc(f, {t, rq_});
+    g.dqa = scratch.alloc(f, {t, rq_});
+  }
+  g.dh = scratch.alloc(f, {tl, d});
+  g.dh_partial = env_.sp.partial(scratch, f, d);
+  g.dx_norm = scratch.alloc(f, {tl, d});
+  return g;
+}
+
+size_t MlaLayer::workspace_bytes(const LayerEnv& env) {
+  const ModelConfig& m = *env.model;
+  const MlaConfig& a = *m.mla;
+  const int64_t heads = local_heads(env);
+  const AttentionShape shape{
+      env.batch,    env.seq,  heads, heads, a.qk_nope_head_dim + a.qk_rope_head_dim,
+      a.v_head_dim, env.dtype};
+  const AttentionParams p = attention_params(m);
+  const Device device = env.ctx.device;
+  return std::max(attention_fwd_workspace_bytes(device, shape, p),
+                  attention_bwd_workspace_bytes(device, shape, p));
+}
+
+void MlaLayer::rotate(const Tensor& t, int64_t heads, int64_t col, const Tensor& pe,
+                      const Rope& rope, bool backward) const {
+  const Context& ctx = env_.ctx;
+  const int64_t tokens = t.size(0);
+  const Tensor rows = t.view({tokens * heads, t.size(1) / heads});
+  copy_columns(ctx, pe, rows, {.dst_col = 0, .src_col = col, .width = dr_});
+  const Tensor pe3 = pe.view({tokens, heads, dr_});
+  if (backward) {
+    rope_bwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin);
+  } else {
+    rope_fwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin);
+  }
+  copy_columns(ctx, rows, pe, {.dst_col = col, .src_col = 0, .width = dr_});
+}
+
+void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
+  const Context& ctx = env_.ctx;
+  const ParamStore& ps = *store_;
+  const int64_t t = env_.tokens(), th = t * heads_;
+  const double eps = env_.model->norm_eps;
+  const size_t mark = scratch_->mark();
+  const ForwardTemps f = forward_temps(*scratch_);
+  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, eps);
+  env_.sp.gather(h_full_, h_);
+  // queries: [q_nope, RoPE(q_pe)] per head
+  if (q_lora()) {
+    linear_fwd(ctx, qa_, h_full_, ps[wq_a_].weight);
+    rmsnorm_fwd(ctx, qa_norm_, qa_rstd_, qa_, ps[q_a_norm_].weight, eps);
+    linear_fwd(ctx, q_, qa_norm_, ps[wq_].weight);
+  } else {
+    linear_fwd(ctx, q_, h_full_, ps[wq_].weight);
+  }
+  rotate(q_, heads_, dn_, f.pe, rope, /*backward=*/false);
+  // the latent c = [c_kv, k_pe]: c_kv normed and up-projected to each head's [k_nope, v]
+  linear_fwd(ctx, f.c, h_full_, ps[wkv_a_].weight);
+  copy_columns(ctx, ckv_, f.c, {.dst_col = 0, .src_col = 0, .width = rkv_});
+  rmsnorm_fwd(ctx, ckv_norm_, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, eps);
+  linear_fwd(ctx, f.kv, ckv_norm_, ps[wkv_b_].weight);
+  rotate(f.c, 1, rkv_, f.pe.slice(0, t), rope, /*backward=*/false);
+  // k = [k_nope, the one RoPE key broadcast to every head], v
+  const Tensor kv_rows = f.kv.view({th, dn_ + dv_});
+  const Tensor k_rows = k_.view({th, dqk()});
+  copy_columns(ctx, k_rows, kv_rows, {.dst_col = 0, .src_col = 0, .width = dn_});
+  copy_columns(ctx, k_rows, f.c, {.dst_col = dn_, .src_col = rkv_, .width = dr_}, heads_);
+  copy_columns(ctx, v_.view({th, dv_}), kv_rows, {.dst_col = 0, .src_col = dn_, .width = dv_});
+  const Shape qs{env_.batch, env_.seq, heads_, dqk()};
+  const Shape vs{env_.batch, env_.seq, heads_, dv_};
+  attention_fwd(ctx, o_.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
+                attention_params(*env_.model));
+  copy(ctx, x_out, x);
+  env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
+    linear_fwd(ctx, out, o_, ps[wo_].weight, acc);
+  });
+  scratch_->reset(mark);
+}
+
+void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
+  const Context& ctx = env_.ctx;
+  ParamStore& ps = *store_;
+  const int64_t t = env_.tokens(), th = t * heads_;
+  const size_t mark = scratch_->mark();
+  const BackwardTemps g = backward_temps(*scratch_, dx);
+  env_.sp.gather(g.dy_full, dx);
+  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, o_, ps[wo_].weight);
+  const Shape qs{env_.batch, env_.seq, heads_, dqk()};
+  const Shape vs{env_.batch, env_.seq, heads_, dv_};
+  attention_bwd(ctx, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs), g.dout.view(vs), q_.view(qs),
+                k_.view(qs), v_.view(vs), o_.view(vs), lse_, attention_params(*env_.model));
+  rotate(g.dq, heads_, dn_, g.dpe, rope, /*backward=*/true);
+  // Everything from here to dh is this rank's heads' part, summed over TP at the end.
+  // dc = [d c_kv, d k_pe]: the RoPE key's gradient is the sum over the heads that read it
+  const Tensor dk_rows = g.dk.view({th, dqk()});
+  sum_columns(ctx, g.dc, dk_rows, {.dst_col = rkv_, .src_col = dn_, .width = dr_}, heads_);
+  rotate(g.dc, 1, rkv_, g.dpe.slice(0, t), rope, /*backward=*/true);
+  const Tensor dkv_rows = g.dkv.view({th, dn_ + dv_});
+  copy_columns(ctx, dkv_rows, dk_rows, {.dst_col = 0, .src_col = 0, .width = dn_});
+  copy_columns(ctx, dkv_rows, g.dv.view({th, dv_}), {.dst_col = dn_, .src_col = 0, .width = dv_});
+  linear_bwd(ctx, g.dckv_norm, ps[wkv_b_].grad, g.dkv, ckv_norm_, ps[wkv_b_].weight);
+  rmsnorm_bwd(ctx, g.dckv, ps[kv_a_norm_].grad, g.dckv_norm, ckv_, ps[kv_a_norm_].weight,
+              ckv_rstd_);
+  copy_columns(ctx, g.dc, g.dckv, {.dst_col = 0, .src_col = 0, .width = rkv_});
+  if (q_lora()) {
+    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq, qa_norm_, ps[wq_].weight);
+    rmsnorm_bwd(ctx, g.dqa, ps[q_a_norm_].grad, g.dqa_norm, qa_, ps[q_a_norm_].weight, qa_rstd_);
+  }
+  env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
+    if (q_lora()) {
+      linear_bwd(ctx, out, ps[wq_a_].grad, g.dqa, h_full_, ps[wq_a_].weight);
+    } else {
+      linear_bwd(ctx, out, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight);
+    }
+    linear_bwd(ctx, out, ps[wkv_a_].grad, g.dc, h_full_, ps[wkv_a_].weight,
+               /*accumulate_dx=*/true);
+  });
+  rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
+  add(ctx, dx, g.dx_norm);
+  scratch_->reset(mark);
+}
+
+}  // namespace tmt
