@@ -261,8 +261,9 @@ int64_t required_world(const Recipe& recipe);
 
 // Every key with its resolved value, as YAML (what run.dir/recipe.resolved.yaml holds); parses back
 // to the same Recipe.
-// kDerivedAsNull writes the keys whose default derives from others (parallel.sequence_parallel,
-// model.head_dim, ...) as null, so that they follow the others when a user edits the file.
+// kDerivedAsNull writes the keys outside `model` whose value is what they derive from others
+// (parallel.sequence_parallel, ...) as null, so that they follow the others when a user edits the
+// file; the model's keys stay explicit (an imported model's shape must not move with data.seq_len).
 enum class YamlKeys : uint8_t { kResolved, kDerivedAsNull };
 std::string to_yaml(const Recipe& recipe, YamlKeys keys = YamlKeys::kResolved);
 
