@@ -1,5 +1,6 @@
 // The whole model's backward against finite differences in fp64: a micro MoE (one dense layer, MoE
-// layers with a shared expert, GQA, a sliding window, tied and untied heads) on a random batch.
+// layers with a shared expert, GQA, a sliding window, tied and untied heads; interleaved partial
+// RoPE with YaRN and Llama 4 query scaling) on a random batch.
 // Every parameter tensor is checked on a sample of its elements, against the total loss lm + aux +
 // z; also with DeepSeek-V3's routing (groups, sigmoid, an expert bias, the sequence-wise loss), where
 // the bias, which takes no gradient, must show none in the finite differences either.
@@ -110,6 +111,22 @@ TEST(ModelGradient, UntiedFullAttention) {
   check_model_gradients(micro_recipe(false, std::nullopt));
 }
 TEST(ModelGradient, TiedWithSlidingWindow) { check_model_gradients(micro_recipe(true, 3)); }
+TEST(ModelGradient, InterleavedPartialRopeWithYarnAndLlama4Scaling) {
+  Recipe r = micro_recipe(false, std::nullopt);
+  r.model.rope_interleaved = true;
+  r.model.partial_rotary_factor = 0.5;  // 2 of the 4 dims rotate
+  RopeScaling& rs = r.model.rope_scaling;
+  rs.type = RopeScalingType::kYarn;
+  rs.factor = 4;
+  rs.original_max_seq_len = 2;
+  rs.beta_fast = 0.5;
+  rs.beta_slow = 0.05;
+  rs.mscale = 1.0;
+  rs.mscale_all_dim = 0.5;
+  rs.llama_4_beta = 0.3;  // the queries' scale steps at positions 2, 4, 6
+  rs.llama_4_original_max_seq_len = 2;
+  check_model_gradients(r);
+}
 
 TEST(ModelGradient, GroupLimitedSigmoidRoutingWithBiasAndSequenceWiseLoss) {
   // DeepSeek-V3's routing: 6 experts in 3 groups (2 eligible), sigmoid scores, a random expert

@@ -112,9 +112,12 @@ YAML::Node at_path(YAML::Node node, const std::string& path) {
 TEST(Recipe, ResolvedYamlHoldsEverySchemaKeyWithItsValue) {
   // Every key of the schema, on a MoE recipe (the model.moe keys exist only with experts) and with
   // the optional values set, so that no key is written as null for want of a value.
-  Recipe r = load_recipe(test::source_path("recipes/tiny.yaml"),
-                         {"model.sliding_window=64", "model.moe.capacity_factor=1.5",
-                          "parallel.pp_layers=[3,1]", "data.val_paths=[x]"});
+  Recipe r = load_recipe(
+      test::source_path("recipes/tiny.yaml"),
+      {"model.sliding_window=64", "model.moe.capacity_factor=1.5", "parallel.pp_layers=[3,1]",
+       "data.val_paths=[x]", "model.rope_scaling.type=yarn", "model.rope_scaling.factor=4",
+       "model.rope_scaling.original_max_seq_len=32", "model.rope_scaling.mscale=1",
+       "model.rope_scaling.mscale_all_dim=0.5", "model.rope_scaling.attention_factor=1.1"});
   resolve_layout(r, 4);
   const std::vector<KeyInfo> keys = recipe_keys();
   ASSERT_GT(keys.size(), 70u);
