@@ -121,23 +121,8 @@ TEST_P(Ministral3Parity, LossAndEveryGradientMatchTransformers) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Ministral3Parity, ::testing::Values("untied", "tied"));
 
-test::RunResult tramontane(std::vector<std::string> args, int ranks = 1) {
-  std::vector<std::string> argv;
-  if (ranks > 1) {
-    argv = {TMT_MPIEXEC,
-            "-n",
-            std::to_string(ranks),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-x",
-            "OMP_NUM_THREADS=1",
-            "-x",
-            "OPENBLAS_NUM_THREADS=1"};
-  }
-  argv.push_back(test::tramontane_binary());
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_command(argv, 300);
+test::RunResult tramontane(const std::vector<std::string>& args, int ranks = 1) {
+  return test::run_tramontane(args, ranks, 300);
 }
 
 // The JSON line `tramontane eval` prints.
@@ -146,11 +131,7 @@ json eval(const fs::path& recipe, const std::vector<std::string>& extra = {}, in
   args.insert(args.end(), extra.begin(), extra.end());
   const auto r = tramontane(args, ranks);
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  std::istringstream out(r.out);
-  std::string line, last;
-  while (std::getline(out, line)) {
-    if (!line.empty() && line[0] == '{') last = line;
-  }
+  const std::string last = test::last_json_line(r.out);
   return last.empty() ? json::object() : json::parse(last);
 }
 
