@@ -26,13 +26,21 @@ void check_tables(const char* op, const Context& ctx, const Tensor& cos, const T
             op, cos.str(), sin.str(), device_name(ctx.device));
 }
 
-// y and x: [T, Hx, Dh] with Dh = 2 * cos.size(1); positions [T] i32.
+// y and x: [T, Hx, Dh] with Dr = 2 * cos.size(1) <= Dh; positions [T] i32; scale [S_max] or
+// undefined.
 void check_apply(const char* op, const Context& ctx, const Tensor& y, const Tensor& x,
-                 const Tensor& positions, const Tensor& cos, const Tensor& sin) {
+                 const Tensor& positions, const Tensor& cos, const Tensor& sin,
+                 const RopeApply& how) {
   check_tables(op, ctx, cos, sin);
-  TMT_CHECK(x.rank() == 3 && y.shape == x.shape && x.size(2) == 2 * cos.size(1),
-            "{}: {} and {} must be [T, Hx, Dh] with Dh = 2 * {}", op, y.str(), x.str(),
+  TMT_CHECK(x.rank() == 3 && y.shape == x.shape && x.size(2) >= 2 * cos.size(1),
+            "{}: {} and {} must be [T, Hx, Dh] with Dh >= Dr = 2 * {}", op, y.str(), x.str(),
             cos.size(1));
+  if (how.scale.defined()) {
+    TMT_CHECK(how.scale.rank() == 1 && how.scale.size(0) == cos.size(0) &&
+                  how.scale.dtype == cos.dtype && how.scale.device == ctx.device,
+              "{}: scale {} must be [{}] {} on {}", op, how.scale.str(), cos.size(0),
+              dtype_name(cos.dtype), device_name(ctx.device));
+  }
   // bf16 activations on CUDA may keep f32 tables (positions far out need more than 8 bits).
   const bool tables_ok =
       x.dtype == cos.dtype ||
@@ -65,11 +73,16 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
                  const RopeParams& params) {
   check_tables("rope_tables", ctx, cos, sin);
   const RopeParams& p = params;
-  TMT_CHECK(p.head_dim > 0 && p.head_dim % 2 == 0 && cos.size(1) * 2 == p.head_dim,
-            "rope_tables: head_dim {} must be even and twice the tables' width ({})", p.head_dim,
-            cos.size(1));
-  TMT_CHECK(p.theta > 1.0 && p.mscale > 0.0, "rope_tables: theta {} must be > 1, mscale {} > 0",
-            p.theta, p.mscale);
+  TMT_CHECK(p.head_dim > 0 && p.rotated() % 2 == 0 && p.rotated() <= p.head_dim &&
+                cos.size(1) * 2 == p.rotated(),
+            "rope_tables: rotary_dim {} (head_dim {}) must be even, at most head_dim and twice "
+            "the tables' width ({})",
+            p.rotated(), p.head_dim, cos.size(1));
+  TMT_CHECK(
+      p.theta > 1.0 && p.mscale >= 0.0 && p.mscale_all_dim >= 0.0 && p.attention_factor >= 0.0,
+      "rope_tables: theta {} must be > 1, mscale {}, mscale_all_dim {} and "
+      "attention_factor {} >= 0",
+      p.theta, p.mscale, p.mscale_all_dim, p.attention_factor);
   if (p.scaling == RopeScalingType::kYarn) {
     TMT_CHECK(
         p.factor > 0.0 && p.original_max_seq_len > 0 && p.beta_fast > 0.0 && p.beta_slow > 0.0,
@@ -88,25 +101,44 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
 #endif
 }
 
-void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Tensor& positions,
-              const Tensor& cos, const Tensor& sin) {
-  check_apply("rope_fwd", ctx, out, in, positions, cos, sin);
-  const ProfileScope scope(ctx, "rope_fwd", apply_cost(out, in, positions, cos, sin));
-  if (ctx.device == Device::kCpu) return cpu::rope_apply(out, in, positions, cos, sin, false);
+void rope_position_scale(const Context& ctx, const Tensor& scale, double beta,
+                         int64_t original_max_seq_len) {
+  TMT_CHECK(scale.rank() == 1 && dtype_ok(ctx, scale.dtype) && scale.device == ctx.device,
+            "rope_position_scale: scale {} must be [S_max] (f32|f64 on cpu, f32|bf16 on cuda) on "
+            "{}",
+            scale.str(), device_name(ctx.device));
+  TMT_CHECK(beta >= 0.0 && original_max_seq_len > 0,
+            "rope_position_scale: beta {} must be >= 0, original_max_seq_len {} > 0", beta,
+            original_max_seq_len);
+  const ProfileScope scope(ctx, "rope_position_scale", {0, bytes_of(scale)});
+  if (ctx.device == Device::kCpu)
+    return cpu::rope_position_scale(scale, beta, original_max_seq_len);
 #if TMT_WITH_CUDA
-  return cuda::rope_apply(ctx, out, in, positions, cos, sin, false);
+  return cuda::rope_position_scale(ctx, scale, beta, original_max_seq_len);
+#else
+  TMT_CHECK(false, "rope_position_scale: this build has no CUDA backend");
+#endif
+}
+
+void rope_fwd(const Context& ctx, const Tensor& out, const Tensor& in, const Tensor& positions,
+              const Tensor& cos, const Tensor& sin, const RopeApply& how) {
+  check_apply("rope_fwd", ctx, out, in, positions, cos, sin, how);
+  const ProfileScope scope(ctx, "rope_fwd", apply_cost(out, in, positions, cos, sin));
+  if (ctx.device == Device::kCpu) return cpu::rope_apply(out, in, positions, cos, sin, how, false);
+#if TMT_WITH_CUDA
+  return cuda::rope_apply(ctx, out, in, positions, cos, sin, how, false);
 #else
   TMT_CHECK(false, "rope_fwd: this build has no CUDA backend");
 #endif
 }
 
 void rope_bwd(const Context& ctx, const Tensor& din, const Tensor& dout, const Tensor& positions,
-              const Tensor& cos, const Tensor& sin) {
-  check_apply("rope_bwd", ctx, din, dout, positions, cos, sin);
+              const Tensor& cos, const Tensor& sin, const RopeApply& how) {
+  check_apply("rope_bwd", ctx, din, dout, positions, cos, sin, how);
   const ProfileScope scope(ctx, "rope_bwd", apply_cost(din, dout, positions, cos, sin));
-  if (ctx.device == Device::kCpu) return cpu::rope_apply(din, dout, positions, cos, sin, true);
+  if (ctx.device == Device::kCpu) return cpu::rope_apply(din, dout, positions, cos, sin, how, true);
 #if TMT_WITH_CUDA
-  return cuda::rope_apply(ctx, din, dout, positions, cos, sin, true);
+  return cuda::rope_apply(ctx, din, dout, positions, cos, sin, how, true);
 #else
   TMT_CHECK(false, "rope_bwd: this build has no CUDA backend");
 #endif

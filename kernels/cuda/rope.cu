@@ -2,7 +2,8 @@
 //
 //   tables: one thread per (position, pair), angle and cos/sin in double, stored in the tables'
 //           dtype (as the CPU reference does).
-//   apply:  one thread per (token, head, pair): reads x1 and x2, writes both (y may alias x).
+//   apply:  one thread per (token, head, pair) and per (token, head, passed-through dim): a pair
+//           thread reads x_a and x_b, writes both (y may alias x); the others scale one element.
 //           A position outside the tables is a broken invariant: the kernel traps, and the next
 //           CUDA call on the stream fails with it (TMT_CUDA_CHECK makes that fatal).
 #include <vector>
@@ -33,21 +34,38 @@ __global__ void tables_kernel(Tab* cos_out, Tab* sin_out, const Frequencies freq
   }
 }
 
-// x, y: [T, heads, 2 * half]; positions: [T]; cos, sin: [s_max, half]. sign = -1 applies R^T.
+template <class Tab>
+__global__ void position_scale_kernel(Tab* scale, int64_t s_max, double beta, int64_t original) {
+  for (int64_t p = global_thread(); p < s_max; p += grid_threads())
+    scale[p] =
+        from_math<Tab>(static_cast<float>(1.0 + beta * log1p(static_cast<double>(p / original))));
+}
+
+// x, y: [T, heads, dh], the first 2 * half dims rotating; positions: [T]; cos, sin: [s_max, half];
+// scale: [s_max] or null. Pair i is (i, i + half) or, interleaved, (2i, 2i + 1). sign = -1 applies
+// R^T.
 template <class T, class Tab>
 __global__ void apply_kernel(T* y, const T* x, const int32_t* positions, const Tab* cos_t,
-                             const Tab* sin_t, int64_t n_tokens, int64_t heads, int64_t half,
-                             int64_t s_max, float sign) {
-  const int64_t n = n_tokens * heads * half;
+                             const Tab* sin_t, const Tab* scale, int64_t n_tokens, int64_t heads,
+                             int64_t dh, int64_t half, int64_t s_max, bool interleaved,
+                             float sign) {
+  const int64_t passed = dh - 2 * half, per_row = half + passed;
+  const int64_t n = n_tokens * heads * per_row;
   for (int64_t k = global_thread(); k < n; k += grid_threads()) {
-    const int64_t row = k / half, i = k % half;  // row = token * heads + head
+    const int64_t row = k / per_row, i = k % per_row;  // row = token * heads + head
     const int64_t p = positions[row / heads];
     if (p < 0 || p >= s_max) __trap();
+    const float g = scale != nullptr ? to_math(scale[p]) : 1.0f;
+    if (i >= half) {  // a dim past the rotary ones: scaled only
+      const int64_t j = row * dh + 2 * half + (i - half);
+      y[j] = from_math<T>(g * to_math(x[j]));
+      continue;
+    }
     const float c = to_math(cos_t[p * half + i]), s = sign * to_math(sin_t[p * half + i]);
-    const int64_t a = row * 2 * half + i, b = a + half;
+    const int64_t a = row * dh + (interleaved ? 2 * i : i), b = a + (interleaved ? 1 : half);
     const float x1 = to_math(x[a]), x2 = to_math(x[b]);
-    y[a] = from_math<T>(x1 * c - x2 * s);
-    y[b] = from_math<T>(x2 * c + x1 * s);
+    y[a] = from_math<T>(g * (x1 * c - x2 * s));
+    y[b] = from_math<T>(g * (x2 * c + x1 * s));
   }
 }
 
@@ -61,13 +79,14 @@ void tables_as(const Context& ctx, const Tensor& cos, const Tensor& sin, const F
 
 template <class T, class Tab>
 void apply_as(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& positions,
-              const Tensor& cos, const Tensor& sin, bool transpose) {
-  const int64_t n_tokens = x.size(0), heads = x.size(1), half = x.size(2) / 2;
-  apply_kernel<T, Tab><<<grid_for(n_tokens * heads * half), kThreads, 0, stream_of(ctx)>>>(
+              const Tensor& cos, const Tensor& sin, const RopeApply& how, bool transpose) {
+  const int64_t n_tokens = x.size(0), heads = x.size(1), dh = x.size(2), half = cos.size(1);
+  const Tab* scale = how.scale.defined() ? static_cast<const Tab*>(how.scale.data) : nullptr;
+  apply_kernel<T, Tab><<<grid_for(n_tokens * heads * (dh - half)), kThreads, 0, stream_of(ctx)>>>(
       static_cast<T*>(y.data), static_cast<const T*>(x.data),
       static_cast<const int32_t*>(positions.data), static_cast<const Tab*>(cos.data),
-      static_cast<const Tab*>(sin.data), n_tokens, heads, half, cos.size(0),
-      transpose ? -1.0f : 1.0f);
+      static_cast<const Tab*>(sin.data), scale, n_tokens, heads, dh, half, cos.size(0),
+      how.layout == RopeLayout::kInterleaved, transpose ? -1.0f : 1.0f);
   TMT_CUDA_CHECK_LAUNCH();
 }
 
@@ -86,15 +105,28 @@ void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
   tables_as<float>(ctx, cos, sin, freq);
 }
 
+void rope_position_scale(const Context& ctx, const Tensor& scale, double beta, int64_t original) {
+  const int64_t s_max = scale.size(0);
+  if (s_max == 0) return;
+  if (scale.dtype == DType::kBF16) {
+    position_scale_kernel<bf16><<<grid_for(s_max), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<bf16*>(scale.data), s_max, beta, original);
+  } else {
+    position_scale_kernel<float><<<grid_for(s_max), kThreads, 0, stream_of(ctx)>>>(
+        static_cast<float*>(scale.data), s_max, beta, original);
+  }
+  TMT_CUDA_CHECK_LAUNCH();
+}
+
 void rope_apply(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& positions,
-                const Tensor& cos, const Tensor& sin, bool transpose) {
+                const Tensor& cos, const Tensor& sin, const RopeApply& how, bool transpose) {
   if (x.numel() == 0) return;
   if (x.dtype == DType::kF32)
-    return apply_as<float, float>(ctx, y, x, positions, cos, sin, transpose);
+    return apply_as<float, float>(ctx, y, x, positions, cos, sin, how, transpose);
   if (cos.dtype == DType::kF32) {
-    return apply_as<bf16, float>(ctx, y, x, positions, cos, sin, transpose);
+    return apply_as<bf16, float>(ctx, y, x, positions, cos, sin, how, transpose);
   }
-  apply_as<bf16, bf16>(ctx, y, x, positions, cos, sin, transpose);
+  apply_as<bf16, bf16>(ctx, y, x, positions, cos, sin, how, transpose);
 }
 
 }  // namespace tmt::cuda

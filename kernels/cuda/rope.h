@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/base/context.h"
+#include "kernels/rope.h"
 
 namespace tmt::cuda {
 
@@ -14,8 +15,10 @@ constexpr int64_t kRopeMaxHalf = 256;
 // CPU reference's rope_inv_freq and rope_attention_factor), so both backends share the formula.
 void rope_tables(const Context& ctx, const Tensor& cos, const Tensor& sin,
                  const std::vector<double>& inv_freq, double m);
-// y = R x (transpose = false) or R^T x; y may alias x.
+// scale[p] = 1 + beta * ln(1 + floor(p / original)).
+void rope_position_scale(const Context& ctx, const Tensor& scale, double beta, int64_t original);
+// y = g R x (transpose = false) or g R^T x, in how.layout, g = how.scale[p] or 1; y may alias x.
 void rope_apply(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& positions,
-                const Tensor& cos, const Tensor& sin, bool transpose);
+                const Tensor& cos, const Tensor& sin, const RopeApply& how, bool transpose);
 
 }  // namespace tmt::cuda

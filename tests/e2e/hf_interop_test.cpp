@@ -46,23 +46,9 @@ std::vector<std::string> data_sets(const std::string& data) {
           "--set", "log.every=1"};
 }
 
-test::RunResult tramontane(std::vector<std::string> args, int ranks = 1, double timeout = 120) {
-  std::vector<std::string> argv;
-  if (ranks > 1) {
-    argv = {TMT_MPIEXEC,
-            "-n",
-            std::to_string(ranks),
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-            "-x",
-            "OMP_NUM_THREADS=1",
-            "-x",
-            "OPENBLAS_NUM_THREADS=1"};
-  }
-  argv.push_back(test::tramontane_binary());
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_command(argv, timeout);
+test::RunResult tramontane(const std::vector<std::string>& args, int ranks = 1,
+                           double timeout = 120) {
+  return test::run_tramontane(args, ranks, timeout);
 }
 
 void import_model(const std::string& model, const std::string& data, const fs::path& run) {
@@ -81,11 +67,7 @@ json eval(const fs::path& recipe, const std::vector<std::string>& extra = {}, in
   args.insert(args.end(), extra.begin(), extra.end());
   const auto r = tramontane(args, ranks, 300);
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  std::istringstream out(r.out);
-  std::string line, last;
-  while (std::getline(out, line)) {
-    if (!line.empty() && line[0] == '{') last = line;
-  }
+  const std::string last = test::last_json_line(r.out);
   EXPECT_FALSE(last.empty()) << r.out;
   return last.empty() ? json::object() : json::parse(last);
 }

@@ -8,9 +8,13 @@
 // timeout: 900
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "kernels/copy.h"
 #include "parallel/comm.h"
 #include "tests/support/layout_run.h"
+#include "tests/support/run.h"
 #include "tests/support/small_moe.h"
 
 namespace tmt {
@@ -140,6 +144,24 @@ TEST(LayoutEquivalence, DeepSeekRoutingWithExpertBias) {
          .param_rtol = 1e-5},
         {layout});
   }
+}
+
+TEST(LayoutEquivalence, TinyMinistral3AtTensorAndPipelineParallel) {
+  // recipes/tiny-ministral-3.yaml (YaRN, Llama 4 query scaling that steps at position 32,
+  // head_dim > d_model / n_heads) at tp2 pp2 against one rank, step by step; shorter, so that the
+  // check stays quick.
+  if (mpi_world()->size() != 4) GTEST_SKIP() << "tp2 pp2 needs 4 ranks";
+  static const std::string recipe = [] {
+    std::ifstream in(test::source_path("recipes/tiny-ministral-3.yaml"));
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }();
+  test::expect_same_run({.recipe = recipe.c_str(),
+                         .common = {"train.steps=6", "data.seq_len=64"},
+                         .rtol = 1e-5,
+                         .param_rtol = 1e-5},
+                        {"parallel.tp=2", "parallel.pp=2"});
 }
 
 }  // namespace

@@ -96,4 +96,35 @@ std::string source_path(const std::string& relative) {
   return std::string(TMT_SOURCE_DIR) + "/" + relative;
 }
 
+RunResult run_tramontane(const std::vector<std::string>& args, int ranks, double timeout_s) {
+  std::vector<std::string> argv;
+  if (ranks > 1) {
+    argv = {TMT_MPIEXEC,
+            "-n",
+            std::to_string(ranks),
+            "--oversubscribe",
+            "--bind-to",
+            "none",
+            "-x",
+            "OMP_NUM_THREADS=1",
+            "-x",
+            "OPENBLAS_NUM_THREADS=1"};
+  }
+  argv.push_back(tramontane_binary());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, timeout_s);
+}
+
+std::string last_json_line(const std::string& out) {
+  std::string last;
+  size_t begin = 0;
+  while (begin < out.size()) {
+    size_t end = out.find('\n', begin);
+    if (end == std::string::npos) end = out.size();
+    if (end > begin && out[begin] == '{') last = out.substr(begin, end - begin);
+    begin = end + 1;
+  }
+  return last;
+}
+
 }  // namespace tmt::test

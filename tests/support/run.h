@@ -19,6 +19,14 @@ struct RunResult {
 RunResult run_command(const std::vector<std::string>& argv, double timeout_s = 60.0,
                       const std::string& cwd = "", int timeout_signal = 9);
 
+// The tramontane binary with `args`, under mpirun with `ranks` ranks (oversubscribed, one thread
+// each) when ranks > 1.
+RunResult run_tramontane(const std::vector<std::string>& args, int ranks = 1,
+                         double timeout_s = 120.0);
+
+// The last line of `out` that starts with '{' (what `tramontane eval` prints), "" when none.
+std::string last_json_line(const std::string& out);
+
 // The lines of a program's stderr that start with "error: ".
 std::vector<std::string> error_lines(const std::string& err);
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
@@ -168,6 +169,29 @@ TEST(Cli, CheckSchemaListsEveryKeyOneALine) {
       EXPECT_NE(lines[i].find("range " + k.range), std::string::npos) << lines[i];
     }
     EXPECT_NE(lines[i].find(k.meaning), std::string::npos) << lines[i];
+  }
+}
+
+TEST(Cli, CheckJsonReportsMinistral3Sizes) {
+  // The language models of Ministral 3 3B / 8B / 14B (embeddings counted once when tied; no vision
+  // encoder): 3.43B, 8.49B, 13.5B by their published shapes.
+  struct Want {
+    const char* recipe;
+    int world;
+    double total;
+  };
+  for (const Want& w : {Want{"recipes/ministral-3-3b.yaml", 8, 3.43e9},
+                        Want{"recipes/ministral-3-8b.yaml", 16, 8.49e9},
+                        Want{"recipes/ministral-3-14b.yaml", 32, 13.5e9}}) {
+    const auto r =
+        test::run_command({test::tramontane_binary(), "check", test::source_path(w.recipe),
+                           "--world", std::to_string(w.world), "--json"});
+    ASSERT_EQ(r.exit_code, 0) << w.recipe << ": " << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    const double total = j["total_params"].get<double>();
+    EXPECT_NEAR(total, w.total, 0.01 * w.total) << w.recipe;
+    EXPECT_EQ(j["active_params"].get<double>(), total) << w.recipe << ": a dense model";
+    std::printf("  %s: %.4fB parameters\n", w.recipe, total / 1e9);
   }
 }
 

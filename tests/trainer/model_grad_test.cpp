@@ -1,5 +1,6 @@
 // The whole model's backward against finite differences in fp64: a micro MoE (one dense layer, MoE
-// layers with a shared expert, GQA, a sliding window, tied and untied heads) on a random batch.
+// layers with a shared expert, GQA, a sliding window, tied and untied heads; interleaved partial
+// RoPE with YaRN and Llama 4 query scaling) on a random batch.
 // Every parameter tensor is checked on a sample of its elements, against the total loss lm + aux +
 // z; also with DeepSeek-V3's routing (groups, sigmoid, an expert bias, the sequence-wise loss), where
 // the bias, which takes no gradient, must show none in the finite differences either; and with
@@ -121,6 +122,22 @@ TEST(ModelGradient, UntiedFullAttention) {
   check_model_gradients(micro_recipe(false, std::nullopt));
 }
 TEST(ModelGradient, TiedWithSlidingWindow) { check_model_gradients(micro_recipe(true, 3)); }
+TEST(ModelGradient, InterleavedPartialRopeWithYarnAndLlama4Scaling) {
+  Recipe r = micro_recipe(false, std::nullopt);
+  r.model.rope_interleaved = true;
+  r.model.partial_rotary_factor = 0.5;  // 2 of the 4 dims rotate
+  RopeScaling& rs = r.model.rope_scaling;
+  rs.type = RopeScalingType::kYarn;
+  rs.factor = 4;
+  rs.original_max_seq_len = 2;
+  rs.beta_fast = 0.5;
+  rs.beta_slow = 0.05;
+  rs.mscale = 1.0;
+  rs.mscale_all_dim = 0.5;
+  rs.llama_4_beta = 0.3;  // the queries' scale steps at positions 2, 4, 6
+  rs.llama_4_original_max_seq_len = 2;
+  check_model_gradients(r);
+}
 
 TEST(ModelGradient, GroupLimitedSigmoidRoutingWithBiasAndSequenceWiseLoss) {
   // DeepSeek-V3's routing: 6 experts in 3 groups (2 eligible), sigmoid scores, a random expert
@@ -145,6 +162,24 @@ TEST(ModelGradient, LatentAttentionWithQueryLatent) {
 }
 TEST(ModelGradient, LatentAttentionWithoutQueryLatent) {
   check_model_gradients(micro_recipe(true, std::nullopt, mla(0)));
+}
+TEST(ModelGradient, LatentAttentionAsMistralLarge3WithSharedExpertAndBias) {
+  // The Mistral Large 3 / DeepSeek-V3 block in miniature: MLA with interleaved RoPE, YaRN whose
+  // mscale_all_dim scales the softmax, Llama 4's query scale (stepping at positions 2, 4, 6), a
+  // dense first layer, a shared expert beside routed ones, sigmoid routing with a random bias.
+  std::vector<std::string> sets = mla(6);
+  for (const char* s :
+       {"model.rope_interleaved=true", "model.rope_scaling.type=yarn",
+        "model.rope_scaling.factor=4", "model.rope_scaling.original_max_seq_len=2",
+        "model.rope_scaling.beta_fast=0.5", "model.rope_scaling.beta_slow=0.05",
+        "model.rope_scaling.mscale=1", "model.rope_scaling.mscale_all_dim=0.7",
+        "model.rope_scaling.llama_4_beta=0.3", "model.rope_scaling.llama_4_original_max_seq_len=2",
+        "model.moe.first_dense_layers=1", "model.moe.n_shared_experts=1",
+        "model.moe.shared_expert_ffn_hidden=3", "model.moe.score=sigmoid",
+        "model.moe.bias_update_rate=0.01"}) {
+    sets.push_back(s);
+  }
+  check_model_gradients(micro_recipe(false, std::nullopt, sets), /*random_bias=*/true);
 }
 
 }  // namespace

@@ -116,9 +116,11 @@ TEST(Recipe, ResolvedYamlHoldsEverySchemaKeyWithItsValue) {
   Recipe r = load_recipe(
       test::source_path("recipes/tiny.yaml"),
       {"model.sliding_window=64", "model.moe.capacity_factor=1.5", "parallel.pp_layers=[3,1]",
-       "data.val_paths=[x]", "model.attention=mla", "model.mla.q_lora_rank=24",
-       "model.mla.kv_lora_rank=16", "model.mla.qk_nope_head_dim=8", "model.mla.qk_rope_head_dim=4",
-       "model.mla.v_head_dim=8"});
+       "data.val_paths=[x]", "model.rope_scaling.type=yarn", "model.rope_scaling.factor=4",
+       "model.rope_scaling.original_max_seq_len=32", "model.rope_scaling.mscale=1",
+       "model.rope_scaling.mscale_all_dim=0.5", "model.rope_scaling.attention_factor=1.1",
+       "model.attention=mla", "model.mla.q_lora_rank=24", "model.mla.kv_lora_rank=16",
+       "model.mla.qk_nope_head_dim=8", "model.mla.qk_rope_head_dim=4", "model.mla.v_head_dim=8"});
   resolve_layout(r, 4);
   const std::vector<KeyInfo> keys = recipe_keys();
   ASSERT_GT(keys.size(), 70u);

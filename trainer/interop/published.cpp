@@ -74,11 +74,67 @@ class ConfigReader {
   [[noreturn]] void bad(const std::string& key, const std::string& what) const {
     input_error("{}: {}: {}", file_.string(), key, what);
   }
+  const fs::path& file() const { return file_; }
 
  private:
   const json& j_;
   const fs::path& file_;
 };
+
+// RoPE: transformers 5's `rope_parameters` (rope_theta inside) or transformers 4's `rope_scaling`
+// (rope_theta at the top), types default and yarn, read as transformers does (its defaults, and
+// mscale counting only beside mscale_all_dim); Ministral 3's llama_4_scaling_beta, whose length
+// is original_max_position_embeddings. Anything else is refused, naming the key.
+void read_hf_rope(const ConfigReader& c, bool ministral3, double theta_fallback, ModelConfig& m) {
+  const char* key = c.find("rope_parameters", true) != nullptr ? "rope_parameters" : "rope_scaling";
+  const json* rp = c.find(key, true);
+  m.rope_theta = c.number("rope_theta", theta_fallback);
+  if (c.find("partial_rotary_factor", true) != nullptr && c.number("partial_rotary_factor") != 1.0)
+    c.bad("partial_rotary_factor", "this class rotates every dim of a head");
+  if (rp == nullptr) {
+    if (ministral3) c.bad("rope_parameters", "missing (Ministral 3 needs llama_4_scaling_beta)");
+    return;
+  }
+  if (!rp->is_object()) c.bad(key, fmt::format("expected an object, got {}", rp->dump()));
+  const fs::path where = fmt::format("{}: {}", c.file().string(), key);
+  const ConfigReader r(*rp, where);
+  m.rope_theta = r.number("rope_theta", m.rope_theta);
+  const std::string type = r.string("rope_type", r.string("type", "default"));
+  if (r.find("partial_rotary_factor", true) != nullptr && r.number("partial_rotary_factor") != 1.0)
+    r.bad("partial_rotary_factor", "this class rotates every dim of a head");
+  RopeScaling& rs = m.rope_scaling;
+  const int64_t original = c.integer("original_max_position_embeddings",
+                                     r.integer("original_max_position_embeddings", m.max_seq_len));
+  if (type == "yarn") {
+    rs.type = RopeScalingType::kYarn;
+    rs.original_max_seq_len = original;
+    rs.factor = r.number("factor", static_cast<double>(m.max_seq_len) /
+                                       static_cast<double>(rs.original_max_seq_len));
+    // transformers: `get("beta_fast") or 32`, and mscale only with mscale_all_dim (0 = absent).
+    const auto given = [&](const char* k) -> std::optional<double> {
+      const json* v = r.find(k, true);
+      if (v == nullptr || (v->is_number() && v->get<double>() == 0.0)) return std::nullopt;
+      return r.number(k);
+    };
+    rs.beta_fast = given("beta_fast").value_or(32.0);
+    rs.beta_slow = given("beta_slow").value_or(1.0);
+    rs.attention_factor = given("attention_factor");
+    if (given("mscale") && given("mscale_all_dim")) {
+      rs.mscale = given("mscale");
+      rs.mscale_all_dim = given("mscale_all_dim");
+    }
+    rs.truncate = r.boolean("truncate", true);
+  } else if (type != "default") {
+    r.bad("rope_type", fmt::format("'{}' is not supported (default and yarn are)", type));
+  }
+  if (ministral3) {
+    const json* beta = r.find("llama_4_scaling_beta", false);
+    if (!beta->is_number() || beta->get<double>() < 0)
+      r.bad("llama_4_scaling_beta", fmt::format("expected a number >= 0, got {}", beta->dump()));
+    rs.llama_4_beta = beta->get<double>();
+    rs.llama_4_original_max_seq_len = original;
+  }
+}
 
 PublishedConfig read_hf_config(const fs::path& file) {
   const json j = read_json_file(file);
@@ -91,15 +147,15 @@ PublishedConfig read_hf_config(const fs::path& file) {
     c.bad("architectures", fmt::format("expected one class name, got {}", arch->dump()));
   out.architecture = (*arch)[0].get<std::string>();
   const bool moe = out.architecture == "MixtralForCausalLM";
-  if (!moe && out.architecture != "MistralForCausalLM") {
+  const bool ministral3 = out.architecture == "Ministral3ForCausalLM";
+  if (!moe && !ministral3 && out.architecture != "MistralForCausalLM") {
     c.bad("architectures", fmt::format("{} is not supported (tramontane imports "
-                                       "MixtralForCausalLM and MistralForCausalLM)",
+                                       "MixtralForCausalLM, MistralForCausalLM and "
+                                       "Ministral3ForCausalLM)",
                                        out.architecture));
   }
   if (const std::string act = c.string("hidden_act", "silu"); act != "silu")
     c.bad("hidden_act", fmt::format("'{}': tramontane's FFN is SwiGLU (silu)", act));
-  if (c.find("rope_scaling", true) != nullptr)
-    c.bad("rope_scaling", "RoPE scaling is not imported yet (only plain RoPE)");
   ModelConfig& m = out.model;
   m.vocab_size = c.integer("vocab_size");
   m.d_model = c.integer("hidden_size");
@@ -109,17 +165,8 @@ PublishedConfig read_hf_config(const fs::path& file) {
   m.head_dim = c.integer("head_dim", m.d_model / m.n_heads);
   m.ffn_hidden = c.integer("intermediate_size");
   m.norm_eps = c.number("rms_norm_eps", 1e-6);
-  m.rope_theta = c.number("rope_theta", moe ? 1e6 : 1e4);
-  // transformers 5 writes the RoPE settings as one dict.
-  if (const json* rope = c.find("rope_parameters", true)) {
-    if (!rope->is_object()) c.bad("rope_parameters", "expected an object");
-    const ConfigReader r(*rope, file);
-    if (const std::string type = r.string("rope_type", "default"); type != "default")
-      c.bad("rope_parameters.rope_type",
-            fmt::format("'{}' is not imported yet (only plain RoPE)", type));
-    m.rope_theta = r.number("rope_theta", m.rope_theta);
-  }
-  m.max_seq_len = c.integer("max_position_embeddings", 32768);
+  m.max_seq_len = c.integer("max_position_embeddings", ministral3 ? 262144 : 32768);
+  read_hf_rope(c, ministral3, moe || ministral3 ? 1e6 : 1e4, m);
   m.sliding_window = c.optional_integer("sliding_window");
   m.tie_embeddings = c.boolean("tie_word_embeddings", false);
   m.init_std = c.number("initializer_range", 0.02);
@@ -243,8 +290,16 @@ json hf_config(const ModelConfig& m, DType dtype) {
   const auto refuse = [](const std::string& key, const std::string& why) {
     input_error("{}: {} (no Hugging Face class holds this model)", key, why);
   };
-  if (m.rope_scaling.type != RopeScalingType::kNone)
-    refuse("model.rope_scaling", "YaRN is not exported yet");
+  const RopeScaling& rs = m.rope_scaling;
+  const bool yarn = rs.type == RopeScalingType::kYarn, ministral3 = rs.llama_4_beta > 0;
+  if (m.rope_interleaved)
+    refuse("model.rope_interleaved", "transformers' Mistral classes rotate half-split pairs");
+  if (m.partial_rotary_factor != 1.0)
+    refuse("model.partial_rotary_factor", "transformers' Mistral classes rotate every dim");
+  if (ministral3 && yarn && rs.llama_4_original_max_seq_len != rs.original_max_seq_len) {
+    refuse("model.rope_scaling.llama_4_original_max_seq_len",
+           "Ministral 3 takes YaRN's original_max_seq_len for Llama 4's scaling too");
+  }
   json j = {{"vocab_size", m.vocab_size},
             {"hidden_size", m.d_model},
             {"num_hidden_layers", m.n_layers},
@@ -265,9 +320,36 @@ json hf_config(const ModelConfig& m, DType dtype) {
             {"torch_dtype", dtype == DType::kBF16  ? "bfloat16"
                             : dtype == DType::kF16 ? "float16"
                                                    : "float32"}};
+  if (yarn || ministral3) {
+    // transformers 4's rope_scaling (which 5 reads too), or 5's rope_parameters for Ministral 3.
+    json rope = {{"rope_type", yarn ? "yarn" : "default"}};
+    if (yarn) {
+      rope.update({{"type", "yarn"},
+                   {"factor", rs.factor},
+                   {"original_max_position_embeddings", rs.original_max_seq_len},
+                   {"beta_fast", rs.beta_fast},
+                   {"beta_slow", rs.beta_slow},
+                   {"truncate", rs.truncate}});
+      if (rs.mscale) rope["mscale"] = *rs.mscale;
+      if (rs.mscale_all_dim) rope["mscale_all_dim"] = *rs.mscale_all_dim;
+      if (rs.attention_factor) rope["attention_factor"] = *rs.attention_factor;
+    }
+    if (ministral3) {
+      if (m.moe) refuse("model.rope_scaling.llama_4_beta", "Ministral 3 is a dense model");
+      rope.erase("type");
+      rope.update({{"rope_theta", m.rope_theta},
+                   {"llama_4_scaling_beta", rs.llama_4_beta},
+                   {"original_max_position_embeddings", rs.llama_4_original_max_seq_len},
+                   {"max_position_embeddings", m.max_seq_len}});
+      j.erase("rope_theta");
+      j["rope_parameters"] = rope;
+    } else {
+      j["rope_scaling"] = rope;
+    }
+  }
   if (!m.moe) {
-    j["architectures"] = {"MistralForCausalLM"};
-    j["model_type"] = "mistral";
+    j["architectures"] = {ministral3 ? "Ministral3ForCausalLM" : "MistralForCausalLM"};
+    j["model_type"] = ministral3 ? "ministral3" : "mistral";
     j["intermediate_size"] = m.ffn_hidden;
     return j;
   }

@@ -13,6 +13,18 @@
 //                        model.norm.weight -> final_norm;  lm_head.weight -> head (absent if tied)
 //   MistralForCausalLM   the same, with the dense FFN model.layers.L.mlp.{gate,up,down}_proj.weight
 //                        -> layers.L.ffn.w13[0], w13[1], w2
+//   Ministral3ForCausalLM  Mistral's tensor names; its config's rope_parameters hold YaRN and
+//                        llama_4_scaling_beta (Llama 4's query scaling, from
+//                        original_max_position_embeddings)
+// RoPE settings (config.json -> model.rope_theta, model.rope_scaling.*): transformers 5's
+// rope_parameters {rope_type, rope_theta, factor, original_max_position_embeddings, beta_fast,
+// beta_slow, mscale, mscale_all_dim, attention_factor, truncate, llama_4_scaling_beta} or
+// transformers 4's rope_scaling (the same keys, rope_theta at the top level); rope types default
+// and yarn, read with transformers' defaults (beta_fast 32, beta_slow 1, a factor of
+// max_position_embeddings / original_max_position_embeddings when absent; mscale kept only with
+// mscale_all_dim, as transformers computes the attention factor). Export writes rope_scaling for
+// Mistral and Mixtral with YaRN, rope_parameters for Ministral3ForCausalLM (any model with
+// model.rope_scaling.llama_4_beta > 0).
 // Both use RoPE on rotate-half pairs (i, i + Dh/2), as tramontane does: no tensor changes.
 //
 // Mistral's own format (params.json and consolidated*.safetensors): tok_embeddings, norm, output,
@@ -45,7 +57,7 @@ struct PublishedConfig {
 
 // Reads dir/config.json (Hugging Face) or dir/params.json (Mistral). Throws InputError naming the
 // file and key: an unsupported architecture, a missing or bad key, a feature tramontane does not
-// model (an activation other than silu, rope_scaling).
+// model (an activation other than silu, a rope type other than default and yarn, partial rotary).
 PublishedConfig read_published_config(const std::filesystem::path& dir);
 
 // One published tensor and the block of a tramontane parameter it fills: `shape` at `offset` (the
@@ -66,7 +78,8 @@ bool is_ignorable_tensor(const std::string& name);
 
 // The Hugging Face config.json of a tramontane model, with torch_dtype `dtype`. Throws InputError
 // (naming the recipe key) when no Hugging Face class holds the model: shared experts, dense layers
-// among MoE layers, sigmoid routing, YaRN.
+// among MoE layers, sigmoid routing, interleaved or partial RoPE, Llama 4 scaling with MoE or with
+// a length other than YaRN's.
 nlohmann::json hf_config(const ModelConfig& m, DType dtype);
 
 // Reorders the rows of a [heads · Dh, cols] f32 matrix from interleaved RoPE pairs to rotate-half

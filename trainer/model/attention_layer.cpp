@@ -132,8 +132,9 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   linear_fwd(ctx, v_, h_full_, ps[wv_].weight);
   const Tensor q3 = q_.view({t, heads_, head_dim_});
   const Tensor k3 = k_.view({t, kv_heads_, head_dim_});
-  rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin);
-  rope_fwd(ctx, k3, k3, rope.positions, rope.cos, rope.sin);
+  rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin,
+           {.layout = rope.layout, .scale = rope.q_scale});
+  rope_fwd(ctx, k3, k3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
   attention_fwd(ctx, o_.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
@@ -162,8 +163,9 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
                 k_.view(ks), v_.view(ks), o_.view(qs), lse_, attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, head_dim_});
   const Tensor dk3 = g.dk.view({t, kv_heads_, head_dim_});
-  rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin);
-  rope_bwd(ctx, dk3, dk3, rope.positions, rope.cos, rope.sin);
+  rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,
+           {.layout = rope.layout, .scale = rope.q_scale});
+  rope_bwd(ctx, dk3, dk3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   // dh: this rank's heads' share of the projections' input gradient, summed over TP.
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
     linear_bwd(ctx, out, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight);

@@ -1,10 +1,14 @@
 // The attention half of a transformer block, with its residual:
 //
 //   h = RMSNorm(x) · w_norm
-//   q = RoPE(h Wqᵀ), k = RoPE(h Wkᵀ), v = h Wvᵀ        q: [T, H, Dh]; k, v: [T, Hk, Dh]
+//   q = g(pos) RoPE(h Wqᵀ), k = RoPE(h Wkᵀ), v = h Wvᵀ  q: [T, H, Dh]; k, v: [T, Hk, Dh]
 //   o = softmax(q kᵀ · Dh^-½ + causal/window mask) v   grouped-query: head h reads kv head
 //                                                      h / (H / Hk)
 //   x_out = x + o Woᵀ
+//
+// RoPE (kernels/rope.h) in the model's layout (rotate-half or interleaved pairs) on the first Dr
+// dims of each head; g(pos) = 1 + beta·ln(1 + floor(pos / L4)) is Llama 4's query scaling (1 when
+// model.rope_scaling.llama_4_beta is 0), from each token's position in its sequence.
 //
 // Parameters: attn_norm [D], wq [H·Dh, D], wk [Hk·Dh, D], wv [Hk·Dh, D], wo [D, H·Dh] (PyTorch
 // layout, out × in).
@@ -27,7 +31,9 @@ class AttentionLayer {
   void allocate(Arena& acts, Arena& scratch);
 
   struct Rope {
-    Tensor positions, cos, sin;  // [T] i32; the tables [S, Dh/2]
+    Tensor positions, cos, sin;  // [T] i32; the tables [S, Dr/2]
+    Tensor q_scale = {};         // [S] the queries' position scale g; undefined = 1
+    RopeLayout layout = RopeLayout::kHalf;
   };
   // x_out = x + attention(norm(x)); x is kept (backward needs it).
   void forward(const Tensor& x_out, const Tensor& x, const Rope& rope);

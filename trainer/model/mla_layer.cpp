@@ -17,12 +17,18 @@ namespace {
 
 int64_t local_heads(const LayerEnv& env) { return env.model->n_heads / env.tp_size(); }
 
-// Softmax scale 1 / sqrt(dn + dr), as Hugging Face's without yarn (the recipe refuses yarn with
-// MLA until it has mscale_all_dim).
+// Softmax scale 1 / sqrt(dn + dr), times YaRN's mscale(factor, mscale_all_dim)² when the recipe
+// gives mscale_all_dim (transformers' DeepseekV3Attention / Mistral4Attention, yarn_get_mscale).
 AttentionParams attention_params(const ModelConfig& m) {
   AttentionParams a;
   a.softmax_scale =
       1.0 / std::sqrt(static_cast<double>(m.mla->qk_nope_head_dim + m.mla->qk_rope_head_dim));
+  const RopeScaling& rs = m.rope_scaling;
+  const double all_dim = rs.mscale_all_dim.value_or(0.0);
+  if (rs.type == RopeScalingType::kYarn && all_dim != 0.0 && rs.factor > 1.0) {
+    const double g = 0.1 * all_dim * std::log(rs.factor) + 1.0;
+    a.softmax_scale *= g * g;
+  }
   a.window = m.sliding_window.value_or(0);
   return a;
 }
@@ -114,9 +120,10 @@ MlaLayer::ForwardTemps MlaLayer::forward_temps(Arena& scratch) const {
   const int64_t t = env_.tokens(), d = env_.model->d_model;
   const DType f = env_.dtype;
   ForwardTemps g;
+  g.q = scratch.alloc(f, {t, heads_ * dqk()});
   g.c = scratch.alloc(f, {t, rkv_ + dr_});
   g.kv = scratch.alloc(f, {t, heads_ * (dn_ + dv_)});
-  g.pe = scratch.alloc(f, {t * heads_, dr_});
+  g.pe = scratch.alloc(f, {t, dr_});
   g.partial = env_.sp.partial(scratch, f, d);
   g.received = env_.sp.received(scratch, f, d);
   return g;
@@ -129,9 +136,10 @@ MlaLayer::BackwardTemps MlaLayer::backward_temps(Arena& scratch, const Tensor& d
   g.dy_full = env_.sp.gathered(scratch, dx);
   g.dout = scratch.alloc(f, {t, heads_ * dv_});
   g.dq = scratch.alloc(f, {t, heads_ * dqk()});
+  g.dq_proj = scratch.alloc(f, {t, heads_ * dqk()});
   g.dk = scratch.alloc(f, {t, heads_ * dqk()});
   g.dv = scratch.alloc(f, {t, heads_ * dv_});
-  g.dpe = scratch.alloc(f, {t * heads_, dr_});
+  g.dpe = scratch.alloc(f, {t, dr_});
   g.dkv = scratch.alloc(f, {t, heads_ * (dn_ + dv_)});
   g.dckv_norm = scratch.alloc(f, {t, rkv_});
   g.dckv = scratch.alloc(f, {t, rkv_});
@@ -159,19 +167,15 @@ size_t MlaLayer::workspace_bytes(const LayerEnv& env) {
                   attention_bwd_workspace_bytes(device, shape, p));
 }
 
-void MlaLayer::rotate(const Tensor& t, int64_t heads, int64_t col, const Tensor& pe,
-                      const Rope& rope, bool backward) const {
+void MlaLayer::reorder_heads(const Tensor& dst, const Tensor& src, bool to_rope_first) const {
   const Context& ctx = env_.ctx;
-  const int64_t tokens = t.size(0);
-  const Tensor rows = t.view({tokens * heads, t.size(1) / heads});
-  copy_columns(ctx, pe, rows, {.dst_col = 0, .src_col = col, .width = dr_});
-  const Tensor pe3 = pe.view({tokens, heads, dr_});
-  if (backward) {
-    rope_bwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin);
-  } else {
-    rope_fwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin);
-  }
-  copy_columns(ctx, rows, pe, {.dst_col = col, .src_col = 0, .width = dr_});
+  const int64_t rows = src.size(0) * heads_;
+  const Tensor d = dst.view({rows, dqk()}), s = src.view({rows, dqk()});
+  // [nope | pe] -> [pe | nope], or back
+  const int64_t pe_from = to_rope_first ? dn_ : 0, pe_to = to_rope_first ? 0 : dn_;
+  const int64_t nope_from = to_rope_first ? 0 : dr_, nope_to = to_rope_first ? dr_ : 0;
+  copy_columns(ctx, d, s, {.dst_col = pe_to, .src_col = pe_from, .width = dr_});
+  copy_columns(ctx, d, s, {.dst_col = nope_to, .src_col = nope_from, .width = dn_});
 }
 
 void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
@@ -183,28 +187,35 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   const ForwardTemps f = forward_temps(*scratch_);
   rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, eps);
   env_.sp.gather(h_full_, h_);
-  // queries: [q_nope, RoPE(q_pe)] per head
+  // queries, projected as [q_nope, q_pe] per head and held as [q_pe, q_nope]: one RoPE call then
+  // rotates the pe part and applies the position scale to the whole head
   if (q_lora()) {
     linear_fwd(ctx, qa_, h_full_, ps[wq_a_].weight);
     rmsnorm_fwd(ctx, qa_norm_, qa_rstd_, qa_, ps[q_a_norm_].weight, eps);
-    linear_fwd(ctx, q_, qa_norm_, ps[wq_].weight);
+    linear_fwd(ctx, f.q, qa_norm_, ps[wq_].weight);
   } else {
-    linear_fwd(ctx, q_, h_full_, ps[wq_].weight);
+    linear_fwd(ctx, f.q, h_full_, ps[wq_].weight);
   }
-  rotate(q_, heads_, dn_, f.pe, rope, /*backward=*/false);
-  // the latent c = [c_kv, k_pe]: c_kv normed and up-projected to each head's [k_nope, v]
+  reorder_heads(q_, f.q, /*to_rope_first=*/true);
+  const Shape qs{env_.batch, env_.seq, heads_, dqk()};
+  const Tensor q3 = q_.view({t, heads_, dqk()});
+  rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin,
+           {.layout = rope.layout, .scale = rope.q_scale});
+  // the latent c = [c_kv, k_pe]: c_kv normed and up-projected to each head's [k_nope, v]; k_pe
+  // rotated once, the one RoPE key of every head
   linear_fwd(ctx, f.c, h_full_, ps[wkv_a_].weight);
   copy_columns(ctx, ckv_, f.c, {.dst_col = 0, .src_col = 0, .width = rkv_});
   rmsnorm_fwd(ctx, ckv_norm_, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, eps);
   linear_fwd(ctx, f.kv, ckv_norm_, ps[wkv_b_].weight);
-  rotate(f.c, 1, rkv_, f.pe.slice(0, t), rope, /*backward=*/false);
-  // k = [k_nope, the one RoPE key broadcast to every head], v
+  copy_columns(ctx, f.pe, f.c, {.dst_col = 0, .src_col = rkv_, .width = dr_});
+  const Tensor pe3 = f.pe.view({t, 1, dr_});
+  rope_fwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
+  // k = [k_pe broadcast to every head, k_nope] (the queries' order), v
   const Tensor kv_rows = f.kv.view({th, dn_ + dv_});
   const Tensor k_rows = k_.view({th, dqk()});
-  copy_columns(ctx, k_rows, kv_rows, {.dst_col = 0, .src_col = 0, .width = dn_});
-  copy_columns(ctx, k_rows, f.c, {.dst_col = dn_, .src_col = rkv_, .width = dr_}, heads_);
+  copy_columns(ctx, k_rows, f.pe, {.dst_col = 0, .src_col = 0, .width = dr_}, heads_);
+  copy_columns(ctx, k_rows, kv_rows, {.dst_col = dr_, .src_col = 0, .width = dn_});
   copy_columns(ctx, v_.view({th, dv_}), kv_rows, {.dst_col = 0, .src_col = dn_, .width = dv_});
-  const Shape qs{env_.batch, env_.seq, heads_, dqk()};
   const Shape vs{env_.batch, env_.seq, heads_, dv_};
   attention_fwd(ctx, o_.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
                 attention_params(*env_.model));
@@ -227,28 +238,33 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   const Shape vs{env_.batch, env_.seq, heads_, dv_};
   attention_bwd(ctx, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs), g.dout.view(vs), q_.view(qs),
                 k_.view(qs), v_.view(vs), o_.view(vs), lse_, attention_params(*env_.model));
-  rotate(g.dq, heads_, dn_, g.dpe, rope, /*backward=*/true);
+  const Tensor dq3 = g.dq.view({t, heads_, dqk()});
+  rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,
+           {.layout = rope.layout, .scale = rope.q_scale});
+  reorder_heads(g.dq_proj, g.dq, /*to_rope_first=*/false);
   // Everything from here to dh is this rank's heads' part, summed over TP at the end.
   // dc = [d c_kv, d k_pe]: the RoPE key's gradient is the sum over the heads that read it
   const Tensor dk_rows = g.dk.view({th, dqk()});
-  sum_columns(ctx, g.dc, dk_rows, {.dst_col = rkv_, .src_col = dn_, .width = dr_}, heads_);
-  rotate(g.dc, 1, rkv_, g.dpe.slice(0, t), rope, /*backward=*/true);
+  sum_columns(ctx, g.dpe, dk_rows, {.dst_col = 0, .src_col = 0, .width = dr_}, heads_);
+  const Tensor dpe3 = g.dpe.view({t, 1, dr_});
+  rope_bwd(ctx, dpe3, dpe3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
+  copy_columns(ctx, g.dc, g.dpe, {.dst_col = rkv_, .src_col = 0, .width = dr_});
   const Tensor dkv_rows = g.dkv.view({th, dn_ + dv_});
-  copy_columns(ctx, dkv_rows, dk_rows, {.dst_col = 0, .src_col = 0, .width = dn_});
+  copy_columns(ctx, dkv_rows, dk_rows, {.dst_col = 0, .src_col = dr_, .width = dn_});
   copy_columns(ctx, dkv_rows, g.dv.view({th, dv_}), {.dst_col = dn_, .src_col = 0, .width = dv_});
   linear_bwd(ctx, g.dckv_norm, ps[wkv_b_].grad, g.dkv, ckv_norm_, ps[wkv_b_].weight);
   rmsnorm_bwd(ctx, g.dckv, ps[kv_a_norm_].grad, g.dckv_norm, ckv_, ps[kv_a_norm_].weight,
               ckv_rstd_);
   copy_columns(ctx, g.dc, g.dckv, {.dst_col = 0, .src_col = 0, .width = rkv_});
   if (q_lora()) {
-    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq, qa_norm_, ps[wq_].weight);
+    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq_proj, qa_norm_, ps[wq_].weight);
     rmsnorm_bwd(ctx, g.dqa, ps[q_a_norm_].grad, g.dqa_norm, qa_, ps[q_a_norm_].weight, qa_rstd_);
   }
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
     if (q_lora()) {
       linear_bwd(ctx, out, ps[wq_a_].grad, g.dqa, h_full_, ps[wq_a_].weight);
     } else {
-      linear_bwd(ctx, out, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight);
+      linear_bwd(ctx, out, ps[wq_].grad, g.dq_proj, h_full_, ps[wq_].weight);
     }
     linear_bwd(ctx, out, ps[wkv_a_].grad, g.dc, h_full_, ps[wkv_a_].weight,
                /*accumulate_dx=*/true);

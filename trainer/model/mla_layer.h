@@ -1,14 +1,16 @@
-// Multi-head latent attention (DeepSeek-V2/V3, Mistral Large 3), with its residual — as Hugging
-// Face transformers' DeepseekV3Attention (rope_interleave off: today's rotate-half RoPE):
+// Multi-head latent attention (DeepSeek-V2/V3, Mistral Large 3, Mistral Small 4), with its
+// residual — as Hugging Face transformers' DeepseekV3Attention and Mistral4Attention:
 //
 //   h       = RMSNorm(x) · w_norm                                          [T, D]
 //   q       = RMSNorm(h Wq_aᵀ) · w_q_a_norm · Wq_bᵀ   (q_lora_rank > 0)      [T, H·(dn+dr)]
 //           = h Wqᵀ                                 (q_lora_rank = 0)
 //   c       = h Wkv_aᵀ                                                      [T, kv_lora_rank + dr]
 //   kv      = RMSNorm(c[:, :kv_lora_rank]) · w_kv_a_norm · Wkv_bᵀ            [T, H·(dn+dv)]
-//   per head: q = [q_nope (dn), RoPE(q_pe) (dr)], k = [k_nope (dn), RoPE(c[:, kv_lora_rank:])],
-//   the one RoPE key shared by every head, v = kv's last dv of the head
-//   o       = softmax(q kᵀ / sqrt(dn + dr) + causal/window mask) v           [T, H·dv]
+//   per head: q = g(p) · [q_nope (dn), RoPE(q_pe) (dr)], k = [k_nope (dn), RoPE(c[:, kv_lora_rank:])],
+//   the one RoPE key shared by every head, v = kv's last dv of the head; RoPE in the model's
+//   layout (rotate-half or interleaved pairs) and g(p) Llama 4's query scale (1 without it)
+//   o       = softmax(q kᵀ · scale + causal/window mask) v                   [T, H·dv]
+//   scale   = 1 / sqrt(dn + dr), times yarn's mscale(factor, mscale_all_dim)² when given
 //   x_out   = x + o Woᵀ
 //
 // Parameters (PyTorch layout, out × in): norm [D], wq_a [rq, D], q_a_norm [rq], wq_b [H·(dn+dr),
@@ -22,6 +24,9 @@
 // through them carries only its heads' part of the gradient, and the parts add up (the TP-replica
 // sum of grad_sync, and the reduce-scatter of the input gradient), since everything between is
 // linear in it.
+//
+// Held activations order each query and key head [pe | nope] (the parameters keep transformers'
+// [nope | pe]): q·k is the same, and one rope_fwd rotates the pe part and scales the whole query.
 #pragma once
 
 #include "trainer/model/attention_layer.h"
@@ -54,32 +59,30 @@ class MlaLayer {
 
   // activations (T tokens, Tl of them in this rank's chunk):
   // h [Tl, D], rstd [Tl], h_full [T, D]; qa, qa_norm [T, rq], qa_rstd [T] (with the query latent);
-  // q [T, Hl·(dn+dr)] (RoPE applied); ckv, ckv_norm [T, kv_lora_rank], ckv_rstd [T];
-  // k [T, Hl·(dn+dr)], v [T, Hl·dv], o [T, Hl·dv], lse [B, Hl, S]
+  // q [T, Hl·(dr+dn)] (RoPE and the position scale applied, rope-first); ckv, ckv_norm [T, kv_lora_rank], ckv_rstd [T];
+  // k [T, Hl·(dr+dn)] (rope-first), v [T, Hl·dv], o [T, Hl·dv], lse [B, Hl, S]
   Tensor h_, rstd_, h_full_, qa_, qa_norm_, qa_rstd_, q_, ckv_, ckv_norm_, ckv_rstd_, k_, v_, o_,
       lse_;
   Arena* scratch_ = nullptr;
 
-  // forward: c [T, kv_lora_rank + dr], kv [T, Hl·(dn+dv)], pe [T·Hl, dr] (a RoPE part, rotated
-  // apart), the output projection's partial sum [T, D] and its reduced chunk [Tl, D] (tp > 1)
+  // forward: q [T, Hl·(dn+dr)] (projected, [nope | pe]), c [T, kv_lora_rank + dr], kv [T,
+  // Hl·(dn+dv)], pe [T, dr] (the RoPE key, rotated apart), the output projection's partial sum
+  // [T, D] and its reduced chunk [Tl, D] (tp > 1)
   struct ForwardTemps {
-    Tensor c, kv, pe, partial, received;
+    Tensor q, c, kv, pe, partial, received;
   };
   ForwardTemps forward_temps(Arena& scratch) const;
-  // backward: dy_full [T, D], dout [T, Hl·dv], dq, dk [T, Hl·(dn+dr)], dv [T, Hl·dv], dpe [T·Hl,
-  // dr], dkv [T, Hl·(dn+dv)], dckv_norm, dckv [T, kv_lora_rank], dc [T, kv_lora_rank + dr], dqa_norm,
+  // backward: dy_full [T, D], dout [T, Hl·dv], dq, dk [T, Hl·(dr+dn)] (rope-first), dq_proj [T,
+  // Hl·(dn+dr)] (the projection's order), dv [T, Hl·dv], dpe [T, dr], dkv [T, Hl·(dn+dv)], dckv_norm, dckv [T, kv_lora_rank], dc [T, kv_lora_rank + dr], dqa_norm,
   // dqa [T, rq], dh [Tl, D] and its partial sum [T, D], dx_norm [Tl, D]
   struct BackwardTemps {
-    Tensor dy_full, dout, dq, dk, dv, dpe, dkv, dckv_norm, dckv, dc, dqa_norm, dqa, dh, dh_partial,
-        dx_norm;
+    Tensor dy_full, dout, dq, dq_proj, dk, dv, dpe, dkv, dckv_norm, dckv, dc, dqa_norm, dqa, dh,
+        dh_partial, dx_norm;
   };
   BackwardTemps backward_temps(Arena& scratch, const Tensor& dx) const;
 
-  // The RoPE part of every row of `t` [R·heads, width] at columns [col, col + dr), rotated forward
-  // (or, in the backward, by the transpose) through `pe` [R·heads, dr]. The one place the rotary
-  // variant is chosen.
-  void rotate(const Tensor& t, int64_t heads, int64_t col, const Tensor& pe, const Rope& rope,
-              bool backward) const;
+  // Each head of src [R, Hl·(dn+dr)] to dst: [nope | pe] -> [pe | nope] (to_rope_first), or back.
+  void reorder_heads(const Tensor& dst, const Tensor& src, bool to_rope_first) const;
 };
 
 }  // namespace tmt

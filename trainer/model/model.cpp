@@ -92,16 +92,19 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
     losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(env_.stat_dtype()));
     targets_host_.resize(static_cast<size_t>(env_.tokens()));
   }
-  const RopeScaling& rs = m.rope_scaling;
-  rope_tables(ctx, rope_cos_, rope_sin_,
-              {.head_dim = m.rope_head_dim(),
-               .theta = m.rope_theta,
-               .scaling = rs.type,
-               .factor = rs.factor,
-               .original_max_seq_len = rs.original_max_seq_len,
-               .beta_fast = rs.beta_fast,
-               .beta_slow = rs.beta_slow,
-               .mscale = rs.mscale});
+  rope_tables(ctx, rope_cos_, rope_sin_, m.rope_params());
+  if (rope_q_scale_.defined()) {
+    rope_position_scale(ctx, rope_q_scale_, m.rope_scaling.llama_4_beta,
+                        m.rope_scaling.llama_4_original_max_seq_len);
+  }
+}
+
+AttentionLayer::Rope Model::rope_args() const {
+  return {.positions = positions_,
+          .cos = rope_cos_,
+          .sin = rope_sin_,
+          .q_scale = rope_q_scale_,
+          .layout = config_.rope_interleaved ? RopeLayout::kInterleaved : RopeLayout::kHalf};
 }
 
 void Model::allocate_activations(Arena& acts, Arena& scratch) {
@@ -109,8 +112,9 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = m.d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
   positions_ = acts.alloc(DType::kI32, {t});
-  rope_cos_ = acts.alloc(stat, {env_.seq, m.rope_head_dim() / 2});
-  rope_sin_ = acts.alloc(stat, {env_.seq, m.rope_head_dim() / 2});
+  rope_cos_ = acts.alloc(stat, {env_.seq, m.rotary_dim() / 2});
+  rope_sin_ = acts.alloc(stat, {env_.seq, m.rotary_dim() / 2});
+  if (m.rope_scaling.llama_4_beta > 0) rope_q_scale_ = acts.alloc(stat, {env_.seq});
   for (Slot& s : slots_) {
     s.x.clear();
     for (int64_t l = first_layer_; l <= last_layer_; ++l) s.x.push_back(acts.alloc(f, {tl, d}));
@@ -184,7 +188,7 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
     });
     scratch_.reset(mark);
   }
-  const Block::Rope rope{positions_, rope_cos_, rope_sin_};
+  const Block::Rope rope = rope_args();
   LossParts parts;
   parts.max_load.assign(static_cast<size_t>(moe_layers_), 0.0);
   const int64_t experts = config_.moe ? config_.moe->n_experts : 0;
@@ -287,7 +291,7 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
                 params_[final_norm_].weight, s.norm_rstd);
     scratch_.reset(mark);
   }
-  const Block::Rope rope{positions_, rope_cos_, rope_sin_};
+  const Block::Rope rope = rope_args();
   for (size_t l = s.blocks.size(); l-- > 0;) s.blocks[l]->backward(s.dx, s.x[l], rope);
   if (first_stage()) {
     const EmbeddingTemps e = embedding_temps(scratch_, s.dx);

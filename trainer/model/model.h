@@ -167,7 +167,9 @@ class Model {
   std::vector<Slot> slots_;
   Arena acts_, scratch_;
   ExpertRows expert_rows_;
-  Tensor positions_, rope_cos_, rope_sin_;
+  // RoPE: positions [T] i32, the tables [S, Dr/2], Llama 4's query scale [S] (when it is on)
+  Tensor positions_, rope_cos_, rope_sin_, rope_q_scale_;
+  AttentionLayer::Rope rope_args() const;
   // Host copies of a micro-batch's per-token losses (in env_.stat_dtype()) and targets (last
   // stage), for the loss sum.
   std::vector<std::byte> losses_host_;

@@ -98,11 +98,11 @@ void check_mla(const Recipe& r) {
     fail(r, "model.mla.qk_rope_head_dim",
          fmt::format("must be even for RoPE, got {}", m.mla->qk_rope_head_dim));
   }
-  // Hugging Face scales MLA's softmax by yarn's mscale(factor, mscale_all_dim)², a key the recipe
-  // does not have yet.
-  if (m.rope_scaling.type != RopeScalingType::kNone) {
-    fail(r, "model.rope_scaling.type",
-         "only none is supported with attention: mla for now (yarn's mscale_all_dim is missing)");
+  // MLA rotates exactly its qk_rope_head_dim part (transformers' Mistral4Config writes that as
+  // partial_rotary_factor = qk_rope / (qk_nope + qk_rope); import turns it into the sizes).
+  if (m.partial_rotary_factor != 1.0) {
+    fail(r, "model.partial_rotary_factor",
+         "must be 1 with attention: mla (its rotary part is model.mla.qk_rope_head_dim)");
   }
 }
 
@@ -115,6 +115,11 @@ void check_model(const Recipe& r) {
   if (!m.is_mla() && m.head_dim % 2 != 0)
     fail(r, "model.head_dim", fmt::format("must be even for RoPE, got {}", m.head_dim));
   check_mla(r);
+  if (!m.is_mla() && (m.rotary_dim() < 2 || m.rotary_dim() % 2 != 0)) {
+    fail(r, "model.partial_rotary_factor",
+         fmt::format("{} gives int({} · {}) = {} rotary dims; they must be even and at least 2",
+                     m.partial_rotary_factor, m.head_dim, m.partial_rotary_factor, m.rotary_dim()));
+  }
   if (m.has_dense_layers() && m.ffn_hidden < 1) {
     fail(r, "model.ffn_hidden",
          fmt::format("must be >= 1 (the model has dense layers), got {}", m.ffn_hidden));
@@ -133,6 +138,29 @@ void check_model(const Recipe& r) {
            fmt::format("needs beta_fast > beta_slow > 0, got {} and {}", rs.beta_fast,
                        rs.beta_slow));
     }
+    // transformers ignores mscale without mscale_all_dim; before it spoke its terms, tramontane
+    // multiplied the attention factor by mscale. Either reading would surprise someone.
+    if (rs.mscale && !rs.mscale_all_dim && !rs.attention_factor) {
+      fail(r, "model.rope_scaling.mscale",
+           "has no effect without model.rope_scaling.mscale_all_dim (transformers' rule: the "
+           "attention factor is g(s, mscale) / g(s, mscale_all_dim)); give both, or "
+           "attention_factor");
+    }
+  } else {
+    for (const auto& [key, given] :
+         {std::pair{"mscale", rs.mscale.has_value()},
+          std::pair{"mscale_all_dim", rs.mscale_all_dim.has_value()},
+          std::pair{"attention_factor", rs.attention_factor.has_value()}}) {
+      if (given) {
+        fail(r, std::string("model.rope_scaling.") + key,
+             "is a yarn setting; model.rope_scaling.type is none");
+      }
+    }
+  }
+  if (rs.llama_4_beta > 0 && rs.llama_4_original_max_seq_len <= 0) {
+    fail(r, "model.rope_scaling.llama_4_original_max_seq_len",
+         "must be > 0 when model.rope_scaling.llama_4_beta is set (the length L4 in "
+         "1 + beta·ln(1 + floor(pos / L4)))");
   }
   if (!m.moe) return;
   const MoeConfig& e = *m.moe;
@@ -244,6 +272,27 @@ bool ModelConfig::has_dense_layers() const {
     if (!is_moe_layer(l)) return true;
   }
   return false;
+}
+
+int64_t ModelConfig::rotary_dim() const {
+  if (is_mla()) return mla->qk_rope_head_dim;
+  return static_cast<int64_t>(static_cast<double>(head_dim) * partial_rotary_factor);
+}
+
+RopeParams ModelConfig::rope_params() const {
+  const RopeScaling& rs = rope_scaling;
+  return {.head_dim = rope_head_dim(),
+          .rotary_dim = rotary_dim(),
+          .theta = rope_theta,
+          .scaling = rs.type,
+          .factor = rs.factor,
+          .original_max_seq_len = rs.original_max_seq_len,
+          .beta_fast = rs.beta_fast,
+          .beta_slow = rs.beta_slow,
+          .mscale = rs.mscale.value_or(0.0),
+          .mscale_all_dim = rs.mscale_all_dim.value_or(0.0),
+          .attention_factor = rs.attention_factor.value_or(0.0),
+          .truncate = rs.truncate};
 }
 
 std::string Recipe::origin_of(const std::string& key) const {

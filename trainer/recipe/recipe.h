@@ -35,13 +35,20 @@ enum class AttentionKind : uint8_t { kGqa, kMla };
 enum class DataSourceKind : uint8_t { kSynthetic, kShards };
 enum class LrDecay : uint8_t { kCosine, kLinear, kWsd, kConstant };
 
+// RoPE's context extension and Llama 4's query scaling, in transformers' terms (kernels/rope.h has
+// the formulas).
 struct RopeScaling {
   RopeScalingType type = RopeScalingType::kNone;
   double factor = 1.0;               // context extension factor s
   int64_t original_max_seq_len = 0;  // the context the model was trained at before extension
   double beta_fast = 32.0;           // YaRN ramp: wavelengths with more than beta_fast turns keep
-  double beta_slow = 1.0;  //   their frequency; fewer than beta_slow are fully interpolated
-  double mscale = 1.0;     // attention temperature multiplier (0.1·ln(s)+1 when s>1, scaled)
+  double beta_slow = 1.0;        //   their frequency; fewer than beta_slow are fully interpolated
+  std::optional<double> mscale;  // with mscale_all_dim: m = g(s, mscale) / g(s, all)
+  std::optional<double> mscale_all_dim;      //   (g(s, a) = 0.1·a·ln s + 1); else m = g(s, 1)
+  std::optional<double> attention_factor;    // m itself, instead of the above
+  bool truncate = true;                      // round the ramp's ends (floor / ceil)
+  double llama_4_beta = 0.0;                 // q *= 1 + beta·ln(1 + floor(pos / L4)); 0 = off
+  int64_t llama_4_original_max_seq_len = 0;  // L4
 };
 
 struct MoeConfig {
@@ -88,6 +95,8 @@ struct ModelConfig {
   double norm_eps = 1e-5;
   int64_t max_seq_len = 0;
   double rope_theta = 10000.0;
+  bool rope_interleaved = false;       // RoPE pairs (2i, 2i+1) instead of (i, i + Dr/2)
+  double partial_rotary_factor = 1.0;  // the first Dr = int(head_dim · factor) dims rotate
   RopeScaling rope_scaling;
   std::optional<int64_t> sliding_window;  // nullopt = full causal attention
   bool tie_embeddings = false;
@@ -103,6 +112,10 @@ struct ModelConfig {
   bool is_moe_layer(int64_t i) const;
   // True when some layer has the dense FFN (and so needs ffn_hidden).
   bool has_dense_layers() const;
+  // Dr = int(head_dim · partial_rotary_factor), as transformers truncates it.
+  int64_t rotary_dim() const;
+  // The RoPE tables' parameters (kernels/rope.h).
+  RopeParams rope_params() const;
 };
 
 struct ParallelConfig {
@@ -282,8 +295,9 @@ int64_t required_world(const Recipe& recipe);
 
 // Every key with its resolved value, as YAML (what run.dir/recipe.resolved.yaml holds); parses back
 // to the same Recipe.
-// kDerivedAsNull writes the keys whose default derives from others (parallel.sequence_parallel,
-// model.head_dim, ...) as null, so that they follow the others when a user edits the file.
+// kDerivedAsNull writes the keys outside `model` whose value is what they derive from others
+// (parallel.sequence_parallel, ...) as null, so that they follow the others when a user edits the
+// file; the model's keys stay explicit (an imported model's shape must not move with data.seq_len).
 enum class YamlKeys : uint8_t { kResolved, kDerivedAsNull };
 std::string to_yaml(const Recipe& recipe, YamlKeys keys = YamlKeys::kResolved);
 

@@ -78,10 +78,30 @@ void visit(V& v, R& r) {
         {.fallback = 1.0,
          .meaning = "yarn: wavelengths with fewer turns are fully interpolated (0 < "
                     "beta_slow < beta_fast)"});
-  v.key("mscale", r.mscale,
-        {.fallback = 1.0,
-         .range = {.min = 0, .min_open = true},
-         .meaning = "multiplier of yarn's attention temperature"});
+  v.optional("mscale", r.mscale,
+             {.range = {.min = 0, .min_open = true},
+              .meaning = "yarn, as transformers: with mscale_all_dim, the attention factor is "
+                         "g(s, mscale) / g(s, mscale_all_dim), g(s, a) = 0.1·a·ln s + 1; null = "
+                         "g(s, 1)"});
+  v.optional("mscale_all_dim", r.mscale_all_dim,
+             {.range = {.min = 0, .min_open = true},
+              .meaning = "yarn: the denominator's mscale (see mscale)"});
+  v.optional("attention_factor", r.attention_factor,
+             {.range = {.min = 0, .min_open = true},
+              .meaning = "yarn: the factor m on cos and sin (q·k scaled by m²) instead of the "
+                         "mscale rule"});
+  v.key("truncate", r.truncate,
+        {.fallback = true, .meaning = "yarn: round the ramp's ends down and up to whole pairs"});
+  v.key("llama_4_beta", r.llama_4_beta,
+        {.fallback = 0.0,
+         .range = {.min = 0},
+         .meaning = "Llama 4 attention scaling: queries times 1 + beta·ln(1 + floor(pos / "
+                    "llama_4_original_max_seq_len)); 0 = off"});
+  v.key("llama_4_original_max_seq_len", r.llama_4_original_max_seq_len,
+        {.derived = "model.rope_scaling.original_max_seq_len",
+         .derive = [](const Recipe& rec) { return rec.model.rope_scaling.original_max_seq_len; },
+         .range = {.min = 0},
+         .meaning = "the length in llama_4_beta's formula (> 0 when it is on)"});
 }
 
 template <class V, class R>
@@ -207,6 +227,15 @@ void visit(V& v, R& m) {
          .meaning = "longest sequence the RoPE tables cover"});
   v.key("rope_theta", m.rope_theta,
         {.fallback = 10000.0, .range = {.min = 0, .min_open = true}, .meaning = "RoPE base"});
+  v.key("rope_interleaved", m.rope_interleaved,
+        {.fallback = false,
+         .meaning = "RoPE turns pairs (2i, 2i+1) (GPT-J, Mistral's own format) instead of (i, i + "
+                    "Dr/2) (transformers' rotate-half)"});
+  v.key("partial_rotary_factor", m.partial_rotary_factor,
+        {.fallback = 1.0,
+         .range = {.min = 0, .max = 1, .min_open = true},
+         .meaning = "only the first Dr = int(head_dim · factor) dims of each head rotate (even); "
+                    "the rest pass through"});
   v.section("rope_scaling", m.rope_scaling, {});
   v.optional("sliding_window", m.sliding_window,
              {.range = {.min = 1},

@@ -40,9 +40,9 @@ class Writer {
   Writer(const Recipe& recipe, YamlKeys keys) : recipe_(recipe), keys_(keys) {}
   template <class T>
   void key(std::string_view name, const T& field, const Spec<T>& spec) {
-    const bool unset = (spec.null_when && spec.null_when()) ||
-                       (!spec.later.empty() && field == T{}) ||
-                       (keys_ == YamlKeys::kDerivedAsNull && is_derived(field, spec));
+    const bool unset =
+        (spec.null_when && spec.null_when()) || (!spec.later.empty() && field == T{}) ||
+        (keys_ == YamlKeys::kDerivedAsNull && outer_ != "model" && is_derived(field, spec));
     line(name, unset ? "null" : scalar(field));
   }
   template <class E>
@@ -62,6 +62,7 @@ class Writer {
   template <class S>
   void section(std::string_view name, const S& sub, const SectionSpec&) {
     out_ << fmt::format("{:{}}{}:\n", "", indent_, name);
+    if (indent_ == 0) outer_ = name;
     indent_ += 2;
     recipe_detail::visit(*this, sub);
     indent_ -= 2;
@@ -90,6 +91,7 @@ class Writer {
   }
   const Recipe& recipe_;
   YamlKeys keys_;
+  std::string_view outer_;  // the top-level section being written
   std::ostringstream out_;
   int indent_ = 0;
 };
