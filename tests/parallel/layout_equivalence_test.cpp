@@ -6,6 +6,8 @@
 //
 // ranks: 2 3 4 8
 // timeout: 900
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -162,6 +164,80 @@ TEST(LayoutEquivalence, TinyMinistral3AtTensorAndPipelineParallel) {
                          .rtol = 1e-5,
                          .param_rtol = 1e-5},
                         {"parallel.tp=2", "parallel.pp=2"});
+}
+
+TEST(LayoutEquivalence, LatentAttention) {
+  // Multi-head latent attention in every layer (trainer/model/mla_layer.h), with the query latent
+  // and without: at tp2 each rank holds 2 of the 4 heads and the replicated down-projections, whose
+  // gradients are each rank's heads' parts summed over TP; at pp2 the latent layers split over two
+  // stages; at ep2 and zero1 the attention is replicated and its gradients averaged.
+  // optimizer.eps 1e-6: with Adam's 1e-8, elements of the attention's parameters whose gradients
+  // are a few times eps have their fp32 reordering (1e-9 absolute) divided by |g| into the
+  // update, and the parameters end 1.5e-5 to 3.2e-5 apart at tp2 and ep2 without the query latent
+  // (seed 4). The gradients themselves agree: with eps 1 and lr 1 (an update linear in the
+  // gradient) every layout here ends within 2e-7 of one rank, the GQA recipe alike.
+  const int n = mpi_world()->size();
+  if (n != 2 && n != 4) GTEST_SKIP() << "2 ranks: tp2, pp2, ep2, zero1; 4 ranks: tp2 pp2, tp2 ep2";
+  const std::vector<std::string> mla = {"model.attention=mla",
+                                        "model.mla.kv_lora_rank=10",
+                                        "model.mla.qk_nope_head_dim=6",
+                                        "model.mla.qk_rope_head_dim=4",
+                                        "model.mla.v_head_dim=5",
+                                        "train.seed=4",
+                                        "optimizer.eps=1e-6"};
+  const std::vector<std::vector<std::string>> layouts =
+      n == 2 ? std::vector<std::vector<std::string>>{{"parallel.tp=2"},
+                                                     {"parallel.pp=2"},
+                                                     {"parallel.ep=2"},
+                                                     {"parallel.zero1=true"}}
+             : std::vector<std::vector<std::string>>{{"parallel.tp=2", "parallel.pp=2"},
+                                                     {"parallel.tp=2", "parallel.ep=2"}};
+  for (const int64_t q_lora_rank : {12, 0}) {
+    std::vector<std::string> common = mla;
+    common.push_back("model.mla.q_lora_rank=" + std::to_string(q_lora_rank));
+    for (const std::vector<std::string>& layout : layouts) {
+      SCOPED_TRACE(fmt::format("{} q_lora_rank {}", fmt::join(layout, " "), q_lora_rank));
+      test::expect_same_run(
+          {.recipe = test::kSmallMoeRecipe, .common = common, .rtol = 1e-5, .param_rtol = 1e-5},
+          layout);
+    }
+  }
+}
+
+TEST(LayoutEquivalence, LatentAttentionAsMistralLarge3) {
+  // The Large 3 block in miniature: MLA with interleaved RoPE, YaRN scaling the softmax by
+  // mscale_all_dim, Llama 4's query scale stepping inside the sequence, the small recipe's dense
+  // first layer and shared expert, and sigmoid routing with the expert bias (updated from loads summed over the
+  // data-parallel and tensor-parallel ranks, so every layout must choose the same experts).
+  const int n = mpi_world()->size();
+  if (n != 2 && n != 4) GTEST_SKIP() << "2 ranks: tp2, ep2; 4 ranks: tp2 pp2 ep2";
+  const std::vector<std::string> common = {"model.attention=mla",
+                                           "model.mla.q_lora_rank=12",
+                                           "model.mla.kv_lora_rank=10",
+                                           "model.mla.qk_nope_head_dim=6",
+                                           "model.mla.qk_rope_head_dim=4",
+                                           "model.mla.v_head_dim=5",
+                                           "model.rope_interleaved=true",
+                                           "model.rope_scaling.type=yarn",
+                                           "model.rope_scaling.factor=4",
+                                           "model.rope_scaling.original_max_seq_len=8",
+                                           "model.rope_scaling.mscale=1",
+                                           "model.rope_scaling.mscale_all_dim=1",
+                                           "model.rope_scaling.llama_4_beta=0.1",
+                                           "model.rope_scaling.llama_4_original_max_seq_len=8",
+                                           "model.moe.score=sigmoid",
+                                           "model.moe.bias_update_rate=0.001",
+                                           "train.seed=4"};
+  const std::vector<std::vector<std::string>> layouts =
+      n == 2 ? std::vector<std::vector<std::string>>{{"parallel.tp=2"}, {"parallel.ep=2"}}
+             : std::vector<std::vector<std::string>>{
+                   {"parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}};
+  for (const std::vector<std::string>& layout : layouts) {
+    SCOPED_TRACE(fmt::format("{}", fmt::join(layout, " ")));
+    test::expect_same_run(
+        {.recipe = test::kSmallMoeRecipe, .common = common, .rtol = 1e-5, .param_rtol = 1e-5},
+        layout);
+  }
 }
 
 }  // namespace
