@@ -45,6 +45,7 @@ class GradSync {
   double finish();
 
   bool zero1() const { return zero1_; }
+  size_t shard_bytes() const { return arena_.capacity(); }  // ZeRO-1's shards (0 without)
   size_t size() const { return buckets_.size(); }
   Communicator* replicas(size_t i) const { return buckets_[i].replicas; }
   // This rank's part of bucket i: [shard_begin, shard_begin + shard_len); the whole bucket

@@ -49,12 +49,11 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
     m.first_layer = shard.layers->begin;
     m.end_layer = shard.layers->end;
     m.in_flight = shard.in_flight;
+    // The arenas as the parameter store sizes them (alignment and ZeRO-1's padding included).
+    m.weights = params.values_bytes();
+    m.grads = params.grads_bytes();
+    m.compute_weights = params.weights_bytes();
     for (const ParamGroup& g : params.groups()) {
-      const size_t n = static_cast<size_t>(g.values.numel());
-      const size_t master = n * dtype_size(g.values.dtype);
-      m.weights += master;
-      m.grads += master;
-      if (g.weights.dtype != g.values.dtype) m.compute_weights += n * dtype_size(g.weights.dtype);
       // GradSync's and the optimizer's share (parallel/grad_sync.cpp, optim/optimizer.cpp): with
       // ZeRO-1 1/dp of a dense group, 1/edp of an expert group.
       const int64_t replicas = g.kind == ParamKind::kDense ? p.dp : p.edp;

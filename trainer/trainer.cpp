@@ -14,6 +14,7 @@
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
 #include "trainer/memory_plan.h"
+#include "trainer/memory_report.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/optim/lr_schedule.h"
 #include "trainer/pipeline/stages.h"
@@ -324,6 +325,8 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       sm.val_loss = trainer.validate();
     }
     metrics.step(sm);
+    // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
+    if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);
     // Every rank learns of a signal any rank got, at the same step, and of the busiest rank's
     // expert rows (one reduction for both).
     double busiest[2] = {static_cast<double>(g_stop_signal),
@@ -346,6 +349,7 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       return 0;
     }
   }
+  write_memory_json(r.run.dir, trainer, env, r.train.steps);  // expert rows may have grown
   const double total_s = seconds_since(run_start);
   metrics.note(
       fmt::format("done: {} steps in {}, {:.0f} tokens/s", r.train.steps, format_duration(total_s),

@@ -49,14 +49,18 @@ class Trainer {
   Evaluation evaluate(int64_t sequences);
 
   Model& model() { return model_; }
+  const Model& model() const { return model_; }
   GradSync& grad_sync() { return grad_sync_; }
+  const GradSync& grad_sync() const { return grad_sync_; }
   Optimizer& optimizer() { return optimizer_; }
+  const Optimizer& optimizer() const { return optimizer_; }
   int64_t steps_done() const { return step_; }
   // Continues after `step` optimizer steps (a loaded checkpoint).
   void resume_at(int64_t step) { step_ = step; }
   int64_t tokens_per_step() const { return step_tokens_; }
   // The device scratch every op of the step borrows (kernels/base/workspace.h).
   const Workspace& workspace() const { return workspace_; }
+  size_t batch_arena_bytes() const { return batch_arena_.capacity(); }  // the micro-batches' tokens
 
  private:
   const Recipe& r_;

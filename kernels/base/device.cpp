@@ -40,4 +40,11 @@ std::string bound_gpu_uuid() {
   return "";
 }
 
+size_t bound_gpu_memory_used() {
+#if TMT_WITH_CUDA
+  if (has_device_allocator(Device::kCuda)) return cuda::device_memory_used();
+#endif
+  return 0;
+}
+
 }  // namespace tmt

@@ -1,6 +1,7 @@
 // Where ops run: the GPUs this process can use, and binding the process to one of them.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "kernels/base/context.h"
@@ -18,5 +19,10 @@ Context open_device(Device device, int ordinal);
 
 // The UUID of the GPU open_device bound this process to; "" when it bound none.
 std::string bound_gpu_uuid();
+
+// Bytes in use on the GPU open_device bound this process to, by every process on it (total - free
+// as the driver reports it: the arenas, the CUDA context, the libraries' workspaces); 0 when it
+// bound none.
+size_t bound_gpu_memory_used();
 
 }  // namespace tmt

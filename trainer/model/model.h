@@ -85,15 +85,19 @@ class Model {
   Model& operator=(const Model&) = delete;
 
   ParamStore& params() { return params_; }
-  // The arenas' sizes: activations (every in-flight slot) and the shared scratch.
   // The aux-loss-free update of each of this stage's expert biases (model.moe.bias_update_rate):
   // bias_e += rate · sign(mean_e load - load_e), `load` as LossParts::expert_load summed over
   // every rank that routed the layer's tokens of the step. Nothing without an expert bias.
   void update_expert_bias(const std::vector<double>& load);
+  // The arenas' sizes: activations (every in-flight slot) and the shared scratch, and the most of
+  // the scratch any op has used so far.
   size_t activations_arena_bytes() const { return acts_.capacity(); }
   size_t scratch_arena_bytes() const { return scratch_.capacity(); }
+  size_t scratch_peak_bytes() const { return scratch_.peak(); }
   const ParamStore& params() const { return params_; }
   bool first_stage() const { return first_layer_ == 0; }
+  int64_t first_layer() const { return first_layer_; }  // this stage's layers: [first, end)
+  int64_t end_layer() const { return last_layer_; }
   bool last_stage() const { return last_; }
   int64_t in_flight() const { return static_cast<int64_t>(slots_.size()); }
   const Context& context() const { return env_.ctx; }

@@ -97,6 +97,10 @@ class ParamStore {
   const std::vector<Param>& all() const { return params_; }
   const std::vector<ParamGroup>& groups() const { return groups_; }
   int64_t numel() const;
+  // The arenas' sizes in bytes: values (buffers included), gradients, the compute-dtype copy.
+  size_t values_bytes() const { return values_.capacity(); }
+  size_t grads_bytes() const { return grads_.capacity(); }
+  size_t weights_bytes() const { return weights_.capacity(); }
   const Param* find(const std::string& name) const;
 
  private:

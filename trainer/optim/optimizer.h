@@ -40,6 +40,7 @@ class Optimizer {
   // One AdamW step at learning rate lr, the summed gradients multiplied by grad_scale first.
   void step(double lr, double grad_scale);
   int64_t steps_taken() const { return steps_; }
+  size_t state_bytes() const { return state_.capacity(); }  // m and v over this rank's shard
 
   // Checkpoints: the moments of parameter group i whole ([group numel] f32 each, whatever zero1
   // shards; on the optimizer's device without zero1, on the host with it), and back from host

@@ -423,7 +423,7 @@ requires std::is_same_v<std::remove_const_t<R>, RunConfig>
 void visit(V& v, R& r) {
   v.key("dir", r.dir,
         {.fallback = "runs/default",
-         .meaning = "receives recipe.resolved.yaml, metrics.jsonl and checkpoints/"});
+         .meaning = "receives recipe.resolved.yaml, metrics.jsonl, memory.json and checkpoints/"});
   v.key("name", r.name, {.fallback = "default", .meaning = "run name"});
 }
 
