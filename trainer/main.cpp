@@ -2,6 +2,7 @@
 //
 //   tramontane train [RECIPE] [--set key.path=value]...
 //   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world] [--memory]
+//   tramontane plan [RECIPE] --gpus N --hw h100|h200|b200|gb200 [--nvlink-domain K] [--json]
 //   tramontane prepare [--tokenizer bytes|FILE] [--format text|jsonl] [--json-key K] INPUT...
 //                      --out DIR [--val-fraction F] [--threads N]
 //   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
@@ -147,6 +148,29 @@ int main(int argc, char** argv) {
   check_cmd->add_flag("--markdown", check.markdown,
                       "with --schema: as a markdown table (the README's recipe table)");
 
+  tmt::PlanOptions plan;
+  CLI::App* plan_cmd = app.add_subcommand(
+      "plan",
+      "Estimate a recipe's run on N GPUs before launching it: memory per rank by kind (the "
+      "trainer's own sizing), bytes per step of each parallel group and whether it stays inside "
+      "an NVLink domain, step time, tokens/s, TFLOP/s per GPU and MFU.");
+  plan_cmd->add_option("recipe", plan.recipe, kRecipeHelp);
+  plan_cmd->add_option("--gpus", plan.gpus, "GPUs (ranks) the run would use")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  plan_cmd
+      ->add_option("--hw", plan.hw,
+                   "the accelerator: h100, h200, b200 or gb200 (rates: docs/PLANNING.md)")
+      ->required();
+  plan_cmd
+      ->add_option("--nvlink-domain", plan.nvlink_domain,
+                   "GPUs per NVLink domain (default: the accelerator's, 8 for HGX, 72 for NVL72)")
+      ->check(CLI::PositiveNumber);
+  plan_cmd->add_option("--set", plan.overrides, kSetHelp)
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  plan_cmd->add_flag("--json", plan.json, "print the estimate as JSON instead of tables");
+
   tmt::PrepareOptions prepare;
   std::string prepare_format = "text";
   CLI::App* prepare_cmd = app.add_subcommand(
@@ -209,6 +233,7 @@ int main(int argc, char** argv) {
 
   try {
     if (check_cmd->parsed()) return tmt::run_check(check);
+    if (plan_cmd->parsed()) return tmt::run_plan(plan);
     if (prepare_cmd->parsed()) {
       prepare.format =
           prepare_format == "jsonl" ? tmt::InputFormat::kJsonl : tmt::InputFormat::kText;

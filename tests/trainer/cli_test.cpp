@@ -96,6 +96,10 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"check", tiny, "--set", "train.steps=-4"}, "--set train.steps=-4: train.steps"},
       {{"check", "/nonexistent/recipe.yaml"}, "/nonexistent/recipe.yaml"},
       {{"check", tiny, "--memory", "--set", "model.moe.top_k=0"}, "--set model.moe.top_k=0"},
+      {{"plan", tiny, "--gpus", "4"}, "--hw"},
+      {{"plan", tiny, "--gpus", "4", "--hw", "h900"}, "--hw: unknown accelerator 'h900'"},
+      {{"plan", tiny, "--gpus", "6", "--hw", "h100"}, "does not divide the world size 6"},
+      {{"plan", tiny, "--gpus", "0", "--hw", "h100"}, "--gpus"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
@@ -131,13 +135,14 @@ TEST(Cli, HelpDocumentsEveryCommandAndFlag) {
   const std::string bin = test::tramontane_binary();
   const auto top = test::run_command({bin, "--help"});
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"train", "check", "prepare"})
+  for (const char* cmd : {"train", "check", "plan", "prepare"})
     EXPECT_NE(top.out.find(cmd), std::string::npos) << cmd;
   const std::vector<std::pair<std::string, std::vector<std::string>>> flags = {
       {"train", {"--set", "RECIPE"}},
       {"check",
        {"--set", "--world", "--print-world", "--json", "--memory", "--schema", "--markdown",
         "RECIPE"}},
+      {"plan", {"--gpus", "--hw", "--nvlink-domain", "--set", "--json", "RECIPE"}},
       {"prepare", {"--out", "--tokenizer", "--val-fraction", "INPUTS"}},
   };
   for (const auto& [cmd, names] : flags) {

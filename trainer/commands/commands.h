@@ -24,6 +24,17 @@ struct CheckOptions {
 // `tramontane check`: validates a recipe for a world size and prints what it would train.
 int run_check(const CheckOptions& options);
 
+struct PlanOptions {
+  std::string recipe;  // empty = the embedded default
+  std::vector<std::string> overrides;
+  int64_t gpus = 0;
+  std::string hw;
+  int nvlink_domain = 0;  // 0 = the hardware's
+  bool json = false;
+};
+// `tramontane plan`: memory per rank, communication per group, a step-time estimate on N GPUs.
+int run_plan(const PlanOptions& options);
+
 struct TrainOptions {
   std::string recipe;  // empty = the embedded default
   std::vector<std::string> overrides;

@@ -1,0 +1,108 @@
+// `tramontane plan`'s step model (trainer/plan/step_estimate.h): each group's bytes against the
+// formulas worked by hand for the small MoE recipe, NVLink or network from where the group's
+// ranks sit, the time terms from the hardware's rates, and the memory from memory_plan.
+#include <gtest/gtest.h>
+
+#include "tests/support/small_moe.h"
+#include "trainer/model/model_stats.h"
+#include "trainer/plan/step_estimate.h"
+
+namespace tmt {
+namespace {
+
+const GroupTraffic* find(const StepEstimate& e, const std::string& group) {
+  for (const GroupTraffic& g : e.traffic) {
+    if (g.group == group) return &g;
+  }
+  return nullptr;
+}
+
+Recipe small(const std::vector<std::string>& sets, int64_t world) {
+  Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", sets);
+  resolve_layout(r, world);
+  return r;
+}
+
+TEST(Plan, TrafficOfEachGroupByHand) {
+  // 16 GPUs: tp2 pp2 dp4, experts ep4 edp2; 24 sequences of 16 tokens in micro-batches of 2:
+  // m = 24 / (2 · 4) = 3 micro-batches, T = 32 tokens, D = 32, 2 layers a stage (stage 0: the
+  // dense layer and one MoE layer; stage 1: two MoE layers).
+  const Recipe r = small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16);
+  const Hardware& hw = hardware("h100");
+  const StepEstimate e = estimate_step(r, hw, {});
+  EXPECT_EQ(e.micro_batches, 3);
+  const double m = 3, t = 32, d = 32, b = 2;
+  ASSERT_NE(find(e, "tp"), nullptr);
+  EXPECT_DOUBLE_EQ(find(e, "tp")->bytes, m * 2 * 8 * 0.5 * t * d * b);
+  ASSERT_NE(find(e, "ep"), nullptr);
+  EXPECT_DOUBLE_EQ(find(e, "ep")->bytes, m * 2 * 4 * 0.75 * (t / 2) * 2 * d * b);  // K = 2
+  ASSERT_NE(find(e, "pp"), nullptr);
+  EXPECT_DOUBLE_EQ(find(e, "pp")->bytes, m * 2 * (t / 2) * d * b);
+  // Where the groups sit: tp (ranks 0, 1), dp (0, 2, 4, 6), ep within a stage's 8 ranks: inside
+  // the 8-GPU domain; pp (0, 8) crosses it.
+  EXPECT_TRUE(find(e, "tp")->nvlink);
+  EXPECT_TRUE(find(e, "dp")->nvlink);
+  EXPECT_TRUE(find(e, "ep")->nvlink);
+  EXPECT_FALSE(find(e, "pp")->nvlink);
+  EXPECT_DOUBLE_EQ(find(e, "pp")->seconds, find(e, "pp")->bytes / (50e9 * 0.8));
+  EXPECT_DOUBLE_EQ(find(e, "tp")->seconds, find(e, "tp")->bytes / (450e9 * 0.8));
+  // A 4-GPU NVLink domain puts dp (ranks 0..6) on the network.
+  const StepEstimate small_domain = estimate_step(r, hw, {.nvlink_domain = 4});
+  EXPECT_FALSE(find(small_domain, "dp")->nvlink);
+  EXPECT_TRUE(find(small_domain, "tp")->nvlink);
+}
+
+TEST(Plan, TimeTermsAndRates) {
+  const Recipe r = small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16);
+  const Hardware& hw = hardware("h200");
+  const PlanAssumptions a;
+  const StepEstimate e = estimate_step(r, hw, a);
+  const ModelStats s = model_stats(r.model, r.data.seq_len);
+  EXPECT_DOUBLE_EQ(e.flops_per_token, s.flops_per_token());
+  EXPECT_DOUBLE_EQ(e.tokens_per_step, 24.0 * 16);
+  // Balanced stages (2 layers each): the busiest rank does 1/16 of the step's FLOPs.
+  EXPECT_DOUBLE_EQ(e.busiest_flops, s.flops_per_token() * 24 * 16 / 16);
+  EXPECT_DOUBLE_EQ(e.compute_s, e.busiest_flops / (989e12 * a.matmul_efficiency));
+  EXPECT_DOUBLE_EQ(e.bubble_s, e.compute_s * 1.0 / 3.0);
+  double comm = 0;
+  for (const GroupTraffic& g : e.traffic) comm += g.seconds;
+  EXPECT_DOUBLE_EQ(e.step_s, e.compute_s + e.bubble_s + e.optimizer_s + comm);
+  EXPECT_DOUBLE_EQ(e.tokens_per_s, 24.0 * 16 / e.step_s);
+  EXPECT_DOUBLE_EQ(e.mfu, e.tflops_per_gpu / 989);
+  EXPECT_LT(e.mfu, a.matmul_efficiency);
+  // One rank: no traffic, no bubble; MFU is the efficiency less the optimizer's share.
+  const StepEstimate one = estimate_step(small({}, 1), hw, a);
+  EXPECT_TRUE(one.traffic.empty());
+  EXPECT_EQ(one.bubble_s, 0);
+  EXPECT_NEAR(one.mfu, a.matmul_efficiency * one.compute_s / one.step_s, 1e-12);
+}
+
+TEST(Plan, MemoryIsTheTrainersSizingAndFitsAgainstTheDevice) {
+  Recipe r = small({"parallel.pp=2"}, 2);
+  const StepEstimate e = estimate_step(r, hardware("h100"), {});
+  r.train.device = Device::kCuda;
+  r.train.dtype = DType::kBF16;
+  const std::vector<StageMemory> plan = plan_memory(r);
+  ASSERT_EQ(e.memory.size(), plan.size());
+  for (size_t i = 0; i < plan.size(); ++i) {
+    EXPECT_EQ(e.memory[i].total(), plan[i].total());
+    EXPECT_GT(e.memory[i].compute_weights, 0u);  // planned in bf16
+  }
+  EXPECT_TRUE(e.fits);
+  // Mixtral 8x7B's recipe (tp1 pp4 ep8 zero1) fits 80 GB at 64 GPUs.
+  Recipe mixtral = load_recipe(std::string(TMT_SOURCE_DIR) + "/recipes/mixtral-8x7b.yaml", {});
+  resolve_layout(mixtral, 64);
+  const StepEstimate big = estimate_step(mixtral, hardware("h100"), {});
+  EXPECT_TRUE(big.fits);
+  EXPECT_GT(static_cast<double>(big.peak_bytes), 40e9);
+  EXPECT_GT(big.mfu, 0.3);
+  EXPECT_LT(big.mfu, 0.55);
+}
+
+TEST(Plan, UnknownHardwareIsAnInputError) {
+  EXPECT_THROW(hardware("h900"), InputError);
+  EXPECT_EQ(hardware("gb200").nvlink_domain, 72);
+}
+
+}  // namespace
+}  // namespace tmt

@@ -1,0 +1,107 @@
+#include "trainer/plan/step_estimate.h"
+
+#include <algorithm>
+
+#include "parallel/topology.h"
+#include "trainer/model/model_stats.h"
+#include "trainer/pipeline/stages.h"
+
+namespace tmt {
+namespace {
+
+// Whether every rank of rank 0's group of `kind` lies in the NVLink domain of rank 0 (ranks
+// [0, domain)); the groups of other ranks are the same shape.
+bool inside_domain(const Layout& l, GroupKind kind, int domain) {
+  for (const int64_t r : group_ranks(l, 0, kind)) {
+    if (r >= domain) return false;
+  }
+  return true;
+}
+
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+double ring_share(int64_t n) { return static_cast<double>(n - 1) / static_cast<double>(n); }
+
+}  // namespace
+
+StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a) {
+  Recipe r = recipe;
+  r.train.device = Device::kCuda;
+  r.train.dtype = DType::kBF16;
+  const ModelConfig& m = r.model;
+  const ParallelConfig& p = r.parallel;
+  const Layout layout = layout_of(p);
+  const ModelStats stats = model_stats(m, r.data.seq_len);
+
+  StepEstimate e;
+  e.gpus = layout.world();
+  e.nvlink_domain = a.nvlink_domain > 0 ? a.nvlink_domain : hw.nvlink_domain;
+  e.micro_batches = r.train.global_batch / (r.train.micro_batch * p.dp);
+  e.tokens_per_step = static_cast<double>(r.train.global_batch * r.data.seq_len);
+  e.flops_per_token = stats.flops_per_token();
+
+  // The busiest stage: the most layers (and MoE layers) of any.
+  int64_t layers = 0, moe_layers = 0;
+  for (const StageRange& s : pipeline_stages(m.n_layers, p.pp, p.pp_layers)) {
+    int64_t moe = 0;
+    for (int64_t l = s.begin; l < s.end; ++l) moe += m.moe && m.is_moe_layer(l) ? 1 : 0;
+    layers = std::max(layers, s.end - s.begin);
+    moe_layers = std::max(moe_layers, moe);
+  }
+  const double balanced = static_cast<double>(m.n_layers) / static_cast<double>(p.pp);
+  e.busiest_flops = e.flops_per_token * e.tokens_per_step / static_cast<double>(e.gpus) *
+                    (static_cast<double>(layers) / balanced);
+  e.compute_s = e.busiest_flops / (hw.bf16_tflops * 1e12 * a.matmul_efficiency);
+  e.bubble_s = e.compute_s * static_cast<double>(p.pp - 1) / static_cast<double>(e.micro_batches);
+
+  // Parameters of one rank: the experts split over ep · etp, the rest over tp, both over pp.
+  double expert_params = 0;
+  if (m.moe) {
+    expert_params =
+        static_cast<double>(stats.moe_layers) *
+        static_cast<double>(m.moe->n_experts * 3 * m.d_model * m.moe->expert_ffn_hidden);
+  }
+  const double dense_params = static_cast<double>(stats.total_params) - expert_params;
+  const double pp_share = static_cast<double>(layers) / static_cast<double>(m.n_layers);
+  const double local_dense = dense_params / static_cast<double>(p.tp) * pp_share;
+  const double local_experts = expert_params / static_cast<double>(p.ep * p.etp) * pp_share;
+
+  const double b = 2.0;  // bf16 activations
+  const double tokens = static_cast<double>(r.train.micro_batch * r.data.seq_len);
+  const double d = static_cast<double>(m.d_model), mb = static_cast<double>(e.micro_batches);
+  const auto add = [&](const std::string& name, int64_t size, GroupKind kind, double bytes) {
+    if (size <= 1) return;
+    GroupTraffic g{.group = name, .size = size, .bytes = bytes};
+    g.nvlink = inside_domain(layout, kind, e.nvlink_domain);
+    const double rate = (g.nvlink ? hw.nvlink_gbps : hw.network_gbps) * 1e9 * a.link_efficiency;
+    g.seconds = bytes / rate;
+    e.traffic.push_back(g);
+  };
+  add("tp", p.tp, GroupKind::kTp,
+      mb * static_cast<double>(layers) * 8 * ring_share(p.tp) * tokens * d * b);
+  if (m.moe) {
+    add("ep", p.ep, GroupKind::kEp,
+        mb * static_cast<double>(moe_layers) * 4 * ring_share(p.ep) *
+            (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) * d * b);
+  }
+  add("pp", p.pp, GroupKind::kPp, mb * 2 * (tokens / static_cast<double>(p.tp)) * d * b);
+  add("dp", p.dp, GroupKind::kDp, 2 * ring_share(p.dp) * 4 * local_dense);
+  add("edp", p.edp, GroupKind::kEdp, 2 * ring_share(p.edp) * 4 * local_experts);
+
+  const double local = local_dense + local_experts;
+  const double optimizer_params = p.zero1 ? local / static_cast<double>(p.dp) : local;
+  e.optimizer_s = 30 * optimizer_params / (hw.hbm_tbps * 1e12 * a.hbm_efficiency);
+
+  e.step_s = e.compute_s + e.bubble_s + e.optimizer_s;
+  for (const GroupTraffic& g : e.traffic) e.step_s += g.seconds;
+  e.tokens_per_s = e.tokens_per_step / e.step_s;
+  e.tflops_per_gpu = e.flops_per_token * e.tokens_per_s / static_cast<double>(e.gpus) / 1e12;
+  e.mfu = e.tflops_per_gpu / hw.bf16_tflops;
+
+  e.memory = plan_memory(r);
+  for (const StageMemory& s : e.memory) e.peak_bytes = std::max(e.peak_bytes, s.total());
+  e.fits = static_cast<double>(e.peak_bytes) + a.reserve_gib * kGiB <= hw.memory_gib * kGiB;
+  return e;
+}
+
+}  // namespace tmt

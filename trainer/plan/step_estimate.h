@@ -1,0 +1,73 @@
+// `tramontane plan`'s model of one training step of a resolved recipe on N GPUs of one kind:
+// memory per rank (memory_plan.h, the trainer's own sizing code), bytes each parallel group moves
+// per step and over which link, and a step time from FLOPs, bytes and link rates.
+//
+// Per rank and step, with m micro-batches per data-parallel rank, T = micro_batch · seq_len tokens
+// per micro-batch, D = d_model, b = bytes per activation (2, bf16), Ls (Lm) the (MoE) layers of
+// the busiest stage, K = top_k, a ring collective over n ranks sending (n-1)/n of its buffer:
+//   TP (sequence parallel): 8 collectives a layer and micro-batch (an all-gather before and a
+//       reduce-scatter after attention and the FFN, forward and backward), each (tp-1)/tp·T·D·b
+//   EP: 4 all-to-alls an MoE layer and micro-batch (dispatch and combine, forward and backward),
+//       each (ep-1)/ep·(T/tp)·K·D·b
+//   PP: a micro-batch's activations out and their gradient back: 2·(T/tp)·D·b
+//   DP / EDP: the fp32 gradients reduced (all-reduce, or ZeRO-1's reduce-scatter and parameter
+//       all-gather: the same volume) 2·(n-1)/n·4·P, P the rank's dense (or expert) parameters
+// A group whose ranks share one NVLink domain (nvlink_domain consecutive ranks) moves at NVLink's
+// rate, else at the network's, each times link_efficiency.
+//
+// Step time = compute + bubble + every communication term + optimizer, nothing overlapped (the
+// trainer does not overlap communication with compute yet):
+//   compute   = model FLOPs of the busiest rank / (peak bf16 · matmul_efficiency)
+//   bubble    = compute · (pp-1)/m (1F1B)
+//   optimizer = 30 bytes per local parameter (fp32 value, grad, m, v read; value, m, v and the bf16
+//               copy written) over HBM at hbm_efficiency; 1/dp of it with ZeRO-1
+// MFU = model FLOPs per second per GPU / peak bf16.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "trainer/memory_plan.h"
+#include "trainer/plan/hardware.h"
+#include "trainer/recipe/recipe.h"
+
+namespace tmt {
+
+struct PlanAssumptions {
+  double matmul_efficiency = 0.55;  // sustained share of peak for the model's FLOPs
+  double link_efficiency = 0.8;     // of the NVLink / network rate a large collective reaches
+  double hbm_efficiency = 0.8;      // of the HBM rate a streaming kernel reaches
+  int nvlink_domain = 0;            // 0 = the hardware's
+  // Left to what the arenas do not hold: the CUDA context, NCCL's buffers, the libraries'
+  // handles (the arenas themselves do not fragment).
+  double reserve_gib = 2.0;
+};
+
+struct GroupTraffic {
+  std::string group;   // tp | ep | pp | dp | edp
+  int64_t size = 1;    // ranks in the group
+  double bytes = 0;    // sent per rank per step
+  bool nvlink = true;  // inside one NVLink domain
+  double seconds = 0;  // bytes over the link's rate
+};
+
+struct StepEstimate {
+  int64_t gpus = 0;
+  int nvlink_domain = 0;
+  int64_t micro_batches = 0;  // m, per data-parallel rank
+  double tokens_per_step = 0;
+  double flops_per_token = 0;  // model FLOPs (model_stats.h)
+  double busiest_flops = 0;    // of one rank per step
+  double compute_s = 0, bubble_s = 0, optimizer_s = 0, step_s = 0;
+  std::vector<GroupTraffic> traffic;
+  double tokens_per_s = 0, tflops_per_gpu = 0, mfu = 0;
+  std::vector<StageMemory> memory;  // per pipeline stage
+  size_t peak_bytes = 0;            // the largest stage's total
+  bool fits = false;                // peak_bytes + reserve <= the device's memory
+};
+
+// `recipe` resolved for gpus ranks; planned as it would run on GPUs (train.device cuda, bf16).
+StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a);
+
+}  // namespace tmt
