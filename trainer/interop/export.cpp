@@ -29,11 +29,12 @@ void read_published(hid_t index, const TensorMapping& m, std::vector<float>& out
             dims.size(), m.offset.size());
   std::vector<hsize_t> start(dims.size()), count(dims.size(), 1);
   for (size_t i = 0; i < dims.size(); ++i) start[i] = static_cast<hsize_t>(m.offset[i]);
-  const size_t lead = dims.size() - m.shape.size();
+  const std::vector<int64_t>& block = m.param_block();
+  const size_t lead = dims.size() - block.size();
   size_t n = 1;
-  for (size_t i = 0; i < m.shape.size(); ++i) {
-    count[lead + i] = static_cast<hsize_t>(m.shape[i]);
-    n *= static_cast<size_t>(m.shape[i]);
+  for (size_t i = 0; i < block.size(); ++i) {
+    count[lead + i] = static_cast<hsize_t>(block[i]);
+    n *= static_cast<size_t>(block[i]);
   }
   out.resize(n);
   TMT_H5_CHECK(
@@ -74,12 +75,6 @@ std::string export_weights(const ExportOptions& o) {
   const auto recipe_text = h5::read_string_attr(index.id(), "recipe");
   if (!recipe_text) input_error("{}: missing attribute recipe", index_path.string());
   const Recipe r = parse_recipe(*recipe_text, index_path.string() + " (recipe)", {});
-  if (r.model.is_mla()) {
-    input_error(
-        "{}: export of model.attention: mla (DeepSeek-V3's tensor names) is not supported "
-        "yet",
-        dir.string());
-  }
   const json config = hf_config(r.model, o.dtype);
 
   if (fs::exists(out) && !fs::is_empty(out))

@@ -259,9 +259,9 @@ std::string import_weights(const ImportOptions& o) {
       }
       std::vector<hsize_t> start(dims.size()), count(dims.size(), 1);
       for (size_t i = 0; i < dims.size(); ++i) start[i] = static_cast<hsize_t>(m->offset[i]);
-      const size_t lead = dims.size() - m->shape.size();
-      for (size_t i = 0; i < m->shape.size(); ++i)
-        count[lead + i] = static_cast<hsize_t>(m->shape[i]);
+      const std::vector<int64_t>& block = m->param_block();
+      const size_t lead = dims.size() - block.size();
+      for (size_t i = 0; i < block.size(); ++i) count[lead + i] = static_cast<hsize_t>(block[i]);
       Handle mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
       TMT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
                                        count.data(), nullptr),

@@ -16,6 +16,34 @@
 //   Ministral3ForCausalLM  Mistral's tensor names; its config's rope_parameters hold YaRN and
 //                        llama_4_scaling_beta (Llama 4's query scaling, from
 //                        original_max_position_embeddings)
+//   DeepseekV3ForCausalLM, Mistral4ForCausalLM  (model.attention: mla; transformers 5)
+//                        ....self_attn.q_a_proj, q_a_layernorm, q_b_proj (or q_proj without the
+//                        query latent) -> layers.L.attn.wq_a, q_a_norm, wq_b (wq)
+//                        ....self_attn.kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj
+//                        -> layers.L.attn.wkv_a, kv_a_norm, wkv_b, wo
+//                        ....mlp.{gate,up,down}_proj (the first first_k_dense_replace layers)
+//                        -> layers.L.ffn.w13[0], w13[1], w2
+//                        ....mlp.gate.weight -> layers.L.moe.router; DeepSeek-V3's
+//                        ....mlp.gate.e_score_correction_bias -> layers.L.moe.expert_bias
+//                        DeepSeek-V3: ....mlp.experts.X.{gate,up,down}_proj.weight (as its
+//                        save_pretrained writes them) -> layers.L.moe.w13[X, 0], w13[X, 1], w2[X];
+//                        Mistral 4: the fused ....mlp.experts.gate_up_proj [E, 2F, D] (gate rows
+//                        first) -> layers.L.moe.w13 [E, 2, F, D] and ....mlp.experts.down_proj -> w2
+//                        ....mlp.shared_experts.{gate,up,down}_proj.weight -> layers.L.shared.*
+//                        Config: q_lora_rank null -> 0; n_shared_experts × moe_intermediate_size
+//                        -> shared experts; first_k_dense_replace -> first_dense_layers with
+//                        intermediate_size; n_group, topk_group, routed_scaling_factor;
+//                        rope_interleave -> model.rope_interleaved (transformers' interleaved RoPE
+//                        rotates pairs (2i, 2i+1) of q and k alike and emits them de-interleaved,
+//                        so q·k is tramontane's with no row permutation); Mistral 4's
+//                        partial_rotary_factor = qk_rope / (qk_nope + qk_rope) is MLA's rope part.
+//                        Refused: norm_topk_prob false, attention_bias, num_key_value_heads !=
+//                        num_attention_heads, rms_norm_eps != 1e-6 (transformers' latent norms
+//                        always take 1e-6). Not modelled: transformers' embedding gives the
+//                        pad_token_id row no gradient (Mistral 4's 11); tramontane trains it.
+//                        The imported recipe has no auxiliary loss; DeepSeek-V3's has
+//                        bias_update_rate 0.001 (the bias must exist to be kept) and
+//                        seq_aux_loss_coeff 0.0001, the paper's values.
 // RoPE settings (config.json -> model.rope_theta, model.rope_scaling.*): transformers 5's
 // rope_parameters {rope_type, rope_theta, factor, original_max_position_embeddings, beta_fast,
 // beta_slow, mscale, mscale_all_dim, attention_factor, truncate, llama_4_scaling_beta} or
@@ -68,6 +96,12 @@ struct TensorMapping {
   std::vector<int64_t> shape;     // the published tensor's shape
   std::vector<int64_t> offset;    // where it starts in the parameter (one entry per dimension)
   int64_t interleaved_heads = 0;  // > 0: rows of that many heads with interleaved RoPE pairs
+  // The block's shape in the parameter's dimensions when the tensor holds it reshaped (the same
+  // values in the same order: Mistral 4's fused experts [E, 2F, D] fill w13 [E, 2, F, D]); empty:
+  // `shape`, the parameter's leading dimensions of size 1.
+  std::vector<int64_t> block;
+
+  const std::vector<int64_t>& param_block() const { return block.empty() ? shape : block; }
 };
 
 // Every published tensor of model `m` in `format`, in the order the format lists them.
@@ -76,10 +110,13 @@ std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat
 // Tensors a published file may hold that are not weights (rotary caches), ignored on import.
 bool is_ignorable_tensor(const std::string& name);
 
-// The Hugging Face config.json of a tramontane model, with torch_dtype `dtype`. Throws InputError
-// (naming the recipe key) when no Hugging Face class holds the model: shared experts, dense layers
-// among MoE layers, sigmoid routing, interleaved or partial RoPE, Llama 4 scaling with MoE or with
-// a length other than YaRN's.
+// The Hugging Face config.json of a tramontane model, with torch_dtype `dtype`: an MLA model as
+// DeepseekV3ForCausalLM (sigmoid routing, which needs the expert bias) or Mistral4ForCausalLM
+// (softmax routing, no bias). Throws InputError (naming the recipe key) when no Hugging Face class
+// holds the model: for GQA, shared experts, dense layers among MoE layers, sigmoid routing,
+// interleaved or partial RoPE, Llama 4 scaling with MoE or with a length other than YaRN's; for
+// MLA, no MoE, dense layers other than the first ones, a sliding window, Llama 4 scaling with
+// DeepSeek-V3.
 nlohmann::json hf_config(const ModelConfig& m, DType dtype);
 
 // Reorders the rows of a [heads · Dh, cols] f32 matrix from interleaved RoPE pairs to rotate-half
