@@ -262,6 +262,80 @@ PublishedConfig read_hf_config(const fs::path& file) {
   return out;
 }
 
+// Mistral Large 3's params.json (the keys vLLM's Mistral config adapter reads): the latent
+// attention's sizes at the top level, moe {num_experts, num_experts_per_tok, expert_hidden_dim,
+// first_k_dense_replace, num_shared_experts, routed_scale, num_expert_groups,
+// num_expert_groups_per_tok, route_every_n} routed by softmax and renormalized, yarn {factor,
+// original_max_position_embeddings, beta (beta_fast), alpha (beta_slow), apply_scale} with an
+// mscale_all_dim of 1, llama_4_scaling {original_max_position_embeddings, beta}. Its RoPE turns
+// interleaved pairs in the tensors as they are (DeepSeek-V3's layout): rope_interleaved, no rows
+// permuted.
+void read_mistral_mla(const ConfigReader& c, ModelConfig& m) {
+  MlaConfig a;
+  a.q_lora_rank = c.optional_integer("q_lora_rank").value_or(0);
+  a.kv_lora_rank = c.integer("kv_lora_rank");
+  a.qk_nope_head_dim = c.integer("qk_nope_head_dim");
+  a.qk_rope_head_dim = c.integer("qk_rope_head_dim");
+  a.v_head_dim = c.integer("v_head_dim");
+  m.attention = AttentionKind::kMla;
+  m.mla = a;
+  m.head_dim = a.qk_nope_head_dim + a.qk_rope_head_dim;
+  m.n_kv_heads = m.n_heads;
+  m.rope_interleaved = true;
+  m.sliding_window.reset();
+  if (c.find("sliding_window", true) != nullptr)
+    c.bad("sliding_window", "the latent attention attends to every position here");
+  m.max_seq_len = c.integer("max_position_embeddings", m.max_seq_len);
+  const auto object = [&](const char* key) -> const json* {
+    const json* v = c.find(key, true);
+    if (v != nullptr && !v->is_object())
+      c.bad(key, fmt::format("expected an object, got {}", v->dump()));
+    return v;
+  };
+  const fs::path& file = c.file();
+  if (const json* y = object("yarn")) {
+    const fs::path where = fmt::format("{}: yarn", file.string());
+    const ConfigReader r(*y, where);
+    RopeScaling& rs = m.rope_scaling;
+    rs.type = RopeScalingType::kYarn;
+    rs.factor = r.number("factor");
+    rs.original_max_seq_len = r.integer("original_max_position_embeddings");
+    rs.beta_fast = r.number("beta", 32.0);
+    rs.beta_slow = r.number("alpha", 1.0);
+    rs.mscale_all_dim = 1.0;
+    if (!r.boolean("apply_scale", true)) rs.attention_factor = 1.0;
+  }
+  if (const json* l4 = object("llama_4_scaling")) {
+    const fs::path where = fmt::format("{}: llama_4_scaling", file.string());
+    const ConfigReader r(*l4, where);
+    m.rope_scaling.llama_4_beta = r.number("beta");
+    m.rope_scaling.llama_4_original_max_seq_len = r.integer("original_max_position_embeddings");
+  }
+  const json* moe = object("moe");
+  if (moe == nullptr) c.bad("moe", "missing (import reads the latent attention with MoE)");
+  const fs::path where = fmt::format("{}: moe", file.string());
+  const ConfigReader r(*moe, where);
+  MoeConfig e;
+  e.n_experts = r.integer("num_experts");
+  e.top_k = r.integer("num_experts_per_tok");
+  e.expert_ffn_hidden = r.integer("expert_hidden_dim");
+  e.shared_expert_ffn_hidden = e.expert_ffn_hidden;
+  e.n_shared_experts = r.count("num_shared_experts", 0);
+  e.first_dense_layers = r.count("first_k_dense_replace", 0);
+  if (e.first_dense_layers == 0) m.ffn_hidden = 0;
+  e.routed_scaling_factor = r.number("routed_scale", 1.0);
+  e.n_groups = r.integer("num_expert_groups", 1);
+  e.topk_groups = r.integer("num_expert_groups_per_tok", 1);
+  if (r.integer("route_every_n", 1) != 1)
+    r.bad("route_every_n", "tramontane routes every layer after the dense ones");
+  if (r.boolean("use_load_balancing_bias", false))
+    r.bad("use_load_balancing_bias", "a softmax router with an expert bias is not imported");
+  e.score = RouterScore::kSoftmax;
+  e.aux_loss_coeff = 0.0;
+  e.z_loss_coeff = 0.0;
+  m.moe = e;
+}
+
 PublishedConfig read_mistral_params(const fs::path& file) {
   const json j = read_json_file(file);
   const ConfigReader c(j, file);
@@ -282,9 +356,31 @@ PublishedConfig read_mistral_params(const fs::path& file) {
   m.max_seq_len = c.integer("max_seq_len", 32768);
   m.sliding_window = c.optional_integer("sliding_window");
   m.tie_embeddings = c.boolean("tied_embeddings", false);
-  for (const char* unsupported : {"yarn", "rope_scaling", "mla", "q_lora_rank", "kv_lora_rank"}) {
-    if (c.find(unsupported, true) != nullptr)
-      c.bad(unsupported, "not imported yet (plain RoPE and attention only)");
+  const bool mla = c.find("qk_nope_head_dim", true) != nullptr;
+  if (!mla) {
+    for (const char* unsupported : {"yarn", "rope_scaling", "llama_4_scaling", "kv_lora_rank"}) {
+      if (c.find(unsupported, true) != nullptr)
+        c.bad(unsupported, "imported with the latent attention (qk_nope_head_dim) only");
+    }
+  }
+  if (const json* q = c.find("quantization", true)) {
+    if (!q->is_object()) c.bad("quantization", "expected an object");
+    const fs::path where = fmt::format("{}: quantization", file.string());
+    const ConfigReader r(*q, where);
+    if (const std::string f = r.string("qformat_weight", ""); f != "fp8_e4m3")
+      r.bad("qformat_weight", fmt::format("'{}': import reads fp8_e4m3 weights only", f));
+    out.fp8 = true;
+    if (const json* b = r.find("weight_block_size", true)) {
+      if (!b->is_array() || b->size() != 2 || !(*b)[0].is_number_integer() ||
+          !(*b)[1].is_number_integer() || (*b)[0].get<int64_t>() <= 0 ||
+          (*b)[1].get<int64_t>() <= 0)
+        r.bad("weight_block_size", fmt::format("expected [rows, cols], got {}", b->dump()));
+      out.fp8_block = {(*b)[0].get<int64_t>(), (*b)[1].get<int64_t>()};
+    }
+  }
+  if (mla) {
+    read_mistral_mla(c, m);
+    return out;
   }
   if (const json* moe = c.find("moe", true)) {
     if (!moe->is_object()) c.bad("moe", "expected an object");
@@ -334,17 +430,37 @@ std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat
     const MlaConfig& a = *m.mla;
     const int64_t h = m.n_heads, dqk = a.qk_nope_head_dim + a.qk_rope_head_dim;
     if (a.q_lora_rank > 0) {
-      add(ours + "attn.wq_a", attn + "q_a_proj", {a.q_lora_rank, d});
-      add(ours + "attn.q_a_norm", attn + "q_a_layernorm", {a.q_lora_rank});
-      add(ours + "attn.wq_b", attn + "q_b_proj", {h * dqk, a.q_lora_rank});
+      add(ours + "attn.wq_a", attn + (hf ? "q_a_proj" : "wq_a"), {a.q_lora_rank, d});
+      add(ours + "attn.q_a_norm", attn + (hf ? "q_a_layernorm" : "q_a_norm"), {a.q_lora_rank});
+      add(ours + "attn.wq_b", attn + (hf ? "q_b_proj" : "wq_b"), {h * dqk, a.q_lora_rank});
     } else {
-      add(ours + "attn.wq", attn + "q_proj", {h * dqk, d});
+      add(ours + "attn.wq", attn + (hf ? "q_proj" : "wq"), {h * dqk, d});
     }
-    add(ours + "attn.wkv_a", attn + "kv_a_proj_with_mqa", {a.kv_lora_rank + a.qk_rope_head_dim, d});
-    add(ours + "attn.kv_a_norm", attn + "kv_a_layernorm", {a.kv_lora_rank});
-    add(ours + "attn.wkv_b", attn + "kv_b_proj",
+    add(ours + "attn.wkv_a", attn + (hf ? "kv_a_proj_with_mqa" : "wkv_a_with_mqa"),
+        {a.kv_lora_rank + a.qk_rope_head_dim, d});
+    add(ours + "attn.kv_a_norm", attn + (hf ? "kv_a_layernorm" : "kv_a_norm"), {a.kv_lora_rank});
+    add(ours + "attn.wkv_b", attn + (hf ? "kv_b_proj" : "wkv_b"),
         {h * (a.qk_nope_head_dim + a.v_head_dim), a.kv_lora_rank});
-    add(ours + "attn.wo", attn + "o_proj", {d, h * a.v_head_dim});
+    add(ours + "attn.wo", attn + (hf ? "o_proj" : "wo"), {d, h * a.v_head_dim});
+  };
+  // Mistral Large 3's own names: layers.L.gate, layers.L.experts.X.w{1,2,3},
+  // layers.L.shared_experts.w{1,2,3}.
+  const auto add_mistral_moe = [&](const std::string& ours) {
+    const MoeConfig& e = *m.moe;
+    const int64_t f = e.expert_ffn_hidden;
+    add(ours + "moe.router", ours + "gate", {e.n_experts, d});
+    for (int64_t x = 0; x < e.n_experts; ++x) {
+      const std::string p = fmt::format("{}experts.{}.", ours, x);
+      add(ours + "moe.w13", p + "w1", {f, d}, {x, 0, 0, 0});
+      add(ours + "moe.w2", p + "w2", {d, f}, {x, 0, 0});
+      add(ours + "moe.w13", p + "w3", {f, d}, {x, 1, 0, 0});
+    }
+    if (e.n_shared_experts > 0) {
+      const int64_t fs = e.n_shared_experts * e.shared_expert_ffn_hidden;
+      add(ours + "shared.w13", ours + "shared_experts.w1", {fs, d}, {0, 0, 0});
+      add(ours + "shared.w2", ours + "shared_experts.w2", {d, fs});
+      add(ours + "shared.w13", ours + "shared_experts.w3", {fs, d}, {1, 0, 0});
+    }
   };
   const auto add_deepseek_moe = [&](const std::string& ours, const std::string& mlp) {
     const MoeConfig& e = *m.moe;
@@ -387,7 +503,9 @@ std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat
       add(ours + "attn.wo", attn + (hf ? "o_proj" : "wo"), {d, m.n_heads * dh});
     }
     add(ours + "ffn_norm", p + (hf ? "post_attention_layernorm" : "ffn_norm"), {d});
-    if (m.moe && m.is_moe_layer(l) && m.is_mla()) {
+    if (m.moe && m.is_moe_layer(l) && m.is_mla() && !hf) {
+      add_mistral_moe(ours);
+    } else if (m.moe && m.is_moe_layer(l) && m.is_mla()) {
       add_deepseek_moe(ours, p + "mlp.");
     } else if (m.moe && m.is_moe_layer(l)) {
       const int64_t f = m.moe->expert_ffn_hidden;

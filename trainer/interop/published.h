@@ -61,6 +61,17 @@
 // layers.L.feed_forward.experts.X.w{1,2,3} (MoE), each ".weight". Its RoPE rotates interleaved pairs
 // (2i, 2i + 1), so the rows of wq and wk are permuted within each head on the way in: row 2i -> i,
 // row 2i + 1 -> i + Dh/2.
+//
+// Mistral Large 3 in that format (params.json with qk_nope_head_dim: the latent attention, its
+// keys read as vLLM's Mistral config adapter reads them, see read_mistral_mla in published.cpp):
+// layers.L.attention.{wq_a, q_a_norm, wq_b (or wq), wkv_a_with_mqa, kv_a_norm, wkv_b, wo},
+// layers.L.feed_forward.w{1,2,3} (the first first_k_dense_replace layers), layers.L.gate,
+// layers.L.experts.X.w{1,2,3}, layers.L.shared_experts.w{1,2,3}, each ".weight", taken as they are
+// with rope_interleaved (the layout DeepSeek-V3's interleaved RoPE reads). FP8 checkpoints
+// (params.json quantization.qformat_weight fp8_e4m3): a F8_E4M3 weight is multiplied by its
+// "<name>.qscale_weight" (BF16, F16 or F32), one value for the tensor or one per
+// weight_block_size block (default 128 x 128; the blocks at the bottom and right edges cut
+// short), dequantized to f32 on import; ".qscale_act" tensors (activation scales) are ignored.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +92,10 @@ struct PublishedConfig {
   std::string architecture;    // "MixtralForCausalLM", "MistralForCausalLM", "Mistral params.json"
   std::filesystem::path file;  // the config.json or params.json read
   ModelConfig model;
+  // Mistral's FP8 checkpoints (params.json quantization.qformat_weight fp8_e4m3): e4m3 weights,
+  // each with its .qscale_weight, dequantized on import (see tensor_mappings' comment).
+  bool fp8 = false;
+  std::vector<int64_t> fp8_block = {128, 128};  // quantization.weight_block_size
 };
 
 // Reads dir/config.json (Hugging Face) or dir/params.json (Mistral). Throws InputError naming the
