@@ -7,8 +7,8 @@
 // (trainer/interop/published.h); the loss of one batch and the gradient of every weight equal
 // transformers' float64 ones to 1e-5 (relative, by norm) in fp32; `tramontane import` then `eval`
 // at 1 rank, tp2 and ep2 give transformers' loss on every validation window; export gives back
-// the config and every tensor bit for bit; a config tramontane cannot hold is refused naming its
-// key.
+// the config and every tensor bit for bit (in bf16 the expert bias stays f32, as transformers
+// keeps it); a config tramontane cannot hold is refused naming its key.
 //
 // timeout: 900
 #include <gtest/gtest.h>
@@ -235,6 +235,23 @@ TEST_P(MlaEval, ImportedEvaluatesToTransformersLossAtOneRankTp2AndEp2ThenExports
     EXPECT_EQ(u->shape, t.shape) << t.name;
     EXPECT_TRUE(u->bytes == t.bytes) << t.name;
   }
+
+  // In bf16 the expert bias stays f32, as transformers keeps it: rounded, it would move the
+  // routing.
+  const fs::path bf16 = tmp.path() / "hf-bf16";
+  r = tramontane({"export", (run / "checkpoints/step-0000000").string(), "--out", bf16.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const SafetensorsFile c = SafetensorsFile::read((bf16 / "model.safetensors").string());
+  int biases = 0;
+  for (const StoredTensor& t : c.tensors) {
+    const bool bias = t.name.ends_with(".e_score_correction_bias");
+    EXPECT_EQ(t.dtype, bias ? DType::kF32 : DType::kBF16) << t.name;
+    if (bias) {
+      EXPECT_TRUE(t.bytes == a.find(t.name)->bytes) << t.name;
+      ++biases;
+    }
+  }
+  EXPECT_EQ(biases, name == "deepseek_v3" ? 2 : 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, MlaEval, ::testing::Values("deepseek_v3", "mistral4"));
