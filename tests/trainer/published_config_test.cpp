@@ -154,5 +154,65 @@ TEST(PublishedConfig, WhatNoClassHoldsIsRefusedNamingTheKey) {
             std::string::npos);
 }
 
+// A latent-attention model goes out as DeepseekV3ForCausalLM (sigmoid routing, its expert bias) or
+// Mistral4ForCausalLM (softmax, no bias), reads back as the same model, and what neither class
+// holds is refused naming the recipe key.
+TEST(PublishedConfig, LatentAttentionModelsGoOutAsDeepseekV3OrMistral4) {
+  json c = mistral();
+  c.update({{"architectures", {"DeepseekV3ForCausalLM"}},
+            {"num_key_value_heads", 4},
+            {"rms_norm_eps", 1e-6},
+            {"q_lora_rank", nullptr},
+            {"kv_lora_rank", 16},
+            {"qk_nope_head_dim", 8},
+            {"qk_rope_head_dim", 4},
+            {"v_head_dim", 6},
+            {"n_routed_experts", 8},
+            {"num_experts_per_tok", 2},
+            {"moe_intermediate_size", 8},
+            {"n_shared_experts", 1},
+            {"first_k_dense_replace", 1},
+            {"n_group", 2},
+            {"topk_group", 1},
+            {"routed_scaling_factor", 2.5}});
+  ModelConfig m = read(c).model;
+  ASSERT_TRUE(m.is_mla() && m.moe);
+  EXPECT_EQ(m.mla->q_lora_rank, 0);
+  EXPECT_TRUE(m.rope_interleaved);  // transformers' default rope_interleave
+  EXPECT_EQ(m.moe->score, RouterScore::kSigmoid);
+  EXPECT_TRUE(m.moe->expert_bias());
+  const json out = hf_config(m, DType::kBF16);
+  EXPECT_EQ(out["architectures"][0], "DeepseekV3ForCausalLM");
+  EXPECT_EQ(out["q_lora_rank"], nullptr);
+  EXPECT_EQ(out["head_dim"], 4);
+  const ModelConfig again = read(out).model;
+  EXPECT_EQ(again.mla->kv_lora_rank, 16);
+  EXPECT_EQ(again.moe->first_dense_layers, 1);
+  EXPECT_DOUBLE_EQ(again.moe->routed_scaling_factor, 2.5);
+
+  const auto export_refusal = [](const ModelConfig& model) -> std::string {
+    try {
+      hf_config(model, DType::kBF16);
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  ModelConfig no_bias = m;
+  no_bias.moe->bias_update_rate = 0;
+  EXPECT_NE(export_refusal(no_bias).find("model.moe.bias_update_rate"), std::string::npos);
+  ModelConfig softmax = m;
+  softmax.moe->score = RouterScore::kSoftmax;
+  EXPECT_NE(export_refusal(softmax).find("model.moe.bias_update_rate"), std::string::npos);
+  softmax.moe->bias_update_rate = 0;
+  EXPECT_EQ(hf_config(softmax, DType::kBF16)["architectures"][0], "Mistral4ForCausalLM");
+  ModelConfig llama4 = m;
+  llama4.rope_scaling.llama_4_beta = 0.1;
+  EXPECT_NE(export_refusal(llama4).find("model.rope_scaling.llama_4_beta"), std::string::npos);
+  ModelConfig window = m;
+  window.sliding_window = 8;
+  EXPECT_NE(export_refusal(window).find("model.sliding_window"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace tmt

@@ -29,11 +29,12 @@ void read_published(hid_t index, const TensorMapping& m, std::vector<float>& out
             dims.size(), m.offset.size());
   std::vector<hsize_t> start(dims.size()), count(dims.size(), 1);
   for (size_t i = 0; i < dims.size(); ++i) start[i] = static_cast<hsize_t>(m.offset[i]);
-  const size_t lead = dims.size() - m.shape.size();
+  const std::vector<int64_t>& block = m.param_block();
+  const size_t lead = dims.size() - block.size();
   size_t n = 1;
-  for (size_t i = 0; i < m.shape.size(); ++i) {
-    count[lead + i] = static_cast<hsize_t>(m.shape[i]);
-    n *= static_cast<size_t>(m.shape[i]);
+  for (size_t i = 0; i < block.size(); ++i) {
+    count[lead + i] = static_cast<hsize_t>(block[i]);
+    n *= static_cast<size_t>(block[i]);
   }
   out.resize(n);
   TMT_H5_CHECK(
@@ -57,6 +58,12 @@ void from_f32(const std::vector<float>& values, DType dtype, std::span<std::byte
     bits[i] = bf16 ? float_to_bf16(values[i]) : float_to_f16(values[i]);
 }
 
+// The dtype a tensor is written in: the export's, but f32 for DeepSeek-V3's expert bias, which
+// transformers keeps in f32 (_keep_in_fp32_modules_strict): rounded, it would move the routing.
+DType tensor_dtype(const TensorMapping& m, DType dtype) {
+  return m.param.ends_with(".moe.expert_bias") ? DType::kF32 : dtype;
+}
+
 void write_json(const fs::path& path, const json& j) {
   std::ofstream out(path);
   out << j.dump(2) << "\n";
@@ -74,12 +81,6 @@ std::string export_weights(const ExportOptions& o) {
   const auto recipe_text = h5::read_string_attr(index.id(), "recipe");
   if (!recipe_text) input_error("{}: missing attribute recipe", index_path.string());
   const Recipe r = parse_recipe(*recipe_text, index_path.string() + " (recipe)", {});
-  if (r.model.is_mla()) {
-    input_error(
-        "{}: export of model.attention: mla (DeepSeek-V3's tensor names) is not supported "
-        "yet",
-        dir.string());
-  }
   const json config = hf_config(r.model, o.dtype);
 
   if (fs::exists(out) && !fs::is_empty(out))
@@ -99,8 +100,8 @@ std::string export_weights(const ExportOptions& o) {
   std::vector<std::vector<const TensorMapping*>> files(1);
   int64_t in_file = 0, total = 0;
   for (const TensorMapping& m : mappings) {
-    const int64_t bytes =
-        TensorEntry{"", o.dtype, m.shape}.numel() * static_cast<int64_t>(dtype_size(o.dtype));
+    const int64_t bytes = TensorEntry{"", o.dtype, m.shape}.numel() *
+                          static_cast<int64_t>(dtype_size(tensor_dtype(m, o.dtype)));
     if (!files.back().empty() && in_file + bytes > o.max_shard_bytes) {
       files.emplace_back();
       in_file = 0;
@@ -117,13 +118,13 @@ std::string export_weights(const ExportOptions& o) {
         n == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", f + 1, n);
     std::vector<TensorEntry> entries;
     for (const TensorMapping* m : files[f]) {
-      entries.push_back({m->published, o.dtype, m->shape});
+      entries.push_back({m->published, tensor_dtype(*m, o.dtype), m->shape});
       weight_map[m->published] = name;
     }
     write_safetensors((partial / name).string(), entries, {{"format", "pt"}},
                       [&](size_t i, std::span<std::byte> bytes) {
                         read_published(index.id(), *files[f][i], values);
-                        from_f32(values, o.dtype, bytes);
+                        from_f32(values, tensor_dtype(*files[f][i], o.dtype), bytes);
                       });
   }
   if (n > 1) {

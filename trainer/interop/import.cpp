@@ -116,6 +116,37 @@ void to_f32(const TensorEntry& t, std::span<const std::byte> bytes, std::vector<
   }
 }
 
+// Mistral's FP8 weights: e4m3 values times their .qscale_weight, one number for the tensor or one
+// per block of block[0] x block[1] (the blocks at the right and bottom edges cut short).
+std::string scale_name(const std::string& weight) {
+  return weight.substr(0, weight.size() - std::string(".weight").size()) + ".qscale_weight";
+}
+
+bool is_block_scale(const TensorEntry& w, const TensorEntry& scale,
+                    const std::vector<int64_t>& block) {
+  return w.shape.size() == 2 && scale.shape.size() == 2 &&
+         scale.shape[0] == (w.shape[0] + block[0] - 1) / block[0] &&
+         scale.shape[1] == (w.shape[1] + block[1] - 1) / block[1];
+}
+
+void dequantize(const TensorEntry& w, std::span<const std::byte> bytes,
+                const std::vector<float>& scale, const std::vector<int64_t>& block,
+                std::vector<float>& out) {
+  const auto n = static_cast<size_t>(w.numel());
+  out.resize(n);
+  const int64_t cols = w.shape.size() == 2 ? w.shape[1] : static_cast<int64_t>(n);
+  const int64_t scale_cols = (cols + block[1] - 1) / block[1];
+  const bool per_tensor = scale.size() == 1;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t r = static_cast<int64_t>(i) / cols, c = static_cast<int64_t>(i) % cols;
+    const float s = per_tensor
+                        ? scale[0]
+                        : scale[static_cast<size_t>(r / block[0] * scale_cols + c / block[1])];
+    out[i] = f8e4m3_to_float(static_cast<uint8_t>(bytes[i])) * s;
+  }
+}
+
 std::string gb(double bytes) { return fmt::format("{:.2f} GB", bytes / 1e9); }
 
 }  // namespace
@@ -168,9 +199,28 @@ std::string import_weights(const ImportOptions& o) {
     }
     const TensorEntry& t = *it->second.second;
     const std::string& file = s.files[it->second.first].path();
-    if (t.dtype != DType::kBF16 && t.dtype != DType::kF16 && t.dtype != DType::kF32) {
-      input_error("{}: tensor {}: dtype {}, import reads BF16, F16 and F32", file, t.name,
-                  safetensors_dtype_name(t.dtype));
+    if (t.dtype == DType::kF8E4M3 && cfg.fp8) {
+      const auto sc = s.tensors.find(scale_name(m.published));
+      if (sc == s.tensors.end()) {
+        input_error("{}: tensor {} is F8_E4M3 but {} is missing", file, t.name,
+                    scale_name(m.published));
+      }
+      const TensorEntry& scale = *sc->second.second;
+      if (scale.dtype != DType::kBF16 && scale.dtype != DType::kF16 && scale.dtype != DType::kF32) {
+        input_error("{}: tensor {}: dtype {}, a scale is BF16, F16 or F32",
+                    s.files[sc->second.first].path(), scale.name,
+                    safetensors_dtype_name(scale.dtype));
+      }
+      if (scale.numel() != 1 && !is_block_scale(t, scale, cfg.fp8_block)) {
+        input_error("{}: tensor {} is {}: neither one scale nor one per {}x{} block of {}'s {}",
+                    s.files[sc->second.first].path(), scale.name, shape_text(scale.shape),
+                    cfg.fp8_block[0], cfg.fp8_block[1], t.name, shape_text(t.shape));
+      }
+      used[scale.name] = true;
+    } else if (t.dtype != DType::kBF16 && t.dtype != DType::kF16 && t.dtype != DType::kF32) {
+      input_error("{}: tensor {}: dtype {}, import reads BF16, F16 and F32{}", file, t.name,
+                  safetensors_dtype_name(t.dtype),
+                  t.dtype == DType::kF8E4M3 ? " (F8_E4M3 with params.json's quantization)" : "");
     }
     if (t.shape != m.shape) {
       input_error("{}: tensor {} is {}, {} implies {}", file, t.name, shape_text(t.shape),
@@ -184,7 +234,9 @@ std::string import_weights(const ImportOptions& o) {
     // A tied model's head is its embedding: a saved copy of it is not read.
     const bool tied_head =
         cfg.model.tie_embeddings && (name == "lm_head.weight" || name == "output.weight");
-    if (!used.count(name) && !is_ignorable_tensor(name) && !tied_head) {
+    // FP8 activation scales are for inference kernels: not weights.
+    const bool act_scale = cfg.fp8 && name.ends_with(".qscale_act");
+    if (!used.count(name) && !is_ignorable_tensor(name) && !tied_head && !act_scale) {
       input_error("{}: tensor {} is not part of a {} of {}'s sizes", s.files[where.first].path(),
                   name, cfg.architecture, cfg.file.filename().string());
     }
@@ -220,7 +272,7 @@ std::string import_weights(const ImportOptions& o) {
     shard = Handle();
     meta.shards.push_back(ckpt::shard_entry(partial, shard_file));
   };
-  std::vector<float> values;
+  std::vector<float> values, scales;
   double written = 0;
   for (const Param& p : model.params().all()) {
     int64_t part = r.model.n_layers + 1;
@@ -251,7 +303,13 @@ std::string import_weights(const ImportOptions& o) {
     TMT_H5_CHECK(d.id(), "create {}", path);
     for (const TensorMapping* m : parts) {
       const auto& [f, entry] = s.tensors.at(m->published);
-      to_f32(*entry, s.files[f].bytes(*entry), values);
+      if (entry->dtype == DType::kF8E4M3) {
+        const auto& [sf, scale] = s.tensors.at(scale_name(m->published));
+        to_f32(*scale, s.files[sf].bytes(*scale), scales);
+        dequantize(*entry, s.files[f].bytes(*entry), scales, cfg.fp8_block, values);
+      } else {
+        to_f32(*entry, s.files[f].bytes(*entry), values);
+      }
       s.files[f].release(*entry);
       if (m->interleaved_heads > 0) {
         deinterleave_rotary_rows(values.data(), m->interleaved_heads, r.model.head_dim,
@@ -259,9 +317,9 @@ std::string import_weights(const ImportOptions& o) {
       }
       std::vector<hsize_t> start(dims.size()), count(dims.size(), 1);
       for (size_t i = 0; i < dims.size(); ++i) start[i] = static_cast<hsize_t>(m->offset[i]);
-      const size_t lead = dims.size() - m->shape.size();
-      for (size_t i = 0; i < m->shape.size(); ++i)
-        count[lead + i] = static_cast<hsize_t>(m->shape[i]);
+      const std::vector<int64_t>& block = m->param_block();
+      const size_t lead = dims.size() - block.size();
+      for (size_t i = 0; i < block.size(); ++i) count[lead + i] = static_cast<hsize_t>(block[i]);
       Handle mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr), H5Sclose);
       TMT_H5_CHECK(H5Sselect_hyperslab(space.id(), H5S_SELECT_SET, start.data(), nullptr,
                                        count.data(), nullptr),

@@ -7,8 +7,8 @@
 // any layout. The source is read tensor by tensor from memory-mapped files and each tensor is
 // written as soon as it is converted, so the memory needed is that of the largest published tensor
 // in f32, whatever the model's size. Everything is checked before anything is written: each
-// tensor the config implies is present, of its shape, in bf16, f16 or f32; no other tensor is
-// there; the files are whole. A RUN_DIR that already holds a run is refused.
+// tensor the config implies is present, of its shape, in bf16, f16 or f32 (or Mistral's FP8:
+// e4m3 with its scale, published.h); no other tensor is there; the files are whole. A RUN_DIR that already holds a run is refused.
 //
 // export: a checkpoint -> HF_DIR with config.json, model.safetensors (or model-0000i-of-0000N
 // shards of at most max_shard_bytes and model.safetensors.index.json), in bf16, f16 or f32, loadable
