@@ -148,17 +148,20 @@ TEST(LayoutEquivalence, DeepSeekRoutingWithExpertBias) {
   }
 }
 
+// A shipped recipe's text, read once per program.
+std::string recipe_text(const std::string& path) {
+  std::ifstream in(test::source_path(path));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 TEST(LayoutEquivalence, TinyMinistral3AtTensorAndPipelineParallel) {
   // recipes/tiny-ministral-3.yaml (YaRN, Llama 4 query scaling that steps at position 32,
   // head_dim > d_model / n_heads) at tp2 pp2 against one rank, step by step; shorter, so that the
   // check stays quick.
   if (mpi_world()->size() != 4) GTEST_SKIP() << "tp2 pp2 needs 4 ranks";
-  static const std::string recipe = [] {
-    std::ifstream in(test::source_path("recipes/tiny-ministral-3.yaml"));
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-  }();
+  static const std::string recipe = recipe_text("recipes/tiny-ministral-3.yaml");
   test::expect_same_run({.recipe = recipe.c_str(),
                          .common = {"train.steps=6", "data.seq_len=64"},
                          .rtol = 1e-5,
@@ -238,6 +241,31 @@ TEST(LayoutEquivalence, LatentAttentionAsMistralLarge3) {
         {.recipe = test::kSmallMoeRecipe, .common = common, .rtol = 1e-5, .param_rtol = 1e-5},
         layout);
   }
+}
+
+TEST(LayoutEquivalence, TinyMistralLarge3AtTensorPipelineExpertParallel) {
+  // recipes/tiny-mistral-large-3.yaml (latent attention with a q latent, a dense first layer,
+  // a shared expert, interleaved RoPE, YaRN with attention factor 1, Llama 4 query scaling that
+  // steps at position 32) at tp2 pp2 ep2 against one rank, step by step; shorter, as above.
+  if (mpi_world()->size() != 4) GTEST_SKIP() << "tp2 pp2 ep2 needs 4 ranks";
+  static const std::string recipe = recipe_text("recipes/tiny-mistral-large-3.yaml");
+  test::expect_same_run({.recipe = recipe.c_str(),
+                         .common = {"train.steps=6", "data.seq_len=64"},
+                         .rtol = 1e-5,
+                         .param_rtol = 1e-5},
+                        {"parallel.tp=2", "parallel.pp=2", "parallel.ep=2"});
+}
+
+TEST(LayoutEquivalence, TinyMistralSmall4AtTensorPipelineExpertParallel) {
+  // recipes/tiny-mistral-small-4.yaml (latent attention, every layer MoE with a shared expert,
+  // YaRN with mscale_all_dim scaling the softmax, Llama 4 query scaling) at tp2 pp2 ep2.
+  if (mpi_world()->size() != 4) GTEST_SKIP() << "tp2 pp2 ep2 needs 4 ranks";
+  static const std::string recipe = recipe_text("recipes/tiny-mistral-small-4.yaml");
+  test::expect_same_run({.recipe = recipe.c_str(),
+                         .common = {"train.steps=6", "data.seq_len=64"},
+                         .rtol = 1e-5,
+                         .param_rtol = 1e-5},
+                        {"parallel.tp=2", "parallel.pp=2", "parallel.ep=2"});
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // timeout: 300
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -198,6 +199,68 @@ TEST(Cli, CheckJsonReportsMinistral3Sizes) {
     EXPECT_EQ(j["active_params"].get<double>(), total) << w.recipe << ": a dense model";
     std::printf("  %s: %.4fB parameters\n", w.recipe, total / 1e9);
   }
+}
+
+TEST(Cli, CheckJsonReportsMistralLatentAttentionMoeSizes) {
+  // The language models of Mistral Large 3 (published: "673B params and 39B active", beside a 2.5B
+  // vision encoder) and Mistral Small 4 (published: 119B total; "6B active" by Mistral, 6.5B
+  // elsewhere). Mistral's active figures leave out the input embedding (a lookup, no matmul):
+  // Large 3 has 39.95B active with it, 39.01B without; Small 4 6.63B with it, 6.10B without.
+  // Their KV caches hold the kv latent and the shared RoPE key (512 + 64 and 256 + 64 values a
+  // layer), against keys and values of every head without the latent (n_kv_heads = n_heads, as
+  // transformers' configs): 128 · (192 + 128) and 32 · (128 + 128) values a layer.
+  struct Want {
+    const char* recipe;
+    int world;
+    int stages;
+    double total, active_without_embedding;
+    int64_t kv_bytes, gqa_kv_bytes;  // bf16, per token
+  };
+  for (const Want& w : {Want{"recipes/mistral-large-3.yaml", 1024, 16, 673e9, 39e9,
+                             2 * 61 * (512 + 64), 2 * 61 * 128 * (192 + 128)},
+                        Want{"recipes/mistral-small-4.yaml", 64, 4, 119e9, 6.10e9,
+                             2 * 36 * (256 + 64), 2 * 36 * 32 * (128 + 128)}}) {
+    const auto r =
+        test::run_command({test::tramontane_binary(), "check", test::source_path(w.recipe),
+                           "--world", std::to_string(w.world), "--json", "--memory"});
+    ASSERT_EQ(r.exit_code, 0) << w.recipe << ": " << r.err;
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    const double total = j["total_params"].get<double>();
+    const double active = j["active_params"].get<double>();
+    const double embedding = j["embedding_params"].get<double>();
+    EXPECT_NEAR(total, w.total, 0.01 * w.total) << w.recipe;
+    EXPECT_NEAR(active - embedding, w.active_without_embedding, 0.01 * w.active_without_embedding)
+        << w.recipe;
+    EXPECT_EQ(embedding, 131072.0 * (w.world == 1024 ? 7168 : 4096)) << w.recipe;
+    EXPECT_EQ(j["attention"], "mla");
+    EXPECT_EQ(j["kv_cache_bytes_per_token"]["bf16"].get<int64_t>(), w.kv_bytes) << w.recipe;
+    EXPECT_EQ(j["gqa_kv_cache_bytes_per_token"]["bf16"].get<int64_t>(), w.gqa_kv_bytes) << w.recipe;
+    // every pipeline stage fits a 141 GB H200
+    ASSERT_EQ(j["memory_per_rank"].size(), static_cast<size_t>(w.stages)) << w.recipe;
+    double most = 0;
+    for (const auto& stage : j["memory_per_rank"]) {
+      EXPECT_LT(stage["total"].get<double>(), 141e9) << w.recipe << " stage " << stage["stage"];
+      most = std::max(most, stage["total"].get<double>());
+    }
+    std::printf(
+        "  %s: %.4fB parameters, %.4fB active (%.4fB without the input embedding); KV %ld "
+        "bytes a token (%ld without the latent); fullest stage %.1f GB\n",
+        w.recipe, total / 1e9, active / 1e9, (active - embedding) / 1e9,
+        static_cast<long>(w.kv_bytes), static_cast<long>(w.gqa_kv_bytes), most / 1e9);
+  }
+  // The human-readable line puts the two caches side by side.
+  const auto r =
+      test::run_command({test::tramontane_binary(), "check",
+                         test::source_path("recipes/mistral-small-4.yaml"), "--world", "64"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("KV cache per token (inference): 23040 bytes in bf16 (11520 values over 36 "
+                       "layers, the kv latent and the shared RoPE key)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("grouped-query attention with the same heads would cache 589824 bytes in "
+                       "bf16 (32 kv heads of k 128 + v 128 over 36 layers), 25.6x as much"),
+            std::string::npos)
+      << r.out;
 }
 
 TEST(Cli, CheckReportsMixtralSizes) {

@@ -97,13 +97,21 @@ TEST(ModelStats, LatentAttentionMatchesTransformers) {
   // the cache: the kv latent and the one RoPE key, 576 values a layer (DeepSeek-V3's 61 layers:
   // 70,272 bytes a token in bf16)
   EXPECT_EQ(s.kv_cache_values_per_token, 576);
+  // without the latent, with as many kv heads as query heads (transformers' num_key_value_heads):
+  // keys of 192 and values of 128 in each of the 128 heads, 71.1 times as much
+  m.n_kv_heads = 128;
+  EXPECT_EQ(model_stats(m, 4).gqa_kv_cache_values_per_token, 128 * (192 + 128));
+  m.n_kv_heads = 8;
+  EXPECT_EQ(model_stats(m, 4).gqa_kv_cache_values_per_token, 8 * (192 + 128));
   m.mla->q_lora_rank = 0;
   EXPECT_EQ(model_stats(m, 4).total_params, 314507776 + rest);
 }
 
 TEST(ModelStats, GqaKvCache) {
   // Mixtral 8x7B: 32 layers of k and v, 8 kv heads of 128: 128 KiB a token in bf16
-  EXPECT_EQ(model_stats(mixtral_8x7b(), 16).kv_cache_values_per_token, 32 * 2 * 8 * 128);
+  const ModelStats s = model_stats(mixtral_8x7b(), 16);
+  EXPECT_EQ(s.kv_cache_values_per_token, 32 * 2 * 8 * 128);
+  EXPECT_EQ(s.gqa_kv_cache_values_per_token, s.kv_cache_values_per_token);
 }
 
 TEST(ModelStats, HumanCount) {

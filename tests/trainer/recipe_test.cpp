@@ -87,7 +87,11 @@ TEST(Recipe, ResolvedYamlParsesBackToTheSameRecipe) {
   const std::pair<const char*, int> recipes[] = {{"recipes/tiny.yaml", 4},
                                                  {"recipes/mixtral-8x7b.yaml", 64},
                                                  {"recipes/mixtral-8x22b.yaml", 128},
-                                                 {"recipes/bench-1gpu.yaml", 1}};
+                                                 {"recipes/bench-1gpu.yaml", 1},
+                                                 {"recipes/mistral-large-3.yaml", 1024},
+                                                 {"recipes/mistral-small-4.yaml", 64},
+                                                 {"recipes/tiny-mistral-large-3.yaml", 1},
+                                                 {"recipes/tiny-mistral-small-4.yaml", 1}};
   for (const auto& [path, world] : recipes) {
     Recipe r = load_recipe(test::source_path(path), {});
     resolve_layout(r, world);

@@ -93,10 +93,13 @@ int run_check(const CheckOptions& options) {
     j["world"] = world;
     j["total_params"] = s.total_params;
     j["active_params"] = s.active_params;
+    j["embedding_params"] = s.embedding_params;
     j["flops_per_token"] = s.flops_per_token();
     j["attention"] = name_of(m.attention);
     j["kv_cache_bytes_per_token"] = {{"bf16", 2 * s.kv_cache_values_per_token},
                                      {"fp32", 4 * s.kv_cache_values_per_token}};
+    j["gqa_kv_cache_bytes_per_token"] = {{"bf16", 2 * s.gqa_kv_cache_values_per_token},
+                                         {"fp32", 4 * s.gqa_kv_cache_values_per_token}};
     j["tokens_per_step"] = recipe.train.global_batch * recipe.data.seq_len;
     j["layout"] = {{"tp", p.tp},   {"dp", p.dp}, {"pp", p.pp},
                    {"etp", p.etp}, {"ep", p.ep}, {"edp", p.edp}};
@@ -141,6 +144,16 @@ int run_check(const CheckOptions& options) {
   fmt::print("KV cache per token (inference): {} bytes in bf16 ({} values over {} layers, {})\n",
              2 * s.kv_cache_values_per_token, s.kv_cache_values_per_token, m.n_layers,
              m.is_mla() ? "the kv latent and the shared RoPE key" : "k and v");
+  if (m.is_mla()) {
+    const MlaConfig& a = *m.mla;
+    fmt::print(
+        "  grouped-query attention with the same heads would cache {} bytes in bf16 ({} kv heads "
+        "of k {} + v {} over {} layers), {:.1f}x as much\n",
+        2 * s.gqa_kv_cache_values_per_token, m.n_kv_heads, a.qk_nope_head_dim + a.qk_rope_head_dim,
+        a.v_head_dim, m.n_layers,
+        static_cast<double>(s.gqa_kv_cache_values_per_token) /
+            static_cast<double>(s.kv_cache_values_per_token));
+  }
   fmt::print(
       "tokens per step: {} ({} sequences x {}), {} micro-batches of {} per data-parallel rank\n",
       recipe.train.global_batch * recipe.data.seq_len, recipe.train.global_batch,

@@ -26,6 +26,7 @@ ModelStats model_stats(const ModelConfig& m, int64_t seq_len) {
     cache = 2 * m.n_kv_heads * m.head_dim;
   }
   s.kv_cache_values_per_token = m.n_layers * cache;
+  s.gqa_kv_cache_values_per_token = m.n_layers * m.n_kv_heads * (dqk + dv);
   int64_t total = 0, active_matmul = 0;
   for (int64_t i = 0; i < m.n_layers; ++i) {
     total += attn + norms;

@@ -36,6 +36,10 @@ struct ModelStats {
   // What an inference KV cache holds per token for the whole model, in values: GQA caches k and v,
   // 2 · Hk · Dh per layer; MLA the latent and the shared RoPE key, kv_lora_rank + dr per layer.
   int64_t kv_cache_values_per_token = 0;
+  // What grouped-query attention with the model's n_kv_heads would cache for the same heads,
+  // 2 · Hk · Dh per layer, for MLA Hk · (dn + dr + dv) (its keys and values expanded from the
+  // latent); the same as kv_cache_values_per_token for a GQA model.
+  int64_t gqa_kv_cache_values_per_token = 0;
   double flops_per_token() const { return matmul_flops_per_token + attention_flops_per_token; }
 };
 
