@@ -5,8 +5,7 @@ DeepSeek-V3's and Mistral 4's routers, shared experts and dense first layers).
 
     hf5_mla.py --out tests/fixtures/hf5/mla
         Writes two small random models, saved with save_pretrained (fp32 safetensors), each with
-        rms_norm_eps 1e-6 (transformers' q_a_layernorm and kv_a_layernorm always take 1e-6,
-        tramontane one eps for every norm), no pad_token_id (transformers' embedding would give
+        no pad_token_id (transformers' embedding would give
         that row no gradient), 3 layers of width 32, 4 heads (qk_nope 8, qk_rope 4, v 6, kv_lora_rank 16), layer 0 dense
         (intermediate_size 48) and 8 routed experts of 8 in layers 1 and 2:
           deepseek_v3/  DeepseekV3ForCausalLM: queries without a latent (q_lora_rank null),
@@ -14,7 +13,9 @@ DeepSeek-V3's and Mistral 4's routers, shared experts and dense first layers).
                         (cos/sin scaled by g(1)/g(0.7), the softmax by g(0.7)²), sigmoid routing
                         with a random e_score_correction_bias, 4 groups keeping 2, top 3, routed
                         scaling 2.5, one shared expert
-          mistral4/     Mistral4ForCausalLM: q_lora_rank 12, rotate-half RoPE, YaRN with
+          mistral4/     Mistral4ForCausalLM: rms_norm_eps 3e-4 (the latent norms keep their 1e-6:
+                        transformers builds q_a_layernorm and kv_a_layernorm with RMSNorm's
+                        default whatever rms_norm_eps says), q_lora_rank 12, rotate-half RoPE, YaRN with
                         mscale_all_dim 0.5 alone, Llama 4's query scaling (beta 0.1 from 4, the
                         scale steps at positions 4, 8, 12), softmax routing, 2 groups keeping 1,
                         top 2, routed scaling 1.5, two shared experts (2 × moe_intermediate_size)
@@ -52,17 +53,17 @@ def config(name):
                   num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8,
                   kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=6,
                   first_k_dense_replace=1, norm_topk_prob=True, max_position_embeddings=64,
-                  rms_norm_eps=1e-6, tie_word_embeddings=False, pad_token_id=None)
+                  tie_word_embeddings=False, pad_token_id=None)
     rope = {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 4,
             "beta_fast": 0.5, "beta_slow": 0.02}
     if name == "deepseek_v3":
         rope.update({"mscale": 1.0, "mscale_all_dim": 0.7})
-        return DeepseekV3Config(**common, q_lora_rank=None, n_shared_experts=1, n_group=4, topk_group=2,
+        return DeepseekV3Config(**common, rms_norm_eps=1e-6, q_lora_rank=None, n_shared_experts=1, n_group=4, topk_group=2,
                                 num_experts_per_tok=3, routed_scaling_factor=2.5, rope_interleave=True,
                                 rope_parameters=rope)
     rope.update({"rope_theta": 500.0, "mscale_all_dim": 0.5, "llama_4_scaling_beta": 0.1,
                  "max_position_embeddings": 64, "partial_rotary_factor": 4 / 12})
-    return Mistral4Config(**common, q_lora_rank=12, n_shared_experts=2, n_group=2, topk_group=1,
+    return Mistral4Config(**common, rms_norm_eps=3e-4, q_lora_rank=12, n_shared_experts=2, n_group=2, topk_group=1,
                           num_experts_per_tok=2, routed_scaling_factor=1.5, rope_interleave=False,
                           rope_parameters=rope)
 

@@ -262,7 +262,6 @@ TEST(MlaImport, WhatTramontaneCannotHoldIsRefusedNamingTheKey) {
       {"norm_topk_prob", false},
       {"attention_bias", true},
       {"num_key_value_heads", 2},
-      {"rms_norm_eps", 1e-5},
   };
   for (const auto& [key, value] : cases) {
     test::TempDir tmp;

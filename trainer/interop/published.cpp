@@ -178,13 +178,6 @@ void read_hf_mla(const ConfigReader& c, bool deepseek, ModelConfig& m) {
   if (m.n_kv_heads != m.n_heads)
     c.bad("num_key_value_heads", "the latent attention has a key and value per query head");
   if (c.boolean("attention_bias", false)) c.bad("attention_bias", "tramontane has no biases");
-  // transformers builds q_a_layernorm and kv_a_layernorm with RMSNorm's default eps, 1e-6,
-  // whatever rms_norm_eps says; tramontane's latent norms take the model's one eps.
-  if (m.norm_eps != 1e-6) {
-    c.bad("rms_norm_eps", fmt::format("{} differs from the 1e-6 of the class's latent norms "
-                                      "(tramontane has one eps for every norm)",
-                                      m.norm_eps));
-  }
   m.rope_interleaved = c.boolean("rope_interleave", true);
   if (!c.boolean("norm_topk_prob", true))
     c.bad("norm_topk_prob", "tramontane renormalizes the routed weights over the top k");

@@ -15,6 +15,11 @@ namespace tmt {
 
 namespace {
 
+// The latent norms' eps, whatever model.norm_eps says: transformers builds q_a_layernorm and
+// kv_a_layernorm with RMSNorm's default (DeepseekV3RMSNorm(rank)), and DeepSeek's own code does
+// the same.
+constexpr double kLatentNormEps = 1e-6;
+
 int64_t local_heads(const LayerEnv& env) { return env.model->n_heads / env.tp_size(); }
 
 // Softmax scale 1 / sqrt(dn + dr), times YaRN's mscale(factor, mscale_all_dim)² when the recipe
@@ -191,7 +196,7 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   // rotates the pe part and applies the position scale to the whole head
   if (q_lora()) {
     linear_fwd(ctx, qa_, h_full_, ps[wq_a_].weight);
-    rmsnorm_fwd(ctx, qa_norm_, qa_rstd_, qa_, ps[q_a_norm_].weight, eps);
+    rmsnorm_fwd(ctx, qa_norm_, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
     linear_fwd(ctx, f.q, qa_norm_, ps[wq_].weight);
   } else {
     linear_fwd(ctx, f.q, h_full_, ps[wq_].weight);
@@ -205,7 +210,7 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   // rotated once, the one RoPE key of every head
   linear_fwd(ctx, f.c, h_full_, ps[wkv_a_].weight);
   copy_columns(ctx, ckv_, f.c, {.dst_col = 0, .src_col = 0, .width = rkv_});
-  rmsnorm_fwd(ctx, ckv_norm_, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, eps);
+  rmsnorm_fwd(ctx, ckv_norm_, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
   linear_fwd(ctx, f.kv, ckv_norm_, ps[wkv_b_].weight);
   copy_columns(ctx, f.pe, f.c, {.dst_col = 0, .src_col = rkv_, .width = dr_});
   const Tensor pe3 = f.pe.view({t, 1, dr_});

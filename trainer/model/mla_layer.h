@@ -6,6 +6,7 @@
 //           = h Wqᵀ                                 (q_lora_rank = 0)
 //   c       = h Wkv_aᵀ                                                      [T, kv_lora_rank + dr]
 //   kv      = RMSNorm(c[:, :kv_lora_rank]) · w_kv_a_norm · Wkv_bᵀ            [T, H·(dn+dv)]
+//   (the first RMSNorm with model.norm_eps, the two latent ones with 1e-6, as transformers)
 //   per head: q = g(p) · [q_nope (dn), RoPE(q_pe) (dr)], k = [k_nope (dn), RoPE(c[:, kv_lora_rank:])],
 //   the one RoPE key shared by every head, v = kv's last dv of the head; RoPE in the model's
 //   layout (rotate-half or interleaved pairs) and g(p) Llama 4's query scale (1 without it)
