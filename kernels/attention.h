@@ -36,6 +36,9 @@
 
 namespace tmt {
 
+// The largest head dimension (Dqk and Dv) the CUDA kernels take; the CPU takes any.
+inline constexpr int64_t kCudaAttentionMaxHeadDim = 256;
+
 struct AttentionParams {
   double softmax_scale = 1.0;  // usually 1 / sqrt(Dqk)
   int64_t window = 0;          // 0 = full causal attention

@@ -8,10 +8,9 @@
 //
 //   copy_columns: dst [R, A], src [R / repeat, B]     (repeat >= 1 divides R)
 //   sum_columns:  dst [R, A], src [R · group, B]      (group >= 1)
-//   b.dst_col + b.width <= A, b.src_col + b.width <= B; one dtype, f32|f64. Columns of dst outside
+//   b.dst_col + b.width <= A, b.src_col + b.width <= B; one dtype. Columns of dst outside
 //   the block are left alone. dst must not overlap src.
-//   CPU only for now: a CUDA context is fatal (the recipe check keeps model.attention: mla, their
-//   one user, off CUDA).
+//   CPU: f32|f64. CUDA: f32|bf16, the sums and the accumulation in fp32.
 // Written (or accumulated): dst.
 #pragma once
 

@@ -17,7 +17,7 @@
 namespace tmt::cuda {
 
 // The largest head dimension the kernels take.
-inline constexpr int64_t kAttentionMaxHeadDim = 256;
+inline constexpr int64_t kAttentionMaxHeadDim = kCudaAttentionMaxHeadDim;
 
 enum class AttentionPath { kCudnn, kFlash, kFp32 };
 

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "kernels/attention.h"
 #include "trainer/recipe/embedded.h"
 #include "trainer/recipe/reader.h"
 #include "trainer/recipe/schema.h"
@@ -224,6 +225,23 @@ void check_data(const Recipe& r) {
   }
 }
 
+// The CUDA attention kernels take head dims up to kCudaAttentionMaxHeadDim, for the queries and
+// keys and for the values (they differ under MLA: Dqk = qk_nope + qk_rope).
+void check_cuda_head_dims(const Recipe& r) {
+  const ModelConfig& m = r.model;
+  const auto too_large = [&](const std::string& key, int64_t dim, const char* what) {
+    if (dim <= kCudaAttentionMaxHeadDim) return;
+    fail(r, key,
+         fmt::format("makes the attention's {} head dim {}, over the {} the CUDA kernels take "
+                     "(train.device: cuda)",
+                     what, dim, kCudaAttentionMaxHeadDim));
+  };
+  if (!m.is_mla()) return too_large("model.head_dim", m.head_dim, "query, key and value");
+  too_large("model.mla.qk_nope_head_dim", m.mla->qk_nope_head_dim + m.mla->qk_rope_head_dim,
+            "query and key (qk_nope_head_dim + qk_rope_head_dim)");
+  too_large("model.mla.v_head_dim", m.mla->v_head_dim, "value");
+}
+
 void check_training(const Recipe& r) {
   const TrainConfig& t = r.train;
   if (t.global_batch % t.micro_batch != 0) {
@@ -238,11 +256,7 @@ void check_training(const Recipe& r) {
     fail(r, "train.dtype",
          "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in fp32");
   }
-  if (r.model.is_mla() && t.device != Device::kCpu) {
-    fail(r, "train.device",
-         "model.attention: mla runs on the CPU only for now (its column-slice ops have no CUDA "
-         "path yet)");
-  }
+  if (t.device == Device::kCuda) check_cuda_head_dims(r);
   if (r.schedule.min_lr > r.optimizer.lr) {
     fail(r, "schedule.min_lr",
          fmt::format("must be in [0, optimizer.lr = {}], got {}", r.optimizer.lr,

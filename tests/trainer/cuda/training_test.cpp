@@ -7,6 +7,10 @@
 // norm on the dense variant of the model (with experts, bf16 rounding flips the choice of a few
 // tokens between near-tied experts, which moves those experts' gradients by tens of percent: a
 // property of the routing, not an error).
+// (e) the same for multi-head latent attention as Mistral Large 3 builds it (interleaved RoPE,
+// YaRN's softmax scale, Llama 4's query scale, sigmoid routing with the expert bias): forward and
+// backward in fp32 and bf16, and 20 steps in fp32 and bf16 — the latent layer's column moves
+// (kernels/slice.h) and the attention with Dqk != Dv on the GPU.
 // (d) `tramontane train` on the GPU, the way users run it: the tiny recipe at one rank in bf16,
 // its groups over NCCL (one rank, one GPU), validation and a checkpoint; it learns, and a second
 // run with more steps resumes from the checkpoint.
@@ -128,9 +132,11 @@ std::vector<double> train_losses(const Recipe& r) {
   return losses;
 }
 
-void expect_same_curve(const std::vector<std::string>& gpu_sets, double rtol, const char* what) {
+void expect_same_curve(const std::vector<std::string>& gpu_sets, double rtol, const char* what,
+                       const std::vector<std::string>& common = {}) {
   static MpiEnvironment mpi(nullptr, nullptr);
   std::vector<std::string> sets = {"train.steps=20"};
+  sets.insert(sets.end(), common.begin(), common.end());
   const Recipe cpu = small_moe(sets);
   sets.insert(sets.end(), gpu_sets.begin(), gpu_sets.end());
   const Recipe gpu = small_moe(sets);
@@ -158,6 +164,41 @@ TEST(CudaTraining, TwentyStepsMatchCpu) {
 
 TEST(CudaTraining, Bf16TwentyStepsFollowCpuFp32) {
   expect_same_curve({"train.device=cuda", "train.dtype=bf16"}, kBf16StepRtol, "gpu bf16");
+}
+
+// The small recipe's attention as Mistral Large 3's: latent attention with the query latent, Dqk
+// 16 + 16 = 32 and Dv 16 (sizes cuDNN takes, so bf16 runs its fused attention), and its routing.
+const std::vector<std::string> kLatentAsLarge3 = {
+    "model.attention=mla",
+    "model.mla.q_lora_rank=24",
+    "model.mla.kv_lora_rank=16",
+    "model.mla.qk_nope_head_dim=16",
+    "model.mla.qk_rope_head_dim=16",
+    "model.mla.v_head_dim=16",
+    "model.rope_interleaved=true",
+    "model.rope_scaling.type=yarn",
+    "model.rope_scaling.factor=4",
+    "model.rope_scaling.original_max_seq_len=8",
+    "model.rope_scaling.mscale=1",
+    "model.rope_scaling.mscale_all_dim=1",
+    "model.rope_scaling.llama_4_beta=0.1",
+    "model.rope_scaling.llama_4_original_max_seq_len=8",
+    "model.moe.score=sigmoid",
+    "model.moe.bias_update_rate=0.001"};
+
+TEST(CudaTraining, LatentAttentionForwardBackwardMatchesCpu) {
+  compare_forward_backward(small_moe(kLatentAsLarge3), DType::kF32, kRtol, kRtol);
+  compare_forward_backward(small_moe(kLatentAsLarge3), DType::kBF16, kBf16LossRtol, 0.0);
+  std::vector<std::string> dense = kLatentAsLarge3;
+  dense.erase(dense.end() - 2, dense.end());  // the routing keys need the experts
+  dense.push_back("model.moe=null");
+  compare_forward_backward(small_moe(dense), DType::kBF16, kBf16LossRtol, kBf16GradRtol);
+}
+
+TEST(CudaTraining, LatentAttentionTwentyStepsMatchCpu) {
+  expect_same_curve({"train.device=cuda"}, kRtol, "mla gpu fp32", kLatentAsLarge3);
+  expect_same_curve({"train.device=cuda", "train.dtype=bf16"}, kBf16StepRtol, "mla gpu bf16",
+                    kLatentAsLarge3);
 }
 
 // Steps 1..6 (saving after 3 when `save`), or 4..6 after loading `load`; the losses of steps 4..6,
