@@ -15,9 +15,8 @@ void check_args(const char* op, const Context& ctx, const Tensor& dst, const Ten
                 const ColumnBlock& b, int64_t src_rows) {
   TMT_CHECK(dst.rank() == 2 && src.rank() == 2 && src.size(0) == src_rows,
             "{}: dst {}, src {} (src needs {} rows)", op, dst.str(), src.str(), src_rows);
-  const bool dtype_ok =
-      dst.dtype == DType::kF32 ||
-      dst.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
+  const bool dtype_ok = dst.dtype == DType::kF32 ||
+                        dst.dtype == (ctx.device == Device::kCpu ? DType::kF64 : DType::kBF16);
   TMT_CHECK(dtype_ok && dst.dtype == src.dtype,
             "{}: dst {}, src {} must share a dtype (f32|f64 on cpu, f32|bf16 on cuda)", op,
             dst.str(), src.str());

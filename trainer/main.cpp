@@ -142,6 +142,11 @@ int main(int argc, char** argv) {
                       "also print each pipeline stage's memory per rank by kind (weights, "
                       "gradients, optimizer state, activations, MoE expert rows, ...), sized by "
                       "the code that allocates it, without allocating");
+  check_cmd
+      ->add_option("--hw", check.hw,
+                   "refuse the layout when a rank's memory (as --memory sizes it, plus the "
+                   "reserve `plan` assumes) does not fit this GPU: h100, h200, b200 or gb200")
+      ->type_name("GPU");
   check_cmd->add_flag("--schema", check.schema,
                       "print every recipe key (dotted path, type, default, range, meaning), one a "
                       "line, instead of checking a recipe");

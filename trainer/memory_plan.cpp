@@ -1,7 +1,11 @@
 #include "trainer/memory_plan.h"
 
+#include <fmt/format.h>
+
+#include <memory>
 #include <numeric>
 
+#include "kernels/base/check.h"
 #include "kernels/base/device.h"
 #include "parallel/shape_only_comm.h"
 #include "trainer/pipeline/one_f_one_b.h"
@@ -32,6 +36,25 @@ size_t StageMemory::total() const {
          expert_rows + workspace;
 }
 
+namespace {
+
+// The stage's model, sized dry; a size past the address space (the recipe's products: its size
+// bound is below kMaxRankBytes, so this is rare) is an input error naming the key most
+// responsible.
+std::unique_ptr<const Model> dry_model(const Recipe& r, const ModelRun& run, const Context& ctx,
+                                       const ModelShard& shard) {
+  try {
+    return std::make_unique<const Model>(r.model, run, ctx, shard);
+  } catch (const InputError& e) {
+    const SizeBound b = size_bound(r);
+    const SizeBound::Blame& blame =
+        b.params_bytes >= b.activation_bytes ? b.params_blame : b.activations_blame;
+    recipe_error(r, blame.key, fmt::format("{:.6g}: one rank's {}", blame.value, e.what()));
+  }
+}
+
+}  // namespace
+
 std::vector<StageMemory> plan_memory(const Recipe& r) {
   const ParallelConfig& p = r.parallel;
   ShapeOnlyComm tp(static_cast<int>(p.tp), 0), experts(static_cast<int>(p.etp * p.ep), 0);
@@ -42,8 +65,8 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
   for (int64_t stage = 0; stage < p.pp; ++stage) {
     const ModelShard shard =
         model_shard_of(r, stage, p.tp > 1 ? &tp : nullptr, p.etp * p.ep > 1 ? &experts : nullptr);
-    const Model model(r.model, run, ctx, shard);
-    const ParamStore& params = model.params();
+    const std::unique_ptr<const Model> model = dry_model(r, run, ctx, shard);
+    const ParamStore& params = model->params();
     StageMemory m;
     m.stage = stage;
     m.first_layer = shard.layers->begin;
@@ -56,16 +79,21 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
     for (const ParamGroup& g : params.groups()) {
       // GradSync's and the optimizer's share (parallel/grad_sync.cpp, optim/optimizer.cpp): with
       // ZeRO-1 1/dp of a dense group, 1/edp of an expert group.
+      if (g.kind == ParamKind::kExpert) {
+        m.expert_params +=
+            g.values.nbytes() + g.grads.nbytes() +
+            (g.weights.defined() && g.weights.data != g.values.data ? g.weights.nbytes() : 0);
+      }
       const int64_t replicas = g.kind == ParamKind::kDense ? p.dp : p.edp;
       const int64_t shard_len = p.zero1 ? g.values.numel() / replicas : g.values.numel();
       if (p.zero1) m.grad_shards += Arena::footprint(g.grads.dtype, {shard_len});
       m.optimizer += 2 * Arena::footprint(DType::kF32, {shard_len});
     }
-    m.activations = model.activations_arena_bytes();
-    m.scratch = model.scratch_arena_bytes();
-    m.expert_rows = model.expert_rows().planned_bytes();
+    m.activations = model->activations_arena_bytes();
+    m.scratch = model->scratch_arena_bytes();
+    m.expert_rows = model->expert_rows().planned_bytes();
     m.workspace_known = r.train.device == Device::kCpu || usable_gpus(nullptr) > 0;
-    if (m.workspace_known) m.workspace = model.workspace_bytes();
+    if (m.workspace_known) m.workspace = model->workspace_bytes();
     stages.push_back(m);
   }
   return stages;

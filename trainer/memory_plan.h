@@ -31,6 +31,8 @@ struct StageMemory {
   size_t scratch = 0;          // temporaries shared by every layer
   size_t expert_rows = 0;      // the MoE layers' expert-side rows as planned (expert_rows.h)
   size_t workspace = 0;        // the ops' device workspace (0 on the CPU)
+  // Of weights, grads and compute_weights: the routed experts' part (the rest is dense).
+  size_t expert_params = 0;
   // Whether workspace is known: on CUDA cuDNN's attention says its workspace only once it has
   // built its graph, which needs a GPU; without one it counts 0 here.
   bool workspace_known = true;

@@ -8,6 +8,8 @@
 #include <new>
 #include <utility>
 
+#include "kernels/base/check.h"
+
 namespace tmt {
 namespace {
 
@@ -43,8 +45,14 @@ Arena::Arena(Device device, size_t capacity_bytes, std::string name, Fill fill)
     // Address space only: nothing is committed, and touching it faults.
     void* p =
         mmap(nullptr, capacity_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    TMT_CHECK(p != MAP_FAILED, "arena '{}': cannot reserve {} bytes of address space", name_,
-              capacity_);
+    // A size beyond the address space is the input's doing (a recipe too large to size here),
+    // not a broken invariant: the caller names what made it (memory_plan.cpp).
+    if (p == MAP_FAILED) {
+      input_error(
+          "arena '{}' of {} bytes ({:.1f} TiB) is more than the address space to size "
+          "it in",
+          name_, capacity_, static_cast<double>(capacity_) / static_cast<double>(1ull << 40));
+    }
     base_ = static_cast<std::byte*>(p);
     dry_ = true;
     return;

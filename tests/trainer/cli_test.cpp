@@ -97,6 +97,23 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"check", tiny, "--set", "train.steps=-4"}, "--set train.steps=-4: train.steps"},
       {{"check", "/nonexistent/recipe.yaml"}, "/nonexistent/recipe.yaml"},
       {{"check", tiny, "--memory", "--set", "model.moe.top_k=0"}, "--set model.moe.top_k=0"},
+      // Products no machine holds: refused before anything is sized by them (a loop over 1e11
+      // layers, an arena of 1e10 TiB), naming the key furthest above Mixtral 8x7B's.
+      {{"check", tiny, "--memory", "--set", "model.d_model=4000000000", "--set",
+        "model.vocab_size=4000000000"},
+       "model.d_model: 4e+09 makes one rank hold at least"},
+      {{"check", tiny, "--set", "model.n_layers=100000000000"},
+       "--set model.n_layers=100000000000: model.n_layers: 1e+11 makes one rank hold at least"},
+      {{"check", tiny, "--set", "model.moe.n_experts=100000000000"}, "model.moe.n_experts: 1e+11"},
+      {{"check", tiny, "--set", "model.ffn_hidden=9000000000000000000"}, "model.ffn_hidden: 9e+18"},
+      {{"train", tiny, "--set", "train.global_batch=100000000000000", "--set",
+        "train.micro_batch=100000000000000"},
+       "train.micro_batch: 1e+14 makes one rank hold at least"},
+      // Under the bound but past the address space the dry run sizes it in.
+      {{"check", tiny, "--memory", "--set", "data.seq_len=3000000000", "--set",
+        "model.max_seq_len=3000000000"},
+       "data.seq_len: 3e+09: one rank's arena 'activations' of"},
+      {{"check", tiny, "--hw", "a100"}, "--hw: unknown accelerator 'a100'"},
       {{"plan", tiny, "--gpus", "4"}, "--hw"},
       {{"plan", tiny, "--gpus", "4", "--hw", "h900"}, "--hw: unknown accelerator 'h900'"},
       {{"plan", tiny, "--gpus", "6", "--hw", "h100"}, "does not divide the world size 6"},
@@ -261,6 +278,33 @@ TEST(Cli, CheckJsonReportsMistralLatentAttentionMoeSizes) {
                        "bf16 (32 kv heads of k 128 + v 128 over 36 layers), 25.6x as much"),
             std::string::npos)
       << r.out;
+}
+
+TEST(Cli, CheckHwRefusesALayoutThatDoesNotFitNamingTheKey) {
+  // Mistral Large 3's layout fits an H200 (84.7 GiB on its fullest stage) but not an H100's 79.6
+  // GiB, where the 16 routed experts a GPU are most of it: parallel.ep is the key to raise. With
+  // ZeRO-1 off the AdamW state leads on Mixtral 8x22B (its layout at 128 H100s otherwise fits);
+  // at micro-batches of 8 its activations do.
+  const std::string bin = test::tramontane_binary();
+  const std::string large3 = test::source_path("recipes/mistral-large-3.yaml");
+  const std::string mixtral = test::source_path("recipes/mixtral-8x22b.yaml");
+  const auto fits = test::run_command({bin, "check", large3, "--world", "1024", "--hw", "h200"});
+  ASSERT_EQ(fits.exit_code, 0) << fits.err;
+  EXPECT_NE(fits.out.find("fits an h200: the fullest rank 84.7 GiB + 2 GiB reserve of 140.4 GiB"),
+            std::string::npos)
+      << fits.out;
+  expect_one_error(test::run_command({bin, "check", large3, "--world", "1024", "--hw", "h100"}),
+                   large3 + ":72:3: parallel.ep: stage 1 (layers 4-7) needs 84.7 GiB a rank",
+                   "large 3 on h100");
+  const auto mixtral_fits =
+      test::run_command({bin, "check", mixtral, "--world", "128", "--hw", "h100"});
+  ASSERT_EQ(mixtral_fits.exit_code, 0) << mixtral_fits.err;
+  expect_one_error(test::run_command({bin, "check", mixtral, "--world", "128", "--hw", "h100",
+                                      "--set", "parallel.zero1=false"}),
+                   "parallel.zero1: stage", "mixtral without zero1");
+  expect_one_error(test::run_command({bin, "check", mixtral, "--world", "128", "--hw", "h100",
+                                      "--set", "train.micro_batch=8"}),
+                   "train.micro_batch: stage", "mixtral at micro-batches of 8");
 }
 
 TEST(Cli, CheckReportsMixtralSizes) {

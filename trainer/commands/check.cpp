@@ -2,6 +2,7 @@
 // where every rank sits — or the first error, without training.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "parallel/topology.h"
@@ -9,6 +10,8 @@
 #include "trainer/memory_plan.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/pipeline/stages.h"
+#include "trainer/plan/hardware.h"
+#include "trainer/plan/step_estimate.h"
 #include "trainer/recipe/recipe.h"
 
 namespace tmt {
@@ -60,6 +63,54 @@ void print_memory(const std::vector<StageMemory>& stages) {
   }
 }
 
+// The fullest stage against `hw`'s memory less plan's reserve: an error naming the key that
+// most reduces the largest part when it does not fit (experts: parallel.ep; the rest of the
+// parameters: parallel.pp, or parallel.tp when pp is already one stage a layer; optimizer state:
+// parallel.zero1 when off; activations: train.micro_batch above 1, else data.seq_len), or
+// parallel.zero1 first when turning it on alone makes the stage fit.
+void check_fits(const Recipe& r, const std::vector<StageMemory>& stages, const Hardware& hw) {
+  const StageMemory& m = *std::max_element(
+      stages.begin(), stages.end(),
+      [](const StageMemory& a, const StageMemory& b) { return a.total() < b.total(); });
+  const double reserve = PlanAssumptions{}.reserve_gib;
+  const double need = gib(m.total());
+  if (need + reserve <= hw.memory_gib) return;
+  const size_t params = m.weights + m.grads + m.compute_weights;
+  const size_t optimizer = m.optimizer + m.grad_shards;
+  const size_t activations = m.activations + m.scratch + m.expert_rows;
+  std::string key, what;
+  // ZeRO-1 off and enough on its own: it shards the AdamW state over dp (and adds grad shards).
+  const auto dp = static_cast<double>(r.parallel.dp);
+  const double zero1_saves = gib(m.optimizer) * (1.0 - 1.0 / dp) - gib(m.grads) / dp;
+  if (!r.parallel.zero1 && r.parallel.dp > 1 && zero1_saves >= need + reserve - hw.memory_gib) {
+    key = "parallel.zero1";
+    what = fmt::format(
+        "ZeRO-1 would shard its AdamW state ({:.1f} GiB) over dp {} and save {:.1f} GiB",
+        gib(optimizer), r.parallel.dp, zero1_saves);
+  } else if (activations >= params && activations >= optimizer) {
+    key = r.train.micro_batch > 1 ? "train.micro_batch" : "data.seq_len";
+    what = fmt::format("most of it is activations of {} micro-batches in flight ({:.1f} GiB)",
+                       m.in_flight, gib(activations));
+  } else if (optimizer >= params) {
+    key = r.parallel.zero1 ? "parallel.pp" : "parallel.zero1";
+    what = fmt::format("most of it is AdamW state{} ({:.1f} GiB)",
+                       r.parallel.zero1 ? "" : " unsharded", gib(optimizer));
+  } else if (2 * m.expert_params >= params) {
+    key = "parallel.ep";
+    what = fmt::format("most of it is the routed experts' weights and gradients ({:.1f} GiB)",
+                       gib(m.expert_params));
+  } else {
+    key = r.parallel.pp < r.model.n_layers ? "parallel.pp" : "parallel.tp";
+    what = fmt::format("most of it is weights and gradients ({:.1f} GiB, {:.1f} GiB of them dense)",
+                       gib(params), gib(params - m.expert_params));
+  }
+  recipe_error(r, key,
+               fmt::format("stage {} (layers {}-{}) needs {:.1f} GiB a rank + {:.0f} GiB reserve, "
+                           "over the {:.1f} GiB of an {} (--hw); {}",
+                           m.stage, m.first_layer, m.end_layer - 1, need, reserve, hw.memory_gib,
+                           hw.name, what));
+}
+
 }  // namespace
 
 int run_check(const CheckOptions& options) {
@@ -84,6 +135,10 @@ int run_check(const CheckOptions& options) {
   }
   resolve_layout(recipe, world);
 
+  std::vector<StageMemory> memory;
+  if (options.memory || !options.hw.empty()) memory = plan_memory(recipe);
+  if (!options.hw.empty()) check_fits(recipe, memory, hardware(options.hw));
+
   const ModelConfig& m = recipe.model;
   const ParallelConfig& p = recipe.parallel;
   const ModelStats s = model_stats(m, recipe.data.seq_len);
@@ -104,7 +159,7 @@ int run_check(const CheckOptions& options) {
     j["layout"] = {{"tp", p.tp},   {"dp", p.dp}, {"pp", p.pp},
                    {"etp", p.etp}, {"ep", p.ep}, {"edp", p.edp}};
     if (options.memory) {
-      for (const StageMemory& mem : plan_memory(recipe)) {
+      for (const StageMemory& mem : memory) {
         j["memory_per_rank"].push_back({{"stage", mem.stage},
                                         {"weights", mem.weights},
                                         {"grads", mem.grads},
@@ -164,7 +219,16 @@ int run_check(const CheckOptions& options) {
       "sequence parallel {}; zero1 {}\n",
       p.tp, p.dp, p.pp, p.etp, p.ep, p.edp, p.sequence_parallel ? "on" : "off",
       p.zero1 ? "on" : "off");
-  if (options.memory) print_memory(plan_memory(recipe));
+  if (options.memory) print_memory(memory);
+  if (!options.hw.empty()) {
+    fmt::print(
+        "fits an {}: the fullest rank {:.1f} GiB + {:.0f} GiB reserve of {:.1f} GiB\n", options.hw,
+        gib(std::max_element(
+                memory.begin(), memory.end(),
+                [](const StageMemory& a, const StageMemory& b) { return a.total() < b.total(); })
+                ->total()),
+        PlanAssumptions{}.reserve_gib, hardware(options.hw).memory_gib);
+  }
   print_rank_map(recipe);
   return 0;
 }

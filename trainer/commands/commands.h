@@ -20,6 +20,7 @@ struct CheckOptions {
   bool schema = false;    // print every recipe key instead (no recipe is read)
   bool markdown = false;  // with schema: as the README's markdown table
   bool memory = false;    // also each pipeline stage's device memory per rank, by kind
+  std::string hw;         // refuse a layout whose fullest rank does not fit this GPU (plan's table)
 };
 // `tramontane check`: validates a recipe for a world size and prints what it would train.
 int run_check(const CheckOptions& options);

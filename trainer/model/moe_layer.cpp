@@ -86,9 +86,11 @@ void MoeLayer::allocate(Arena& acts, Arena& scratch) {
     seq_stats_ = acts.alloc(DType::kF64, {env_.batch, 2 * experts_});
     seq_stats_host_.assign(static_cast<size_t>(env_.batch * 2 * experts_), 0.0);
   }
-  y_returned_ = acts.alloc(f, {t * top_k_, d});  // at most every assignment is kept
-  plan_.slot.reserve(static_cast<size_t>(t * top_k_));
-  plan_.src_token.reserve(static_cast<size_t>(t * top_k_));
+  y_returned_ = acts.alloc(f, {t * top_k_, d});           // at most every assignment is kept
+  if (!acts.is_counting() && !Arena::DryRun::active()) {  // host memory: not for a sizing pass
+    plan_.slot.reserve(static_cast<size_t>(t * top_k_));
+    plan_.src_token.reserve(static_cast<size_t>(t * top_k_));
+  }
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
   forward_temps(scratch);

@@ -5,11 +5,14 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "kernels/attention.h"
 #include "trainer/recipe/embedded.h"
@@ -107,6 +110,24 @@ void check_mla(const Recipe& r) {
   }
 }
 
+// A per-rank memory no machine has: the recipe's products (vocabulary x width, layers x experts x
+// hidden sizes, micro-batch x sequence x width ...) are refused before anything is sized by them
+// (an arena of that size, a loop over that many layers, an int64 product that wraps). What does
+// fit a given device is `check --memory --hw`'s business (commands/check.cpp).
+void check_size_bound(const Recipe& r) {
+  const SizeBound b = size_bound(r);
+  if (b.total() <= kMaxRankBytes) return;
+  const bool by_params = b.params_bytes >= b.activation_bytes;
+  const SizeBound::Blame& blame = by_params ? b.params_blame : b.activations_blame;
+  constexpr double kTiB = 1ull << 40;
+  fail(r, blame.key,
+       fmt::format("{:.6g} makes one rank hold at least {:.3g} TiB ({:.3g} TiB of parameters and "
+                   "their gradients, {:.3g} TiB of one micro-batch's activations), beyond any "
+                   "machine's {:.0f} TiB",
+                   blame.value, b.total() / kTiB, b.params_bytes / kTiB, b.activation_bytes / kTiB,
+                   kMaxRankBytes / kTiB));
+}
+
 void check_model(const Recipe& r) {
   const ModelConfig& m = r.model;
   if (m.n_heads % m.n_kv_heads != 0) {
@@ -115,7 +136,8 @@ void check_model(const Recipe& r) {
   }
   if (!m.is_mla() && m.head_dim % 2 != 0)
     fail(r, "model.head_dim", fmt::format("must be even for RoPE, got {}", m.head_dim));
-  check_mla(r);
+  check_mla(r);  // before the size bound, which reads the MLA sizes
+  check_size_bound(r);
   if (!m.is_mla() && (m.rotary_dim() < 2 || m.rotary_dim() % 2 != 0)) {
     fail(r, "model.partial_rotary_factor",
          fmt::format("{} gives int({} · {}) = {} rotary dims; they must be even and at least 2",
@@ -267,6 +289,88 @@ void check_training(const Recipe& r) {
 
 }  // namespace
 
+namespace {
+
+// One factor of a product: the key, its value, and the value Mixtral 8x7B gives it (the reference
+// the most responsible key is measured against: the factor furthest above it).
+struct Factor {
+  const char* key;
+  double value, reference;
+};
+
+SizeBound::Blame furthest_above_reference(const std::vector<Factor>& factors) {
+  const Factor* worst = &factors.front();
+  for (const Factor& f : factors) {
+    if (f.value / f.reference > worst->value / worst->reference) worst = &f;
+  }
+  return {worst->key, worst->value};
+}
+
+}  // namespace
+
+SizeBound size_bound(const Recipe& r) {
+  const ModelConfig& m = r.model;
+  const ParallelConfig& p = r.parallel;
+  const auto d = static_cast<double>(m.d_model);
+  const auto v = static_cast<double>(m.vocab_size);
+  const auto tp = static_cast<double>(p.tp);
+  // The fullest stage holds at least ceil(n_layers / pp) layers.
+  const double layers = std::ceil(static_cast<double>(m.n_layers) / static_cast<double>(p.pp));
+  std::vector<Factor> factors = {{"model.vocab_size", v, 32000},
+                                 {"model.d_model", d, 4096},
+                                 {"model.n_layers", static_cast<double>(m.n_layers), 32},
+                                 {"model.n_heads", static_cast<double>(m.n_heads), 32}};
+  double attention = 0;  // per layer, this rank's share
+  if (m.is_mla() && m.mla) {  // (a recipe without the sizes is refused before it is bounded)
+    const MlaConfig& a = *m.mla;
+    const auto h = static_cast<double>(m.n_heads) / tp;
+    const auto qk = static_cast<double>(a.qk_nope_head_dim + a.qk_rope_head_dim);
+    const auto q_lora = static_cast<double>(a.q_lora_rank);
+    const auto kv_lora = static_cast<double>(a.kv_lora_rank);
+    attention = (q_lora > 0 ? d * q_lora + q_lora * h * qk : d * h * qk) +
+                d * (kv_lora + static_cast<double>(a.qk_rope_head_dim)) +
+                kv_lora * h * static_cast<double>(a.qk_nope_head_dim + a.v_head_dim) +
+                h * static_cast<double>(a.v_head_dim) * d;
+    factors.push_back({"model.mla.kv_lora_rank", kv_lora, 512});
+    factors.push_back({"model.mla.q_lora_rank", std::max(q_lora, 1.0), 1536});
+  } else {
+    const auto hd = static_cast<double>(m.head_dim);
+    attention = d * hd * static_cast<double>(2 * m.n_heads + 2 * m.n_kv_heads) / tp;
+    factors.push_back({"model.head_dim", hd, 128});
+  }
+  // With both layer kinds, the fullest stage holds one of the heavier and the rest of the lighter.
+  double ffn = 3 * d * static_cast<double>(m.ffn_hidden) / tp, heavier = ffn;
+  if (m.moe) {
+    const MoeConfig& e = *m.moe;
+    const double experts = static_cast<double>(e.n_experts) / static_cast<double>(p.ep) * 3 * d *
+                               static_cast<double>(e.expert_ffn_hidden) /
+                               static_cast<double>(p.etp) +
+                           static_cast<double>(e.n_shared_experts) * 3 * d *
+                               static_cast<double>(e.shared_expert_ffn_hidden) / tp;
+    const bool dense_too = m.has_dense_layers();
+    heavier = dense_too ? std::max(ffn, experts) : experts;
+    ffn = dense_too ? std::min(ffn, experts) : experts;
+    factors.push_back({"model.moe.n_experts", static_cast<double>(e.n_experts), 8});
+    factors.push_back(
+        {"model.moe.expert_ffn_hidden", static_cast<double>(e.expert_ffn_hidden), 14336});
+  }
+  if (m.has_dense_layers())
+    factors.push_back({"model.ffn_hidden", static_cast<double>(m.ffn_hidden), 14336});
+  SizeBound b;
+  // fp32 values and gradients
+  b.params_bytes = 8 * (v * d / tp + layers * (attention + ffn) + (heavier - ffn));
+  b.params_blame = furthest_above_reference(factors);
+  // One micro-batch's residual stream into and through each layer (x, x_mid) and its logits, in
+  // fp32 (on the CPU; bf16 halves them on a GPU, but its master copies add more than that back).
+  const double tokens =
+      static_cast<double>(r.train.micro_batch) * static_cast<double>(r.data.seq_len);
+  b.activation_bytes = 4 * (tokens / tp * d * layers * 2 + tokens * v / tp);
+  factors.push_back({"train.micro_batch", static_cast<double>(r.train.micro_batch), 1});
+  factors.push_back({"data.seq_len", static_cast<double>(r.data.seq_len), 4096});
+  b.activations_blame = furthest_above_reference(factors);
+  return b;
+}
+
 void recipe_error(const Recipe& r, const std::string& key, const std::string& message) {
   input_error("{}: {}: {}", r.origin_of(key), key, message);
 }
@@ -282,10 +386,13 @@ bool ModelConfig::is_moe_layer(int64_t i) const {
 }
 
 bool ModelConfig::has_dense_layers() const {
-  for (int64_t l = 0; l < n_layers; ++l) {
-    if (!is_moe_layer(l)) return true;
-  }
-  return false;
+  if (!moe) return n_layers > 0;
+  const std::vector<LayerKind>& pattern = moe->layer_pattern;
+  if (pattern.empty()) return std::min(moe->first_dense_layers, n_layers) > 0;
+  // is_moe_layer's reading: layers beyond a (too short) pattern are dense.
+  return static_cast<int64_t>(pattern.size()) < n_layers ||
+         std::any_of(pattern.begin(), pattern.begin() + n_layers,
+                     [](LayerKind k) { return k != LayerKind::kMoe; });
 }
 
 int64_t ModelConfig::rotary_dim() const {

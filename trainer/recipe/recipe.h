@@ -283,6 +283,24 @@ Recipe load_recipe(const std::string& path, const std::vector<std::string>& over
 Recipe parse_recipe(const std::string& text, const std::string& source,
                     const std::vector<std::string>& overrides);
 
+// A LOWER bound of what the fullest rank of a recipe's layout holds, from its products alone:
+// its parameters and their gradients in fp32 and one micro-batch's residual stream through its
+// layers and its logits, nothing else (no optimizer state, no other activations, no in-flight
+// micro-batches). Recipes whose bound passes kMaxRankBytes are refused: they cannot fit anywhere.
+// Each part names the key most responsible: of its factors, the one furthest above the value
+// Mixtral 8x7B gives it.
+struct SizeBound {
+  struct Blame {
+    std::string key;
+    double value = 0;
+  };
+  double params_bytes = 0, activation_bytes = 0;
+  Blame params_blame, activations_blame;
+  double total() const { return params_bytes + activation_bytes; }
+};
+SizeBound size_bound(const Recipe& recipe);
+inline constexpr double kMaxRankBytes = 64.0 * (1ull << 40);  // 64 TiB: beyond any device or host
+
 // Checks the layout against `world` ranks and derives parallel.dp, parallel.edp and
 // parallel.sequence_parallel. Throws InputError naming the key at fault.
 void resolve_layout(Recipe& recipe, int64_t world);

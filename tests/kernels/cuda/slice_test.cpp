@@ -27,12 +27,12 @@ struct Case {
 void check(DType dtype, const Case& c, uint64_t seed) {
   const bool sum = c.group > 1;
   const int64_t src_rows = sum ? c.rows * c.group : c.rows / c.repeat;
-  SCOPED_TRACE(std::string(dtype_name(dtype)) + (sum ? " sum" : " copy") + " R=" +
-               std::to_string(c.rows) + " A=" + std::to_string(c.dst_width) +
+  SCOPED_TRACE(std::string(dtype_name(dtype)) + (sum ? " sum" : " copy") +
+               " R=" + std::to_string(c.rows) + " A=" + std::to_string(c.dst_width) +
                " B=" + std::to_string(c.src_width) + " repeat=" + std::to_string(c.repeat) +
                " group=" + std::to_string(c.group) + (c.accumulate ? " accumulate" : ""));
-  const size_t bytes = 16 * static_cast<size_t>(c.rows * c.dst_width + src_rows * c.src_width) +
-                       (1 << 16);
+  const size_t bytes =
+      16 * static_cast<size_t>(c.rows * c.dst_width + src_rows * c.src_width) + (1 << 16);
   Arena host(Device::kCpu, bytes, "host");
   Arena dev(Device::kCuda, bytes, "device");
 
@@ -68,17 +68,31 @@ TEST(CudaSlice, MatchesReference) {
       {.rows = 129, .dst_width = 77, .src_width = 50, .block = {13, 7, 41}},
       {.rows = 129, .dst_width = 77, .src_width = 50, .block = {13, 7, 41}, .accumulate = true},
       // the shared rope key broadcast to every head; the keys' nope part and the values
-      {.rows = th, .dst_width = rope + nope, .src_width = rope, .block = {0, 0, rope},
+      {.rows = th,
+       .dst_width = rope + nope,
+       .src_width = rope,
+       .block = {0, 0, rope},
        .repeat = heads},
       {.rows = th, .dst_width = rope + nope, .src_width = nope + v, .block = {rope, 0, nope}},
       {.rows = th, .dst_width = v, .src_width = nope + v, .block = {0, nope, v}},
       // the rope key's gradient: the sum over the heads, and a sum accumulated into a wider dst
-      {.rows = tokens, .dst_width = rope, .src_width = rope + nope, .block = {0, 0, rope},
+      {.rows = tokens,
+       .dst_width = rope,
+       .src_width = rope + nope,
+       .block = {0, 0, rope},
        .group = heads},
-      {.rows = tokens, .dst_width = 512 + rope, .src_width = rope + nope,
-       .block = {512, 0, rope}, .group = heads, .accumulate = true},
+      {.rows = tokens,
+       .dst_width = 512 + rope,
+       .src_width = rope + nope,
+       .block = {512, 0, rope},
+       .group = heads,
+       .accumulate = true},
       {.rows = 5, .dst_width = 9, .src_width = 9, .block = {2, 3, 6}, .group = 3},
-      {.rows = 6, .dst_width = 9, .src_width = 9, .block = {2, 3, 6}, .repeat = 3,
+      {.rows = 6,
+       .dst_width = 9,
+       .src_width = 9,
+       .block = {2, 3, 6},
+       .repeat = 3,
        .accumulate = true},
       {.rows = 8, .dst_width = 4, .src_width = 4, .block = {1, 1, 0}},  // empty block
   };
