@@ -175,6 +175,11 @@ int main(int argc, char** argv) {
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
   plan_cmd->add_flag("--json", plan.json, "print the estimate as JSON instead of tables");
+  plan_cmd->add_flag("--search", plan.search,
+                     "enumerate the layouts (tp, pp, ep, etp, zero1, micro_batch) the recipe's "
+                     "rules accept for the GPUs and rank those that fit by predicted tokens/s");
+  plan_cmd->add_option("--top", plan.top, "with --search: how many fitting layouts to show")
+      ->check(CLI::PositiveNumber);
 
   tmt::PrepareOptions prepare;
   std::string prepare_format = "text";

@@ -118,6 +118,7 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"plan", tiny, "--gpus", "4", "--hw", "h900"}, "--hw: unknown accelerator 'h900'"},
       {{"plan", tiny, "--gpus", "6", "--hw", "h100"}, "does not divide the world size 6"},
       {{"plan", tiny, "--gpus", "0", "--hw", "h100"}, "--gpus"},
+      {{"plan", tiny, "--gpus", "4", "--hw", "h100", "--search", "--top", "0"}, "--top"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},

@@ -3,8 +3,11 @@
 // ranks sit, the time terms from the hardware's rates, and the memory from memory_plan.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/support/small_moe.h"
 #include "trainer/model/model_stats.h"
+#include "trainer/plan/search.h"
 #include "trainer/plan/step_estimate.h"
 
 namespace tmt {
@@ -97,6 +100,55 @@ TEST(Plan, MemoryIsTheTrainersSizingAndFitsAgainstTheDevice) {
   EXPECT_GT(static_cast<double>(big.peak_bytes), 40e9);
   EXPECT_GT(big.mfu, 0.3);
   EXPECT_LT(big.mfu, 0.55);
+}
+
+TEST(Plan, SearchRanksEveryValidLayoutThatFitsFastestFirst) {
+  // The small recipe on 16 H100s: each ranked layout is one the rules accept, fits, and is
+  // estimated exactly as plan estimates it alone; the ranking is by tokens/s. The rules refuse
+  // some (ep must divide the 12 experts and tp x dp, the micro-batches the batch over dp); on a
+  // device too small for anything, nothing is ranked and every valid layout was sized.
+  const RecipeMaker make = [](const std::vector<std::string>& sets) {
+    Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", sets);
+    resolve_layout(r, 16);
+    return r;
+  };
+  const Recipe base = parse_recipe(test::kSmallMoeRecipe, "small", {});
+  const Hardware& hw = hardware("h100");
+  const LayoutSearch s = search_layouts(base, make, 16, hw, {}, 1000);
+  EXPECT_GT(s.considered, 100);
+  EXPECT_GT(s.refused, 0);
+  EXPECT_EQ(s.too_large, 0);
+  ASSERT_EQ(static_cast<int64_t>(s.ranked.size()), s.considered - s.refused);
+  for (size_t i = 0; i < s.ranked.size(); ++i) {
+    const LayoutCandidate& c = s.ranked[i];
+    EXPECT_TRUE(c.sized && c.estimate.fits);
+    EXPECT_EQ(c.recipe.parallel.tp * c.recipe.parallel.dp * c.recipe.parallel.pp, 16);
+    if (i > 0) {
+      EXPECT_GE(s.ranked[i - 1].estimate.tokens_per_s, c.estimate.tokens_per_s);
+    }
+    const StepEstimate alone = estimate_step(make(c.sets), hw, {});
+    EXPECT_DOUBLE_EQ(alone.tokens_per_s, c.estimate.tokens_per_s);
+    EXPECT_EQ(alone.peak_bytes, c.estimate.peak_bytes);
+  }
+  // The layout worked by hand above (tp2 pp2 ep4, micro-batches of 2) is among them, the
+  // recipe's own (dp 16 at micro-batches of 2: 24 sequences do not divide) is not.
+  const auto has = [&](int64_t tp, int64_t pp, int64_t ep, int64_t micro) {
+    return std::any_of(s.ranked.begin(), s.ranked.end(), [&](const LayoutCandidate& c) {
+      const ParallelConfig& p = c.recipe.parallel;
+      return p.tp == tp && p.pp == pp && p.ep == ep && p.etp == 1 && !p.zero1 &&
+             c.recipe.train.micro_batch == micro;
+    });
+  };
+  EXPECT_TRUE(has(2, 2, 4, 2));
+  EXPECT_FALSE(has(1, 1, 1, 2));
+  const LayoutSearch top3 = search_layouts(base, make, 16, hw, {}, 3);
+  ASSERT_EQ(top3.ranked.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(top3.ranked[i].sets, s.ranked[i].sets);
+  Hardware small_device = hw;
+  small_device.memory_gib = 1.0;  // under the 2 GiB reserve
+  const LayoutSearch none = search_layouts(base, make, 16, small_device, {}, 5);
+  EXPECT_TRUE(none.ranked.empty());
+  EXPECT_EQ(none.too_large, s.considered - s.refused);
 }
 
 TEST(Plan, UnknownHardwareIsAnInputError) {

@@ -32,6 +32,8 @@ struct PlanOptions {
   std::string hw;
   int nvlink_domain = 0;  // 0 = the hardware's
   bool json = false;
+  bool search = false;  // rank every valid layout for the GPUs instead (trainer/plan/search.h)
+  int64_t top = 10;     // with search: the fitting layouts shown
 };
 // `tramontane plan`: memory per rank, communication per group, a step-time estimate on N GPUs.
 int run_plan(const PlanOptions& options);

@@ -7,6 +7,7 @@
 
 #include "trainer/commands/commands.h"
 #include "trainer/model/model_stats.h"
+#include "trainer/plan/search.h"
 #include "trainer/plan/step_estimate.h"
 #include "trainer/recipe/recipe.h"
 
@@ -111,13 +112,72 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
   return j;
 }
 
+// The layout keys of a candidate (search.h), as a table row.
+std::string layout_row(const Recipe& r) {
+  const ParallelConfig& p = r.parallel;
+  return fmt::format("{:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5}", p.tp, p.pp, p.dp, p.ep,
+                     p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch);
+}
+
+int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumptions& a) {
+  const Recipe base = load_recipe(options.recipe, options.overrides);
+  const RecipeMaker make = [&](const std::vector<std::string>& sets) {
+    std::vector<std::string> all = options.overrides;
+    all.insert(all.end(), sets.begin(), sets.end());
+    Recipe r = load_recipe(options.recipe, all);
+    resolve_layout(r, options.gpus);
+    return r;
+  };
+  const LayoutSearch s = search_layouts(base, make, options.gpus, hw, a, options.top);
+  if (options.json) {
+    nlohmann::json j = {{"recipe", base.source},
+                        {"gpus", options.gpus},
+                        {"hw", hw.name},
+                        {"considered", s.considered},
+                        {"refused", s.refused},
+                        {"too_large", s.too_large}};
+    j["ranked"] = nlohmann::json::array();
+    for (const LayoutCandidate& c : s.ranked) {
+      nlohmann::json e = to_json(c.recipe, hw, c.estimate);
+      e["micro_batch"] = c.recipe.train.micro_batch;
+      e["sets"] = c.sets;
+      j["ranked"].push_back(e);
+    }
+    fmt::print("{}\n", j.dump(1));
+    return 0;
+  }
+  fmt::print("# {} on {} x {}: {} layouts considered, {} refused by the recipe's rules, {} sized "
+             "and over the {:.1f} GiB (+{:.0f} GiB reserve)\n",
+             base.source, options.gpus, hw.description, s.considered, s.refused, s.too_large,
+             hw.memory_gib, a.reserve_gib);
+  if (s.ranked.empty()) {
+    fmt::print("no layout fits\n");
+    return 0;
+  }
+  fmt::print("{:>4} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:>8} {:>8} {:>10} {:>7} "
+             "{:>6}\n",
+             "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "peak GiB", "step s",
+             "tokens/s", "TFLOP/s", "MFU");
+  int rank = 0;
+  for (const LayoutCandidate& c : s.ranked) {
+    const StepEstimate& e = c.estimate;
+    fmt::print("{:>4} {} {:>8.1f} {:>8.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n", ++rank,
+               layout_row(c.recipe), gib(static_cast<double>(e.peak_bytes)), e.step_s,
+               e.tokens_per_s, e.tflops_per_gpu, 100 * e.mfu);
+  }
+  fmt::print("(plan RECIPE --gpus {} --hw {} --set ... with a row's keys shows its details)\n",
+             options.gpus, hw.name);
+  return 0;
+}
+
 }  // namespace
 
 int run_plan(const PlanOptions& options) {
   const Hardware& hw = hardware(options.hw);
+  const PlanAssumptions a{.nvlink_domain = options.nvlink_domain};
+  if (options.search) return run_search(options, hw, a);
   Recipe recipe = load_recipe(options.recipe, options.overrides);
   resolve_layout(recipe, options.gpus);
-  const PlanAssumptions a{.nvlink_domain = options.nvlink_domain};
   const StepEstimate e = estimate_step(recipe, hw, a);
   if (options.json) {
     fmt::print("{}\n", to_json(recipe, hw, e).dump(1));

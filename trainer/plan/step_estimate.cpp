@@ -24,7 +24,8 @@ double ring_share(int64_t n) { return static_cast<double>(n - 1) / static_cast<d
 
 }  // namespace
 
-StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a) {
+StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a,
+                           bool size_memory) {
   Recipe r = recipe;
   r.train.device = Device::kCuda;
   r.train.dtype = DType::kBF16;
@@ -98,6 +99,7 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   e.tflops_per_gpu = e.flops_per_token * e.tokens_per_s / static_cast<double>(e.gpus) / 1e12;
   e.mfu = e.tflops_per_gpu / hw.bf16_tflops;
 
+  if (!size_memory) return e;
   e.memory = plan_memory(r);
   for (const StageMemory& s : e.memory) e.peak_bytes = std::max(e.peak_bytes, s.total());
   e.fits = static_cast<double>(e.peak_bytes) + a.reserve_gib * kGiB <= hw.memory_gib * kGiB;

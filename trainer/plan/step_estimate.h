@@ -68,6 +68,8 @@ struct StepEstimate {
 };
 
 // `recipe` resolved for gpus ranks; planned as it would run on GPUs (train.device cuda, bf16).
-StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a);
+// Without size_memory the memory is left empty (and fits false): the step terms alone, cheap.
+StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a,
+                           bool size_memory = true);
 
 }  // namespace tmt
