@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kernels/base/check.h"
 #include "trainer/commands/commands.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/plan/search.h"
@@ -130,12 +131,9 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
   };
   const LayoutSearch s = search_layouts(base, make, options.gpus, hw, a, options.top);
   if (options.json) {
-    nlohmann::json j = {{"recipe", base.source},
-                        {"gpus", options.gpus},
-                        {"hw", hw.name},
-                        {"considered", s.considered},
-                        {"refused", s.refused},
-                        {"too_large", s.too_large}};
+    nlohmann::json j = {{"recipe", base.source}, {"gpus", options.gpus},
+                        {"hw", hw.name},         {"considered", s.considered},
+                        {"refused", s.refused},  {"too_large", s.too_large}};
     j["ranked"] = nlohmann::json::array();
     for (const LayoutCandidate& c : s.ranked) {
       nlohmann::json e = to_json(c.recipe, hw, c.estimate);
@@ -146,25 +144,43 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     fmt::print("{}\n", j.dump(1));
     return 0;
   }
-  fmt::print("# {} on {} x {}: {} layouts considered, {} refused by the recipe's rules, {} sized "
-             "and over the {:.1f} GiB (+{:.0f} GiB reserve)\n",
-             base.source, options.gpus, hw.description, s.considered, s.refused, s.too_large,
-             hw.memory_gib, a.reserve_gib);
+  fmt::print(
+      "# {} on {} x {}: {} layouts considered, {} refused by the recipe's rules, {} sized "
+      "and over the {:.1f} GiB (+{:.0f} GiB reserve)\n",
+      base.source, options.gpus, hw.description, s.considered, s.refused, s.too_large,
+      hw.memory_gib, a.reserve_gib);
   if (s.ranked.empty()) {
     fmt::print("no layout fits\n");
     return 0;
   }
-  fmt::print("{:>4} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:>8} {:>8} {:>10} {:>7} "
-             "{:>6}\n",
-             "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "peak GiB", "step s",
-             "tokens/s", "TFLOP/s", "MFU");
+  fmt::print(
+      "{:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:>8} {:>8} {:>7} {:>7} "
+      "{:>7} {:>10} {:>7} {:>6}\n",
+      "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "peak GiB", "compute",
+      "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
+  const auto row = [&](const std::string& label, const Recipe& r, const StepEstimate& e) {
+    fmt::print(
+        "{:>6} {} {:>8.1f} {:>8.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n",
+        label, layout_row(r), gib(static_cast<double>(e.peak_bytes)), e.compute_s, e.bubble_s,
+        e.step_s - e.compute_s - e.bubble_s - e.optimizer_s, e.step_s, e.tokens_per_s,
+        e.tflops_per_gpu, 100 * e.mfu);
+  };
   int rank = 0;
-  for (const LayoutCandidate& c : s.ranked) {
-    const StepEstimate& e = c.estimate;
-    fmt::print("{:>4} {} {:>8.1f} {:>8.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n", ++rank,
-               layout_row(c.recipe), gib(static_cast<double>(e.peak_bytes)), e.step_s,
-               e.tokens_per_s, e.tflops_per_gpu, 100 * e.mfu);
+  for (const LayoutCandidate& c : s.ranked) row(fmt::format("{}", ++rank), c.recipe, c.estimate);
+  // The recipe's own layout beside them, when it is one for these GPUs.
+  try {
+    Recipe own = load_recipe(options.recipe, options.overrides);
+    resolve_layout(own, options.gpus);
+    const StepEstimate e = estimate_step(own, hw, a);
+    row("recipe", own, e);
+    if (!e.fits) fmt::print("(the recipe's own layout does not fit)\n");
+  } catch (const InputError& e) {
+    fmt::print("(the recipe's own layout is not one for {} GPUs: {})\n", options.gpus, e.what());
   }
+  fmt::print(
+      "(seconds per step: compute at {:.0f}% of peak, the 1F1B bubble, every group's "
+      "communication, nothing overlapped; docs/PLANNING.md)\n",
+      100 * a.matmul_efficiency);
   fmt::print("(plan RECIPE --gpus {} --hw {} --set ... with a row's keys shows its details)\n",
              options.gpus, hw.name);
   return 0;

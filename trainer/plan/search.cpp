@@ -29,8 +29,8 @@ LayoutSearch search_layouts(const Recipe& base, const RecipeMaker& make, int64_t
     if (gpus % tp != 0 || m.n_heads % tp != 0) continue;
     for (const int64_t pp : divisors(gpus / tp, m.n_layers)) {
       const int64_t dp = gpus / (tp * pp);
-      const std::vector<int64_t> eps = m.moe ? divisors(m.moe->n_experts, tp * dp)
-                                             : std::vector<int64_t>{1};
+      const std::vector<int64_t> eps =
+          m.moe ? divisors(m.moe->n_experts, tp * dp) : std::vector<int64_t>{1};
       for (const int64_t ep : eps) {
         if ((tp * dp) % ep != 0) continue;
         std::vector<int64_t> etps = {1};
