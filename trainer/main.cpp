@@ -2,7 +2,8 @@
 //
 //   tramontane train [RECIPE] [--set key.path=value]...
 //   tramontane check [RECIPE] [--world N] [--set key.path=value]... [--print-world] [--memory]
-//   tramontane plan [RECIPE] --gpus N --hw h100|h200|b200|gb200 [--nvlink-domain K] [--json]
+//   tramontane plan [RECIPE] --gpus N --hw h100|h200|h800|b200|gb200 [--nvlink-domain K]
+//                   [--precision bf16|fp8] [--overlap] [--search [--top K]] [--json]
 //   tramontane prepare [--tokenizer bytes|FILE] [--format text|jsonl] [--json-key K] INPUT...
 //                      --out DIR [--val-fraction F] [--threads N]
 //   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
@@ -145,7 +146,8 @@ int main(int argc, char** argv) {
   check_cmd
       ->add_option("--hw", check.hw,
                    "refuse the layout when a rank's memory (as --memory sizes it, plus the "
-                   "reserve `plan` assumes) does not fit this GPU: h100, h200, b200 or gb200")
+                   "reserve `plan` assumes) does not fit this GPU: h100, h200, h800, b200 or "
+                   "gb200")
       ->type_name("GPU");
   check_cmd->add_flag("--schema", check.schema,
                       "print every recipe key (dotted path, type, default, range, meaning), one a "
@@ -165,7 +167,7 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   plan_cmd
       ->add_option("--hw", plan.hw,
-                   "the accelerator: h100, h200, b200 or gb200 (rates: docs/PLANNING.md)")
+                   "the accelerator: h100, h200, h800, b200 or gb200 (rates: docs/PLANNING.md)")
       ->required();
   plan_cmd
       ->add_option("--nvlink-domain", plan.nvlink_domain,
@@ -175,6 +177,14 @@ int main(int argc, char** argv) {
       ->type_name("KEY=VALUE")
       ->allow_extra_args(false);
   plan_cmd->add_flag("--json", plan.json, "print the estimate as JSON instead of tables");
+  plan_cmd
+      ->add_option("--precision", plan.precision,
+                   "the GEMMs' number format: bf16 (default) or fp8 (the linears' and experts' "
+                   "GEMMs at the FP8 peak, the attention core at bf16's)")
+      ->check(CLI::IsMember({"bf16", "fp8"}));
+  plan_cmd->add_flag("--overlap", plan.overlap,
+                     "assume communication hidden behind compute (as Megatron-Core overlaps "
+                     "it; tramontane does not yet): a step takes the longer of the two");
   plan_cmd->add_flag("--search", plan.search,
                      "enumerate the layouts (tp, pp, ep, etp, zero1, micro_batch) the recipe's "
                      "rules accept for the GPUs and rank those that fit by predicted tokens/s");

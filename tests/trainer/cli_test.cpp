@@ -119,6 +119,7 @@ TEST(Cli, BadFlagsGiveOneErrorLineAndExit2) {
       {{"plan", tiny, "--gpus", "6", "--hw", "h100"}, "does not divide the world size 6"},
       {{"plan", tiny, "--gpus", "0", "--hw", "h100"}, "--gpus"},
       {{"plan", tiny, "--gpus", "4", "--hw", "h100", "--search", "--top", "0"}, "--top"},
+      {{"plan", tiny, "--gpus", "4", "--hw", "h100", "--precision", "fp4"}, "--precision"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
       {{"train", tiny, "--set", "model.n_heads=0"}, "--set model.n_heads=0: model.n_heads"},
@@ -306,6 +307,39 @@ TEST(Cli, CheckHwRefusesALayoutThatDoesNotFitNamingTheKey) {
   expect_one_error(test::run_command({bin, "check", mixtral, "--world", "128", "--hw", "h100",
                                       "--set", "train.micro_batch=8"}),
                    "train.micro_batch: stage", "mixtral at micro-batches of 8");
+}
+
+TEST(Cli, PlanReproducesPublishedRuns) {
+  // docs/PLANNING.md's table, each within 20% of its source: Megatron-Core's Mixtral 8x22B (bf16,
+  // ~445 TFLOP/s a GPU on 128 H100s), Megatron-Bridge's DeepSeek-V3 on 1024 H100s (FP8, 1297
+  // tokens/s a GPU) and DeepSeek-V3's report on 2048 H800s (180K GPU-hours per trillion tokens:
+  // 1543 tokens/s a GPU), the last two with their FP8 GEMMs and overlapped communication.
+  // recipes/deepseek-v3.yaml counts 671B parameters and 37B active, as published.
+  const std::string bin = test::tramontane_binary();
+  const std::string dsv3 = test::source_path("recipes/deepseek-v3.yaml");
+  const auto plan = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {bin, "plan"});
+    args.push_back("--json");
+    const auto r = test::run_command(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out.empty() ? "{}" : r.out);
+  };
+  const auto mixtral =
+      plan({test::source_path("recipes/mixtral-8x22b.yaml"), "--gpus", "128", "--hw", "h100"});
+  EXPECT_NEAR(mixtral.value("tflops_per_gpu", 0.0), 445, 0.2 * 445);
+  const auto h100 = plan({dsv3, "--gpus", "1024", "--hw", "h100", "--precision", "fp8",
+                          "--overlap"});
+  EXPECT_NEAR(h100.value("tokens_per_s", 0.0) / 1024, 1297, 0.2 * 1297);
+  const auto h800 =
+      plan({dsv3, "--gpus", "2048", "--hw", "h800", "--precision", "fp8", "--overlap", "--set",
+            "parallel.tp=1", "--set", "parallel.pp=16", "--set", "parallel.ep=64", "--set",
+            "train.global_batch=15360"});
+  EXPECT_NEAR(h800.value("tokens_per_s", 0.0) / 2048, 1543, 0.2 * 1543);
+  const auto r = test::run_command({bin, "check", dsv3, "--world", "1024", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["total_params"].get<double>(), 671e9, 0.01 * 671e9);
+  EXPECT_NEAR(j["active_params"].get<double>(), 37e9, 0.02 * 37e9);
 }
 
 TEST(Cli, CheckReportsMixtralSizes) {

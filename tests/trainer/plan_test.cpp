@@ -102,6 +102,29 @@ TEST(Plan, MemoryIsTheTrainersSizingAndFitsAgainstTheDevice) {
   EXPECT_LT(big.mfu, 0.55);
 }
 
+TEST(Plan, Fp8GemmsAndOverlapChangeOnlyTheirTerms) {
+  // FP8: the matmul share of the FLOPs at the FP8 peak, the attention core's at bf16's; overlap:
+  // the longer of compute and communication. Bytes, bubble ratio and memory stay as they were.
+  const Recipe r = small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16);
+  const Hardware& hw = hardware("h100");
+  const StepEstimate base = estimate_step(r, hw, {});
+  const StepEstimate fp8 = estimate_step(r, hw, {.fp8_gemms = true});
+  const StepEstimate both = estimate_step(r, hw, {.fp8_gemms = true, .overlap = true});
+  const ModelStats stats = model_stats(r.model, r.data.seq_len);
+  const double share = stats.matmul_flops_per_token / stats.flops_per_token();
+  EXPECT_NEAR(fp8.compute_s,
+              base.compute_s * (share * hw.bf16_tflops / hw.fp8_tflops + (1 - share)), 1e-15);
+  EXPECT_NEAR(fp8.bubble_s / fp8.compute_s, base.bubble_s / base.compute_s, 1e-12);
+  EXPECT_DOUBLE_EQ(fp8.communication_s, base.communication_s);
+  EXPECT_DOUBLE_EQ(fp8.step_s,
+                   fp8.compute_s + fp8.communication_s + fp8.bubble_s + fp8.optimizer_s);
+  EXPECT_DOUBLE_EQ(both.step_s, std::max(both.compute_s, both.communication_s) + both.bubble_s +
+                                    both.optimizer_s);
+  EXPECT_LT(both.step_s, fp8.step_s);
+  EXPECT_DOUBLE_EQ(fp8.mfu, fp8.tflops_per_gpu / hw.fp8_tflops);
+  EXPECT_EQ(both.peak_bytes, base.peak_bytes);
+}
+
 TEST(Plan, SearchRanksEveryValidLayoutThatFitsFastestFirst) {
   // The small recipe on 16 H100s: each ranked layout is one the rules accept, fits, and is
   // estimated exactly as plan estimates it alone; the ranking is by tokens/s. The rules refuse

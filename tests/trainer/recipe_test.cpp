@@ -90,6 +90,7 @@ TEST(Recipe, ResolvedYamlParsesBackToTheSameRecipe) {
                                                  {"recipes/bench-1gpu.yaml", 1},
                                                  {"recipes/mistral-large-3.yaml", 1024},
                                                  {"recipes/mistral-small-4.yaml", 64},
+                                                 {"recipes/deepseek-v3.yaml", 1024},
                                                  {"recipes/tiny-mistral-large-3.yaml", 1},
                                                  {"recipes/tiny-mistral-small-4.yaml", 1}};
   for (const auto& [path, world] : recipes) {

@@ -33,6 +33,8 @@ struct PlanOptions {
   int nvlink_domain = 0;  // 0 = the hardware's
   bool json = false;
   bool search = false;  // rank every valid layout for the GPUs instead (trainer/plan/search.h)
+  std::string precision = "bf16";  // the GEMMs' format: bf16 | fp8
+  bool overlap = false;            // communication hidden behind compute (step_estimate.h)
   int64_t top = 10;     // with search: the fitting layouts shown
 };
 // `tramontane plan`: memory per rank, communication per group, a step-time estimate on N GPUs.

@@ -50,14 +50,16 @@ void print_estimate(const Recipe& r, const Hardware& hw, const StepEstimate& e,
   }
   if (e.traffic.empty()) fmt::print("(none: one rank)\n");
 
+  fmt::print("\nstep time, seconds ({}):\n",
+             a.overlap ? "--overlap: communication hidden behind compute, the longer of the two"
+                       : "nothing overlapped: the trainer does not overlap communication yet");
   fmt::print(
-      "\nstep time, seconds (nothing overlapped: the trainer does not overlap "
-      "communication yet):\n");
-  fmt::print(
-      "  compute {:.4f} (at {:.0f}% of {:.0f} TFLOP/s)  bubble {:.4f}  optimizer {:.4f}  "
+      "  compute {:.4f} (at {:.0f}% of {} TFLOP/s)  bubble {:.4f}  optimizer {:.4f}  "
       "communication {:.4f}  total {:.4f}\n",
-      e.compute_s, 100 * a.matmul_efficiency, hw.bf16_tflops, e.bubble_s, e.optimizer_s,
-      e.step_s - e.compute_s - e.bubble_s - e.optimizer_s, e.step_s);
+      e.compute_s, 100 * a.matmul_efficiency,
+      a.fp8_gemms ? fmt::format("{:.0f} fp8 (GEMMs) / {:.0f} bf16", hw.fp8_tflops, hw.bf16_tflops)
+                  : fmt::format("{:.0f} bf16", hw.bf16_tflops),
+      e.bubble_s, e.optimizer_s, e.communication_s, e.step_s);
   fmt::print("tokens/s {:.0f}   TFLOP/s per GPU {:.0f}   MFU {:.1f}%\n", e.tokens_per_s,
              e.tflops_per_gpu, 100 * e.mfu);
 }
@@ -68,6 +70,8 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
                       {"gpus", e.gpus},
                       {"hw", hw.name},
                       {"nvlink_domain", e.nvlink_domain},
+                      {"precision", e.fp8_gemms ? "fp8" : "bf16"},
+                      {"overlap", e.overlap},
                       {"layout",
                        {{"tp", p.tp},
                         {"dp", p.dp},
@@ -83,6 +87,7 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
                        {{"compute", e.compute_s},
                         {"bubble", e.bubble_s},
                         {"optimizer", e.optimizer_s},
+                        {"communication", e.communication_s},
                         {"step", e.step_s}}},
                       {"tokens_per_s", e.tokens_per_s},
                       {"tflops_per_gpu", e.tflops_per_gpu},
@@ -162,8 +167,7 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     fmt::print(
         "{:>6} {} {:>8.1f} {:>8.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n",
         label, layout_row(r), gib(static_cast<double>(e.peak_bytes)), e.compute_s, e.bubble_s,
-        e.step_s - e.compute_s - e.bubble_s - e.optimizer_s, e.step_s, e.tokens_per_s,
-        e.tflops_per_gpu, 100 * e.mfu);
+        e.communication_s, e.step_s, e.tokens_per_s, e.tflops_per_gpu, 100 * e.mfu);
   };
   int rank = 0;
   for (const LayoutCandidate& c : s.ranked) row(fmt::format("{}", ++rank), c.recipe, c.estimate);
@@ -179,8 +183,9 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
   }
   fmt::print(
       "(seconds per step: compute at {:.0f}% of peak, the 1F1B bubble, every group's "
-      "communication, nothing overlapped; docs/PLANNING.md)\n",
-      100 * a.matmul_efficiency);
+      "communication, {}; docs/PLANNING.md)\n",
+      100 * a.matmul_efficiency,
+      a.overlap ? "hidden behind compute (--overlap)" : "nothing overlapped");
   fmt::print("(plan RECIPE --gpus {} --hw {} --set ... with a row's keys shows its details)\n",
              options.gpus, hw.name);
   return 0;
@@ -190,7 +195,9 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
 
 int run_plan(const PlanOptions& options) {
   const Hardware& hw = hardware(options.hw);
-  const PlanAssumptions a{.nvlink_domain = options.nvlink_domain};
+  const PlanAssumptions a{.fp8_gemms = options.precision == "fp8",
+                          .overlap = options.overlap,
+                          .nvlink_domain = options.nvlink_domain};
   if (options.search) return run_search(options, hw, a);
   Recipe recipe = load_recipe(options.recipe, options.overrides);
   resolve_layout(recipe, options.gpus);

@@ -9,7 +9,7 @@
 namespace tmt {
 
 struct Hardware {
-  std::string name;         // h100 | h200 | b200 | gb200
+  std::string name;         // h100 | h200 | h800 | b200 | gb200
   std::string description;  // for people
   double bf16_tflops = 0;   // dense peak, TFLOP/s
   double fp8_tflops = 0;    // dense peak, TFLOP/s

@@ -37,6 +37,8 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   StepEstimate e;
   e.gpus = layout.world();
   e.nvlink_domain = a.nvlink_domain > 0 ? a.nvlink_domain : hw.nvlink_domain;
+  e.fp8_gemms = a.fp8_gemms;
+  e.overlap = a.overlap;
   e.micro_batches = r.train.global_batch / (r.train.micro_batch * p.dp);
   e.tokens_per_step = static_cast<double>(r.train.global_batch * r.data.seq_len);
   e.flops_per_token = stats.flops_per_token();
@@ -52,7 +54,11 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   const double balanced = static_cast<double>(m.n_layers) / static_cast<double>(p.pp);
   e.busiest_flops = e.flops_per_token * e.tokens_per_step / static_cast<double>(e.gpus) *
                     (static_cast<double>(layers) / balanced);
-  e.compute_s = e.busiest_flops / (hw.bf16_tflops * 1e12 * a.matmul_efficiency);
+  const double matmul_share = stats.matmul_flops_per_token / e.flops_per_token;
+  const double gemm_tflops = a.fp8_gemms ? hw.fp8_tflops : hw.bf16_tflops;
+  e.compute_s = e.busiest_flops *
+                (matmul_share / gemm_tflops + (1 - matmul_share) / hw.bf16_tflops) /
+                (1e12 * a.matmul_efficiency);
   e.bubble_s = e.compute_s * static_cast<double>(p.pp - 1) / static_cast<double>(e.micro_batches);
 
   // Parameters of one rank: the experts split over ep · etp, the rest over tp, both over pp.
@@ -93,11 +99,13 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   const double optimizer_params = p.zero1 ? local / static_cast<double>(p.dp) : local;
   e.optimizer_s = 30 * optimizer_params / (hw.hbm_tbps * 1e12 * a.hbm_efficiency);
 
-  e.step_s = e.compute_s + e.bubble_s + e.optimizer_s;
-  for (const GroupTraffic& g : e.traffic) e.step_s += g.seconds;
+  for (const GroupTraffic& g : e.traffic) e.communication_s += g.seconds;
+  e.step_s =
+      (a.overlap ? std::max(e.compute_s, e.communication_s) : e.compute_s + e.communication_s) +
+      e.bubble_s + e.optimizer_s;
   e.tokens_per_s = e.tokens_per_step / e.step_s;
   e.tflops_per_gpu = e.flops_per_token * e.tokens_per_s / static_cast<double>(e.gpus) / 1e12;
-  e.mfu = e.tflops_per_gpu / hw.bf16_tflops;
+  e.mfu = e.tflops_per_gpu / (a.fp8_gemms ? hw.fp8_tflops : hw.bf16_tflops);
 
   if (!size_memory) return e;
   e.memory = plan_memory(r);

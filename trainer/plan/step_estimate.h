@@ -16,12 +16,14 @@
 // rate, else at the network's, each times link_efficiency.
 //
 // Step time = compute + bubble + every communication term + optimizer, nothing overlapped (the
-// trainer does not overlap communication with compute yet):
-//   compute   = model FLOPs of the busiest rank / (peak bf16 · matmul_efficiency)
+// trainer does not overlap communication with compute yet); with `overlap`,
+// max(compute, communication) + bubble + optimizer:
+//   compute   = model FLOPs of the busiest rank / (peak · matmul_efficiency), the matmul FLOPs at
+//               the GEMMs' format's peak (bf16 or fp8), the attention core's at bf16's
 //   bubble    = compute · (pp-1)/m (1F1B)
 //   optimizer = 30 bytes per local parameter (fp32 value, grad, m, v read; value, m, v and the bf16
 //               copy written) over HBM at hbm_efficiency; 1/dp of it with ZeRO-1
-// MFU = model FLOPs per second per GPU / peak bf16.
+// MFU = model FLOPs per second per GPU / the dense peak of the GEMMs' format (bf16, or fp8).
 #pragma once
 
 #include <cstdint>
@@ -36,9 +38,16 @@ namespace tmt {
 
 struct PlanAssumptions {
   double matmul_efficiency = 0.55;  // sustained share of peak for the model's FLOPs
-  double link_efficiency = 0.8;     // of the NVLink / network rate a large collective reaches
-  double hbm_efficiency = 0.8;      // of the HBM rate a streaming kernel reaches
-  int nvlink_domain = 0;            // 0 = the hardware's
+  // FP8 GEMMs: the linears' and experts' GEMMs at the FP8 peak, the attention core at bf16's, as
+  // FP8 training runs them (MXFP8 on Blackwell alike). Off: bf16 throughout.
+  bool fp8_gemms = false;
+  // Communication hidden behind compute (the reference systems' overlap of the expert
+  // all-to-all, the gradient reduction and the TP collectives): the step takes the longer of
+  // compute and communication instead of their sum. Off: tramontane overlaps nothing yet.
+  bool overlap = false;
+  double link_efficiency = 0.8;  // of the NVLink / network rate a large collective reaches
+  double hbm_efficiency = 0.8;   // of the HBM rate a streaming kernel reaches
+  int nvlink_domain = 0;         // 0 = the hardware's
   // Left to what the arenas do not hold: the CUDA context, NCCL's buffers, the libraries'
   // handles (the arenas themselves do not fragment).
   double reserve_gib = 2.0;
@@ -55,11 +64,13 @@ struct GroupTraffic {
 struct StepEstimate {
   int64_t gpus = 0;
   int nvlink_domain = 0;
-  int64_t micro_batches = 0;  // m, per data-parallel rank
+  bool fp8_gemms = false, overlap = false;  // the assumptions it was made under
+  int64_t micro_batches = 0;                // m, per data-parallel rank
   double tokens_per_step = 0;
   double flops_per_token = 0;  // model FLOPs (model_stats.h)
   double busiest_flops = 0;    // of one rank per step
   double compute_s = 0, bubble_s = 0, optimizer_s = 0, step_s = 0;
+  double communication_s = 0;  // every group's seconds summed (hidden behind compute with overlap)
   std::vector<GroupTraffic> traffic;
   double tokens_per_s = 0, tflops_per_gpu = 0, mfu = 0;
   std::vector<StageMemory> memory;  // per pipeline stage
