@@ -64,16 +64,16 @@ void expect_identical(const Run& got, const Run& want, const std::string& what) 
     const std::string at = what + ", step " + std::to_string(s + 1);
     EXPECT_TRUE(same_bits(g.loss, w.loss)) << at << ": loss " << g.loss << " vs " << w.loss;
     EXPECT_TRUE(same_bits(g.lm_loss, w.lm_loss)) << at << ": lm loss";
-    EXPECT_TRUE(same_bits(g.aux_loss, w.aux_loss)) << at << ": aux loss " << g.aux_loss << " vs "
-                                                   << w.aux_loss;
+    EXPECT_TRUE(same_bits(g.aux_loss, w.aux_loss))
+        << at << ": aux loss " << g.aux_loss << " vs " << w.aux_loss;
     EXPECT_TRUE(same_bits(g.z_loss, w.z_loss)) << at << ": z loss";
     EXPECT_TRUE(same_bits(g.grad_norm, w.grad_norm)) << at << ": gradient norm";
     EXPECT_EQ(g.max_load, w.max_load) << at << ": the expert loads";
     EXPECT_EQ(g.dropped, w.dropped) << at;
     EXPECT_EQ(g.skipped, w.skipped) << at;
   }
-  EXPECT_TRUE(same_bits(got.val, want.val)) << what << ": validation " << got.val << " vs "
-                                            << want.val;
+  EXPECT_TRUE(same_bits(got.val, want.val))
+      << what << ": validation " << got.val << " vs " << want.val;
   ASSERT_EQ(got.params.size(), want.params.size());
   size_t differing = 0;
   for (size_t i = 0; i < want.params.size(); ++i) {
@@ -198,8 +198,7 @@ TEST(Recompute, ActivationsShrinkByModeAndThePlanSaysSo) {
       Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", o);
       resolve_layout(r, r.parallel.pp);
       const std::vector<StageMemory> plan = plan_memory(r);
-      const Model real(r.model, model_run_of(r), Context{},
-                       model_shard_of(r, 0, nullptr, nullptr));
+      const Model real(r.model, model_run_of(r), Context{}, model_shard_of(r, 0, nullptr, nullptr));
       EXPECT_EQ(plan[0].activations, real.activations_arena_bytes()) << mode;
       EXPECT_EQ(plan[0].scratch, real.scratch_arena_bytes()) << mode;
       EXPECT_EQ(plan[0].expert_rows, real.expert_rows().planned_bytes()) << mode;

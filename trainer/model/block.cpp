@@ -99,8 +99,9 @@ MoeStats Block::forward(const Tensor& x_out, const Tensor& x, const Rope& rope, 
   if (ffn_ != nullptr) {
     const ForwardTemps f = forward_temps(*scratch_);
     env_.sp.gather(n.h2_full, n.h2);
-    env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received,
-                               [&](const Tensor& out, bool acc) { ffn_->forward(out, n.h2_full, acc); });
+    env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
+      ffn_->forward(out, n.h2_full, acc);
+    });
   }
   scratch_->reset(mark);
   return stats;

@@ -36,8 +36,8 @@ class Block {
   std::unique_ptr<FfnLayer> dense_;
   std::unique_ptr<MoeLayer> moe_;
   std::unique_ptr<FfnLayer> shared_;
-  FfnLayer* ffn_ = nullptr;    // the dense FFN or the shared experts (null: neither)
-  Tensor x_mid_, rstd2_;  // [Tl, D], [Tl]
+  FfnLayer* ffn_ = nullptr;  // the dense FFN or the shared experts (null: neither)
+  Tensor x_mid_, rstd2_;     // [Tl, D], [Tl]
   Arena* scratch_ = nullptr;
   // The FFN norm's output h2 [Tl, D] and h2 gathered for the FFN [T, D] (h2 itself at tp = 1):
   // kept, or under selective recomputation (layer_env.h) taken from the scratch by each pass and

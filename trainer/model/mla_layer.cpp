@@ -256,8 +256,7 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   if (env_.selective()) {  // the same operations on the same inputs: the same values
     rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
     env_.sp.gather(r.h_full, r.h);
-    if (q_lora())
-      rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
+    if (q_lora()) rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
     rmsnorm_fwd(ctx, r.ckv_norm, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
     attention_fwd(ctx, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
                   attention_params(*env_.model));
