@@ -33,7 +33,8 @@
 //
 // Memory: how many rows the experts receive is known only after routing; the expert-side rows are
 // planned for the balanced load and grow when a micro-batch needs more (expert_rows.h: the
-// policy). Backward keeps the experts' inputs, gate/up projections and activations and the rows
+// policy). Backward keeps the experts' inputs, gate/up projections and activations (not the
+// activations under selective recomputation: recomputed from the gate/up projections) and the rows
 // as they came back; everything else is scratch.
 //
 // Dropless by default: every assignment is computed. With a capacity factor c each expert takes at
