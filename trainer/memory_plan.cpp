@@ -28,7 +28,8 @@ ModelRun model_run_of(const Recipe& r) {
   return {.dtype = r.train.dtype,
           .micro_batch = r.train.micro_batch,
           .seq_len = r.data.seq_len,
-          .seed = r.train.seed};
+          .seed = r.train.seed,
+          .recompute = r.train.recompute};
 }
 
 size_t StageMemory::total() const {

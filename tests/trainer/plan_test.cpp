@@ -26,6 +26,36 @@ Recipe small(const std::vector<std::string>& sets, int64_t world) {
   return r;
 }
 
+TEST(Plan, RecomputationAddsItsFlopsAndCollectives) {
+  // The small recipe at tp2 pp2 ep4 (as below): full recomputation is one more forward of the
+  // blocks, (model FLOPs - the head's 6·V·D) / 3 a token, and reruns the forward's TP and EP
+  // moves (12 and 6 instead of 8 and 4); selective is the attention core's forward again plus
+  // the elementwise ops, and re-gathers the norms' outputs (10 TP moves). Model FLOPs, and so MFU's
+  // numerator, stay the model's.
+  const Hardware& hw = hardware("h100");
+  const auto plan = [&](const char* mode) {
+    return estimate_step(small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4",
+                                std::string("train.recompute=") + mode},
+                               16),
+                         hw, {});
+  };
+  const StepEstimate none = plan("none"), selective = plan("selective"), full = plan("full");
+  EXPECT_EQ(none.recompute_flops_per_token, 0);
+  EXPECT_DOUBLE_EQ(full.recompute_flops_per_token, (none.flops_per_token - 6.0 * 64 * 32) / 3);
+  EXPECT_GT(selective.recompute_flops_per_token, 0);
+  EXPECT_LT(selective.recompute_flops_per_token, full.recompute_flops_per_token);
+  EXPECT_DOUBLE_EQ(full.flops_per_token, none.flops_per_token);
+  EXPECT_LT(none.compute_s, selective.compute_s);
+  EXPECT_LT(selective.compute_s, full.compute_s);
+  EXPECT_DOUBLE_EQ(find(full, "tp")->bytes, find(none, "tp")->bytes * 12 / 8);
+  EXPECT_DOUBLE_EQ(find(selective, "tp")->bytes, find(none, "tp")->bytes * 10 / 8);
+  EXPECT_DOUBLE_EQ(find(full, "ep")->bytes, find(none, "ep")->bytes * 6 / 4);
+  EXPECT_GT(none.mfu, full.mfu);
+  // And the memory it plans is the smaller one (memory_plan.h sizes each mode).
+  EXPECT_GT(none.peak_bytes, selective.peak_bytes);
+  EXPECT_GT(selective.peak_bytes, full.peak_bytes);
+}
+
 TEST(Plan, TrafficOfEachGroupByHand) {
   // 16 GPUs: tp2 pp2 dp4, experts ep4 edp2; 24 sequences of 16 tokens in micro-batches of 2:
   // m = 24 / (2 · 4) = 3 micro-batches, T = 32 tokens, D = 32, 2 layers a stage (stage 0: the

@@ -60,6 +60,12 @@ void print_estimate(const Recipe& r, const Hardware& hw, const StepEstimate& e,
       a.fp8_gemms ? fmt::format("{:.0f} fp8 (GEMMs) / {:.0f} bf16", hw.fp8_tflops, hw.bf16_tflops)
                   : fmt::format("{:.0f} bf16", hw.bf16_tflops),
       e.bubble_s, e.optimizer_s, e.communication_s, e.step_s);
+  if (e.recompute_flops_per_token > 0) {
+    fmt::print(
+        "  (compute includes train.recompute={}'s {} FLOPs per token, {:.1f}% above the model's)\n",
+        name_of(r.train.recompute), human_count(e.recompute_flops_per_token),
+        100 * e.recompute_flops_per_token / e.flops_per_token);
+  }
   fmt::print("tokens/s {:.0f}   TFLOP/s per GPU {:.0f}   MFU {:.1f}%\n", e.tokens_per_s,
              e.tflops_per_gpu, 100 * e.mfu);
 }
@@ -83,6 +89,8 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
                       {"micro_batches", e.micro_batches},
                       {"tokens_per_step", e.tokens_per_step},
                       {"flops_per_token", e.flops_per_token},
+                      {"recompute", name_of(r.train.recompute)},
+                      {"recompute_flops_per_token", e.recompute_flops_per_token},
                       {"seconds",
                        {{"compute", e.compute_s},
                         {"bubble", e.bubble_s},

@@ -71,22 +71,34 @@ AttentionLayer::AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& s
 
 void AttentionLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens();
-  const int64_t d = env_.model->d_model;
   const DType f = env_.dtype;
-  h_ = acts.alloc(f, {tl, d});
+  if (!env_.selective()) kept_ = recomputed(acts);
   rstd_ = acts.alloc(env_.stat_dtype(), {tl});
-  h_full_ = env_.sp.gathered(acts, h_);
   q_ = acts.alloc(f, {t, heads_ * head_dim_});
   k_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
   v_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
-  o_ = acts.alloc(f, {t, heads_ * head_dim_});
   lse_ = acts.alloc(env_.stat_dtype(), {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
+  recomputed_for_pass();
   forward_temps(scratch);
   scratch.reset(mark);
-  backward_temps(scratch, h_);  // any [Tl, D] tensor stands for dx here
+  recomputed_for_pass();
+  backward_temps(scratch, env_.residual_stand_in());
   scratch.reset(mark);
+}
+
+AttentionLayer::Recomputed AttentionLayer::recomputed(Arena& arena) const {
+  const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = env_.model->d_model;
+  Recomputed r;
+  r.h = arena.alloc(env_.dtype, {tl, d});
+  r.h_full = env_.sp.gathered(arena, r.h);
+  r.o = arena.alloc(env_.dtype, {t, heads_ * head_dim_});
+  return r;
+}
+
+AttentionLayer::Recomputed AttentionLayer::recomputed_for_pass() const {
+  return env_.selective() ? recomputed(*scratch_) : kept_;
 }
 
 AttentionLayer::ForwardTemps AttentionLayer::forward_temps(Arena& scratch) const {
@@ -125,11 +137,13 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   const Context& ctx = env_.ctx;
   const ParamStore& ps = *store_;
   const int64_t t = env_.tokens();
-  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
-  env_.sp.gather(h_full_, h_);
-  linear_fwd(ctx, q_, h_full_, ps[wq_].weight);
-  linear_fwd(ctx, k_, h_full_, ps[wk_].weight);
-  linear_fwd(ctx, v_, h_full_, ps[wv_].weight);
+  const size_t mark = scratch_->mark();
+  const Recomputed r = recomputed_for_pass();
+  rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
+  env_.sp.gather(r.h_full, r.h);
+  linear_fwd(ctx, q_, r.h_full, ps[wq_].weight);
+  linear_fwd(ctx, k_, r.h_full, ps[wk_].weight);
+  linear_fwd(ctx, v_, r.h_full, ps[wv_].weight);
   const Tensor q3 = q_.view({t, heads_, head_dim_});
   const Tensor k3 = k_.view({t, kv_heads_, head_dim_});
   rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin,
@@ -137,13 +151,12 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   rope_fwd(ctx, k3, k3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
-  attention_fwd(ctx, o_.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
+  attention_fwd(ctx, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
                 attention_params(*env_.model));
-  const size_t mark = scratch_->mark();
   const ForwardTemps f = forward_temps(*scratch_);
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
-    linear_fwd(ctx, out, o_, ps[wo_].weight, acc);
+    linear_fwd(ctx, out, r.o, ps[wo_].weight, acc);
   });
   scratch_->reset(mark);
 }
@@ -153,14 +166,21 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
   ParamStore& ps = *store_;
   const int64_t t = env_.tokens();
   const size_t mark = scratch_->mark();
+  const Recomputed r = recomputed_for_pass();
+  const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
+  const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
+  if (env_.selective()) {  // the same operations on the same inputs: the same values
+    rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
+    env_.sp.gather(r.h_full, r.h);
+    attention_fwd(ctx, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
+                  attention_params(*env_.model));
+  }
   const BackwardTemps g = backward_temps(*scratch_, dx);
   // x_out = x + o Woᵀ: the branch sees dx unchanged (all of its tokens, under tp).
   env_.sp.gather(g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, o_, ps[wo_].weight);
-  const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
-  const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
+  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
   attention_bwd(ctx, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks), g.dout.view(qs), q_.view(qs),
-                k_.view(ks), v_.view(ks), o_.view(qs), lse_, attention_params(*env_.model));
+                k_.view(ks), v_.view(ks), r.o.view(qs), lse_, attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, head_dim_});
   const Tensor dk3 = g.dk.view({t, kv_heads_, head_dim_});
   rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,
@@ -168,9 +188,9 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
   rope_bwd(ctx, dk3, dk3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   // dh: this rank's heads' share of the projections' input gradient, summed over TP.
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
-    linear_bwd(ctx, out, ps[wq_].grad, g.dq, h_full_, ps[wq_].weight);
-    linear_bwd(ctx, out, ps[wk_].grad, g.dk, h_full_, ps[wk_].weight, /*accumulate_dx=*/true);
-    linear_bwd(ctx, out, ps[wv_].grad, g.dv, h_full_, ps[wv_].weight, /*accumulate_dx=*/true);
+    linear_bwd(ctx, out, ps[wq_].grad, g.dq, r.h_full, ps[wq_].weight);
+    linear_bwd(ctx, out, ps[wk_].grad, g.dk, r.h_full, ps[wk_].weight, /*accumulate_dx=*/true);
+    linear_bwd(ctx, out, ps[wv_].grad, g.dv, r.h_full, ps[wv_].weight, /*accumulate_dx=*/true);
   });
   rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
   add(ctx, dx, g.dx_norm);

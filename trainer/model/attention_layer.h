@@ -51,10 +51,20 @@ class AttentionLayer {
   size_t norm_, wq_, wk_, wv_, wo_;
   int64_t heads_, kv_heads_, head_dim_;  // this rank's
   // activations (T tokens, Tl = T/tp of them in this rank's chunk; H, Hk this rank's heads):
-  // h [Tl, D], rstd [Tl], h_full [T, D] (h itself at tp = 1), q [T, H·Dh], k, v [T, Hk·Dh],
-  // o [T, H·Dh], lse [B, H, S]
-  Tensor h_, rstd_, h_full_, q_, k_, v_, o_, lse_;
+  // rstd [Tl], q [T, H·Dh], k, v [T, Hk·Dh], lse [B, H, S], and kept_ (below)
+  Tensor rstd_, q_, k_, v_, lse_;
   Arena* scratch_ = nullptr;
+
+  // What selective recomputation drops (layer_env.h): h [Tl, D], h_full [T, D] (h itself at
+  // tp = 1), o [T, H·Dh]; backward recomputes them from x (the norm, with rstd rewritten the same)
+  // and from q, k, v (the attention core, lse rewritten the same).
+  struct Recomputed {
+    Tensor h, h_full, o;
+  };
+  Recomputed kept_;  // without selective recomputation
+  Recomputed recomputed(Arena& arena) const;
+  // The pass's: kept_, or taken from the scratch.
+  Recomputed recomputed_for_pass() const;
 
   // forward: the output projection's partial sum [T, D] and its reduced chunk [Tl, D] (tp > 1)
   struct ForwardTemps {

@@ -40,19 +40,27 @@ void Block::allocate(Arena& acts, Arena& scratch) {
     gqa_->allocate(acts, scratch);
   }
   x_mid_ = acts.alloc(env_.dtype, {tl, d});
-  h2_ = acts.alloc(env_.dtype, {tl, d});
+  if (!env_.selective()) kept_ = normed(acts);
   rstd2_ = acts.alloc(env_.stat_dtype(), {tl});
-  h2_full_ = ffn_ != nullptr ? env_.sp.gathered(acts, h2_) : h2_;
   scratch_ = &scratch;
   // Each pass holds its temporaries while the FFN's or the MoE's backward takes its own on top.
   const size_t mark = scratch.mark();
+  normed_for_pass();
   forward_temps(scratch);
   scratch.reset(mark);
-  backward_temps(scratch, x_mid_);  // any [Tl, D] tensor stands for dx here
+  normed_for_pass();
+  backward_temps(scratch, env_.residual_stand_in());
   if (dense_) dense_->allocate(acts, scratch);
   if (moe_) moe_->allocate(acts, scratch);
   if (shared_) shared_->allocate(acts, scratch);
   scratch.reset(mark);
+}
+
+Block::Normed Block::normed(Arena& arena) const {
+  Normed n;
+  n.h2 = arena.alloc(env_.dtype, {env_.local_tokens(), env_.model->d_model});
+  n.h2_full = ffn_ != nullptr ? env_.sp.gathered(arena, n.h2) : n.h2;
+  return n;
 }
 
 Block::ForwardTemps Block::forward_temps(Arena& scratch) const {
@@ -82,17 +90,19 @@ MoeStats Block::forward(const Tensor& x_out, const Tensor& x, const Rope& rope, 
   } else {
     gqa_->forward(x_mid_, x, rope);
   }
-  rmsnorm_fwd(ctx, h2_, rstd2_, x_mid_, ps[ffn_norm_].weight, env_.model->norm_eps);
+  const size_t mark = scratch_->mark();
+  const Normed n = normed_for_pass();
+  rmsnorm_fwd(ctx, n.h2, rstd2_, x_mid_, ps[ffn_norm_].weight, env_.model->norm_eps);
   copy(ctx, x_out, x_mid_);
   MoeStats stats;
-  if (moe_) stats = moe_->forward(x_out, h2_, aux_weight);
-  if (ffn_ == nullptr) return stats;
-  const size_t mark = scratch_->mark();
-  const ForwardTemps f = forward_temps(*scratch_);
-  env_.sp.gather(h2_full_, h2_);
-  env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
-    ffn_->forward(out, h2_full_, acc);
-  });
+  if (moe_) stats = moe_->forward(x_out, n.h2, aux_weight);
+  if (ffn_ != nullptr) {
+    const ForwardTemps f = forward_temps(*scratch_);
+    env_.sp.gather(n.h2_full, n.h2);
+    env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
+      ffn_->forward(out, n.h2_full, acc);
+    });
+  }
   scratch_->reset(mark);
   return stats;
 }
@@ -101,12 +111,17 @@ void Block::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   ParamStore& ps = *store_;
   const Context& ctx = env_.ctx;
   const size_t mark = scratch_->mark();
+  const Normed n = normed_for_pass();
+  if (env_.selective()) {  // the same operations on the same inputs: the same values
+    rmsnorm_fwd(ctx, n.h2, rstd2_, x_mid_, ps[ffn_norm_].weight, env_.model->norm_eps);
+    if (ffn_ != nullptr) env_.sp.gather(n.h2_full, n.h2);
+  }
   const BackwardTemps g = backward_temps(*scratch_, dx);
-  if (moe_) moe_->backward(g.dh2, dx, h2_);  // written; the shared experts add to it
+  if (moe_) moe_->backward(g.dh2, dx, n.h2);  // written; the shared experts add to it
   if (ffn_ != nullptr) {
     env_.sp.gather(g.dy_full, dx);
     const auto ffn_backward = [&](const Tensor& out, bool acc) {
-      ffn_->backward(out, g.dy_full, h2_full_, acc);
+      ffn_->backward(out, g.dy_full, n.h2_full, acc);
     };
     if (moe_) {
       env_.sp.reduce_scatter_add(ctx, g.dh2, g.partial, g.received, ffn_backward);

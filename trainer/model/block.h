@@ -36,10 +36,18 @@ class Block {
   std::unique_ptr<FfnLayer> dense_;
   std::unique_ptr<MoeLayer> moe_;
   std::unique_ptr<FfnLayer> shared_;
-  FfnLayer* ffn_ = nullptr;    // the dense FFN or the shared experts (null: neither)
-  Tensor x_mid_, h2_, rstd2_;  // [Tl, D], [Tl, D], [Tl]
-  Tensor h2_full_;             // [T, D]: h2 gathered for the FFN (h2 itself at tp = 1)
+  FfnLayer* ffn_ = nullptr;  // the dense FFN or the shared experts (null: neither)
+  Tensor x_mid_, rstd2_;     // [Tl, D], [Tl]
   Arena* scratch_ = nullptr;
+  // The FFN norm's output h2 [Tl, D] and h2 gathered for the FFN [T, D] (h2 itself at tp = 1):
+  // kept, or under selective recomputation (layer_env.h) taken from the scratch by each pass and
+  // recomputed in backward from x_mid (rstd2 rewritten the same).
+  struct Normed {
+    Tensor h2, h2_full;
+  };
+  Normed kept_;
+  Normed normed(Arena& arena) const;
+  Normed normed_for_pass() const { return env_.selective() ? normed(*scratch_) : kept_; }
 
   // forward: the FFN's partial output [T, D] and its reduced chunk [Tl, D] (tp > 1)
   struct ForwardTemps {

@@ -13,7 +13,9 @@
 // - What backward needs of the expert side (the experts' inputs, their gate/up projections and
 //   SwiGLU activations) is kept in one stack per in-flight micro-batch, planned for all of the
 //   stage's MoE layers together: a layer that receives more than its share takes what the others
-//   leave. The stack is emptied when its micro-batch's next forward starts.
+//   leave. The stack is emptied when its micro-batch's next forward starts. Under full
+//   recomputation (model.h) there is one stack, planned for the hungriest MoE layer and emptied
+//   before each MoE layer's forward (and its rerun in backward).
 // - The rest (the rows as received, the experts' outputs, backward's gradients) is scratch shared
 //   by every MoE layer, planned for one layer's balanced load.
 // - A micro-batch that needs more than planned grows the stack (a segment is added; the next

@@ -23,11 +23,16 @@ FfnLayer::FfnLayer(const LayerEnv& env, const std::string& prefix, int64_t hidde
 
 void FfnLayer::allocate(Arena& acts, Arena& scratch) {
   gate_up_ = acts.alloc(env_.dtype, {env_.tokens(), 2 * hidden_});
-  act_ = acts.alloc(env_.dtype, {env_.tokens(), hidden_});
+  if (!env_.selective()) act_ = acts.alloc(env_.dtype, {env_.tokens(), hidden_});
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
+  act_for_pass();  // forward's scratch is backward's without its temporaries
   backward_temps(scratch);
   scratch.reset(mark);
+}
+
+Tensor FfnLayer::act_for_pass() const {
+  return env_.selective() ? scratch_->alloc(env_.dtype, {env_.tokens(), hidden_}) : act_;
 }
 
 FfnLayer::BackwardTemps FfnLayer::backward_temps(Arena& scratch) const {
@@ -40,16 +45,21 @@ FfnLayer::BackwardTemps FfnLayer::backward_temps(Arena& scratch) const {
 void FfnLayer::forward(const Tensor& y, const Tensor& h, bool accumulate) {
   const ParamStore& ps = *store_;
   const Tensor w13 = ps[w13_].weight.view({2 * hidden_, env_.model->d_model});
+  const size_t mark = scratch_->mark();
+  const Tensor act = act_for_pass();
   linear_fwd(env_.ctx, gate_up_, h, w13);
-  swiglu_fwd(env_.ctx, act_, gate_up_);
-  linear_fwd(env_.ctx, y, act_, ps[w2_].weight, accumulate);
+  swiglu_fwd(env_.ctx, act, gate_up_);
+  linear_fwd(env_.ctx, y, act, ps[w2_].weight, accumulate);
+  scratch_->reset(mark);
 }
 
 void FfnLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h, bool accumulate_dh) {
   ParamStore& ps = *store_;
   const size_t mark = scratch_->mark();
+  const Tensor act = act_for_pass();
+  if (env_.selective()) swiglu_fwd(env_.ctx, act, gate_up_);
   const BackwardTemps g = backward_temps(*scratch_);
-  linear_bwd(env_.ctx, g.dact, ps[w2_].grad, dy, act_, ps[w2_].weight);
+  linear_bwd(env_.ctx, g.dact, ps[w2_].grad, dy, act, ps[w2_].weight);
   swiglu_bwd(env_.ctx, g.dgate_up, g.dact, gate_up_);
   const Shape w13{2 * hidden_, env_.model->d_model};
   linear_bwd(env_.ctx, dh, ps[w13_].grad.view(w13), g.dgate_up, h, ps[w13_].weight.view(w13),

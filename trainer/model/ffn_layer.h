@@ -32,8 +32,11 @@ class FfnLayer {
   ParamStore* store_;
   int64_t hidden_;  // this rank's share of F
   size_t w13_, w2_;
-  Tensor gate_up_, act_;  // [T, 2F], [T, F]
+  Tensor gate_up_, act_;  // [T, 2F], [T, F]; act_ undefined under selective recomputation
   Arena* scratch_ = nullptr;
+  // The activation a pass reads: act_, or under selective recomputation (layer_env.h) one taken
+  // from the scratch (backward recomputes it from gate_up).
+  Tensor act_for_pass() const;
 
   struct BackwardTemps {
     Tensor dact, dgate_up;  // [T, F], [T, 2F]

@@ -40,7 +40,10 @@ struct LayerEnv {
   // all); each expert's FFN is split over etp of them.
   Communicator* experts = nullptr;
   int64_t etp = 1;
+  Recompute recompute = Recompute::kNone;  // train.recompute
 
+  // Whether the layers recompute their cheap activations in backward (train.recompute: selective).
+  bool selective() const { return recompute == Recompute::kSelective; }
   int64_t tokens() const { return batch * seq; }              // T: the whole micro-batch
   int64_t local_tokens() const { return sp.local_tokens(); }  // this rank's chunk
   // Per-row statistics (norms' rstd, attention's lse, losses) and the router's tensors: f32, or
@@ -49,6 +52,11 @@ struct LayerEnv {
   // This rank's place in the TP group, for choosing its shard of each parameter.
   int64_t tp_size() const { return sp.size(); }
   int64_t tp_rank() const { return sp.rank(); }
+  // A [Tl, D] tensor in the model's dtype without memory: what stands for a pass's dx when its
+  // temporaries are sized (only the shape is read).
+  Tensor residual_stand_in() const {
+    return Tensor{nullptr, dtype, ctx.device, Shape{local_tokens(), model->d_model}};
+  }
   // Output projections start smaller so that the residual stream's variance does not grow with
   // depth: init_std / sqrt(2 · n_layers).
   double out_init_std() const;

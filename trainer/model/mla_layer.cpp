@@ -95,30 +95,43 @@ MlaLayer::MlaLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
 
 void MlaLayer::allocate(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens();
-  const int64_t d = env_.model->d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
-  h_ = acts.alloc(f, {tl, d});
+  if (!env_.selective()) kept_ = recomputed(acts);
   rstd_ = acts.alloc(stat, {tl});
-  h_full_ = env_.sp.gathered(acts, h_);
   if (q_lora()) {
     qa_ = acts.alloc(f, {t, rq_});
-    qa_norm_ = acts.alloc(f, {t, rq_});
     qa_rstd_ = acts.alloc(stat, {t});
   }
   q_ = acts.alloc(f, {t, heads_ * dqk()});
   ckv_ = acts.alloc(f, {t, rkv_});
-  ckv_norm_ = acts.alloc(f, {t, rkv_});
   ckv_rstd_ = acts.alloc(stat, {t});
   k_ = acts.alloc(f, {t, heads_ * dqk()});
   v_ = acts.alloc(f, {t, heads_ * dv_});
-  o_ = acts.alloc(f, {t, heads_ * dv_});
   lse_ = acts.alloc(stat, {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
   const size_t mark = scratch.mark();
+  recomputed_for_pass();
   forward_temps(scratch);
   scratch.reset(mark);
-  backward_temps(scratch, h_);  // any [Tl, D] tensor stands for dx here
+  recomputed_for_pass();
+  backward_temps(scratch, env_.residual_stand_in());
   scratch.reset(mark);
+}
+
+MlaLayer::Recomputed MlaLayer::recomputed(Arena& arena) const {
+  const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = env_.model->d_model;
+  const DType f = env_.dtype;
+  Recomputed r;
+  r.h = arena.alloc(f, {tl, d});
+  r.h_full = env_.sp.gathered(arena, r.h);
+  if (q_lora()) r.qa_norm = arena.alloc(f, {t, rq_});
+  r.ckv_norm = arena.alloc(f, {t, rkv_});
+  r.o = arena.alloc(f, {t, heads_ * dv_});
+  return r;
+}
+
+MlaLayer::Recomputed MlaLayer::recomputed_for_pass() const {
+  return env_.selective() ? recomputed(*scratch_) : kept_;
 }
 
 MlaLayer::ForwardTemps MlaLayer::forward_temps(Arena& scratch) const {
@@ -189,17 +202,18 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   const int64_t t = env_.tokens(), th = t * heads_;
   const double eps = env_.model->norm_eps;
   const size_t mark = scratch_->mark();
+  const Recomputed r = recomputed_for_pass();
   const ForwardTemps f = forward_temps(*scratch_);
-  rmsnorm_fwd(ctx, h_, rstd_, x, ps[norm_].weight, eps);
-  env_.sp.gather(h_full_, h_);
+  rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, eps);
+  env_.sp.gather(r.h_full, r.h);
   // queries, projected as [q_nope, q_pe] per head and held as [q_pe, q_nope]: one RoPE call then
   // rotates the pe part and applies the position scale to the whole head
   if (q_lora()) {
-    linear_fwd(ctx, qa_, h_full_, ps[wq_a_].weight);
-    rmsnorm_fwd(ctx, qa_norm_, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
-    linear_fwd(ctx, f.q, qa_norm_, ps[wq_].weight);
+    linear_fwd(ctx, qa_, r.h_full, ps[wq_a_].weight);
+    rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
+    linear_fwd(ctx, f.q, r.qa_norm, ps[wq_].weight);
   } else {
-    linear_fwd(ctx, f.q, h_full_, ps[wq_].weight);
+    linear_fwd(ctx, f.q, r.h_full, ps[wq_].weight);
   }
   reorder_heads(q_, f.q, /*to_rope_first=*/true);
   const Shape qs{env_.batch, env_.seq, heads_, dqk()};
@@ -208,10 +222,10 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
            {.layout = rope.layout, .scale = rope.q_scale});
   // the latent c = [c_kv, k_pe]: c_kv normed and up-projected to each head's [k_nope, v]; k_pe
   // rotated once, the one RoPE key of every head
-  linear_fwd(ctx, f.c, h_full_, ps[wkv_a_].weight);
+  linear_fwd(ctx, f.c, r.h_full, ps[wkv_a_].weight);
   copy_columns(ctx, ckv_, f.c, {.dst_col = 0, .src_col = 0, .width = rkv_});
-  rmsnorm_fwd(ctx, ckv_norm_, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
-  linear_fwd(ctx, f.kv, ckv_norm_, ps[wkv_b_].weight);
+  rmsnorm_fwd(ctx, r.ckv_norm, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
+  linear_fwd(ctx, f.kv, r.ckv_norm, ps[wkv_b_].weight);
   copy_columns(ctx, f.pe, f.c, {.dst_col = 0, .src_col = rkv_, .width = dr_});
   const Tensor pe3 = f.pe.view({t, 1, dr_});
   rope_fwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
@@ -222,11 +236,11 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   copy_columns(ctx, k_rows, kv_rows, {.dst_col = dr_, .src_col = 0, .width = dn_});
   copy_columns(ctx, v_.view({th, dv_}), kv_rows, {.dst_col = 0, .src_col = dn_, .width = dv_});
   const Shape vs{env_.batch, env_.seq, heads_, dv_};
-  attention_fwd(ctx, o_.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
+  attention_fwd(ctx, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
                 attention_params(*env_.model));
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
-    linear_fwd(ctx, out, o_, ps[wo_].weight, acc);
+    linear_fwd(ctx, out, r.o, ps[wo_].weight, acc);
   });
   scratch_->reset(mark);
 }
@@ -236,13 +250,22 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   ParamStore& ps = *store_;
   const int64_t t = env_.tokens(), th = t * heads_;
   const size_t mark = scratch_->mark();
-  const BackwardTemps g = backward_temps(*scratch_, dx);
-  env_.sp.gather(g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, o_, ps[wo_].weight);
+  const Recomputed r = recomputed_for_pass();
   const Shape qs{env_.batch, env_.seq, heads_, dqk()};
   const Shape vs{env_.batch, env_.seq, heads_, dv_};
+  if (env_.selective()) {  // the same operations on the same inputs: the same values
+    rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
+    env_.sp.gather(r.h_full, r.h);
+    if (q_lora()) rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
+    rmsnorm_fwd(ctx, r.ckv_norm, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
+    attention_fwd(ctx, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
+                  attention_params(*env_.model));
+  }
+  const BackwardTemps g = backward_temps(*scratch_, dx);
+  env_.sp.gather(g.dy_full, dx);
+  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
   attention_bwd(ctx, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs), g.dout.view(vs), q_.view(qs),
-                k_.view(qs), v_.view(vs), o_.view(vs), lse_, attention_params(*env_.model));
+                k_.view(qs), v_.view(vs), r.o.view(vs), lse_, attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, dqk()});
   rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,
            {.layout = rope.layout, .scale = rope.q_scale});
@@ -257,21 +280,21 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   const Tensor dkv_rows = g.dkv.view({th, dn_ + dv_});
   copy_columns(ctx, dkv_rows, dk_rows, {.dst_col = 0, .src_col = dr_, .width = dn_});
   copy_columns(ctx, dkv_rows, g.dv.view({th, dv_}), {.dst_col = dn_, .src_col = 0, .width = dv_});
-  linear_bwd(ctx, g.dckv_norm, ps[wkv_b_].grad, g.dkv, ckv_norm_, ps[wkv_b_].weight);
+  linear_bwd(ctx, g.dckv_norm, ps[wkv_b_].grad, g.dkv, r.ckv_norm, ps[wkv_b_].weight);
   rmsnorm_bwd(ctx, g.dckv, ps[kv_a_norm_].grad, g.dckv_norm, ckv_, ps[kv_a_norm_].weight,
               ckv_rstd_);
   copy_columns(ctx, g.dc, g.dckv, {.dst_col = 0, .src_col = 0, .width = rkv_});
   if (q_lora()) {
-    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq_proj, qa_norm_, ps[wq_].weight);
+    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq_proj, r.qa_norm, ps[wq_].weight);
     rmsnorm_bwd(ctx, g.dqa, ps[q_a_norm_].grad, g.dqa_norm, qa_, ps[q_a_norm_].weight, qa_rstd_);
   }
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
     if (q_lora()) {
-      linear_bwd(ctx, out, ps[wq_a_].grad, g.dqa, h_full_, ps[wq_a_].weight);
+      linear_bwd(ctx, out, ps[wq_a_].grad, g.dqa, r.h_full, ps[wq_a_].weight);
     } else {
-      linear_bwd(ctx, out, ps[wq_].grad, g.dq_proj, h_full_, ps[wq_].weight);
+      linear_bwd(ctx, out, ps[wq_].grad, g.dq_proj, r.h_full, ps[wq_].weight);
     }
-    linear_bwd(ctx, out, ps[wkv_a_].grad, g.dc, h_full_, ps[wkv_a_].weight,
+    linear_bwd(ctx, out, ps[wkv_a_].grad, g.dc, r.h_full, ps[wkv_a_].weight,
                /*accumulate_dx=*/true);
   });
   rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);

@@ -59,12 +59,22 @@ class MlaLayer {
   bool q_lora() const { return rq_ > 0; }
 
   // activations (T tokens, Tl of them in this rank's chunk):
-  // h [Tl, D], rstd [Tl], h_full [T, D]; qa, qa_norm [T, rq], qa_rstd [T] (with the query latent);
-  // q [T, Hl·(dr+dn)] (RoPE and the position scale applied, rope-first); ckv, ckv_norm [T, kv_lora_rank], ckv_rstd [T];
-  // k [T, Hl·(dr+dn)] (rope-first), v [T, Hl·dv], o [T, Hl·dv], lse [B, Hl, S]
-  Tensor h_, rstd_, h_full_, qa_, qa_norm_, qa_rstd_, q_, ckv_, ckv_norm_, ckv_rstd_, k_, v_, o_,
-      lse_;
+  // rstd [Tl]; qa [T, rq], qa_rstd [T] (with the query latent); q [T, Hl·(dr+dn)] (RoPE and the
+  // position scale applied, rope-first); ckv [T, kv_lora_rank], ckv_rstd [T]; k [T, Hl·(dr+dn)]
+  // (rope-first), v [T, Hl·dv], lse [B, Hl, S]; and kept_ (below)
+  Tensor rstd_, qa_, qa_rstd_, q_, ckv_, ckv_rstd_, k_, v_, lse_;
   Arena* scratch_ = nullptr;
+
+  // What selective recomputation drops (layer_env.h): the norms' outputs h [Tl, D] and h_full
+  // [T, D] (h at tp = 1), qa_norm [T, rq] (with the query latent), ckv_norm [T, kv_lora_rank], and
+  // the attention core's o [T, Hl·dv]; backward recomputes them from x, qa, ckv (the norms, their
+  // rstd rewritten the same) and q, k, v (lse rewritten the same).
+  struct Recomputed {
+    Tensor h, h_full, qa_norm, ckv_norm, o;
+  };
+  Recomputed kept_;  // without selective recomputation
+  Recomputed recomputed(Arena& arena) const;
+  Recomputed recomputed_for_pass() const;
 
   // forward: q [T, Hl·(dn+dr)] (projected, [nope | pe]), c [T, kv_lora_rank + dr], kv [T,
   // Hl·(dn+dv)], pe [T, dr] (the RoPE key, rotated apart), the output projection's partial sum

@@ -30,6 +30,8 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   env_.sp = SequenceParallel(shard.tp, env_.tokens());
   env_.experts = shard.experts;
   env_.etp = shard.etp;
+  env_.recompute = run.recompute;
+  recompute_ = run.recompute;
   const int64_t tp = env_.tp_size();
   TMT_CHECK(m.vocab_size % tp == 0, "vocabulary {} over {} tensor-parallel ranks", m.vocab_size,
             tp);
@@ -55,10 +57,11 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   };
   if (first_stage()) embedding_ = vocab_rows("embedding");
   slots_.resize(static_cast<size_t>(std::max<int64_t>(shard.in_flight, 1)));
-  for (Slot& s : slots_) {
-    // Each slot's blocks declare the same parameters: the store hands back the first copy's.
+  // Each slot's blocks declare the same parameters: the store hands back the first copy's. Under
+  // full recomputation the first slot's blocks serve every slot.
+  for (size_t k = 0; k < (full() ? 1 : slots_.size()); ++k) {
     for (int64_t l = first_layer_; l < last_layer_; ++l)
-      s.blocks.push_back(std::make_unique<Block>(env_, l, params_));
+      slots_[k].blocks.push_back(std::make_unique<Block>(env_, l, params_));
   }
   if (last_) {
     final_norm_ = params_.add({.name = "final_norm",
@@ -127,7 +130,24 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
       s.losses = acts.alloc(stat, {t});
       s.ce_stats = acts.alloc(DType::kF64, {3, t});  // row max, Σ exp, target logit
     }
-    for (auto& b : s.blocks) b->allocate(acts, scratch);
+    for (auto& b : s.blocks) {
+      if (!full()) b->allocate(acts, scratch);  // (full: below)
+    }
+  }
+  if (full()) {
+    // One block's internals at a time: every block's start at the same place, and the region
+    // ends where the largest one's do. Backward holds its rerun's output [Tl, D] in the scratch
+    // through the block's passes.
+    const size_t base = acts.mark(), scratch_mark = scratch.mark();
+    size_t top = base;
+    scratch.alloc(f, {tl, d});
+    for (auto& b : slots_.front().blocks) {
+      acts.reset(base);
+      b->allocate(acts, scratch);
+      top = std::max(top, acts.mark());
+    }
+    acts.reset(top);
+    scratch.reset(scratch_mark);
   }
   const size_t mark = scratch.mark();
   if (first_stage()) embedding_temps(scratch, slots_.front().dx);
@@ -137,16 +157,17 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
 }
 
 void Model::plan_expert_rows() {
+  // Under full recomputation one MoE layer's kept rows are live at a time, for every slot.
   size_t kept = 0, scratch = 0;
   for (auto& b : slots_.front().blocks) {
     if (MoeLayer* moe = b->moe()) {
       const int64_t rows = moe->planned_received();
-      kept += moe->kept_bytes(rows);
+      kept = full() ? std::max(kept, moe->kept_bytes(rows)) : kept + moe->kept_bytes(rows);
       scratch = std::max(scratch, moe->scratch_bytes(rows));
     }
   }
   if (kept == 0) return;  // no MoE layer on this stage
-  expert_rows_ = ExpertRows(env_.ctx.device, in_flight(), kept, scratch);
+  expert_rows_ = ExpertRows(env_.ctx.device, full() ? 1 : in_flight(), kept, scratch);
   for (size_t slot = 0; slot < slots_.size(); ++slot) {
     for (auto& b : slots_[slot].blocks) {
       if (MoeLayer* moe = b->moe()) moe->bind(expert_rows_, static_cast<int64_t>(slot));
@@ -176,8 +197,9 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
             "micro-batch {} does not match {} tokens", batch.inputs.str(), t);
   Slot& s = slots_[static_cast<size_t>(slot)];
   // The slot's previous micro-batch is done with its expert rows (backward ran, or it was a
-  // forward-only pass).
-  if (expert_rows_.slots() > 0) expert_rows_.kept(slot).reset();
+  // forward-only pass); under full recomputation the one stack empties before each MoE layer.
+  if (expert_rows_.slots() > 0 && !full()) expert_rows_.kept(slot).reset();
+  s.aux_weight = aux_weight;
   if (first_stage()) {
     // Each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding.
     const Tensor ids = batch.inputs.view({t});
@@ -193,9 +215,11 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
   parts.max_load.assign(static_cast<size_t>(moe_layers_), 0.0);
   const int64_t experts = config_.moe ? config_.moe->n_experts : 0;
   parts.expert_load.assign(static_cast<size_t>(moe_layers_ * experts), 0.0);
-  for (size_t l = 0; l < s.blocks.size(); ++l) {
-    const MoeStats st = s.blocks[l]->forward(s.x[l + 1], s.x[l], rope, aux_weight);
-    if (s.blocks[l]->is_moe()) {
+  auto& bs = blocks(static_cast<size_t>(slot));
+  for (size_t l = 0; l < bs.size(); ++l) {
+    if (full() && bs[l]->is_moe()) expert_rows_.kept(0).reset();
+    const MoeStats st = bs[l]->forward(s.x[l + 1], s.x[l], rope, aux_weight);
+    if (bs[l]->is_moe()) {
       parts.aux_loss += st.aux_loss;
       parts.z_loss += st.z_loss;
       parts.max_load[static_cast<size_t>(moe_index_[l])] = st.max_load;
@@ -292,7 +316,21 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
     scratch_.reset(mark);
   }
   const Block::Rope rope = rope_args();
-  for (size_t l = s.blocks.size(); l-- > 0;) s.blocks[l]->backward(s.dx, s.x[l], rope);
+  auto& bs = blocks(static_cast<size_t>(slot));
+  for (size_t l = bs.size(); l-- > 0;) {
+    if (!full()) {
+      bs[l]->backward(s.dx, s.x[l], rope);
+      continue;
+    }
+    // The block's internals hold another block's or another micro-batch's: rerun its forward
+    // from its input (statistics dropped: forward counted them), into a scratch output.
+    const size_t rerun = scratch_.mark();
+    const Tensor out = scratch_.alloc(env_.dtype, {env_.local_tokens(), config_.d_model});
+    if (bs[l]->is_moe()) expert_rows_.kept(0).reset();
+    bs[l]->forward(out, s.x[l], rope, s.aux_weight);
+    bs[l]->backward(s.dx, s.x[l], rope);
+    scratch_.reset(rerun);
+  }
   if (first_stage()) {
     const EmbeddingTemps e = embedding_temps(scratch_, s.dx);
     env_.sp.gather(e.dx_full, s.dx);

@@ -17,6 +17,15 @@
 // A pipeline stage keeps the activations of several micro-batches at once: `in_flight` slots (as
 // many as the schedule asks for, pipeline/one_f_one_b.h), each a full set of the stage's
 // activations; the slots share the parameters.
+// Under full recomputation (ModelRun::recompute, train.recompute: full) a slot keeps only the
+// residual stream between its blocks (and the head's tensors on the last stage): the blocks'
+// internals live once per stage, one region as large as the largest block's that every block and
+// every slot writes in turn (and the MoE layers' kept expert rows one stack, for one layer).
+// Backward reruns each block's forward from its saved input just before that block's backward:
+// the same routing (the same inputs, weights and expert bias give the same choices), the same
+// collectives on every rank of its groups, and its statistics (losses, loads, drops) dropped —
+// forward counted them. The rerun's output goes to a scratch tensor: the saved output may still be
+// on its way to the next stage.
 // Parameters, gradients and activations each live in one arena, sized once; a step allocates
 // nothing — except when an MoE layer's experts receive more rows than planned, where the expert
 // rows grow (trainer/model/expert_rows.h: the policy).
@@ -64,6 +73,10 @@ struct ModelRun {
   // Sizes only: the arenas hold no memory (Arena::DryRun) and nothing is initialised or computed;
   // the model reports its sizes (memory_plan.h) and must not run.
   bool dry = false;
+  // Activation recomputation (train.recompute): selective in the layers (layer_env.h); full here:
+  // a slot keeps only its blocks' inputs, and backward reruns each block's forward before its
+  // backward.
+  Recompute recompute = Recompute::kNone;
 };
 
 // Which part of the model this rank holds, and the groups it shares the work with.
@@ -140,7 +153,13 @@ class Model {
     // the logits [T, V/tp] (their gradient after the loss), the per-token losses [T] and the
     // vocab-parallel cross-entropy's statistics f64 [3, T]
     Tensor normed, norm_rstd, normed_full, logits, losses, ce_stats;
+    double aux_weight = 0;  // the forward's, for the blocks' rerun under full recomputation
   };
+  bool full() const { return recompute_ == Recompute::kFull; }
+  // A slot's blocks: its own, or under full recomputation the one set every slot shares.
+  std::vector<std::unique_ptr<Block>>& blocks(size_t slot) {
+    return slots_[full() ? 0 : slot].blocks;
+  }
   void allocate_activations(Arena& acts, Arena& scratch);
   // Plans the MoE layers' expert rows (expert_rows.h) and binds each slot's layers to them.
   void plan_expert_rows();
@@ -161,6 +180,7 @@ class Model {
 
   ModelConfig config_;
   LayerEnv env_;
+  Recompute recompute_ = Recompute::kNone;
   int64_t first_layer_ = 0, last_layer_ = 0;
   bool last_ = true;
   int64_t vocab_local_ = 0, vocab_start_ = 0;

@@ -120,16 +120,21 @@ int64_t MoeLayer::planned_received() const {
 template <class Memory>
 MoeLayer::KeptRows MoeLayer::kept_rows(Memory& memory, int64_t rows) const {
   const DType f = env_.dtype;
-  return {.x_experts = memory.alloc(f, {rows, env_.model->d_model}),
-          .gate_up = memory.alloc(f, {rows, 2 * hidden_}),
-          .act = memory.alloc(f, {rows, hidden_})};
+  KeptRows k;
+  k.x_experts = memory.alloc(f, {rows, env_.model->d_model});
+  k.gate_up = memory.alloc(f, {rows, 2 * hidden_});
+  if (!env_.selective()) k.act = memory.alloc(f, {rows, hidden_});
+  return k;
 }
 
 template <class Memory>
 MoeLayer::ReceivedForward MoeLayer::received_forward(Memory& memory, int64_t rows) const {
   const int64_t d = env_.model->d_model;
-  return {.x_received = memory.alloc(env_.dtype, {rows, d}),
-          .y_experts = memory.alloc(env_.dtype, {rows, d})};
+  ReceivedForward r;
+  r.x_received = memory.alloc(env_.dtype, {rows, d});
+  r.y_experts = memory.alloc(env_.dtype, {rows, d});
+  if (env_.selective()) r.act = memory.alloc(env_.dtype, {rows, hidden_});
+  return r;
 }
 
 template <class Memory>
@@ -143,6 +148,7 @@ MoeLayer::ReceivedBackward MoeLayer::received_backward(Memory& memory, int64_t r
   g.dgate_up = memory.alloc(f, {rows, 2 * hidden_});
   g.dx_experts = memory.alloc(f, {rows, d});
   g.dx_received = memory.alloc(f, {rows, d});
+  if (env_.selective()) g.act = memory.alloc(f, {rows, hidden_});
   return g;
 }
 
@@ -253,8 +259,9 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   exchange_.to_experts(ctx, kept_.x_experts, r.x_received, x_sent);
   grouped_linear_fwd(ctx, kept_.gate_up, kept_.x_experts,
                      ps[w13_].weight.view({le, 2 * hidden_, d}), exchange_.local_counts());
-  swiglu_fwd(ctx, kept_.act, kept_.gate_up);
-  grouped_linear_fwd(ctx, r.y_experts, kept_.act, ps[w2_].weight, exchange_.local_counts());
+  const Tensor act = env_.selective() ? r.act : kept_.act;
+  swiglu_fwd(ctx, act, kept_.gate_up);
+  grouped_linear_fwd(ctx, r.y_experts, act, ps[w2_].weight, exchange_.local_counts());
   // x_received is free again: it carries the outputs back.
   exchange_.from_experts(ctx, y_returned, y_partials, r.x_received, r.y_experts);
   unpermute_fwd(ctx, y, y_returned, topk_w_, plan_);
@@ -281,7 +288,9 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   zero(ctx, g.dtopk_w);  // unpermute_bwd accumulates into it (scratch is not zeroed)
   unpermute_bwd(ctx, dy_returned, g.dtopk_w, dy, y_returned, topk_w_, plan_);
   exchange_.to_experts(ctx, r.dy_experts, r.dy_received, dy_returned);
-  grouped_linear_bwd(ctx, r.dact, ps[w2_].grad, r.dy_experts, kept_.act, ps[w2_].weight,
+  const Tensor act = env_.selective() ? r.act : kept_.act;
+  if (env_.selective()) swiglu_fwd(ctx, act, kept_.gate_up);  // the same values as forward's
+  grouped_linear_bwd(ctx, r.dact, ps[w2_].grad, r.dy_experts, act, ps[w2_].weight,
                      exchange_.local_counts());
   swiglu_bwd(ctx, r.dgate_up, r.dact, kept_.gate_up);
   grouped_linear_bwd(ctx, r.dx_experts, ps[w13_].grad.view(w13), r.dgate_up, kept_.x_experts,

@@ -33,7 +33,8 @@
 //
 // Memory: how many rows the experts receive is known only after routing; the expert-side rows are
 // planned for the balanced load and grow when a micro-batch needs more (expert_rows.h: the
-// policy). Backward keeps the experts' inputs, gate/up projections and activations and the rows
+// policy). Backward keeps the experts' inputs, gate/up projections and activations (not the
+// activations under selective recomputation: recomputed from the gate/up projections) and the rows
 // as they came back; everything else is scratch.
 //
 // Dropless by default: every assignment is computed. With a capacity factor c each expert takes at
@@ -110,7 +111,10 @@ class MoeLayer {
   int64_t slot_ = 0;
 
   // What backward needs of the received rows, in expert-major order [R, .]: the experts' inputs,
-  // their gate/up projections [2Fe] and SwiGLU activations [Fe]. From the slot's stack.
+  // their gate/up projections [2Fe] and SwiGLU activations [Fe]. From the slot's stack; under
+  // selective recomputation (layer_env.h) the activations are not kept but taken from the expert
+  // scratch by each pass (ReceivedForward, ReceivedBackward), and backward recomputes them from
+  // the gate/up projections.
   struct KeptRows {
     Tensor x_experts, gate_up, act;
   };
@@ -127,6 +131,7 @@ class MoeLayer {
   ForwardTemps forward_temps(Arena& scratch) const;
   struct ReceivedForward {
     Tensor x_received, y_experts;
+    Tensor act;  // selective recomputation only
   };
   template <class Memory>
   ReceivedForward received_forward(Memory& memory, int64_t rows) const;
@@ -140,6 +145,7 @@ class MoeLayer {
   BackwardTemps backward_temps(Arena& scratch) const;
   struct ReceivedBackward {
     Tensor dy_received, dy_experts, dact, dgate_up, dx_experts, dx_received;
+    Tensor act;  // selective recomputation only
   };
   template <class Memory>
   ReceivedBackward received_backward(Memory& memory, int64_t rows) const;

@@ -22,6 +22,24 @@ constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 double ring_share(int64_t n) { return static_cast<double>(n - 1) / static_cast<double>(n); }
 
+// train.recompute's FLOPs per token over the whole model (step_estimate.h).
+double recompute_flops_per_token(const ModelConfig& m, const ModelStats& stats, Recompute mode) {
+  if (mode == Recompute::kNone) return 0;
+  const double d = static_cast<double>(m.d_model);
+  if (mode == Recompute::kFull)
+    return (stats.flops_per_token() - 6.0 * static_cast<double>(m.vocab_size) * d) / 3.0;
+  double elementwise = 0;
+  for (int64_t l = 0; l < m.n_layers; ++l) {
+    double hidden = static_cast<double>(m.ffn_hidden);
+    if (m.moe && m.is_moe_layer(l)) {
+      hidden = static_cast<double>(m.moe->top_k * m.moe->expert_ffn_hidden +
+                                   m.moe->n_shared_experts * m.moe->shared_expert_ffn_hidden);
+    }
+    elementwise += 2 * 4 * d + 4 * hidden;
+  }
+  return stats.attention_flops_per_token / 3.0 + elementwise;
+}
+
 }  // namespace
 
 StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanAssumptions& a,
@@ -54,10 +72,19 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   const double balanced = static_cast<double>(m.n_layers) / static_cast<double>(p.pp);
   e.busiest_flops = e.flops_per_token * e.tokens_per_step / static_cast<double>(e.gpus) *
                     (static_cast<double>(layers) / balanced);
+  e.recompute_flops_per_token = recompute_flops_per_token(m, stats, r.train.recompute);
+  e.busiest_recompute_flops = e.recompute_flops_per_token * e.tokens_per_step /
+                              static_cast<double>(e.gpus) *
+                              (static_cast<double>(layers) / balanced);
+  // Seconds per FLOP of the model's mix: the matmuls at the GEMMs' format's peak, the rest
+  // (attention core) at bf16's. Full recompute reruns that mix; selective reruns the attention
+  // core and elementwise ops, all at bf16's.
   const double matmul_share = stats.matmul_flops_per_token / e.flops_per_token;
   const double gemm_tflops = a.fp8_gemms ? hw.fp8_tflops : hw.bf16_tflops;
-  e.compute_s = e.busiest_flops *
-                (matmul_share / gemm_tflops + (1 - matmul_share) / hw.bf16_tflops) /
+  const double model_mix = matmul_share / gemm_tflops + (1 - matmul_share) / hw.bf16_tflops;
+  const double recompute_mix = r.train.recompute == Recompute::kFull ? model_mix
+                                                                      : 1 / hw.bf16_tflops;
+  e.compute_s = (e.busiest_flops * model_mix + e.busiest_recompute_flops * recompute_mix) /
                 (1e12 * a.matmul_efficiency);
   e.bubble_s = e.compute_s * static_cast<double>(p.pp - 1) / static_cast<double>(e.micro_batches);
 
@@ -84,11 +111,15 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
     g.seconds = bytes / rate;
     e.traffic.push_back(g);
   };
+  // The collectives a layer: the forward's and backward's, and what recomputation reruns.
+  const Recompute rc = r.train.recompute;
+  const double tp_moves = rc == Recompute::kFull ? 12 : rc == Recompute::kSelective ? 10 : 8;
+  const double ep_moves = rc == Recompute::kFull ? 6 : 4;
   add("tp", p.tp, GroupKind::kTp,
-      mb * static_cast<double>(layers) * 8 * ring_share(p.tp) * tokens * d * b);
+      mb * static_cast<double>(layers) * tp_moves * ring_share(p.tp) * tokens * d * b);
   if (m.moe) {
     add("ep", p.ep, GroupKind::kEp,
-        mb * static_cast<double>(moe_layers) * 4 * ring_share(p.ep) *
+        mb * static_cast<double>(moe_layers) * ep_moves * ring_share(p.ep) *
             (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) * d * b);
   }
   add("pp", p.pp, GroupKind::kPp, mb * 2 * (tokens / static_cast<double>(p.tp)) * d * b);

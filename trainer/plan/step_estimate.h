@@ -15,11 +15,21 @@
 // A group whose ranks share one NVLink domain (nvlink_domain consecutive ranks) moves at NVLink's
 // rate, else at the network's, each times link_efficiency.
 //
+// Activation recomputation (train.recompute) adds FLOPs that are not model FLOPs, per token:
+//   full       one more forward of the blocks: (model FLOPs - the head's 6·V·D) / 3
+//   selective  the attention core's forward again (attention FLOPs / 3) and the recomputed
+//              elementwise ops, counted as 4·D per norm (2 a layer) and 4·F' per SwiGLU (F' the
+//              active hidden size of the layer's FFN or experts, K·Fe + shared)
+// and collectives: full reruns the forward's 4 TP collectives a layer (12 instead of 8) and 2
+// all-to-alls an MoE layer (6 instead of 4); selective re-gathers the 2 norms' outputs (10 TP
+// collectives a layer).
+//
 // Step time = compute + bubble + every communication term + optimizer, nothing overlapped (the
 // trainer does not overlap communication with compute yet); with `overlap`,
 // max(compute, communication) + bubble + optimizer:
-//   compute   = model FLOPs of the busiest rank / (peak · matmul_efficiency), the matmul FLOPs at
-//               the GEMMs' format's peak (bf16 or fp8), the attention core's at bf16's
+//   compute   = (model + recompute FLOPs) of the busiest rank / (peak · matmul_efficiency), the
+//               matmul FLOPs (and full recompute's) at the GEMMs' format's peak (bf16 or fp8),
+//               the attention core's and selective recompute's at bf16's
 //   bubble    = compute · (pp-1)/m (1F1B)
 //   optimizer = 30 bytes per local parameter (fp32 value, grad, m, v read; value, m, v and the bf16
 //               copy written) over HBM at hbm_efficiency; 1/dp of it with ZeRO-1
@@ -67,8 +77,10 @@ struct StepEstimate {
   bool fp8_gemms = false, overlap = false;  // the assumptions it was made under
   int64_t micro_batches = 0;                // m, per data-parallel rank
   double tokens_per_step = 0;
-  double flops_per_token = 0;  // model FLOPs (model_stats.h)
-  double busiest_flops = 0;    // of one rank per step
+  double flops_per_token = 0;            // model FLOPs (model_stats.h)
+  double busiest_flops = 0;              // of one rank per step
+  double recompute_flops_per_token = 0;  // train.recompute's extra FLOPs (not model FLOPs)
+  double busiest_recompute_flops = 0;    // of one rank per step
   double compute_s = 0, bubble_s = 0, optimizer_s = 0, step_s = 0;
   double communication_s = 0;  // every group's seconds summed (hidden behind compute with overlap)
   std::vector<GroupTraffic> traffic;

@@ -162,6 +162,15 @@ struct ScheduleConfig {
   double wsd_decay_fraction = 0.2;  // wsd: the share of steps spent in the final decay
 };
 
+// Activation recomputation (train.recompute): what backward recomputes instead of keeping.
+//   kNone       every activation backward reads is kept from forward
+//   kSelective  the cheap, large ones are recomputed in backward from what is kept: the norms'
+//               outputs (from the norm's input), the attention core's output (from q, k, v) and
+//               the SwiGLU activations of the FFNs and the experts (from their gate/up projections)
+//   kFull       only each block's input is kept per in-flight micro-batch; backward reruns the
+//               block's forward from it (one block's internals live at a time, for every slot)
+enum class Recompute : uint8_t { kNone, kSelective, kFull };
+
 struct TrainConfig {
   int64_t steps = 0;
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
@@ -170,6 +179,7 @@ struct TrainConfig {
   DType dtype = DType::kF32;      // f32, or bf16 (mixed precision)
   Device device = Device::kCpu;   // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
+  Recompute recompute = Recompute::kNone;
 };
 
 struct CheckpointConfig {
@@ -260,6 +270,11 @@ template <>
 struct Names<Device> {
   static constexpr std::pair<std::string_view, Device> list[] = {{"cpu", Device::kCpu},
                                                                  {"cuda", Device::kCuda}};
+};
+template <>
+struct Names<Recompute> {
+  static constexpr std::pair<std::string_view, Recompute> list[] = {
+      {"none", Recompute::kNone}, {"selective", Recompute::kSelective}, {"full", Recompute::kFull}};
 };
 template <>
 struct Names<CommKind> {

@@ -389,6 +389,12 @@ void visit(V& v, R& t) {
         {.fallback = 5,
          .range = {.min = 0},
          .meaning = "non-finite steps in a row (skipped) before the run stops"});
+  v.choice("recompute", t.recompute,
+           {.fallback = Recompute::kNone,
+            .meaning = "activation recomputation: selective recomputes the norms' outputs, the "
+                       "attention core and the SwiGLU activations in backward; full keeps only "
+                       "each block's input and reruns the block's forward in backward; the "
+                       "results are those of none"});
 }
 
 template <class V, class R>
