@@ -1,8 +1,9 @@
 // run.dir/memory.json (trainer/memory_report.h): after a short run, every rank's arenas as the
 // trainer allocated them equal what the memory plan (trainer/memory_plan.h, `check --memory`)
-// predicts for its pipeline stage, at layouts with and without tensor, pipeline and expert
-// parallelism and ZeRO-1; the expert rows as planned, grown past the plan only when routing is
-// unbalanced.
+// predicts for its pipeline stage (what `plan` and `check --memory` print), byte for byte, at nine
+// layouts: with and without tensor, pipeline and expert parallelism, ZeRO-1 and each
+// train.recompute mode, GQA and latent attention, the tiny recipe and the Mistral 3 miniatures;
+// the expert rows as planned, grown past the plan only when routing is unbalanced.
 //
 // timeout: 600
 #include <gtest/gtest.h>
@@ -17,10 +18,11 @@
 namespace tmt {
 namespace {
 
-void expect_memory_json_is_the_plan(int ranks, const std::vector<std::string>& sets) {
-  SCOPED_TRACE(fmt::format("{} ranks, {}", ranks, fmt::join(sets, " ")));
+void expect_memory_json_is_the_plan(int ranks, const std::vector<std::string>& sets,
+                                    const char* recipe_file = "recipes/tiny.yaml") {
+  SCOPED_TRACE(fmt::format("{} ranks, {} {}", ranks, recipe_file, fmt::join(sets, " ")));
   test::TempDir dir;
-  const std::string recipe = test::source_path("recipes/tiny.yaml");
+  const std::string recipe = test::source_path(recipe_file);
   std::vector<std::string> args = {"train",         recipe,  "--set",
                                    "train.steps=2", "--set", "run.dir=" + dir.path().string()};
   for (const std::string& s : sets) args.insert(args.end(), {"--set", s});
@@ -84,6 +86,33 @@ TEST(MemoryReport, PipelineAlone) {
 TEST(MemoryReport, ExpertParallelWithZero1) {
   expect_memory_json_is_the_plan(
       4, {"parallel.tp=1", "parallel.pp=1", "parallel.ep=2", "parallel.zero1=true"});
+}
+// train.recompute: the activation arenas shrink (selective, then full) and the plan follows.
+TEST(MemoryReport, SelectiveRecomputeAtTensorPipelineAndExpertParallel) {
+  expect_memory_json_is_the_plan(4, {"train.recompute=selective"});
+}
+TEST(MemoryReport, FullRecomputeWithPipelineAndZero1) {
+  expect_memory_json_is_the_plan(
+      2, {"parallel.tp=1", "parallel.ep=1", "parallel.zero1=true", "train.recompute=full"});
+}
+TEST(MemoryReport, FullRecomputeWithLatentAttention) {
+  expect_memory_json_is_the_plan(
+      2, {"parallel.tp=2", "parallel.pp=1", "parallel.ep=1", "model.attention=mla",
+          "model.mla.q_lora_rank=32", "model.mla.kv_lora_rank=16", "model.mla.qk_nope_head_dim=8",
+          "model.mla.qk_rope_head_dim=8", "model.mla.v_head_dim=16", "train.recompute=full"});
+}
+// The Mistral 3 miniatures: latent attention, a dense first layer, shared experts.
+TEST(MemoryReport, TinyMistralLarge3AtTensorPipelineExpertParallel) {
+  expect_memory_json_is_the_plan(
+      4, {"parallel.tp=2", "parallel.pp=2", "parallel.ep=2", "data.seq_len=64"},
+      "recipes/tiny-mistral-large-3.yaml");
+}
+TEST(MemoryReport, TinyMistralSmall4SelectiveRecomputeWithZero1) {
+  expect_memory_json_is_the_plan(
+      2,
+      {"parallel.tp=1", "parallel.pp=1", "parallel.ep=2", "parallel.zero1=true", "data.seq_len=64",
+       "train.recompute=selective"},
+      "recipes/tiny-mistral-small-4.yaml");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "tests/support/small_moe.h"
 #include "trainer/model/model_stats.h"
@@ -189,11 +190,28 @@ TEST(Plan, SearchRanksEveryValidLayoutThatFitsFastestFirst) {
     return std::any_of(s.ranked.begin(), s.ranked.end(), [&](const LayoutCandidate& c) {
       const ParallelConfig& p = c.recipe.parallel;
       return p.tp == tp && p.pp == pp && p.ep == ep && p.etp == 1 && !p.zero1 &&
-             c.recipe.train.micro_batch == micro;
+             c.recipe.train.micro_batch == micro && c.recipe.train.recompute == Recompute::kNone;
     });
   };
   EXPECT_TRUE(has(2, 2, 4, 2));
   EXPECT_FALSE(has(1, 1, 1, 2));
+  // Each layout comes in the three recompute modes, every mode slower than the one before (the
+  // set that differs is the last, train.recompute). Not always smaller: full recompute adds one
+  // set of block internals a stage, which at these sizes can outweigh what it saves (up to 4 KiB
+  // here); recompute_test holds the arenas' order.
+  std::map<std::vector<std::string>, const LayoutCandidate*> by_sets;
+  for (const LayoutCandidate& c : s.ranked) by_sets[c.sets] = &c;
+  int64_t compared = 0;
+  for (const LayoutCandidate& c : s.ranked) {
+    if (c.recipe.train.recompute == Recompute::kNone) continue;
+    std::vector<std::string> before = c.sets;
+    before.back() = c.recipe.train.recompute == Recompute::kFull ? "train.recompute=selective"
+                                                                 : "train.recompute=none";
+    ASSERT_TRUE(by_sets.count(before)) << fmt::format("{}", fmt::join(c.sets, " "));
+    EXPECT_LT(c.estimate.tokens_per_s, by_sets[before]->estimate.tokens_per_s);
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2 * (s.considered - s.refused) / 3);
   const LayoutSearch top3 = search_layouts(base, make, 16, hw, {}, 3);
   ASSERT_EQ(top3.ranked.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(top3.ranked[i].sets, s.ranked[i].sets);

@@ -129,8 +129,9 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
 // The layout keys of a candidate (search.h), as a table row.
 std::string layout_row(const Recipe& r) {
   const ParallelConfig& p = r.parallel;
-  return fmt::format("{:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5}", p.tp, p.pp, p.dp, p.ep,
-                     p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch);
+  return fmt::format("{:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9}", p.tp, p.pp, p.dp,
+                     p.ep, p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch,
+                     name_of(r.train.recompute));
 }
 
 int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumptions& a) {
@@ -167,10 +168,10 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     return 0;
   }
   fmt::print(
-      "{:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:>8} {:>8} {:>7} {:>7} "
+      "{:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9} {:>8} {:>8} {:>7} {:>7} "
       "{:>7} {:>10} {:>7} {:>6}\n",
-      "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "peak GiB", "compute",
-      "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
+      "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "recompute", "peak GiB",
+      "compute", "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
   const auto row = [&](const std::string& label, const Recipe& r, const StepEstimate& e) {
     fmt::print(
         "{:>6} {} {:>8.1f} {:>8.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n",

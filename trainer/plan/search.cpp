@@ -38,24 +38,27 @@ LayoutSearch search_layouts(const Recipe& base, const RecipeMaker& make, int64_t
         for (const int64_t etp : etps) {
           for (const bool zero1 : {false, true}) {
             for (const int64_t micro : {1, 2, 4, 8}) {
-              ++out.considered;
-              LayoutCandidate c;
-              c.sets = {fmt::format("parallel.tp={}", tp),
-                        fmt::format("parallel.pp={}", pp),
-                        "parallel.dp=null",
-                        "parallel.pp_layers=null",
-                        fmt::format("parallel.ep={}", ep),
-                        fmt::format("parallel.etp={}", etp),
-                        fmt::format("parallel.zero1={}", zero1 ? "true" : "false"),
-                        fmt::format("train.micro_batch={}", micro)};
-              try {
-                c.recipe = make(c.sets);
-              } catch (const InputError&) {
-                ++out.refused;
-                continue;
+              for (const char* recompute : {"none", "selective", "full"}) {
+                ++out.considered;
+                LayoutCandidate c;
+                c.sets = {fmt::format("parallel.tp={}", tp),
+                          fmt::format("parallel.pp={}", pp),
+                          "parallel.dp=null",
+                          "parallel.pp_layers=null",
+                          fmt::format("parallel.ep={}", ep),
+                          fmt::format("parallel.etp={}", etp),
+                          fmt::format("parallel.zero1={}", zero1 ? "true" : "false"),
+                          fmt::format("train.micro_batch={}", micro),
+                          fmt::format("train.recompute={}", recompute)};
+                try {
+                  c.recipe = make(c.sets);
+                } catch (const InputError&) {
+                  ++out.refused;
+                  continue;
+                }
+                c.estimate = estimate_step(c.recipe, hw, a, /*size_memory=*/false);
+                valid.push_back(std::move(c));
               }
-              c.estimate = estimate_step(c.recipe, hw, a, /*size_memory=*/false);
-              valid.push_back(std::move(c));
             }
           }
         }

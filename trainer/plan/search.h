@@ -9,6 +9,8 @@
 //   etp         1, or tp when the expert hidden size divides (Megatron's two usual choices)
 //   zero1       off, on
 //   micro_batch 1, 2, 4, 8 dividing the global batch over dp
+//   recompute   none, selective, full (train.recompute: each slower and smaller than the one
+//               before, so a recompute mode ranks only where it makes a faster layout fit)
 // Each candidate is the recipe with those keys set (parallel.dp and parallel.pp_layers left to
 // derive), read back through every rule, so a layout the trainer would refuse is never ranked.
 // The estimate is cheap; memory (a dry model per stage) is sized best-first until `keep` layouts
