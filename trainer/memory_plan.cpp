@@ -15,13 +15,18 @@ namespace tmt {
 
 ModelShard model_shard_of(const Recipe& r, int64_t stage, Communicator* tp, Communicator* experts) {
   const ParallelConfig& p = r.parallel;
-  return {
-      .tp = tp,
-      .experts = experts,
-      .etp = p.etp,
-      .layers = pipeline_stages(r.model.n_layers, p.pp, p.pp_layers)[static_cast<size_t>(stage)],
-      .in_flight = OneFOneB::in_flight(p.pp, stage),
-      .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
+  ModelShard shard{.tp = tp,
+                   .experts = experts,
+                   .etp = p.etp,
+                   .chunks = {},
+                   .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
+  const std::vector<StageRange> layers =
+      stage_chunks(r.model.n_layers, p.pp, p.vpp, p.pp_layers, stage);
+  const std::vector<int64_t> in_flight =
+      OneFOneB::in_flight(p.pp, p.vpp, stage, r.train.global_batch / (r.train.micro_batch * p.dp));
+  for (size_t c = 0; c < layers.size(); ++c)
+    shard.chunks.push_back({.layers = layers[c], .in_flight = in_flight[c]});
+  return shard;
 }
 
 ModelRun model_run_of(const Recipe& r) {
@@ -70,9 +75,8 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
     const ParamStore& params = model->params();
     StageMemory m;
     m.stage = stage;
-    m.first_layer = shard.layers->begin;
-    m.end_layer = shard.layers->end;
-    m.in_flight = shard.in_flight;
+    m.layers = model->layers();
+    m.in_flight = model->in_flight();
     // The arenas as the parameter store sizes them (alignment and ZeRO-1's padding included).
     m.weights = params.values_bytes();
     m.grads = params.grads_bytes();

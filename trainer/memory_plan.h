@@ -20,8 +20,8 @@ ModelRun model_run_of(const Recipe& recipe);
 
 struct StageMemory {
   int64_t stage = 0;
-  int64_t first_layer = 0, end_layer = 0;
-  int64_t in_flight = 0;       // micro-batches whose activations it keeps
+  std::vector<StageRange> layers;  // a range per model chunk (one unless parallel.vpp > 1)
+  int64_t in_flight = 0;       // micro-batches whose activations it keeps, summed over its chunks
   size_t weights = 0;          // master weights (f32; f64 in gradient checks)
   size_t grads = 0;            // their gradients, same dtype
   size_t compute_weights = 0;  // the bf16 copy (0 when the model computes in its master dtype)

@@ -16,8 +16,7 @@ RankMemory measure_memory(const Trainer& trainer, const ParallelEnv& env) {
   RankMemory m;
   StageMemory& h = m.held;
   h.stage = env.coords.pp;
-  h.first_layer = model.first_layer();
-  h.end_layer = model.end_layer();
+  h.layers = model.layers();
   h.in_flight = model.in_flight();
   h.weights = params.values_bytes();
   h.grads = params.grads_bytes();
@@ -41,12 +40,14 @@ nlohmann::json to_json(const RankMemory& m, const ParallelEnv& env) {
   const StageMemory& h = m.held;
   const RankCoords& c = env.coords;
   const bool cuda = m.device_used > 0;
+  nlohmann::json layers = nlohmann::json::array();  // [begin, end) per model chunk
+  for (const StageRange& chunk : h.layers) layers.push_back({chunk.begin, chunk.end});
   return {
       {"rank", c.rank},
       {"host", host_name()},
       {"coords",
        {{"tp", c.tp}, {"dp", c.dp}, {"pp", c.pp}, {"etp", c.etp}, {"ep", c.ep}, {"edp", c.edp}}},
-      {"layers", {h.first_layer, h.end_layer}},
+      {"layers", layers},
       {"in_flight", h.in_flight},
       {"bytes",
        {{"weights", h.weights},

@@ -53,11 +53,6 @@ std::vector<GradBucket> grad_buckets(const ParamStore& params, ParallelEnv& env)
   return buckets;
 }
 
-size_t batch_bytes(const Recipe& r) {
-  return 2 * static_cast<size_t>(r.parallel.pp) *
-         Arena::footprint(DType::kI32, {r.train.micro_batch, r.data.seq_len});
-}
-
 // The device's context with the benchmark's profiler in it (null when not profiling): every layer,
 // the optimizer and the schedule copy this context, so they all report to the same profiler.
 Context with_profiler(Context ctx, Profiler* profiler) {
@@ -87,7 +82,8 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
       grad_sync_(ctx_, grad_buckets(model_.params(), env), env.tp.get(), env.world.get(),
                  r.parallel.zero1),
       optimizer_(ctx_, model_.params(), r.optimizer, grad_sync_),
-      batch_arena_(ctx_.device, batch_bytes(r), "batch"),
+      batch_arena_(ctx_.device, OneFOneB::batch_bytes(model_, r.train.micro_batch, r.data.seq_len),
+                   "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {
   // What the model's ops and the gradient norm (GradSync) borrow (nothing on the CPU).
   workspace_.reserve(model_.workspace_bytes());

@@ -1,8 +1,9 @@
 // run.dir/memory.json (trainer/memory_report.h): after a short run, every rank's arenas as the
 // trainer allocated them equal what the memory plan (trainer/memory_plan.h, `check --memory`)
-// predicts for its pipeline stage (what `plan` and `check --memory` print), byte for byte, at nine
-// layouts: with and without tensor, pipeline and expert parallelism, ZeRO-1 and each
-// train.recompute mode, GQA and latent attention, the tiny recipe and the Mistral 3 miniatures;
+// predicts for its pipeline stage (what `plan` and `check --memory` print), byte for byte, at
+// eleven layouts: with and without tensor, pipeline (plain and interleaved) and expert
+// parallelism, ZeRO-1 and each train.recompute mode, GQA and latent attention, the tiny recipe
+// and the Mistral 3 miniatures;
 // the expert rows as planned, grown past the plan only when routing is unbalanced.
 //
 // timeout: 600
@@ -47,8 +48,11 @@ void expect_memory_json_is_the_plan(int ranks, const std::vector<std::string>& s
     ASSERT_LT(stage, plan.size());
     const StageMemory& p = plan[stage];
     const nlohmann::json& b = m["bytes"];
-    EXPECT_EQ(m["layers"][0], p.first_layer);
-    EXPECT_EQ(m["layers"][1], p.end_layer);
+    ASSERT_EQ(m["layers"].size(), p.layers.size());
+    for (size_t c = 0; c < p.layers.size(); ++c) {
+      EXPECT_EQ(m["layers"][c][0], p.layers[c].begin);
+      EXPECT_EQ(m["layers"][c][1], p.layers[c].end);
+    }
     EXPECT_EQ(m["in_flight"], p.in_flight);
     EXPECT_EQ(b["weights"], p.weights);
     EXPECT_EQ(b["grads"], p.grads);
@@ -100,6 +104,14 @@ TEST(MemoryReport, FullRecomputeWithLatentAttention) {
       2, {"parallel.tp=2", "parallel.pp=1", "parallel.ep=1", "model.attention=mla",
           "model.mla.q_lora_rank=32", "model.mla.kv_lora_rank=16", "model.mla.qk_nope_head_dim=8",
           "model.mla.qk_rope_head_dim=8", "model.mla.v_head_dim=16", "train.recompute=full"});
+}
+// Interleaved 1F1B: two model chunks a stage, each with the slots the schedule keeps.
+TEST(MemoryReport, InterleavedPipelineAtTensorAndExpertParallel) {
+  expect_memory_json_is_the_plan(4, {"parallel.vpp=2"});
+}
+TEST(MemoryReport, InterleavedPipelineWithFullRecomputeAndZero1) {
+  expect_memory_json_is_the_plan(4, {"parallel.tp=1", "parallel.ep=2", "parallel.vpp=2",
+                                     "parallel.zero1=true", "train.recompute=full"});
 }
 // The Mistral 3 miniatures: latent attention, a dense first layer, shared experts.
 TEST(MemoryReport, TinyMistralLarge3AtTensorPipelineExpertParallel) {

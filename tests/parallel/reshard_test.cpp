@@ -21,18 +21,21 @@ const char* const kRecipe = test::kSmallMoeRecipe;
 struct Layout {
   int tp, pp, ep, dp;
   bool zero1 = false;
+  int vpp = 1;
   int world() const { return tp * pp * dp; }
   std::vector<std::string> sets(const std::string& dir) const {
     return {"parallel.tp=" + std::to_string(tp),
             "parallel.pp=" + std::to_string(pp),
+            "parallel.vpp=" + std::to_string(vpp),
             "parallel.ep=" + std::to_string(ep),
             "parallel.zero1=" + std::string(zero1 ? "true" : "false"),
             "run.dir=" + dir,
             "train.steps=6"};
   }
   std::string str() const {
-    return "tp" + std::to_string(tp) + " pp" + std::to_string(pp) + " ep" + std::to_string(ep) +
-           " dp" + std::to_string(dp) + (zero1 ? " zero1" : "");
+    return "tp" + std::to_string(tp) + " pp" + std::to_string(pp) +
+           (vpp > 1 ? " vpp" + std::to_string(vpp) : "") + " ep" + std::to_string(ep) + " dp" +
+           std::to_string(dp) + (zero1 ? " zero1" : "");
   }
 };
 
@@ -108,6 +111,12 @@ TEST(Reshard, TensorExpertDataToPipelineExpertData) { expect_reshard({2, 1, 2, 2
 
 TEST(Reshard, ExpertParallelZero1ToTensorExpert) {
   expect_reshard({1, 1, 4, 4, true}, {2, 1, 2, 2});
+}
+
+// Interleaved chunks (layers 0 and 2 on stage 0, 1 and 3 on stage 1) save and load by name like
+// any stage's layers.
+TEST(Reshard, InterleavedPipelineToTensorPipeline) {
+  expect_reshard({1, 2, 2, 2, true, 2}, {2, 2, 1, 2});
 }
 
 TEST(Reshard, EverythingToOneRank) { expect_reshard({2, 2, 2, 2}, {1, 1, 1, 1}); }

@@ -100,7 +100,7 @@ TEST(DeepseekMoeParity, MatchesTransformers5) {
   layer.allocate(acts, scratch);
   shared.allocate(acts, scratch);
   const int64_t rows = layer.planned_received();
-  ExpertRows expert_rows(Device::kCpu, 1, layer.kept_bytes(rows), layer.scratch_bytes(rows));
+  ExpertRows expert_rows(Device::kCpu, {layer.kept_bytes(rows)}, layer.scratch_bytes(rows));
   layer.bind(expert_rows, 0);
 
   Arena io(Device::kCpu, 1 << 16, "io");

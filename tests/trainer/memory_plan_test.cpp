@@ -12,8 +12,11 @@ namespace {
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 TEST(MemoryPlan, DryModelHasTheRealModelsSizes) {
-  for (const char* pp : {"parallel.pp=1", "parallel.pp=2"}) {
-    Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", {pp});
+  for (const std::vector<std::string>& layout : {std::vector<std::string>{"parallel.pp=1"},
+                                                 {"parallel.pp=2"},
+                                                 {"parallel.pp=2", "parallel.vpp=2"}}) {
+    const std::string pp = fmt::format("{}", fmt::join(layout, " "));
+    Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", layout);
     resolve_layout(r, r.parallel.pp);
     const std::vector<StageMemory> plan = plan_memory(r);
     ASSERT_EQ(plan.size(), static_cast<size_t>(r.parallel.pp));
@@ -31,6 +34,7 @@ TEST(MemoryPlan, DryModelHasTheRealModelsSizes) {
       EXPECT_EQ(m.expert_rows, real.expert_rows().planned_bytes()) << pp << " stage " << stage;
       EXPECT_GT(m.expert_rows, 0u);
       EXPECT_EQ(m.in_flight, real.in_flight());
+      EXPECT_EQ(m.layers.size(), static_cast<size_t>(r.parallel.vpp));
     }
   }
 }

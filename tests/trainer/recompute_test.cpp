@@ -157,7 +157,7 @@ TEST(Recompute, TwoInFlightMicroBatchesGiveTheSameGradients) {
   for (const char* mode : {"none", "selective", "full"}) {
     const Recipe r = small_moe({}, mode);
     ModelShard shard;
-    shard.in_flight = 2;
+    shard.chunks = {{.layers = {0, r.model.n_layers}, .in_flight = 2}};
     Model model(r.model, model_run_of(r), Context{}, shard);
     model.params().zero_grads();
     const LossParts p0 = model.forward(0, m0, 1.0 / 50, 0.5);

@@ -19,7 +19,6 @@ namespace {
 
 void print_rank_map(const Recipe& r) {
   const Layout l = layout_of(r.parallel);
-  const auto stages = pipeline_stages(r.model.n_layers, r.parallel.pp, r.parallel.pp_layers);
   const int64_t experts_per_rank = r.model.moe ? r.model.moe->n_experts / r.parallel.ep : 0;
   fmt::print(
       "\nrank map (dense grid tp x dp x pp, expert grid etp x ep x edp within each stage):\n");
@@ -27,7 +26,8 @@ void print_rank_map(const Recipe& r) {
              "etp", "ep", "edp", "layers", "experts");
   for (int64_t rank = 0; rank < l.world(); ++rank) {
     const RankCoords c = coords_of(l, rank);
-    const StageRange s = stages[static_cast<size_t>(c.pp)];
+    const std::string layers = layer_ranges(
+        stage_chunks(r.model.n_layers, r.parallel.pp, r.parallel.vpp, r.parallel.pp_layers, c.pp));
     std::string experts = "-";
     if (experts_per_rank > 0) {
       const int64_t first = c.ep * experts_per_rank;
@@ -35,7 +35,7 @@ void print_rank_map(const Recipe& r) {
                                       : fmt::format("{}-{}", first, first + experts_per_rank - 1);
     }
     fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", rank, c.tp, c.dp, c.pp,
-               c.etp, c.ep, c.edp, fmt::format("{}-{}", s.begin, s.end - 1), experts);
+               c.etp, c.ep, c.edp, layers, experts);
   }
 }
 
@@ -52,9 +52,9 @@ void print_memory(const std::vector<StageMemory>& stages) {
     fmt::print(
         "{:>5} {:<9} {:>8} {:>7.2f} {:>6.2f} {:>6.2f} {:>6.2f} {:>9.2f} {:>11.2f} {:>7.2f} "
         "{:>7.2f} {:>9.2f} {:>7.2f}\n",
-        m.stage, fmt::format("{}-{}", m.first_layer, m.end_layer - 1), m.in_flight, gib(m.weights),
-        gib(m.grads), gib(m.compute_weights), gib(m.grad_shards), gib(m.optimizer),
-        gib(m.activations), gib(m.scratch), gib(m.expert_rows), gib(m.workspace), gib(m.total()));
+        m.stage, layer_ranges(m.layers), m.in_flight, gib(m.weights), gib(m.grads),
+        gib(m.compute_weights), gib(m.grad_shards), gib(m.optimizer), gib(m.activations),
+        gib(m.scratch), gib(m.expert_rows), gib(m.workspace), gib(m.total()));
   }
   if (!stages.empty() && !stages.front().workspace_known) {
     fmt::print(
@@ -104,11 +104,11 @@ void check_fits(const Recipe& r, const std::vector<StageMemory>& stages, const H
     what = fmt::format("most of it is weights and gradients ({:.1f} GiB, {:.1f} GiB of them dense)",
                        gib(params), gib(params - m.expert_params));
   }
-  recipe_error(r, key,
-               fmt::format("stage {} (layers {}-{}) needs {:.1f} GiB a rank + {:.0f} GiB reserve, "
-                           "over the {:.1f} GiB of an {} (--hw); {}",
-                           m.stage, m.first_layer, m.end_layer - 1, need, reserve, hw.memory_gib,
-                           hw.name, what));
+  recipe_error(
+      r, key,
+      fmt::format("stage {} (layers {}) needs {:.1f} GiB a rank + {:.0f} GiB reserve, "
+                  "over the {:.1f} GiB of an {} (--hw); {}",
+                  m.stage, layer_ranges(m.layers), need, reserve, hw.memory_gib, hw.name, what));
 }
 
 }  // namespace

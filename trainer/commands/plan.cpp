@@ -23,8 +23,10 @@ void print_estimate(const Recipe& r, const Hardware& hw, const StepEstimate& e,
   const ParallelConfig& p = r.parallel;
   fmt::print("# {} on {} x {} ({} per NVLink domain)\n", r.source, e.gpus, hw.description,
              e.nvlink_domain);
-  fmt::print("layout: tp {} x dp {} x pp {} (dense); etp {} x ep {} x edp {} (experts); zero1 {}\n",
-             p.tp, p.dp, p.pp, p.etp, p.ep, p.edp, p.zero1 ? "on" : "off");
+  fmt::print(
+      "layout: tp {} x dp {} x pp {}{} (dense); etp {} x ep {} x edp {} (experts); zero1 {}\n",
+      p.tp, p.dp, p.pp, p.vpp > 1 ? fmt::format(" (vpp {}: interleaved)", p.vpp) : "", p.etp, p.ep,
+      p.edp, p.zero1 ? "on" : "off");
   fmt::print("step: {:.0f} tokens, {} micro-batch(es) of {} per data-parallel rank\n",
              e.tokens_per_step, e.micro_batches, r.train.micro_batch);
 
@@ -82,6 +84,7 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
                        {{"tp", p.tp},
                         {"dp", p.dp},
                         {"pp", p.pp},
+                        {"vpp", p.vpp},
                         {"etp", p.etp},
                         {"ep", p.ep},
                         {"edp", p.edp},
@@ -129,8 +132,8 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
 // The layout keys of a candidate (search.h), as a table row.
 std::string layout_row(const Recipe& r) {
   const ParallelConfig& p = r.parallel;
-  return fmt::format("{:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9}", p.tp, p.pp, p.dp,
-                     p.ep, p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch,
+  return fmt::format("{:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9}", p.tp, p.pp,
+                     p.vpp, p.dp, p.ep, p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch,
                      name_of(r.train.recompute));
 }
 
@@ -168,10 +171,10 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     return 0;
   }
   fmt::print(
-      "{:>6} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9} {:>8} {:>8} {:>7} {:>7} "
+      "{:>6} {:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9} {:>8} {:>8} {:>7} {:>7} "
       "{:>7} {:>10} {:>7} {:>6}\n",
-      "rank", "tp", "pp", "dp", "ep", "etp", "edp", "zero1", "micro", "recompute", "peak GiB",
-      "compute", "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
+      "rank", "tp", "pp", "vpp", "dp", "ep", "etp", "edp", "zero1", "micro", "recompute",
+      "peak GiB", "compute", "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
   const auto row = [&](const std::string& label, const Recipe& r, const StepEstimate& e) {
     fmt::print(
         "{:>6} {} {:>8.1f} {:>8.3f} {:>7.3f} {:>7.3f} {:>7.3f} {:>10.0f} {:>7.0f} {:>5.1f}%\n",
@@ -191,7 +194,8 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     fmt::print("(the recipe's own layout is not one for {} GPUs: {})\n", options.gpus, e.what());
   }
   fmt::print(
-      "(seconds per step: compute at {:.0f}% of peak, the 1F1B bubble, every group's "
+      "(seconds per step: compute at {:.0f}% of peak, the 1F1B bubble (pp-1)/(vpp·m), every "
+      "group's "
       "communication, {}; docs/PLANNING.md)\n",
       100 * a.matmul_efficiency,
       a.overlap ? "hidden behind compute (--overlap)" : "nothing overlapped");

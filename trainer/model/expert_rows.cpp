@@ -37,9 +37,9 @@ void GrowingStack::reset() {
   for (Arena& s : segments_) s.reset();
 }
 
-ExpertRows::ExpertRows(Device device, int64_t slots, size_t kept_bytes, size_t scratch_bytes)
+ExpertRows::ExpertRows(Device device, const std::vector<size_t>& kept_bytes, size_t scratch_bytes)
     : scratch_(device, scratch_bytes, "expert scratch") {
-  for (int64_t s = 0; s < slots; ++s) kept_.emplace_back(device, kept_bytes, "expert rows");
+  for (const size_t bytes : kept_bytes) kept_.emplace_back(device, bytes, "expert rows");
 }
 
 size_t ExpertRows::planned_bytes() const {

@@ -54,14 +54,15 @@ class GrowingStack {
   size_t current_ = 0;  // the segment allocations go to
 };
 
-// The stacks of one pipeline stage's MoE layers: one per in-flight micro-batch for the kept rows,
-// one scratch shared by all.
+// The stacks of one pipeline stage's MoE layers: one per in-flight micro-batch (of each model
+// chunk) for the kept rows, one scratch shared by all.
 class ExpertRows {
  public:
   ExpertRows() = default;
-  // kept_bytes: what one micro-batch's MoE layers keep at the planned load; scratch_bytes: what
-  // the hungriest pass of one layer takes at its planned load.
-  ExpertRows(Device device, int64_t slots, size_t kept_bytes, size_t scratch_bytes);
+  // kept_bytes: per slot, what one micro-batch's MoE layers (of the slot's model chunk) keep at
+  // the planned load; scratch_bytes: what the hungriest pass of one layer takes at its planned
+  // load.
+  ExpertRows(Device device, const std::vector<size_t>& kept_bytes, size_t scratch_bytes);
 
   int64_t slots() const { return static_cast<int64_t>(kept_.size()); }
   GrowingStack& kept(int64_t slot) { return kept_[static_cast<size_t>(slot)]; }

@@ -35,17 +35,30 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   const int64_t tp = env_.tp_size();
   TMT_CHECK(m.vocab_size % tp == 0, "vocabulary {} over {} tensor-parallel ranks", m.vocab_size,
             tp);
-  const StageRange stage = shard.layers.value_or(StageRange{0, m.n_layers});
-  first_layer_ = stage.begin;
-  last_layer_ = stage.end;
-  last_ = stage.end == m.n_layers;
-  vocab_local_ = m.vocab_size / tp;
-  vocab_start_ = env_.tp_rank() * vocab_local_;
+  const std::vector<ModelChunk> chunks =
+      shard.chunks.empty() ? std::vector<ModelChunk>{{.layers = {0, m.n_layers}}} : shard.chunks;
+  std::vector<int64_t> moe_index;  // per layer of the model
   for (int64_t l = 0; l < m.n_layers; ++l) {
     const bool moe = m.moe && m.is_moe_layer(l);
-    if (l >= first_layer_ && l < last_layer_) moe_index_.push_back(moe ? moe_layers_ : -1);
+    moe_index.push_back(moe ? moe_layers_ : -1);
     moe_layers_ += moe ? 1 : 0;
   }
+  for (const ModelChunk& c : chunks) {
+    TMT_CHECK(c.layers.begin < c.layers.end && c.layers.end <= m.n_layers &&
+                  (chunks_.empty() || chunks_.back().end <= c.layers.begin),
+              "model chunk [{}, {}) of {} layers", c.layers.begin, c.layers.end, m.n_layers);
+    Chunk k{.begin = c.layers.begin,
+            .end = c.layers.end,
+            .embedding = c.layers.begin == 0,
+            .head = c.layers.end == m.n_layers,
+            .first_slot = chunks_.empty() ? 0 : chunks_.back().first_slot + chunks_.back().slots,
+            .slots = static_cast<size_t>(std::max<int64_t>(c.in_flight, 1)),
+            .moe_index = {}};
+    k.moe_index.assign(moe_index.begin() + k.begin, moe_index.begin() + k.end);
+    chunks_.push_back(std::move(k));
+  }
+  vocab_local_ = m.vocab_size / tp;
+  vocab_start_ = env_.tp_rank() * vocab_local_;
 
   // The embedding and the head: rows [vocab_start, vocab_start + V/tp) of [V, D].
   const auto vocab_rows = [&](const std::string& name) {
@@ -56,14 +69,19 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
                         .init_std = m.init_std});
   };
   if (first_stage()) embedding_ = vocab_rows("embedding");
-  slots_.resize(static_cast<size_t>(std::max<int64_t>(shard.in_flight, 1)));
   // Each slot's blocks declare the same parameters: the store hands back the first copy's. Under
-  // full recomputation the first slot's blocks serve every slot.
-  for (size_t k = 0; k < (full() ? 1 : slots_.size()); ++k) {
-    for (int64_t l = first_layer_; l < last_layer_; ++l)
-      slots_[k].blocks.push_back(std::make_unique<Block>(env_, l, params_));
+  // full recomputation a chunk's first slot's blocks serve its every slot.
+  for (size_t c = 0; c < chunks_.size(); ++c) {
+    const Chunk& chunk = chunks_[c];
+    for (size_t k = 0; k < chunk.slots; ++k) {
+      Slot& s = slots_.emplace_back();
+      s.chunk = c;
+      if (full() && k > 0) continue;
+      for (int64_t l = chunk.begin; l < chunk.end; ++l)
+        s.blocks.push_back(std::make_unique<Block>(env_, l, params_));
+    }
   }
-  if (last_) {
+  if (last_stage()) {
     final_norm_ = params_.add({.name = "final_norm",
                                .global_shape = {m.d_model},
                                .decay = false,
@@ -91,7 +109,7 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   for (size_t i = 0; i < pos.size(); ++i)
     pos[i] = static_cast<int32_t>(static_cast<int64_t>(i) % env_.seq);
   copy_from_host(ctx, positions_.view({env_.tokens()}), pos.data());
-  if (last_) {
+  if (last_stage()) {
     losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(env_.stat_dtype()));
     targets_host_.resize(static_cast<size_t>(env_.tokens()));
   }
@@ -100,6 +118,12 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
     rope_position_scale(ctx, rope_q_scale_, m.rope_scaling.llama_4_beta,
                         m.rope_scaling.llama_4_original_max_seq_len);
   }
+}
+
+std::vector<StageRange> Model::layers() const {
+  std::vector<StageRange> ranges;
+  for (const Chunk& c : chunks_) ranges.push_back({c.begin, c.end});
+  return ranges;
 }
 
 AttentionLayer::Rope Model::rope_args() const {
@@ -119,10 +143,11 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   rope_sin_ = acts.alloc(stat, {env_.seq, m.rotary_dim() / 2});
   if (m.rope_scaling.llama_4_beta > 0) rope_q_scale_ = acts.alloc(stat, {env_.seq});
   for (Slot& s : slots_) {
+    const Chunk& chunk = chunks_[s.chunk];
     s.x.clear();
-    for (int64_t l = first_layer_; l <= last_layer_; ++l) s.x.push_back(acts.alloc(f, {tl, d}));
+    for (int64_t l = chunk.begin; l <= chunk.end; ++l) s.x.push_back(acts.alloc(f, {tl, d}));
     s.dx = acts.alloc(f, {tl, d});
-    if (last_) {
+    if (chunk.head) {
       s.normed = acts.alloc(f, {tl, d});
       s.norm_rstd = acts.alloc(stat, {tl});
       s.normed_full = env_.sp.gathered(acts, s.normed);
@@ -135,16 +160,18 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
     }
   }
   if (full()) {
-    // One block's internals at a time: every block's start at the same place, and the region
-    // ends where the largest one's do. Backward holds its rerun's output [Tl, D] in the scratch
-    // through the block's passes.
+    // One block's internals at a time: every block's (of every chunk) start at the same place,
+    // and the region ends where the largest one's do. Backward holds its rerun's output [Tl, D]
+    // in the scratch through the block's passes.
     const size_t base = acts.mark(), scratch_mark = scratch.mark();
     size_t top = base;
     scratch.alloc(f, {tl, d});
-    for (auto& b : slots_.front().blocks) {
-      acts.reset(base);
-      b->allocate(acts, scratch);
-      top = std::max(top, acts.mark());
+    for (const Chunk& chunk : chunks_) {
+      for (auto& b : slots_[chunk.first_slot].blocks) {
+        acts.reset(base);
+        b->allocate(acts, scratch);
+        top = std::max(top, acts.mark());
+      }
     }
     acts.reset(top);
     scratch.reset(scratch_mark);
@@ -152,25 +179,35 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   const size_t mark = scratch.mark();
   if (first_stage()) embedding_temps(scratch, slots_.front().dx);
   scratch.reset(mark);
-  if (last_) head_temps(scratch);
+  if (last_stage()) head_temps(scratch);
   scratch.reset(mark);
 }
 
 void Model::plan_expert_rows() {
-  // Under full recomputation one MoE layer's kept rows are live at a time, for every slot.
-  size_t kept = 0, scratch = 0;
-  for (auto& b : slots_.front().blocks) {
-    if (MoeLayer* moe = b->moe()) {
-      const int64_t rows = moe->planned_received();
-      kept = full() ? std::max(kept, moe->kept_bytes(rows)) : kept + moe->kept_bytes(rows);
-      scratch = std::max(scratch, moe->scratch_bytes(rows));
+  // Per slot, what its chunk's MoE layers keep; under full recomputation one MoE layer's kept rows
+  // are live at a time, for every slot of every chunk (one stack).
+  std::vector<size_t> kept(slots_.size(), 0);
+  size_t most = 0, scratch = 0;
+  for (const Chunk& chunk : chunks_) {
+    size_t chunk_kept = 0;
+    for (auto& b : slots_[chunk.first_slot].blocks) {
+      if (MoeLayer* moe = b->moe()) {
+        const int64_t rows = moe->planned_received();
+        chunk_kept += moe->kept_bytes(rows);
+        most = std::max(most, moe->kept_bytes(rows));
+        scratch = std::max(scratch, moe->scratch_bytes(rows));
+      }
     }
+    std::fill_n(kept.begin() + static_cast<std::ptrdiff_t>(chunk.first_slot), chunk.slots,
+                chunk_kept);
   }
-  if (kept == 0) return;  // no MoE layer on this stage
-  expert_rows_ = ExpertRows(env_.ctx.device, full() ? 1 : in_flight(), kept, scratch);
+  if (most == 0) return;  // no MoE layer on this stage
+  if (full()) kept.assign(1, most);
+  expert_rows_ = ExpertRows(env_.ctx.device, kept, scratch);
   for (size_t slot = 0; slot < slots_.size(); ++slot) {
     for (auto& b : slots_[slot].blocks) {
-      if (MoeLayer* moe = b->moe()) moe->bind(expert_rows_, static_cast<int64_t>(slot));
+      if (MoeLayer* moe = b->moe())
+        moe->bind(expert_rows_, full() ? 0 : static_cast<int64_t>(slot));
     }
   }
 }
@@ -196,11 +233,12 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
   TMT_CHECK(batch.inputs.numel() == t && batch.targets.numel() == t,
             "micro-batch {} does not match {} tokens", batch.inputs.str(), t);
   Slot& s = slots_[static_cast<size_t>(slot)];
+  const Chunk& chunk = chunks_[s.chunk];
   // The slot's previous micro-batch is done with its expert rows (backward ran, or it was a
   // forward-only pass); under full recomputation the one stack empties before each MoE layer.
   if (expert_rows_.slots() > 0 && !full()) expert_rows_.kept(slot).reset();
   s.aux_weight = aux_weight;
-  if (first_stage()) {
+  if (chunk.embedding) {
     // Each rank looks up the ids in its rows (zeros elsewhere); the sum is the embedding.
     const Tensor ids = batch.inputs.view({t});
     const size_t mark = scratch_.mark();
@@ -222,13 +260,13 @@ LossParts Model::forward(int64_t slot, const MicroBatch& batch, double lm_grad_s
     if (bs[l]->is_moe()) {
       parts.aux_loss += st.aux_loss;
       parts.z_loss += st.z_loss;
-      parts.max_load[static_cast<size_t>(moe_index_[l])] = st.max_load;
+      parts.max_load[static_cast<size_t>(chunk.moe_index[l])] = st.max_load;
       parts.dropped += st.dropped;
       std::copy(st.load.begin(), st.load.end(),
-                parts.expert_load.begin() + moe_index_[l] * experts);
+                parts.expert_load.begin() + chunk.moe_index[l] * experts);
     }
   }
-  if (last_) loss(s, batch, lm_grad_scale, parts);
+  if (chunk.head) loss(s, batch, lm_grad_scale, parts);
   return parts;
 }
 
@@ -237,34 +275,36 @@ void Model::update_expert_bias(const std::vector<double>& load) {
   const int64_t e = config_.moe->n_experts;
   const double rate = config_.moe->bias_update_rate;
   std::vector<double> bias(static_cast<size_t>(e));
-  for (int64_t l = first_layer_; l < last_layer_; ++l) {
-    const int64_t index = moe_index_[static_cast<size_t>(l - first_layer_)];
-    if (index < 0) continue;
-    const Param* found = params_.find("layers." + std::to_string(l) + ".moe.expert_bias");
-    TMT_CHECK(found != nullptr, "layer {} has no expert bias", l);
-    const Tensor& value = found->value;
-    const Context ctx{value.device, nullptr};
-    const double* counts = load.data() + index * e;
-    double mean = 0;
-    for (int64_t j = 0; j < e; ++j) mean += counts[j] / static_cast<double>(e);
-    // The values in their dtype (f32, or f64 in gradient checks), moved in it: every rank applies
-    // the same operations to the same numbers, so the biases stay bit-identical.
-    if (value.dtype == DType::kF64) {
-      copy_to_host(ctx, bias.data(), value);
-      for (int64_t j = 0; j < e; ++j) {
-        const double gap = mean - counts[j];
-        bias[static_cast<size_t>(j)] += rate * static_cast<double>((gap > 0) - (gap < 0));
+  for (const Chunk& chunk : chunks_) {
+    for (int64_t l = chunk.begin; l < chunk.end; ++l) {
+      const int64_t index = chunk.moe_index[static_cast<size_t>(l - chunk.begin)];
+      if (index < 0) continue;
+      const Param* found = params_.find("layers." + std::to_string(l) + ".moe.expert_bias");
+      TMT_CHECK(found != nullptr, "layer {} has no expert bias", l);
+      const Tensor& value = found->value;
+      const Context ctx{value.device, nullptr};
+      const double* counts = load.data() + index * e;
+      double mean = 0;
+      for (int64_t j = 0; j < e; ++j) mean += counts[j] / static_cast<double>(e);
+      // The values in their dtype (f32, or f64 in gradient checks), moved in it: every rank applies
+      // the same operations to the same numbers, so the biases stay bit-identical.
+      if (value.dtype == DType::kF64) {
+        copy_to_host(ctx, bias.data(), value);
+        for (int64_t j = 0; j < e; ++j) {
+          const double gap = mean - counts[j];
+          bias[static_cast<size_t>(j)] += rate * static_cast<double>((gap > 0) - (gap < 0));
+        }
+        copy_from_host(ctx, value, bias.data());
+      } else {
+        std::vector<float> b(static_cast<size_t>(e));
+        copy_to_host(ctx, b.data(), value);
+        for (int64_t j = 0; j < e; ++j) {
+          const double gap = mean - counts[j];
+          b[static_cast<size_t>(j)] +=
+              static_cast<float>(rate) * static_cast<float>((gap > 0) - (gap < 0));
+        }
+        copy_from_host(ctx, value, b.data());
       }
-      copy_from_host(ctx, value, bias.data());
-    } else {
-      std::vector<float> b(static_cast<size_t>(e));
-      copy_to_host(ctx, b.data(), value);
-      for (int64_t j = 0; j < e; ++j) {
-        const double gap = mean - counts[j];
-        b[static_cast<size_t>(j)] +=
-            static_cast<float>(rate) * static_cast<float>((gap > 0) - (gap < 0));
-      }
-      copy_from_host(ctx, value, b.data());
     }
   }
 }
@@ -305,8 +345,9 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
   const Context& ctx = env_.ctx;
   const int64_t t = env_.tokens();
   Slot& s = slots_[static_cast<size_t>(slot)];
+  const Chunk& chunk = chunks_[s.chunk];
   const size_t mark = scratch_.mark();
-  if (last_) {  // s.logits holds dlogits
+  if (chunk.head) {  // s.logits holds dlogits
     const HeadTemps h = head_temps(scratch_);
     env_.sp.reduce_scatter(h.dnormed, h.dnormed_partial, [&](const Tensor& out) {
       linear_bwd(ctx, out, params_[head_].grad, s.logits, s.normed_full, params_[head_].weight);
@@ -331,7 +372,7 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
     bs[l]->backward(s.dx, s.x[l], rope);
     scratch_.reset(rerun);
   }
-  if (first_stage()) {
+  if (chunk.embedding) {
     const EmbeddingTemps e = embedding_temps(scratch_, s.dx);
     env_.sp.gather(e.dx_full, s.dx);
     embedding_bwd(ctx, params_[embedding_].grad, e.dx_full, batch.inputs.view({t}), vocab_start_);
@@ -341,14 +382,16 @@ void Model::backward(int64_t slot, const MicroBatch& batch) {
 
 LossParts Model::forward_backward(const MicroBatch& batch, double lm_grad_scale,
                                   double aux_weight) {
-  TMT_CHECK(first_stage() && last_, "forward_backward: a pipeline stage needs the schedule");
+  TMT_CHECK(chunks_.size() == 1 && first_stage() && last_stage(),
+            "forward_backward: a pipeline stage needs the schedule");
   LossParts parts = forward(0, batch, lm_grad_scale, aux_weight);
   backward(0, batch);
   return parts;
 }
 
 LossParts Model::forward(const MicroBatch& batch) {
-  TMT_CHECK(first_stage() && last_, "forward: a pipeline stage needs the schedule");
+  TMT_CHECK(chunks_.size() == 1 && first_stage() && last_stage(),
+            "forward: a pipeline stage needs the schedule");
   return forward(0, batch, 0.0, 0.0);
 }
 

@@ -16,7 +16,11 @@
 //
 // A pipeline stage keeps the activations of several micro-batches at once: `in_flight` slots (as
 // many as the schedule asks for, pipeline/one_f_one_b.h), each a full set of the stage's
-// activations; the slots share the parameters.
+// activations; the slots share the parameters. Under interleaved 1F1B (parallel.vpp) a stage
+// holds several model chunks, non-adjacent layer ranges (pipeline/stages.h): each chunk has its
+// own slots, and the embedding sits with the chunk that starts at layer 0, the head with the one
+// that ends the model. One parameter store, one activations arena and one scratch hold them all,
+// so the optimizer, the gradient sync and checkpoints see one set of parameters per rank.
 // Under full recomputation (ModelRun::recompute, train.recompute: full) a slot keeps only the
 // residual stream between its blocks (and the head's tensors on the last stage): the blocks'
 // internals live once per stage, one region as large as the largest block's that every block and
@@ -79,14 +83,21 @@ struct ModelRun {
   Recompute recompute = Recompute::kNone;
 };
 
+// A range of layers a pipeline stage holds, and how many micro-batches' activations it keeps.
+struct ModelChunk {
+  StageRange layers;
+  int64_t in_flight = 1;
+};
+
 // Which part of the model this rank holds, and the groups it shares the work with.
 struct ModelShard {
   Communicator* tp = nullptr;       // tensor parallelism (null: none)
   Communicator* experts = nullptr;  // the etp x ep ranks the experts are spread over (null: none)
   int64_t etp = 1;
-  std::optional<StageRange> layers;  // this pipeline stage's layers (nullopt: all of them)
-  int64_t in_flight = 1;             // micro-batches whose activations the stage keeps at once
-  int64_t shard_multiple = 1;        // parameter groups are padded to a multiple of it (ZeRO-1)
+  // This pipeline stage's chunks in model order: one with 1F1B, parallel.vpp under interleaving.
+  // Empty: every layer, one slot.
+  std::vector<ModelChunk> chunks;
+  int64_t shard_multiple = 1;  // parameter groups are padded to a multiple of it (ZeRO-1)
 };
 
 class Model {
@@ -108,14 +119,28 @@ class Model {
   size_t scratch_arena_bytes() const { return scratch_.capacity(); }
   size_t scratch_peak_bytes() const { return scratch_.peak(); }
   const ParamStore& params() const { return params_; }
-  bool first_stage() const { return first_layer_ == 0; }
-  int64_t first_layer() const { return first_layer_; }  // this stage's layers: [first, end)
-  int64_t end_layer() const { return last_layer_; }
-  bool last_stage() const { return last_; }
+  // Whether this rank holds the embedding (reads the inputs) and the head (reads the targets).
+  bool first_stage() const { return chunks_.front().embedding; }
+  bool last_stage() const { return chunks_.back().head; }
+  // This stage's layers, a range per chunk.
+  std::vector<StageRange> layers() const;
+  // Slots: every chunk's, chunk after chunk. Chunk c's k-th slot is slot(c, k).
   int64_t in_flight() const { return static_cast<int64_t>(slots_.size()); }
+  int64_t chunks() const { return static_cast<int64_t>(chunks_.size()); }
+  int64_t chunk_slots(int64_t chunk) const {
+    return static_cast<int64_t>(chunks_[static_cast<size_t>(chunk)].slots);
+  }
+  int64_t slot(int64_t chunk, int64_t k) const {
+    return static_cast<int64_t>(chunks_[static_cast<size_t>(chunk)].first_slot) + k;
+  }
+  // Whether a chunk holds the embedding (its passes read the inputs) or the head (the targets).
+  bool holds_embedding(int64_t chunk) const {
+    return chunks_[static_cast<size_t>(chunk)].embedding;
+  }
+  bool holds_head(int64_t chunk) const { return chunks_[static_cast<size_t>(chunk)].head; }
   const Context& context() const { return env_.ctx; }
 
-  // The pipeline's view, one micro-batch in slot k (< in_flight()):
+  // The pipeline's view, one micro-batch of one chunk in slot k (< in_flight()):
   // what this stage receives (its first block's input, [T/tp, D]; unused on the first stage),
   Tensor stage_input(int64_t slot) { return slots_[static_cast<size_t>(slot)].x.front(); }
   // what it sends on (its last block's output),
@@ -145,7 +170,17 @@ class Model {
   size_t workspace_bytes() const;
 
  private:
+  // A chunk's layers [begin, end), whether it holds the embedding (begin 0) and the head (end
+  // n_layers), its slots [first_slot, first_slot + slots) and, per layer, the layer's index among
+  // the model's MoE layers (-1: a dense layer).
+  struct Chunk {
+    int64_t begin = 0, end = 0;
+    bool embedding = false, head = false;
+    size_t first_slot = 0, slots = 0;
+    std::vector<int64_t> moe_index;
+  };
   struct Slot {
+    size_t chunk = 0;
     std::vector<std::unique_ptr<Block>> blocks;
     std::vector<Tensor> x;  // residual stream: the stage's input .. each block's output [Tl, D]
     Tensor dx;              // [Tl, D]
@@ -156,9 +191,10 @@ class Model {
     double aux_weight = 0;  // the forward's, for the blocks' rerun under full recomputation
   };
   bool full() const { return recompute_ == Recompute::kFull; }
-  // A slot's blocks: its own, or under full recomputation the one set every slot shares.
+  // A slot's blocks: its own, or under full recomputation the one set every slot of its chunk
+  // shares (its first slot's).
   std::vector<std::unique_ptr<Block>>& blocks(size_t slot) {
-    return slots_[full() ? 0 : slot].blocks;
+    return slots_[full() ? chunks_[slots_[slot].chunk].first_slot : slot].blocks;
   }
   void allocate_activations(Arena& acts, Arena& scratch);
   // Plans the MoE layers' expert rows (expert_rows.h) and binds each slot's layers to them.
@@ -181,11 +217,9 @@ class Model {
   ModelConfig config_;
   LayerEnv env_;
   Recompute recompute_ = Recompute::kNone;
-  int64_t first_layer_ = 0, last_layer_ = 0;
-  bool last_ = true;
+  std::vector<Chunk> chunks_;
   int64_t vocab_local_ = 0, vocab_start_ = 0;
-  std::vector<int64_t> moe_index_;  // per layer of the stage: index among the model's MoE layers
-  int64_t moe_layers_ = 0;
+  int64_t moe_layers_ = 0;  // of the whole model
   ParamStore params_;
   size_t embedding_ = 0, final_norm_ = 0, head_ = 0;
   std::vector<Slot> slots_;

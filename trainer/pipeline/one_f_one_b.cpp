@@ -7,8 +7,9 @@
 namespace tmt {
 namespace {
 
-constexpr int kActivationTag = 1;
-constexpr int kGradientTag = 2;
+// Messages are tagged by what they are and the chunk that receives them.
+int activation_tag(int64_t chunk) { return static_cast<int>(1 + 2 * chunk); }
+int gradient_tag(int64_t chunk) { return static_cast<int>(2 + 2 * chunk); }
 
 void await(std::unique_ptr<SendRequest>& request) {
   if (request) request->wait();
@@ -30,101 +31,159 @@ void accumulate(LossParts& sum, const LossParts& p) {
   for (size_t i = 0; i < p.expert_load.size(); ++i) sum.expert_load[i] += p.expert_load[i];
 }
 
+std::vector<int64_t> OneFOneB::in_flight(int64_t stages, int64_t vpp, int64_t stage,
+                                         int64_t micro_batches) {
+  if (vpp == 1) return {stages - stage};
+  return chunk_in_flight(pipeline_schedule(stages, vpp, stage, micro_batches), vpp);
+}
+
+size_t OneFOneB::batch_bytes(const Model& model, int64_t batch, int64_t seq) {
+  int64_t slots = 0;
+  for (int64_t c = 0; c < model.chunks(); ++c) {
+    if (model.holds_embedding(c) || model.holds_head(c)) slots += model.chunk_slots(c);
+  }
+  return 2 * static_cast<size_t>(slots) * Arena::footprint(DType::kI32, {batch, seq});
+}
+
 OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena)
     : model_(&model), pp_(pp) {
-  const int64_t stages = pp != nullptr ? pp->size() : 1, stage = pp != nullptr ? pp->rank() : 0;
-  TMT_CHECK(model.in_flight() >= in_flight(stages, stage),
-            "1F1B: stage {} of {} keeps {} micro-batches, the model has {} slots", stage, stages,
-            in_flight(stages, stage), model.in_flight());
-  if (pp != nullptr && pp->size() > 1) {
-    if (!model.first_stage()) prev_ = pp->rank() - 1;
-    if (!model.last_stage()) next_ = pp->rank() + 1;
+  stages_ = pp != nullptr ? pp->size() : 1;
+  stage_ = pp != nullptr ? pp->rank() : 0;
+  const int64_t vpp = model.chunks();
+  for (int64_t c = 0; c < vpp; ++c) {
+    prev_.push_back(pipeline_prev(stages_, vpp, stage_, c));
+    next_.push_back(pipeline_next(stages_, vpp, stage_, c));
   }
+  TMT_CHECK(stages_ > 1 || vpp == 1, "1F1B: {} model chunks without a pipeline", vpp);
+  if (vpp == 1) {
+    TMT_CHECK(model.in_flight() >= stages_ - stage_,
+              "1F1B: stage {} of {} keeps {} micro-batches, the model has {} slots", stage_,
+              stages_, stages_ - stage_, model.in_flight());
+  }
+  // Tokens for the slots of the chunks that read them; the others' passes get shapes only.
   const auto slots = static_cast<size_t>(model.in_flight());
-  for (size_t i = 0; i < slots; ++i) {
-    batches_.push_back({batch_arena.alloc(DType::kI32, {batch, seq}),
-                        batch_arena.alloc(DType::kI32, {batch, seq})});
+  std::vector<bool> reads(slots, false);
+  for (int64_t c = 0; c < vpp; ++c) {
+    for (int64_t k = 0; k < model.chunk_slots(c); ++k) {
+      reads[static_cast<size_t>(model.slot(c, k))] =
+          model.holds_embedding(c) || model.holds_head(c);
+    }
   }
+  const Shape shape{batch, seq};
+  const auto tokens = [&](Arena& arena, bool held) {
+    return held ? arena.alloc(DType::kI32, shape)
+                : Tensor{nullptr, DType::kI32, arena.device(), shape};
+  };
+  for (size_t i = 0; i < slots; ++i)
+    batches_.push_back({tokens(batch_arena, reads[i]), tokens(batch_arena, reads[i])});
   host_batches_ = batches_;
   if (batch_arena.device() != Device::kCpu) {
-    host_arena_ = Arena(Device::kCpu, 2 * slots * Arena::footprint(DType::kI32, {batch, seq}),
-                        "host batches");
-    for (MicroBatch& b : host_batches_) {
-      b.inputs = host_arena_.alloc(DType::kI32, {batch, seq});
-      b.targets = host_arena_.alloc(DType::kI32, {batch, seq});
+    host_arena_ = Arena(Device::kCpu, batch_bytes(model, batch, seq), "host batches");
+    for (size_t i = 0; i < slots; ++i) {
+      host_batches_[i] = {tokens(host_arena_, reads[i]), tokens(host_arena_, reads[i])};
     }
   }
   activation_sent_.resize(slots);
   grad_sent_.resize(slots);
 }
 
-void OneFOneB::load(int64_t m, const Loader& loader, size_t slot) {
+void OneFOneB::load(int64_t m, const Loader& loader, int64_t chunk, size_t slot) {
+  // Only the chunks that read them get them: the first the inputs (the embedding), the last the
+  // targets (the loss, which counts them on the host copy).
+  const bool inputs = model_->holds_embedding(chunk), targets = model_->holds_head(chunk);
+  if (!inputs && !targets) return;
   loader(m, host_batches_[slot]);
   const MicroBatch& host = host_batches_[slot];
   MicroBatch& dev = batches_[slot];
   if (dev.inputs.data == host.inputs.data) return;
-  // Only the stages that read them get them: the first the inputs (the embedding), the last the
-  // targets (the loss, which counts them on the host copy).
   const Context& ctx = model_->context();
-  if (model_->first_stage()) copy_from_host(ctx, dev.inputs, host.inputs.data);
-  if (model_->last_stage()) {
+  if (inputs) copy_from_host(ctx, dev.inputs, host.inputs.data);
+  if (targets) {
     copy_from_host(ctx, dev.targets, host.targets.data);
     dev.targets_host = host.targets.ptr<const int32_t>();
   }
 }
 
-void OneFOneB::forward(int64_t m, const Loader& loader, LossParts& sum, double lm_grad_scale,
-                       double aux_weight) {
-  const int64_t slot = slot_of(m);
+void OneFOneB::forward(const PipelinePass& p, const Loader& loader, LossParts& sum,
+                       double lm_grad_scale, double aux_weight) {
+  const int64_t slot = slot_of(p);
   const auto i = static_cast<size_t>(slot);
-  load(m, loader, i);
-  MicroBatch& batch = batches_[i];
+  const auto c = static_cast<size_t>(p.chunk);
+  load(p.micro, loader, p.chunk, i);
   await(activation_sent_[i]);  // the slot's activations are about to be overwritten
-  if (prev_ >= 0) pp_->recv(model_->stage_input(slot), prev_, kActivationTag);
-  accumulate(sum, model_->forward(slot, batch, lm_grad_scale, aux_weight));
-  if (next_ >= 0)
-    activation_sent_[i] = pp_->isend(model_->stage_output(slot), next_, kActivationTag);
+  if (prev_[c].stage >= 0)
+    pp_->recv(model_->stage_input(slot), static_cast<int>(prev_[c].stage), activation_tag(p.chunk));
+  accumulate(sum, model_->forward(slot, batches_[i], lm_grad_scale, aux_weight));
+  if (next_[c].stage >= 0) {
+    activation_sent_[i] = pp_->isend(model_->stage_output(slot), static_cast<int>(next_[c].stage),
+                                     activation_tag(next_[c].chunk));
+  }
 }
 
-void OneFOneB::backward(int64_t m) {
-  const int64_t slot = slot_of(m);
+void OneFOneB::backward(const PipelinePass& p) {
+  const int64_t slot = slot_of(p);
   const auto i = static_cast<size_t>(slot);
+  const auto c = static_cast<size_t>(p.chunk);
   await(grad_sent_[i]);
-  if (next_ >= 0) pp_->recv(model_->stage_grad(slot), next_, kGradientTag);
+  if (next_[c].stage >= 0)
+    pp_->recv(model_->stage_grad(slot), static_cast<int>(next_[c].stage), gradient_tag(p.chunk));
   model_->backward(slot, batches_[i]);
-  if (prev_ >= 0) grad_sent_[i] = pp_->isend(model_->stage_grad(slot), prev_, kGradientTag);
+  if (prev_[c].stage >= 0) {
+    grad_sent_[i] = pp_->isend(model_->stage_grad(slot), static_cast<int>(prev_[c].stage),
+                               gradient_tag(prev_[c].chunk));
+  }
+}
+
+void OneFOneB::await_all() {
+  for (auto& r : activation_sent_) await(r);
+  for (auto& r : grad_sent_) await(r);
 }
 
 LossParts OneFOneB::train(int64_t micro_batches, const Loader& load, double lm_grad_scale,
                           double aux_weight) {
-  LossParts sum;
-  const int64_t stages = pp_ != nullptr ? pp_->size() : 1;
-  const int64_t stage = pp_ != nullptr ? pp_->rank() : 0;
-  const int64_t warmup = std::min(stages - stage - 1, micro_batches);
-  int64_t forwards = 0, backwards = 0;
-  while (forwards < warmup) forward(forwards++, load, sum, lm_grad_scale, aux_weight);
-  while (forwards < micro_batches) {
-    forward(forwards++, load, sum, lm_grad_scale, aux_weight);
-    backward(backwards++);
+  const int64_t vpp = model_->chunks();
+  const std::vector<PipelinePass> passes = pipeline_schedule(stages_, vpp, stage_, micro_batches);
+  if (vpp > 1) {
+    const std::vector<int64_t> need = chunk_in_flight(passes, vpp);
+    for (int64_t c = 0; c < vpp; ++c) {
+      TMT_CHECK(model_->chunk_slots(c) >= need[static_cast<size_t>(c)],
+                "interleaved 1F1B: chunk {} of stage {} keeps {} micro-batches of {}, the model "
+                "has {} slots",
+                c, stage_, need[static_cast<size_t>(c)], micro_batches, model_->chunk_slots(c));
+    }
   }
-  while (backwards < micro_batches) backward(backwards++);
-  for (auto& r : activation_sent_) await(r);
-  for (auto& r : grad_sent_) await(r);
+  LossParts sum;
+  for (const PipelinePass& p : passes) {
+    if (p.forward)
+      forward(p, load, sum, lm_grad_scale, aux_weight);
+    else
+      backward(p);
+  }
+  await_all();
   return sum;
 }
 
 LossParts OneFOneB::evaluate(int64_t micro_batches, const Loader& loader) {
+  // Each micro-batch through the chunks in turn, in each chunk's first slot.
   LossParts sum;
   for (int64_t m = 0; m < micro_batches; ++m) {
-    load(m, loader, 0);
-    MicroBatch& batch = batches_[0];
-    await(activation_sent_[0]);
-    if (prev_ >= 0) pp_->recv(model_->stage_input(0), prev_, kActivationTag);
-    accumulate(sum, model_->forward(0, batch, 0.0, 0.0));
-    if (next_ >= 0)
-      activation_sent_[0] = pp_->isend(model_->stage_output(0), next_, kActivationTag);
+    for (int64_t c = 0; c < model_->chunks(); ++c) {
+      const int64_t slot = model_->slot(c, 0);
+      const auto i = static_cast<size_t>(slot);
+      const auto ci = static_cast<size_t>(c);
+      load(m, loader, c, i);
+      await(activation_sent_[i]);
+      if (prev_[ci].stage >= 0)
+        pp_->recv(model_->stage_input(slot), static_cast<int>(prev_[ci].stage), activation_tag(c));
+      accumulate(sum, model_->forward(slot, batches_[i], 0.0, 0.0));
+      if (next_[ci].stage >= 0) {
+        activation_sent_[i] =
+            pp_->isend(model_->stage_output(slot), static_cast<int>(next_[ci].stage),
+                       activation_tag(next_[ci].chunk));
+      }
+    }
   }
-  await(activation_sent_[0]);
+  await_all();
   return sum;
 }
 

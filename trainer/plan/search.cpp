@@ -36,28 +36,32 @@ LayoutSearch search_layouts(const Recipe& base, const RecipeMaker& make, int64_t
         std::vector<int64_t> etps = {1};
         if (m.moe && tp > 1) etps.push_back(tp);
         for (const int64_t etp : etps) {
-          for (const bool zero1 : {false, true}) {
-            for (const int64_t micro : {1, 2, 4, 8}) {
-              for (const char* recompute : {"none", "selective", "full"}) {
-                ++out.considered;
-                LayoutCandidate c;
-                c.sets = {fmt::format("parallel.tp={}", tp),
-                          fmt::format("parallel.pp={}", pp),
-                          "parallel.dp=null",
-                          "parallel.pp_layers=null",
-                          fmt::format("parallel.ep={}", ep),
-                          fmt::format("parallel.etp={}", etp),
-                          fmt::format("parallel.zero1={}", zero1 ? "true" : "false"),
-                          fmt::format("train.micro_batch={}", micro),
-                          fmt::format("train.recompute={}", recompute)};
-                try {
-                  c.recipe = make(c.sets);
-                } catch (const InputError&) {
-                  ++out.refused;
-                  continue;
+          for (const int64_t vpp :
+               pp > 1 ? std::vector<int64_t>{1, 2, 4} : std::vector<int64_t>{1}) {
+            for (const bool zero1 : {false, true}) {
+              for (const int64_t micro : {1, 2, 4, 8}) {
+                for (const char* recompute : {"none", "selective", "full"}) {
+                  ++out.considered;
+                  LayoutCandidate c;
+                  c.sets = {fmt::format("parallel.tp={}", tp),
+                            fmt::format("parallel.pp={}", pp),
+                            fmt::format("parallel.vpp={}", vpp),
+                            "parallel.dp=null",
+                            "parallel.pp_layers=null",
+                            fmt::format("parallel.ep={}", ep),
+                            fmt::format("parallel.etp={}", etp),
+                            fmt::format("parallel.zero1={}", zero1 ? "true" : "false"),
+                            fmt::format("train.micro_batch={}", micro),
+                            fmt::format("train.recompute={}", recompute)};
+                  try {
+                    c.recipe = make(c.sets);
+                  } catch (const InputError&) {
+                    ++out.refused;
+                    continue;
+                  }
+                  c.estimate = estimate_step(c.recipe, hw, a, /*size_memory=*/false);
+                  valid.push_back(std::move(c));
                 }
-                c.estimate = estimate_step(c.recipe, hw, a, /*size_memory=*/false);
-                valid.push_back(std::move(c));
               }
             }
           }

@@ -5,6 +5,8 @@
 //   tp          powers of two up to min(K, 8), dividing n_heads (tensor parallelism off the
 //               NVLink domain is never a good trade, and 8 is as far as Megatron-Core takes it)
 //   pp          every divisor of N / tp up to n_layers (uneven splits allowed, as the trainer does)
+//   vpp         1, 2, 4 model chunks per stage when pp > 1 (interleaved 1F1B: the bubble / vpp
+//               for vpp times the pipeline messages and more activations in flight)
 //   ep          every divisor of n_experts that divides tp · dp (1 for a dense model)
 //   etp         1, or tp when the expert hidden size divides (Megatron's two usual choices)
 //   zero1       off, on

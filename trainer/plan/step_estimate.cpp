@@ -61,12 +61,15 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   e.tokens_per_step = static_cast<double>(r.train.global_batch * r.data.seq_len);
   e.flops_per_token = stats.flops_per_token();
 
-  // The busiest stage: the most layers (and MoE layers) of any.
+  // The busiest stage: the most layers (and MoE layers) of any, over its chunks.
   int64_t layers = 0, moe_layers = 0;
-  for (const StageRange& s : pipeline_stages(m.n_layers, p.pp, p.pp_layers)) {
-    int64_t moe = 0;
-    for (int64_t l = s.begin; l < s.end; ++l) moe += m.moe && m.is_moe_layer(l) ? 1 : 0;
-    layers = std::max(layers, s.end - s.begin);
+  for (int64_t stage = 0; stage < p.pp; ++stage) {
+    int64_t n = 0, moe = 0;
+    for (const StageRange& s : stage_chunks(m.n_layers, p.pp, p.vpp, p.pp_layers, stage)) {
+      for (int64_t l = s.begin; l < s.end; ++l) moe += m.moe && m.is_moe_layer(l) ? 1 : 0;
+      n += s.end - s.begin;
+    }
+    layers = std::max(layers, n);
     moe_layers = std::max(moe_layers, moe);
   }
   const double balanced = static_cast<double>(m.n_layers) / static_cast<double>(p.pp);
@@ -82,11 +85,12 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   const double matmul_share = stats.matmul_flops_per_token / e.flops_per_token;
   const double gemm_tflops = a.fp8_gemms ? hw.fp8_tflops : hw.bf16_tflops;
   const double model_mix = matmul_share / gemm_tflops + (1 - matmul_share) / hw.bf16_tflops;
-  const double recompute_mix = r.train.recompute == Recompute::kFull ? model_mix
-                                                                      : 1 / hw.bf16_tflops;
+  const double recompute_mix =
+      r.train.recompute == Recompute::kFull ? model_mix : 1 / hw.bf16_tflops;
   e.compute_s = (e.busiest_flops * model_mix + e.busiest_recompute_flops * recompute_mix) /
                 (1e12 * a.matmul_efficiency);
-  e.bubble_s = e.compute_s * static_cast<double>(p.pp - 1) / static_cast<double>(e.micro_batches);
+  e.bubble_s =
+      e.compute_s * static_cast<double>(p.pp - 1) / static_cast<double>(p.vpp * e.micro_batches);
 
   // Parameters of one rank: the experts split over ep · etp, the rest over tp, both over pp.
   double expert_params = 0;
@@ -122,7 +126,9 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
         mb * static_cast<double>(moe_layers) * ep_moves * ring_share(p.ep) *
             (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) * d * b);
   }
-  add("pp", p.pp, GroupKind::kPp, mb * 2 * (tokens / static_cast<double>(p.tp)) * d * b);
+  // Each micro-batch's activations and gradients cross a rank's boundaries once per chunk.
+  add("pp", p.pp, GroupKind::kPp,
+      mb * 2 * static_cast<double>(p.vpp) * (tokens / static_cast<double>(p.tp)) * d * b);
   add("dp", p.dp, GroupKind::kDp, 2 * ring_share(p.dp) * 4 * local_dense);
   add("edp", p.edp, GroupKind::kEdp, 2 * ring_share(p.edp) * 4 * local_experts);
 

@@ -30,7 +30,7 @@
 //   compute   = (model + recompute FLOPs) of the busiest rank / (peak · matmul_efficiency), the
 //               matmul FLOPs (and full recompute's) at the GEMMs' format's peak (bf16 or fp8),
 //               the attention core's and selective recompute's at bf16's
-//   bubble    = compute · (pp-1)/m (1F1B)
+//   bubble    = compute · (pp-1)/(vpp·m) (1F1B, interleaved with vpp chunks a rank)
 //   optimizer = 30 bytes per local parameter (fp32 value, grad, m, v read; value, m, v and the bf16
 //               copy written) over HBM at hbm_efficiency; 1/dp of it with ZeRO-1
 // MFU = model FLOPs per second per GPU / the dense peak of the GEMMs' format (bf16, or fp8).

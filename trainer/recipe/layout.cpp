@@ -98,10 +98,23 @@ void resolve_layout(Recipe& r, int64_t world) {
   }
   if (p.pp > m.n_layers)
     fail(r, "parallel.pp", fmt::format("{} stages for model.n_layers = {}", p.pp, m.n_layers));
+  if (p.vpp > 1 && p.pp == 1) {
+    fail(r, "parallel.vpp",
+         fmt::format("{} model chunks per stage need a pipeline (parallel.pp > 1)", p.vpp));
+  }
+  if (p.pp * p.vpp > m.n_layers) {
+    fail(r, "parallel.vpp",
+         fmt::format("{} chunks per stage x parallel.pp {} = {} virtual stages for model.n_layers "
+                     "= {}",
+                     p.vpp, p.pp, p.pp * p.vpp, m.n_layers));
+  }
   if (!p.pp_layers.empty()) {
-    if (static_cast<int64_t>(p.pp_layers.size()) != p.pp) {
+    if (static_cast<int64_t>(p.pp_layers.size()) != p.pp * p.vpp) {
       fail(r, "parallel.pp_layers",
-           fmt::format("has {} entries for parallel.pp = {}", p.pp_layers.size(), p.pp));
+           p.vpp == 1 ? fmt::format("has {} entries for parallel.pp = {}", p.pp_layers.size(), p.pp)
+                      : fmt::format("has {} entries for parallel.pp {} x parallel.vpp {} = {} "
+                                    "virtual stages",
+                                    p.pp_layers.size(), p.pp, p.vpp, p.pp * p.vpp));
     }
     int64_t sum = 0;
     for (int64_t n : p.pp_layers) {
@@ -147,6 +160,15 @@ void resolve_layout(Recipe& r, int64_t world) {
     fail(r, "train.global_batch",
          fmt::format("{} is not divisible by train.micro_batch {} x parallel.dp {}",
                      r.train.global_batch, r.train.micro_batch, p.dp));
+  }
+  // Interleaved 1F1B runs the micro-batches in groups of pp per chunk (pipeline/schedule.h).
+  const int64_t micro_batches = r.train.global_batch / (r.train.micro_batch * p.dp);
+  if (p.vpp > 1 && micro_batches % p.pp != 0) {
+    fail(r, "train.global_batch",
+         fmt::format("{} makes {} micro-batches per data-parallel rank (/ train.micro_batch {} / "
+                     "parallel.dp {}), not a multiple of parallel.pp = {} as interleaved 1F1B "
+                     "(parallel.vpp = {}) needs",
+                     r.train.global_batch, micro_batches, r.train.micro_batch, p.dp, p.pp, p.vpp));
   }
 }
 

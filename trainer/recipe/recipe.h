@@ -121,13 +121,16 @@ struct ModelConfig {
 struct ParallelConfig {
   int64_t tp = 1;
   int64_t pp = 1;
-  int64_t dp = 0;  // 0 until resolve_layout() derives it as world / (tp · pp)
+  int64_t vpp = 1;  // model chunks per pipeline rank (interleaved 1F1B)
+  int64_t dp = 0;   // 0 until resolve_layout() derives it as world / (tp · pp)
   int64_t ep = 1;
   int64_t etp = 1;
   int64_t edp = 0;                 // derived: tp · dp / (etp · ep); not a key
   bool sequence_parallel = false;  // on whenever tp > 1 (required by MoE token routing)
   bool zero1 = false;
-  std::vector<int64_t> pp_layers;  // layers per pipeline stage; empty = as even as possible
+  // layers per pipeline stage (pp·vpp entries, one per virtual stage, in model order); empty = as
+  // even as possible
+  std::vector<int64_t> pp_layers;
   CommKind comm = CommKind::kAuto;
 };
 

@@ -263,6 +263,11 @@ void visit(V& v, R& p) {
          .range = {.min = 1},
          .meaning = "tensor-parallel size (with sequence parallelism)"});
   v.key("pp", p.pp, {.fallback = 1, .range = {.min = 1}, .meaning = "pipeline stages (1F1B)"});
+  v.key("vpp", p.vpp,
+        {.fallback = 1,
+         .range = {.min = 1},
+         .meaning = "model chunks per pipeline stage (virtual stages: interleaved 1F1B, bubble "
+                    "(pp-1)/(vpp·m) for m micro-batches)"});
   v.key("dp", p.dp,
         {.later = "world / (tp·pp)",
          .range = {.min = 1},
@@ -281,7 +286,8 @@ void visit(V& v, R& p) {
         {.fallback = false,
          .meaning = "distributed optimizer: AdamW state sharded over the data-parallel ranks"});
   v.list("pp_layers", p.pp_layers,
-         {.meaning = "layers per pipeline stage; empty = as even as possible"});
+         {.meaning = "layers per pipeline stage, pp·vpp entries in model order with vpp > 1; "
+                     "empty = as even as possible"});
   v.choice("comm", p.comm,
            {.fallback = CommKind::kAuto,
             .meaning = "auto: NCCL when training on GPUs and no node runs more ranks than it "
