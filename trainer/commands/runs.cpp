@@ -1,6 +1,7 @@
 // `tramontane runs DIR`: what the runs under DIR have done, one line (or JSON object) per run, from
 // their files alone (nothing is locked or written, so it watches runs in progress too). A run is a
-// directory as `train` writes it (DESIGN.md §6):
+// directory as `train` writes it (DESIGN.md §6), DIR itself or one up to kMaxDepth levels below it
+// (a run's own subdirectories are not searched):
 //
 //   recipe.resolved.yaml   train.steps: the steps the run is to take
 //   metrics.jsonl          one JSON line per step: the last step, its loss, lr, tokens/s, the last
@@ -13,6 +14,12 @@
 // when metrics.jsonl (or, before the first step, recipe.resolved.yaml) changed within the last
 // max(kRunningWindowS, 10 step times); otherwise stopped (killed, preempted, failed or stopped by
 // a signal: all resume from the checkpoint).
+//
+// --json prints {"dir", "runs": [one object per run, sorted by directory]}, each with run (the
+// directory as DIR/...), state, step, total_steps, loss, lm_loss, lr, grad_norm, tokens_per_s,
+// step_time_s (the last good line's), val_loss and val_step (the last validation), checkpoint
+// ({dir, step, age_s} or null), ranks (memory.json's), damaged_lines and updated_age_s; what is
+// not known is null.
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
