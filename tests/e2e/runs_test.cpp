@@ -49,12 +49,12 @@ std::string row_of(const std::string& out, const std::string& run) {
 
 // Two finished runs under one directory, trained once for every test: alpha (12 steps, a
 // checkpoint every 5, validation every 6) and sweep/beta (8 steps, validation off, only the final
-// checkpoint).
+// checkpoint, then resumed for a 9th).
 struct TwoRuns {
   test::TempDir root;
   fs::path runs = root.path() / "runs";
   fs::path alpha = runs / "alpha", beta = runs / "sweep" / "beta";
-  test::RunResult alpha_run, beta_run;
+  test::RunResult alpha_run, beta_run, beta_resumed;
   TwoRuns() {
     const auto train = [](const fs::path& dir, const std::vector<std::string>& sets) {
       std::vector<std::string> args = {"train", test::source_path("recipes/tiny.yaml")};
@@ -68,6 +68,7 @@ struct TwoRuns {
     };
     alpha_run = train(alpha, {"train.steps=12", "checkpoint.every=5", "log.eval_every=6"});
     beta_run = train(beta, {"train.steps=8", "checkpoint.every=0", "log.eval_every=0"});
+    beta_resumed = train(beta, {"train.steps=9", "checkpoint.every=0", "log.eval_every=0"});
   }
 };
 
@@ -80,9 +81,10 @@ TEST(Runs, ListsEachRunWithTheLastStepAndLossOfItsMetrics) {
   const TwoRuns& t = two_runs();
   ASSERT_EQ(t.alpha_run.exit_code, 0) << t.alpha_run.err;
   ASSERT_EQ(t.beta_run.exit_code, 0) << t.beta_run.err;
+  ASSERT_EQ(t.beta_resumed.exit_code, 0) << t.beta_resumed.err;
   const auto alpha = read_metrics(t.alpha), beta = read_metrics(t.beta);
   ASSERT_EQ(alpha.size(), 12u);
-  ASSERT_EQ(beta.size(), 8u);
+  ASSERT_EQ(beta.size(), 9u);
 
   const auto r = test::run_tramontane({"runs", t.runs.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -98,10 +100,10 @@ TEST(Runs, ListsEachRunWithTheLastStepAndLossOfItsMetrics) {
       << a;
   EXPECT_NE(a.find(" 12 ("), std::string::npos) << a;  // the final checkpoint
   EXPECT_NE(a.find(" finished"), std::string::npos) << a;
-  EXPECT_NE(b.find(" 8/8 "), std::string::npos) << b;
+  EXPECT_NE(b.find(" 9/9 "), std::string::npos) << b;
   EXPECT_NE(b.find(fmt::format(" {:.4f} ", beta.back()["loss"].get<double>())), std::string::npos)
       << b;
-  EXPECT_NE(b.find(" 8 ("), std::string::npos) << b;
+  EXPECT_NE(b.find(" 9 ("), std::string::npos) << b;
   EXPECT_NE(b.find(" finished"), std::string::npos) << b;
 
   const auto j = test::run_tramontane({"runs", t.runs.string(), "--json"});
@@ -180,7 +182,7 @@ TEST(Runs, AMissingOrEmptyDirectoryIsOneErrorLine) {
 }
 
 // The console line of `train`: `eta` from the recent step times, then the checkpoint's age (none
-// before the first).
+// before the first; a resumed run's is the age of the checkpoint it resumed from).
 TEST(Runs, TrainConsoleLineShowsTheEtaAndTheCheckpointAge) {
   const TwoRuns& t = two_runs();
   ASSERT_EQ(t.alpha_run.exit_code, 0) << t.alpha_run.err;
@@ -193,6 +195,10 @@ TEST(Runs, TrainConsoleLineShowsTheEtaAndTheCheckpointAge) {
   EXPECT_TRUE(std::regex_search(t.alpha_run.out,
                                 std::regex(R"(step  8/12 \| .* \| eta \S+ \| ckpt \d+s ago\n)")))
       << t.alpha_run.out;
+  ASSERT_EQ(t.beta_resumed.exit_code, 0) << t.beta_resumed.err;
+  EXPECT_TRUE(std::regex_search(t.beta_resumed.out,
+                                std::regex(R"(step 9/9 \| .* \| eta 0s \| ckpt \d+s ago\n)")))
+      << t.beta_resumed.out;
 }
 
 bool has_matplotlib() {
