@@ -23,6 +23,7 @@ packages=(
   libcli11-dev                         # the command line
   libgtest-dev                         # tests
   python3-h5py                         # tests: checkpoints read with h5py alone
+  python3-matplotlib                   # scripts/plot.py (and its test)
   slurm-wlm munge                      # tests: a one-node Slurm for the batch-script test
 )
 

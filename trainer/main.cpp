@@ -9,6 +9,8 @@
 //   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
 //   tramontane import SRC --out RUN_DIR [--set key.path=value]...
 //   tramontane export CKPT --out HF_DIR [--dtype bf16|fp16|fp32]
+//   tramontane inspect CKPT [--tensors]
+//   tramontane runs DIR [--json]
 //
 // Exit status: 0 success; 2 bad input (one `error:` line on stderr, from one rank); 1 internal
 // failure.
@@ -231,6 +233,16 @@ int main(int argc, char** argv) {
       ->required();
   inspect_cmd->add_flag("--tensors", inspect.tensors_only, "print only the tensor lines");
 
+  tmt::RunsOptions runs;
+  CLI::App* runs_cmd = app.add_subcommand(
+      "runs",
+      "List the runs under a directory (each a run.dir of `train`), one line each: the last step "
+      "of train.steps, its loss, the last validation loss, tokens/s, the newest complete "
+      "checkpoint and its age, and whether the run finished, is running or stopped.");
+  runs_cmd->add_option("dir", runs.dir, "a run directory or a directory of them")->required();
+  runs_cmd->add_flag("--json", runs.json,
+                     "print {\"dir\", \"runs\": [one object per run]} instead");
+
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {
@@ -260,6 +272,7 @@ int main(int argc, char** argv) {
       return tmt::run_prepare(prepare);
     }
     if (inspect_cmd->parsed()) return tmt::run_inspect(inspect);
+    if (runs_cmd->parsed()) return tmt::run_runs(runs);
     if (import_cmd->parsed()) return tmt::run_import(import);
     if (export_cmd->parsed()) {
       export_.dtype = export_dtype == "fp32"   ? tmt::DType::kF32

@@ -297,7 +297,13 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
     const double s = seconds_since(t0), mb = static_cast<double>(directory_bytes(dir)) / 1e6;
     metrics.note(
         fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s, mb / s));
+    metrics.checkpoint_saved();
   };
+  // A resumed run's newest checkpoint is the one it started from (its index is written last).
+  if (!from.checkpoint.empty() && from.what == LoadWhat::kTrainingState) {
+    if (const auto age = seconds_since_written(from.checkpoint + "/index.h5"))
+      metrics.checkpoint_saved(*age);
+  }
   const auto run_start = Clock::now();
   // The MoE layers' expert rows on the busiest rank: as planned, then as grown (expert_rows.h).
   const double expert_rows_planned = world->all_reduce_scalar(

@@ -62,6 +62,12 @@ struct InspectOptions {
 };
 // `tramontane inspect CKPT`: what a checkpoint holds.
 int run_inspect(const InspectOptions& options);
+struct RunsOptions {
+  std::string dir;
+  bool json = false;
+};
+// `tramontane runs DIR`: the runs under DIR, their progress, losses and checkpoints (runs.cpp).
+int run_runs(const RunsOptions& options);
 // `tramontane prepare`: tokenizes text files into train and val token shards.
 int run_prepare(const PrepareOptions& options);
 // `tramontane train`: trains on the ranks mpirun (or srun) started.

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <vector>
 
 #include "kernels/base/check.h"
@@ -20,6 +21,13 @@ std::string format_duration(double s) {
   if (total >= 3600) return fmt::format("{}h{:02}m", total / 3600, (total % 3600) / 60);
   if (total >= 60) return fmt::format("{}m{:02}s", total / 60, total % 60);
   return fmt::format("{}s", total);
+}
+
+std::optional<double> seconds_since_written(const std::string& path) {
+  std::error_code ec;
+  const auto t = std::filesystem::last_write_time(path, ec);
+  if (ec) return std::nullopt;
+  return std::chrono::duration<double>(std::filesystem::file_time_type::clock::now() - t).count();
 }
 
 MetricsLog::MetricsLog(const std::string& run_dir, int64_t total_steps, int64_t log_every,
@@ -98,10 +106,11 @@ void MetricsLog::step(const StepMetrics& m) {
     if (m.val_loss) tensorboard_->scalar("val/loss", m.step, *m.val_loss);
     tensorboard_->flush();
   }
-  elapsed_s_ += m.step_time_s;
-  ++steps_seen_;
-  const double eta =
-      elapsed_s_ / static_cast<double>(steps_seen_) * static_cast<double>(total_steps_ - m.step);
+  recent_step_s_.push_back(m.step_time_s);
+  if (recent_step_s_.size() > kRecentSteps) recent_step_s_.pop_front();
+  const double recent = std::accumulate(recent_step_s_.begin(), recent_step_s_.end(), 0.0) /
+                        static_cast<double>(recent_step_s_.size());
+  const double eta = recent * static_cast<double>(total_steps_ - m.step);
   if (m.step % log_every_ == 0 || m.step == total_steps_ || m.step == 1 || m.skipped ||
       m.val_loss) {
     clear_bar();
@@ -114,6 +123,12 @@ void MetricsLog::step(const StepMetrics& m) {
     }
     line += fmt::format(" | lr {:.2e} | gnorm {:.3f} | {:.0f} tok/s | eta {}", m.lr, m.grad_norm,
                         m.tokens_per_s, format_duration(eta));
+    if (checkpoint_at_) {
+      const std::chrono::duration<double> age = std::chrono::steady_clock::now() - *checkpoint_at_;
+      line += fmt::format(" | ckpt {} ago", format_duration(age.count()));
+    } else {
+      line += " | ckpt none";
+    }
     if (m.val_loss) line += fmt::format(" | val {:.4f}", *m.val_loss);
     if (m.skipped) line += " | SKIPPED (non-finite gradients)";
     fmt::print("{}\n", line);
@@ -128,6 +143,12 @@ void MetricsLog::step(const StepMetrics& m) {
     std::fflush(stdout);
     bar_shown_ = true;
   }
+}
+
+void MetricsLog::checkpoint_saved(double age_s) {
+  checkpoint_at_ = std::chrono::steady_clock::now() -
+                   std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::chrono::duration<double>(std::max(age_s, 0.0)));
 }
 
 void MetricsLog::note(const std::string& text) {

@@ -1,9 +1,13 @@
 // What a run reports: one JSON line per optimizer step in run.dir/metrics.jsonl (DESIGN.md §6), a
 // console line every log.every steps, and a progress bar between them when stdout is a terminal.
-// Rank 0 writes; other ranks' calls do nothing.
+// The console line ends with the ETA (the steps left times the mean of the last kRecentSteps step
+// times) and the age of the newest complete checkpoint ("ckpt 3m05s ago", or "ckpt none": what a
+// kill now would lose). Rank 0 writes; other ranks' calls do nothing.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,6 +44,10 @@ class MetricsLog {
   void step(const StepMetrics& m);
   // A line for people only (rank 0), clearing the progress bar first.
   void note(const std::string& text);
+  // A checkpoint became complete `age_s` seconds ago (0: now; a resumed run passes its own).
+  void checkpoint_saved(double age_s = 0);
+
+  static constexpr size_t kRecentSteps = 20;  // the step times the ETA averages
 
   static nlohmann::json to_json(const StepMetrics& m);
 
@@ -50,10 +58,12 @@ class MetricsLog {
   int64_t total_steps_, log_every_;
   bool rank0_, tty_;
   bool bar_shown_ = false;
-  double elapsed_s_ = 0;  // sum of step times, for the ETA
-  int64_t steps_seen_ = 0;
+  std::deque<double> recent_step_s_;  // the last kRecentSteps step times, for the ETA
+  std::optional<std::chrono::steady_clock::time_point> checkpoint_at_;
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12s"
+// Seconds since the file was last written (by the file's clock), nullopt when it cannot be read.
+std::optional<double> seconds_since_written(const std::string& path);
 
 }  // namespace tmt
