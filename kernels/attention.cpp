@@ -1,5 +1,7 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
+
 #include "kernels/base/profiler.h"
 #include "kernels/cpu/attention.h"
 #if TMT_WITH_CUDA
@@ -11,14 +13,15 @@ namespace {
 
 void check_args(const char* op, const Context& ctx, const Tensor& q, const Tensor& k,
                 const Tensor& v, const Tensor& out, const Tensor& lse, const AttentionParams& p) {
-  TMT_CHECK(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && out.rank() == 4 &&
-                q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) &&
-                k.size(2) > 0 && q.size(2) % k.size(2) == 0 && v.size(0) == k.size(0) &&
-                v.size(1) == k.size(1) && v.size(2) == k.size(2) && out.size(0) == q.size(0) &&
-                out.size(1) == q.size(1) && out.size(2) == q.size(2) && out.size(3) == v.size(3),
-            "{}: q {}, k {}, v {}, out {} are not [B, S, H, Dqk], [B, S, Hk, Dqk], [B, S, Hk, Dv], "
-            "[B, S, H, Dv] with Hk dividing H",
-            op, q.str(), k.str(), v.str(), out.str());
+  TMT_CHECK(
+      q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && out.rank() == 4 &&
+          q.size(0) == k.size(0) && q.size(1) <= k.size(1) && q.size(3) == k.size(3) &&
+          k.size(2) > 0 && q.size(2) % k.size(2) == 0 && v.size(0) == k.size(0) &&
+          v.size(1) == k.size(1) && v.size(2) == k.size(2) && out.size(0) == q.size(0) &&
+          out.size(1) == q.size(1) && out.size(2) == q.size(2) && out.size(3) == v.size(3),
+      "{}: q {}, k {}, v {}, out {} are not [B, S, H, Dqk], [B, Sk, Hk, Dqk], [B, Sk, Hk, Dv], "
+      "[B, S, H, Dv] with Hk dividing H and S <= Sk",
+      op, q.str(), k.str(), v.str(), out.str());
   TMT_CHECK(lse.shape == (Shape{q.size(0), q.size(2), q.size(1)}),
             "{}: lse {} is not [B, H, S] for q {}", op, lse.str(), q.str());
   for (const Tensor* t : {&q, &k, &v, &out}) {
@@ -27,6 +30,8 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   }
   // CPU: one dtype, f32|f64, lse included. CUDA: f32|bf16 with lse always f32.
   const bool cpu = ctx.device == Device::kCpu;
+  TMT_CHECK(cpu || q.size(1) == k.size(1),
+            "{}: q {} shorter than k {}: the CUDA kernels take S = Sk only", op, q.str(), k.str());
   TMT_CHECK(cpu ? (q.dtype == DType::kF32 || q.dtype == DType::kF64) && lse.dtype == q.dtype
                 : (q.dtype == DType::kF32 || q.dtype == DType::kBF16) && lse.dtype == DType::kF32,
             "{}: q {}, lse {}: f32|f64 (lse alike) on cpu, f32|bf16 (lse f32) on cuda", op, q.str(),
@@ -42,28 +47,32 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
 }
 
-// Costs, per query-key pair a head computes (Σ_i min(i + 1, window) over the S queries): forward
-// q·k and p·v, 2·Dqk + 2·Dv FLOPs; backward q·k recomputed, dp = dout·v, dv, dq and dk,
-// 6·Dqk + 4·Dv. Bytes: the forward reads q, k, v and writes out, lse; the backward reads those
-// five and dout and writes dq, dk, dv.
-double visible_pairs(const Tensor& q, int64_t window) {
-  const auto s = static_cast<double>(q.size(1));
-  const double w = window == 0 || window >= q.size(1) ? s : static_cast<double>(window);
-  const double per_head = w * (w + 1) / 2 + (s - w) * w;
+// Costs, per query-key pair a head computes (Σ_i min(i + 1 + Sk - S, window) over the S
+// queries): forward q·k and p·v, 2·Dqk + 2·Dv FLOPs; backward q·k recomputed, dp = dout·v, dv, dq
+// and dk, 6·Dqk + 4·Dv. Bytes: the forward reads q, k, v and writes out, lse; the backward reads
+// those five and dout and writes dq, dk, dv.
+double visible_pairs(const Tensor& q, const Tensor& k, int64_t window) {
+  const int64_t s = q.size(1), first = k.size(1) - s + 1;  // query 0 sees `first` keys uncut
+  const int64_t w = window == 0 ? k.size(1) : window;
+  // Σ over x = first .. first + S - 1 of min(x, w): those below w, then S - that many at w.
+  const int64_t below = std::clamp<int64_t>(w - first, 0, s);
+  const double per_head =
+      static_cast<double>(below) * static_cast<double>(2 * first + below - 1) / 2 +
+      static_cast<double>(s - below) * static_cast<double>(w);
   return static_cast<double>(q.size(0) * q.size(2)) * per_head;
 }
 
 OpCost fwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                 const Tensor& v, const AttentionParams& p) {
   const auto dqk = static_cast<double>(q.size(3)), dv = static_cast<double>(v.size(3));
-  return {(2 * dqk + 2 * dv) * visible_pairs(q, p.window), bytes_of(q, k, v, out, lse)};
+  return {(2 * dqk + 2 * dv) * visible_pairs(q, k, p.window), bytes_of(q, k, v, out, lse)};
 }
 
 // dq, dk, dv and dout have the shapes and dtype of q, k, v and out.
 OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                 const Tensor& v, const AttentionParams& p) {
   const auto dqk = static_cast<double>(q.size(3)), dv = static_cast<double>(v.size(3));
-  return {(6 * dqk + 4 * dv) * visible_pairs(q, p.window),
+  return {(6 * dqk + 4 * dv) * visible_pairs(q, k, p.window),
           2 * bytes_of(q, k, v, out) + bytes_of(lse)};
 }
 

@@ -30,6 +30,8 @@ ParallelEnv ParallelEnv::create(const Communicator& world, const Layout& layout)
   env.ep = group(world, env.layout, GroupKind::kEp);
   env.edp = group(world, env.layout, GroupKind::kEdp);
   env.experts = group(world, env.layout, GroupKind::kExperts);
+  env.cp = group(world, env.layout, GroupKind::kCp);
+  env.dp_cp = group(world, env.layout, GroupKind::kDpCp);
   return env;
 }
 

@@ -13,6 +13,8 @@ struct ParallelEnv {
   RankCoords coords;
   std::unique_ptr<Communicator> world, tp, dp, pp, etp, ep, edp;
   std::unique_ptr<Communicator> experts;  // etp x ep: the ranks the expert all-to-all spans
+  std::unique_ptr<Communicator> cp;       // context parallelism
+  std::unique_ptr<Communicator> dp_cp;    // dp x cp: the dense gradients' replicas
 
   // Collective over `world`: splits it into the groups of `layout` (whose world must be
   // world.size()).

@@ -13,13 +13,15 @@
 
 namespace tmt {
 
-ModelShard model_shard_of(const Recipe& r, int64_t stage, Communicator* tp, Communicator* experts) {
+ModelShard model_shard_of(const Recipe& r, int64_t stage, Communicator* tp, Communicator* experts,
+                          Communicator* cp) {
   const ParallelConfig& p = r.parallel;
   ModelShard shard{.tp = tp,
                    .experts = experts,
                    .etp = p.etp,
+                   .cp = cp,
                    .chunks = {},
-                   .shard_multiple = p.zero1 ? std::lcm(p.dp, p.edp) : 1};
+                   .shard_multiple = p.zero1 ? std::lcm(p.dp * p.cp, p.edp) : 1};
   const std::vector<StageRange> layers =
       stage_chunks(r.model.n_layers, p.pp, p.vpp, p.pp_layers, stage);
   const std::vector<int64_t> in_flight =
@@ -64,13 +66,15 @@ std::unique_ptr<const Model> dry_model(const Recipe& r, const ModelRun& run, con
 std::vector<StageMemory> plan_memory(const Recipe& r) {
   const ParallelConfig& p = r.parallel;
   ShapeOnlyComm tp(static_cast<int>(p.tp), 0), experts(static_cast<int>(p.etp * p.ep), 0);
+  ShapeOnlyComm cp(static_cast<int>(p.cp), 0);
   ModelRun run = model_run_of(r);
   run.dry = true;
   const Context ctx{r.train.device, nullptr};
   std::vector<StageMemory> stages;
   for (int64_t stage = 0; stage < p.pp; ++stage) {
     const ModelShard shard =
-        model_shard_of(r, stage, p.tp > 1 ? &tp : nullptr, p.etp * p.ep > 1 ? &experts : nullptr);
+        model_shard_of(r, stage, p.tp > 1 ? &tp : nullptr, p.etp * p.ep > 1 ? &experts : nullptr,
+                       p.cp > 1 ? &cp : nullptr);
     const std::unique_ptr<const Model> model = dry_model(r, run, ctx, shard);
     const ParamStore& params = model->params();
     StageMemory m;
@@ -83,13 +87,13 @@ std::vector<StageMemory> plan_memory(const Recipe& r) {
     m.compute_weights = params.weights_bytes();
     for (const ParamGroup& g : params.groups()) {
       // GradSync's and the optimizer's share (parallel/grad_sync.cpp, optim/optimizer.cpp): with
-      // ZeRO-1 1/dp of a dense group, 1/edp of an expert group.
+      // ZeRO-1 1/(dp·cp) of a dense group, 1/edp of an expert group.
       if (g.kind == ParamKind::kExpert) {
         m.expert_params +=
             g.values.nbytes() + g.grads.nbytes() +
             (g.weights.defined() && g.weights.data != g.values.data ? g.weights.nbytes() : 0);
       }
-      const int64_t replicas = g.kind == ParamKind::kDense ? p.dp : p.edp;
+      const int64_t replicas = g.kind == ParamKind::kDense ? p.dp * p.cp : p.edp;
       const int64_t shard_len = p.zero1 ? g.values.numel() / replicas : g.values.numel();
       if (p.zero1) m.grad_shards += Arena::footprint(g.grads.dtype, {shard_len});
       m.optimizer += 2 * Arena::footprint(DType::kF32, {shard_len});

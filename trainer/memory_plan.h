@@ -13,9 +13,9 @@
 
 namespace tmt {
 
-// The model of pipeline stage `stage` as the trainer builds it (tp, experts: its groups).
+// The model of pipeline stage `stage` as the trainer builds it (tp, experts, cp: its groups).
 ModelShard model_shard_of(const Recipe& recipe, int64_t stage, Communicator* tp,
-                          Communicator* experts);
+                          Communicator* experts, Communicator* cp = nullptr);
 ModelRun model_run_of(const Recipe& recipe);
 
 struct StageMemory {

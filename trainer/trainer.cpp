@@ -48,7 +48,7 @@ std::vector<GradBucket> grad_buckets(const ParamStore& params, ParallelEnv& env)
   for (const ParamGroup& g : params.groups()) {
     buckets.push_back({.grads = g.grads,
                        .tp_replicas = g.tp_replicas,
-                       .replicas = g.kind == ParamKind::kDense ? env.dp.get() : env.edp.get()});
+                       .replicas = g.kind == ParamKind::kDense ? env.dp_cp.get() : env.edp.get()});
   }
   return buckets;
 }
@@ -78,7 +78,7 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
       n_micro_(r.train.global_batch / (r.train.micro_batch * r.parallel.dp)),
       step_tokens_(r.train.global_batch * r.data.seq_len),
       model_(r.model, model_run_of(r), ctx_,
-             model_shard_of(r, env.coords.pp, env.tp.get(), env.experts.get())),
+             model_shard_of(r, env.coords.pp, env.tp.get(), env.experts.get(), env.cp.get())),
       grad_sync_(ctx_, grad_buckets(model_.params(), env), env.tp.get(), env.world.get(),
                  r.parallel.zero1),
       optimizer_(ctx_, model_.params(), r.optimizer, grad_sync_),
@@ -109,6 +109,9 @@ StepMetrics Trainer::step() {
   // the stages of their layers); TP ranks already agree.
   double sums[5] = {p.lm_loss_sum, static_cast<double>(p.lm_tokens), p.aux_loss, p.z_loss,
                     static_cast<double>(p.dropped)};
+  // The language-model loss of each sequence's other chunks is on its CP peers (the router's are
+  // already the whole sequences').
+  env_.cp->all_reduce(Tensor{sums, DType::kF64, Device::kCpu, Shape{2}});
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{5}};
   env_.dp->all_reduce(reduced);
   env_.pp->all_reduce(reduced);
@@ -182,6 +185,7 @@ Trainer::Evaluation Trainer::evaluate(int64_t sequences) {
     sums[1] += static_cast<double>(p.lm_tokens);
   }
   Tensor reduced{sums, DType::kF64, Device::kCpu, Shape{2}};
+  env_.cp->all_reduce(reduced);
   env_.dp->all_reduce(reduced);
   env_.pp->all_reduce(reduced);
   return {sums[0], static_cast<int64_t>(sums[1])};

@@ -1,9 +1,9 @@
 // run.dir/memory.json (trainer/memory_report.h): after a short run, every rank's arenas as the
 // trainer allocated them equal what the memory plan (trainer/memory_plan.h, `check --memory`)
 // predicts for its pipeline stage (what `plan` and `check --memory` print), byte for byte, at
-// eleven layouts: with and without tensor, pipeline (plain and interleaved) and expert
-// parallelism, ZeRO-1 and each train.recompute mode, GQA and latent attention, the tiny recipe
-// and the Mistral 3 miniatures;
+// thirteen layouts: with and without tensor, context, pipeline (plain and interleaved) and
+// expert parallelism, ZeRO-1 and each train.recompute mode, GQA and latent attention, the tiny
+// recipe and the Mistral 3 miniatures;
 // the expert rows as planned, grown past the plan only when routing is unbalanced.
 //
 // timeout: 600
@@ -112,6 +112,16 @@ TEST(MemoryReport, InterleavedPipelineAtTensorAndExpertParallel) {
 TEST(MemoryReport, InterleavedPipelineWithFullRecomputeAndZero1) {
   expect_memory_json_is_the_plan(4, {"parallel.tp=1", "parallel.ep=2", "parallel.vpp=2",
                                      "parallel.zero1=true", "train.recompute=full"});
+}
+// Context parallelism: each rank's 2·C tokens of each sequence, and the attention's gathered
+// keys and values in the scratch.
+TEST(MemoryReport, ContextParallelWithTensorAndExpertParallel) {
+  expect_memory_json_is_the_plan(4, {"parallel.cp=2", "parallel.pp=1"});
+}
+TEST(MemoryReport, ContextParallelWithZero1AndSelectiveRecompute) {
+  expect_memory_json_is_the_plan(4, {"parallel.cp=2", "parallel.tp=1", "parallel.pp=1",
+                                     "parallel.ep=4", "parallel.zero1=true",
+                                     "train.recompute=selective"});
 }
 // The Mistral 3 miniatures: latent attention, a dense first layer, shared experts.
 TEST(MemoryReport, TinyMistralLarge3AtTensorPipelineExpertParallel) {

@@ -1,10 +1,12 @@
 // Attention: hand cases (one token sees only itself; two tokens by hand; the window), fp64 finite
 // differences for dq, dk, dv with and without a window, with the value head dim Dv equal to the
-// query/key head dim Dqk and different from it (smaller and larger), and f32 against f64.
+// query/key head dim Dqk and different from it (smaller and larger), with fewer queries than keys
+// (the queries last, as context parallelism asks), and f32 against f64.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/base/arena.h"
@@ -20,6 +22,7 @@ const Context kCpu{};
 
 struct Case {
   int64_t b, s, h, hk, dqk, dv, window;
+  int64_t sk = 0;  // keys; 0: s
 };
 
 TEST(Attention, OneTokenReturnsItsValue) {
@@ -65,8 +68,9 @@ class AttentionGrad : public ::testing::TestWithParam<Case> {};
 TEST_P(AttentionGrad, MatchesFiniteDifferences) {
   const Case c = GetParam();
   Arena a(Device::kCpu, 1 << 20, "t");
-  const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, c.s, c.hk, c.dqk};
-  const Shape vs{c.b, c.s, c.hk, c.dv}, os{c.b, c.s, c.h, c.dv};
+  const int64_t sk = c.sk > 0 ? c.sk : c.s;
+  const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, sk, c.hk, c.dqk};
+  const Shape vs{c.b, sk, c.hk, c.dv}, os{c.b, c.s, c.h, c.dv};
   Tensor q = a.alloc(DType::kF64, qs), k = a.alloc(DType::kF64, ks), v = a.alloc(DType::kF64, vs);
   Tensor out = a.alloc(DType::kF64, os), lse = a.alloc(DType::kF64, {c.b, c.h, c.s});
   Tensor dout = a.alloc(DType::kF64, os), dq = a.alloc(DType::kF64, qs),
@@ -99,6 +103,46 @@ INSTANTIATE_TEST_SUITE_P(Shapes, AttentionGrad,
 INSTANTIATE_TEST_SUITE_P(ValueHeadDim, AttentionGrad,
                          ::testing::Values(Case{2, 7, 4, 2, 6, 4, 0}, Case{2, 7, 4, 2, 6, 4, 3},
                                            Case{1, 6, 4, 1, 3, 5, 2}, Case{2, 5, 2, 2, 8, 3, 0}));
+
+// Fewer queries than keys: the queries are the last S of Sk positions (context parallelism's
+// chunk of a sequence against the keys up to its end), with GQA, Dv != Dqk and windows shorter and
+// longer than the offset.
+INSTANTIATE_TEST_SUITE_P(QueriesLast, AttentionGrad,
+                         ::testing::Values(Case{2, 3, 4, 2, 6, 4, 0, 8},
+                                           Case{1, 4, 4, 2, 6, 6, 3, 9},
+                                           Case{2, 2, 2, 1, 4, 5, 6, 7},
+                                           Case{1, 5, 2, 2, 3, 3, 0, 5}));
+
+// Rows [a, a + C) of attention over a whole sequence are the attention of those C queries
+// against the keys [0, a + C): what lets context parallelism split the queries.
+TEST(Attention, AChunkOfQueriesAgainstItsPrefixEqualsTheWholeSequencesRows) {
+  Arena a(Device::kCpu, 1 << 20, "t");
+  const int64_t s = 12, h = 4, hk = 2, d = 6, dv = 5;
+  Tensor q = a.alloc(DType::kF64, {1, s, h, d}), k = a.alloc(DType::kF64, {1, s, hk, d});
+  Tensor v = a.alloc(DType::kF64, {1, s, hk, dv}), out = a.alloc(DType::kF64, {1, s, h, dv});
+  Tensor lse = a.alloc(DType::kF64, {1, h, s}), dout = a.alloc(DType::kF64, {1, s, h, dv});
+  test::fill_normal(q, 21);
+  test::fill_normal(k, 22);
+  test::fill_normal(v, 23);
+  test::fill_normal(dout, 24);
+  for (const int64_t window : {0, 5}) {
+    const AttentionParams p{0.4, window};
+    attention_fwd(kCpu, out, lse, q, k, v, p);
+    const int64_t first = 3, c = 4;  // queries 3..6 against keys 0..6
+    Tensor qc = a.alloc(DType::kF64, {1, c, h, d}), oc = a.alloc(DType::kF64, {1, c, h, dv});
+    Tensor lc = a.alloc(DType::kF64, {1, h, c});
+    std::copy_n(q.ptr<double>() + first * h * d, c * h * d, qc.ptr<double>());
+    const Tensor kp{k.data, DType::kF64, Device::kCpu, {1, first + c, hk, d}};
+    const Tensor vp{v.data, DType::kF64, Device::kCpu, {1, first + c, hk, dv}};
+    attention_fwd(kCpu, oc, lc, qc, kp, vp, p);
+    for (int64_t i = 0; i < c * h * dv; ++i)
+      EXPECT_NEAR(oc.ptr<double>()[i], out.ptr<double>()[first * h * dv + i], 1e-14) << i;
+    for (int64_t hi = 0; hi < h; ++hi) {
+      for (int64_t i = 0; i < c; ++i)
+        EXPECT_NEAR(lc.ptr<double>()[hi * c + i], lse.ptr<double>()[hi * s + first + i], 1e-14);
+    }
+  }
+}
 
 TEST(Attention, F32AgreesWithF64) {
   Arena a(Device::kCpu, 1 << 20, "t");

@@ -228,6 +228,54 @@ TEST(LayoutEquivalence, InterleavedPipeline) {
   }
 }
 
+TEST(LayoutEquivalence, ContextParallel) {
+  // parallel.cp (parallel/context_parallel.h): each sequence of 16 tokens in 2·cp chunks, rank i
+  // holding chunks i and 2·cp-1-i; attention over the all-gathered keys and values, the loss, the
+  // router's statistics (its load-balancing and sequence-wise losses, the expert-bias loads) over
+  // the whole sequences, the dense gradients summed over cp x dp. With grouped-query attention
+  // and a sliding window shorter than a chunk's reach, with latent attention, with DeepSeek
+  // routing; with tp, ep (folding over cp and dp), pp and zero1.
+  const int n = mpi_world()->size();
+  const std::vector<std::string> deepseek = {
+      "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
+      "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
+  const std::vector<std::string> mla = {"model.attention=mla",
+                                        "model.mla.q_lora_rank=12",
+                                        "model.mla.kv_lora_rank=10",
+                                        "model.mla.qk_nope_head_dim=6",
+                                        "model.mla.qk_rope_head_dim=4",
+                                        "model.mla.v_head_dim=5",
+                                        "train.seed=4",
+                                        "optimizer.eps=1e-6"};
+  struct Case {
+    std::vector<std::string> common, layout;
+  };
+  std::vector<Case> cases;
+  if (n == 2) {
+    cases = {{{}, {"parallel.cp=2"}},
+             {{"model.sliding_window=5"}, {"parallel.cp=2"}},
+             {deepseek, {"parallel.cp=2", "parallel.zero1=true"}},
+             {mla, {"parallel.cp=2"}}};
+  }
+  if (n == 4) {
+    cases = {{{"model.sliding_window=7"}, {"parallel.cp=4"}},
+             {{}, {"parallel.cp=2", "parallel.tp=2"}},
+             {deepseek, {"parallel.cp=2", "parallel.ep=2"}},
+             {{}, {"parallel.cp=2", "parallel.pp=2"}},
+             {mla, {"parallel.cp=2", "parallel.tp=2"}}};
+  }
+  if (n == 8)
+    cases = {{deepseek, {"parallel.cp=2", "parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}}};
+  if (cases.empty())
+    GTEST_SKIP() << "2 ranks: cp2; 4: cp4, cp2 with tp2, ep2, pp2; 8: cp2 tp2 pp2 ep2";
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{} / {}", fmt::join(c.common, " "), fmt::join(c.layout, " ")));
+    test::expect_same_run(
+        {.recipe = test::kSmallMoeRecipe, .common = c.common, .rtol = 1e-5, .param_rtol = 1e-5},
+        c.layout);
+  }
+}
+
 // A shipped recipe's text, read once per program.
 std::string recipe_text(const std::string& path) {
   std::ifstream in(test::source_path(path));

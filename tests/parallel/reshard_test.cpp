@@ -22,18 +22,21 @@ struct Layout {
   int tp, pp, ep, dp;
   bool zero1 = false;
   int vpp = 1;
-  int world() const { return tp * pp * dp; }
+  int cp = 1;
+  int world() const { return tp * cp * pp * dp; }
   std::vector<std::string> sets(const std::string& dir) const {
     return {"parallel.tp=" + std::to_string(tp),
             "parallel.pp=" + std::to_string(pp),
             "parallel.vpp=" + std::to_string(vpp),
+            "parallel.cp=" + std::to_string(cp),
             "parallel.ep=" + std::to_string(ep),
             "parallel.zero1=" + std::string(zero1 ? "true" : "false"),
             "run.dir=" + dir,
             "train.steps=6"};
   }
   std::string str() const {
-    return "tp" + std::to_string(tp) + " pp" + std::to_string(pp) +
+    return "tp" + std::to_string(tp) + (cp > 1 ? " cp" + std::to_string(cp) : "") + " pp" +
+           std::to_string(pp) +
            (vpp > 1 ? " vpp" + std::to_string(vpp) : "") + " ep" + std::to_string(ep) + " dp" +
            std::to_string(dp) + (zero1 ? " zero1" : "");
   }
@@ -117,6 +120,12 @@ TEST(Reshard, ExpertParallelZero1ToTensorExpert) {
 // any stage's layers.
 TEST(Reshard, InterleavedPipelineToTensorPipeline) {
   expect_reshard({1, 2, 2, 2, true, 2}, {2, 2, 1, 2});
+}
+
+// Context-parallel ranks hold the same dense parameters (one of them writes each block) and their
+// expert grid folds over cp as well.
+TEST(Reshard, ContextParallelToTensorParallel) {
+  expect_reshard({1, 1, 2, 2, true, 1, 2}, {2, 1, 1, 2});
 }
 
 TEST(Reshard, EverythingToOneRank) { expect_reshard({2, 2, 2, 2}, {1, 1, 1, 1}); }

@@ -29,7 +29,7 @@ bool writes(const Param& p, ParallelEnv& env) {
   if (static_cast<uint64_t>(env.tp->rank() % p.spec.tp_replicas) !=
       h % static_cast<uint64_t>(p.spec.tp_replicas))
     return false;
-  Communicator& replicas = p.spec.kind == ParamKind::kDense ? *env.dp : *env.edp;
+  Communicator& replicas = p.spec.kind == ParamKind::kDense ? *env.dp_cp : *env.edp;
   return static_cast<uint64_t>(replicas.rank()) == h % static_cast<uint64_t>(replicas.size());
 }
 

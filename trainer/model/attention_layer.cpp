@@ -79,12 +79,20 @@ void AttentionLayer::allocate(Arena& acts, Arena& scratch) {
   v_ = acts.alloc(f, {t, kv_heads_ * head_dim_});
   lse_ = acts.alloc(env_.stat_dtype(), {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
+  const Tensor k4 = k_.view({env_.batch, env_.seq, kv_heads_, head_dim_});
+  const Tensor v4 = v_.view({env_.batch, env_.seq, kv_heads_, head_dim_});
   const size_t mark = scratch.mark();
   recomputed_for_pass();
+  const size_t core = scratch.mark();  // the attention core's, then the output projection's
+  env_.cp.reserve_fwd(scratch, k4, v4);
+  scratch.reset(core);
   forward_temps(scratch);
   scratch.reset(mark);
   recomputed_for_pass();
+  env_.cp.reserve_fwd(scratch, k4, v4);  // selective: the core again
+  scratch.reset(core);
   backward_temps(scratch, env_.residual_stand_in());
+  env_.cp.reserve_bwd(scratch, k4, v4);
   scratch.reset(mark);
 }
 
@@ -151,8 +159,8 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   rope_fwd(ctx, k3, k3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   const Shape qs{env_.batch, env_.seq, heads_, head_dim_};
   const Shape ks{env_.batch, env_.seq, kv_heads_, head_dim_};
-  attention_fwd(ctx, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
-                attention_params(*env_.model));
+  env_.cp.attention_fwd(ctx, *scratch_, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
+                        attention_params(*env_.model));
   const ForwardTemps f = forward_temps(*scratch_);
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
@@ -172,15 +180,16 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
   if (env_.selective()) {  // the same operations on the same inputs: the same values
     rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
     env_.sp.gather(r.h_full, r.h);
-    attention_fwd(ctx, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
-                  attention_params(*env_.model));
+    env_.cp.attention_fwd(ctx, *scratch_, r.o.view(qs), lse_, q_.view(qs), k_.view(ks), v_.view(ks),
+                          attention_params(*env_.model));
   }
   const BackwardTemps g = backward_temps(*scratch_, dx);
   // x_out = x + o Woᵀ: the branch sees dx unchanged (all of its tokens, under tp).
   env_.sp.gather(g.dy_full, dx);
   linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
-  attention_bwd(ctx, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks), g.dout.view(qs), q_.view(qs),
-                k_.view(ks), v_.view(ks), r.o.view(qs), lse_, attention_params(*env_.model));
+  env_.cp.attention_bwd(ctx, *scratch_, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks),
+                        g.dout.view(qs), q_.view(qs), k_.view(ks), v_.view(ks), r.o.view(qs), lse_,
+                        attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, head_dim_});
   const Tensor dk3 = g.dk.view({t, kv_heads_, head_dim_});
   rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,

@@ -20,6 +20,7 @@
 #include "kernels/base/arena.h"
 #include "kernels/base/context.h"
 #include "parallel/comm.h"
+#include "parallel/context_parallel.h"
 #include "parallel/sequence_parallel.h"
 #include "trainer/model/params.h"
 #include "trainer/recipe/recipe.h"
@@ -30,12 +31,16 @@ struct LayerEnv {
   Context ctx;
   const ModelConfig* model = nullptr;
   int64_t batch = 0;  // B sequences per micro-batch
-  int64_t seq = 0;    // S tokens per sequence
+  // S tokens per sequence; under context parallelism this rank's 2·C of each sequence (cp below):
+  // everything but attention sees them as the whole sequence.
+  int64_t seq = 0;
   // The activations' and weights' dtype: f32 (f64 for gradient checks), or bf16 in mixed
   // precision, where the master weights and gradients are f32 (params.h).
   DType dtype = DType::kF32;
   // Tensor parallelism and the sequence chunks of the residual stream that follow it.
   SequenceParallel sp;
+  // Context parallelism: attention over the whole sequences, and the statistics summed over them.
+  ContextParallel cp;
   // Expert parallelism: the etp x ep ranks that share out the experts (null: one rank holds them
   // all); each expert's FFN is split over etp of them.
   Communicator* experts = nullptr;

@@ -109,12 +109,19 @@ void MlaLayer::allocate(Arena& acts, Arena& scratch) {
   v_ = acts.alloc(f, {t, heads_ * dv_});
   lse_ = acts.alloc(stat, {env_.batch, heads_, env_.seq});
   scratch_ = &scratch;
+  const Tensor k4 = k_.view({env_.batch, env_.seq, heads_, dqk()});
+  const Tensor v4 = v_.view({env_.batch, env_.seq, heads_, dv_});
   const size_t mark = scratch.mark();
   recomputed_for_pass();
   forward_temps(scratch);
+  env_.cp.reserve_fwd(scratch, k4, v4);  // the attention core, under the forward's temporaries
   scratch.reset(mark);
   recomputed_for_pass();
+  const size_t core = scratch.mark();
+  env_.cp.reserve_fwd(scratch, k4, v4);  // selective: the core again
+  scratch.reset(core);
   backward_temps(scratch, env_.residual_stand_in());
+  env_.cp.reserve_bwd(scratch, k4, v4);
   scratch.reset(mark);
 }
 
@@ -236,8 +243,8 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   copy_columns(ctx, k_rows, kv_rows, {.dst_col = dr_, .src_col = 0, .width = dn_});
   copy_columns(ctx, v_.view({th, dv_}), kv_rows, {.dst_col = 0, .src_col = dn_, .width = dv_});
   const Shape vs{env_.batch, env_.seq, heads_, dv_};
-  attention_fwd(ctx, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
-                attention_params(*env_.model));
+  env_.cp.attention_fwd(ctx, *scratch_, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
+                        attention_params(*env_.model));
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
     linear_fwd(ctx, out, r.o, ps[wo_].weight, acc);
@@ -258,14 +265,15 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
     env_.sp.gather(r.h_full, r.h);
     if (q_lora()) rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
     rmsnorm_fwd(ctx, r.ckv_norm, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
-    attention_fwd(ctx, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
-                  attention_params(*env_.model));
+    env_.cp.attention_fwd(ctx, *scratch_, r.o.view(vs), lse_, q_.view(qs), k_.view(qs), v_.view(vs),
+                          attention_params(*env_.model));
   }
   const BackwardTemps g = backward_temps(*scratch_, dx);
   env_.sp.gather(g.dy_full, dx);
   linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
-  attention_bwd(ctx, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs), g.dout.view(vs), q_.view(qs),
-                k_.view(qs), v_.view(vs), r.o.view(vs), lse_, attention_params(*env_.model));
+  env_.cp.attention_bwd(ctx, *scratch_, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs),
+                        g.dout.view(vs), q_.view(qs), k_.view(qs), v_.view(vs), r.o.view(vs), lse_,
+                        attention_params(*env_.model));
   const Tensor dq3 = g.dq.view({t, heads_, dqk()});
   rope_bwd(ctx, dq3, dq3, rope.positions, rope.cos, rope.sin,
            {.layout = rope.layout, .scale = rope.q_scale});

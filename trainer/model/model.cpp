@@ -25,7 +25,8 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   env_.ctx = ctx;
   env_.model = &config_;
   env_.batch = run.micro_batch;
-  env_.seq = run.seq_len;
+  env_.cp = ContextParallel(shard.cp, run.seq_len);
+  env_.seq = env_.cp.local_seq();
   env_.dtype = run.dtype;
   env_.sp = SequenceParallel(shard.tp, env_.tokens());
   env_.experts = shard.experts;
@@ -104,10 +105,11 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   plan_expert_rows();
   if (run.dry) return;
 
-  // Positions repeat 0..S-1 for each sequence of the micro-batch; the RoPE tables cover them.
+  // Positions repeat 0..S-1 for each sequence of the micro-batch (under context parallelism this
+  // rank's chunks' positions); the RoPE tables cover them.
   std::vector<int32_t> pos(static_cast<size_t>(env_.tokens()));
   for (size_t i = 0; i < pos.size(); ++i)
-    pos[i] = static_cast<int32_t>(static_cast<int64_t>(i) % env_.seq);
+    pos[i] = static_cast<int32_t>(env_.cp.position(static_cast<int64_t>(i) % env_.seq));
   copy_from_host(ctx, positions_.view({env_.tokens()}), pos.data());
   if (last_stage()) {
     losses_host_.resize(static_cast<size_t>(env_.tokens()) * dtype_size(env_.stat_dtype()));
@@ -139,9 +141,10 @@ void Model::allocate_activations(Arena& acts, Arena& scratch) {
   const int64_t t = env_.tokens(), tl = env_.local_tokens(), d = m.d_model;
   const DType f = env_.dtype, stat = env_.stat_dtype();
   positions_ = acts.alloc(DType::kI32, {t});
-  rope_cos_ = acts.alloc(stat, {env_.seq, m.rotary_dim() / 2});
-  rope_sin_ = acts.alloc(stat, {env_.seq, m.rotary_dim() / 2});
-  if (m.rope_scaling.llama_4_beta > 0) rope_q_scale_ = acts.alloc(stat, {env_.seq});
+  const int64_t seq = env_.cp.seq();  // the whole sequence's positions
+  rope_cos_ = acts.alloc(stat, {seq, m.rotary_dim() / 2});
+  rope_sin_ = acts.alloc(stat, {seq, m.rotary_dim() / 2});
+  if (m.rope_scaling.llama_4_beta > 0) rope_q_scale_ = acts.alloc(stat, {seq});
   for (Slot& s : slots_) {
     const Chunk& chunk = chunks_[s.chunk];
     s.x.clear();

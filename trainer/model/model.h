@@ -94,6 +94,9 @@ struct ModelShard {
   Communicator* tp = nullptr;       // tensor parallelism (null: none)
   Communicator* experts = nullptr;  // the etp x ep ranks the experts are spread over (null: none)
   int64_t etp = 1;
+  // Context parallelism (null: none): each sequence split over these ranks
+  // (parallel/context_parallel.h); the model then holds 2·C of each sequence's S tokens.
+  Communicator* cp = nullptr;
   // This pipeline stage's chunks in model order: one with 1F1B, parallel.vpp under interleaving.
   // Empty: every layer, one slot.
   std::vector<ModelChunk> chunks;
@@ -139,6 +142,8 @@ class Model {
   }
   bool holds_head(int64_t chunk) const { return chunks_[static_cast<size_t>(chunk)].head; }
   const Context& context() const { return env_.ctx; }
+  // How the micro-batch's sequences are split over context-parallel ranks (one rank: not at all).
+  const ContextParallel& context_parallel() const { return env_.cp; }
 
   // The pipeline's view, one micro-batch of one chunk in slot k (< in_flight()):
   // what this stage receives (its first block's input, [T/tp, D]; unused on the first stage),

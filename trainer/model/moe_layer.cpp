@@ -214,13 +214,16 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   double* st = stats_host_.data();
   copy_to_host(ctx, st, router_sums);
   st[2 * experts_ + 1] = static_cast<double>(t * top_k_ - rows_);
+  // (and CP over the sequences' other chunks)
   env_.sp.sum(Tensor{st, DType::kF64, Device::kCpu, Shape{2 * experts_ + 2}});
+  env_.cp.sum(Tensor{st, DType::kF64, Device::kCpu, Shape{2 * experts_ + 2}});
   copy_from_host(ctx, stats_, st);
   exchange_.plan(plan_.counts);
   recv_ = exchange_.received_rows();
 
   MoeStats stats;
-  const int64_t tokens = env_.tokens();
+  const int64_t tokens = env_.tokens() * env_.cp.size();  // the whole sequences'
+
   // The loss values from the host copy of the sums: nothing more is read back from the device.
   stats.aux_loss = load_balancing_from_stats(ctx, dprobs_, router_sums, tokens, top_k_,
                                              cfg.aux_loss_coeff, aux_weight, st);
@@ -228,15 +231,20 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
       z_loss_from_stats(ctx, dlse_, lse_, router_sums, tokens, cfg.z_loss_coeff, aux_weight, st);
   if (seq_stats_.defined()) {
     // Per whole sequence: this rank's rows are tokens [rank · T/tp, (rank + 1) · T/tp) of the
-    // micro-batch; the per-sequence sums over TP cover every token of each sequence.
+    // micro-batch; the per-sequence sums over TP (and CP) cover every token of each sequence.
+    // Under context parallelism the sequences this rank sees are its 2·C tokens of each, env_.seq,
+    // while the loss normalises by the whole S = cp · env_.seq: f and P are each cp times too
+    // large with env_.seq, so the loss and its gradient cp² times; the coefficient takes it back.
     const int64_t first = env_.tp_rank() * t;
+    const auto cp = static_cast<double>(env_.cp.size());
     seq_aux_stats(ctx, seq_stats_, probs_, topk_idx_, first, env_.seq);
     double* sq = seq_stats_host_.data();
     copy_to_host(ctx, sq, seq_stats_);
     env_.sp.sum(Tensor{sq, DType::kF64, Device::kCpu, seq_stats_.shape});
+    env_.cp.sum(Tensor{sq, DType::kF64, Device::kCpu, seq_stats_.shape});
     copy_from_host(ctx, seq_stats_, sq);
     stats.aux_loss += seq_aux_from_stats(ctx, dprobs_, probs_, seq_stats_, first, env_.seq, top_k_,
-                                         cfg.seq_aux_loss_coeff, aux_weight, sq);
+                                         cfg.seq_aux_loss_coeff / (cp * cp), aux_weight, sq);
   }
   stats.load.assign(st, st + experts_);
   double busiest = 0;

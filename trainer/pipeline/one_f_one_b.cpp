@@ -42,7 +42,9 @@ size_t OneFOneB::batch_bytes(const Model& model, int64_t batch, int64_t seq) {
   for (int64_t c = 0; c < model.chunks(); ++c) {
     if (model.holds_embedding(c) || model.holds_head(c)) slots += model.chunk_slots(c);
   }
-  return 2 * static_cast<size_t>(slots) * Arena::footprint(DType::kI32, {batch, seq});
+  // Under context parallelism the model reads its chunks of each sequence.
+  const int64_t local = seq / model.context_parallel().size();
+  return 2 * static_cast<size_t>(slots) * Arena::footprint(DType::kI32, {batch, local});
 }
 
 OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, Arena& batch_arena)
@@ -69,18 +71,23 @@ OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, A
           model.holds_embedding(c) || model.holds_head(c);
     }
   }
-  const Shape shape{batch, seq};
-  const auto tokens = [&](Arena& arena, bool held) {
+  // The loader fills whole sequences [B, S] on the host; the model reads [B, S / cp].
+  const int64_t cp = model.context_parallel().size();
+  const auto tokens = [&](Arena& arena, bool held, int64_t len) {
+    const Shape shape{batch, len};
     return held ? arena.alloc(DType::kI32, shape)
                 : Tensor{nullptr, DType::kI32, arena.device(), shape};
   };
-  for (size_t i = 0; i < slots; ++i)
-    batches_.push_back({tokens(batch_arena, reads[i]), tokens(batch_arena, reads[i])});
+  for (size_t i = 0; i < slots; ++i) {
+    batches_.push_back(
+        {tokens(batch_arena, reads[i], seq / cp), tokens(batch_arena, reads[i], seq / cp)});
+  }
   host_batches_ = batches_;
-  if (batch_arena.device() != Device::kCpu) {
-    host_arena_ = Arena(Device::kCpu, batch_bytes(model, batch, seq), "host batches");
+  if (batch_arena.device() != Device::kCpu || cp > 1) {
+    host_arena_ = Arena(Device::kCpu, batch_bytes(model, batch, seq) * static_cast<size_t>(cp),
+                        "host batches");
     for (size_t i = 0; i < slots; ++i) {
-      host_batches_[i] = {tokens(host_arena_, reads[i]), tokens(host_arena_, reads[i])};
+      host_batches_[i] = {tokens(host_arena_, reads[i], seq), tokens(host_arena_, reads[i], seq)};
     }
   }
   activation_sent_.resize(slots);
@@ -97,6 +104,27 @@ void OneFOneB::load(int64_t m, const Loader& loader, int64_t chunk, size_t slot)
   MicroBatch& dev = batches_[slot];
   if (dev.inputs.data == host.inputs.data) return;
   const Context& ctx = model_->context();
+  const ContextParallel& cp = model_->context_parallel();
+  if (cp.size() > 1) {
+    // This rank's two chunks of each sequence (parallel/context_parallel.h); the loss reads the
+    // targets back from the model's copy.
+    const int64_t b = host.inputs.size(0), c = cp.chunk();
+    for (int64_t s = 0; s < b; ++s) {
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t from = s * cp.seq() + cp.chunk_index(half) * c, row = 2 * s + half;
+        if (inputs) {
+          copy_from_host(ctx, dev.inputs.view({2 * b, c}).slice(row, row + 1),
+                         host.inputs.ptr<const int32_t>() + from);
+        }
+        if (targets) {
+          copy_from_host(ctx, dev.targets.view({2 * b, c}).slice(row, row + 1),
+                         host.targets.ptr<const int32_t>() + from);
+        }
+      }
+    }
+    dev.targets_host = nullptr;
+    return;
+  }
   if (inputs) copy_from_host(ctx, dev.inputs, host.inputs.data);
   if (targets) {
     copy_from_host(ctx, dev.targets, host.targets.data);

@@ -1,5 +1,5 @@
-// The rules that tie the recipe to the world size: the dense grid tp x dp x pp, the expert grid
-// etp x ep x edp, and what each split requires of the model and the batch.
+// The rules that tie the recipe to the world size: the dense grid tp x cp x dp x pp, the expert
+// grid etp x ep x edp, and what each split requires of the model and the batch.
 #include <fmt/format.h>
 
 #include "kernels/base/check.h"
@@ -22,29 +22,32 @@ bool set_by_flag(const Recipe& r, const std::string& key) {
 
 }  // namespace
 
-Layout layout_of(const ParallelConfig& p) { return {p.tp, p.dp, p.pp, p.etp, p.ep, p.edp}; }
+Layout layout_of(const ParallelConfig& p) {
+  return {.tp = p.tp, .dp = p.dp, .pp = p.pp, .etp = p.etp, .ep = p.ep, .edp = p.edp, .cp = p.cp};
+}
 
 int64_t required_world(const Recipe& r) {
   if (!given(r, "parallel.dp")) return 0;
-  return r.parallel.tp * r.parallel.dp * r.parallel.pp;
+  return r.parallel.tp * r.parallel.cp * r.parallel.dp * r.parallel.pp;
 }
 
 void resolve_layout(Recipe& r, int64_t world) {
   ParallelConfig& p = r.parallel;
   const ModelConfig& m = r.model;
   if (world < 1) input_error("the world size must be >= 1, got {}", world);
-  const int64_t tp_pp = p.tp * p.pp;
+  const int64_t tp_pp = p.tp * p.cp * p.pp;
+  const std::string cp_term = p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "";
   if (given(r, "parallel.dp")) {
-    if (p.tp * p.dp * p.pp != world) {
+    if (tp_pp * p.dp != world) {
       fail(r, "parallel.dp",
-           fmt::format("tp {} x dp {} x pp {} = {} ranks, but the world has {}", p.tp, p.dp, p.pp,
-                       p.tp * p.dp * p.pp, world));
+           fmt::format("tp {}{} x dp {} x pp {} = {} ranks, but the world has {}", p.tp, cp_term,
+                       p.dp, p.pp, tp_pp * p.dp, world));
     }
   } else {
     if (world % tp_pp != 0) {
       fail(r, "parallel",
-           fmt::format("tp {} x pp {} = {} does not divide the world size {}{}", p.tp, p.pp, tp_pp,
-                       world,
+           fmt::format("tp {}{} x pp {} = {} does not divide the world size {}{}", p.tp, cp_term,
+                       p.pp, tp_pp, world,
                        world == 1 ? fmt::format(" (launch {} ranks: scripts/train.sh or mpirun -n "
                                                 "{}; or set parallel.tp and parallel.pp to 1)",
                                                 tp_pp, tp_pp)
@@ -148,14 +151,29 @@ void resolve_layout(Recipe& r, int64_t world) {
                        m.moe->expert_ffn_hidden));
     }
   }
-  if ((p.tp * p.dp) % (p.etp * p.ep) != 0) {
+  // Context parallelism cuts each sequence into 2·cp chunks, each split over TP.
+  if (p.cp > 1 && r.data.seq_len % (2 * p.cp * p.tp) != 0) {
+    fail(r, "data.seq_len",
+         fmt::format("{} is not divisible by 2 x parallel.cp {} x parallel.tp {} (context "
+                     "parallelism splits each sequence into 2·cp chunks, sequence parallelism "
+                     "each rank's tokens over tp)",
+                     r.data.seq_len, p.cp, p.tp));
+  }
+  if (p.cp > 1 && r.train.device != Device::kCpu) {
+    fail(r, "parallel.cp",
+         fmt::format("{} on {}: context parallelism runs on the CPU for now (its attention needs "
+                     "queries shorter than keys, which the CUDA kernels do not take yet)",
+                     p.cp, device_name(r.train.device)));
+  }
+  const int64_t stage_ranks = p.tp * p.cp * p.dp;
+  if (stage_ranks % (p.etp * p.ep) != 0) {
     fail(r, "parallel.ep",
          fmt::format(
-             "etp {} x ep {} = {} does not divide tp {} x dp {} = {}, the ranks of a pipeline "
+             "etp {} x ep {} = {} does not divide tp {}{} x dp {} = {}, the ranks of a pipeline "
              "stage",
-             p.etp, p.ep, p.etp * p.ep, p.tp, p.dp, p.tp * p.dp));
+             p.etp, p.ep, p.etp * p.ep, p.tp, cp_term, p.dp, stage_ranks));
   }
-  p.edp = p.tp * p.dp / (p.etp * p.ep);
+  p.edp = stage_ranks / (p.etp * p.ep);
   if (r.train.global_batch % (r.train.micro_batch * p.dp) != 0) {
     fail(r, "train.global_batch",
          fmt::format("{} is not divisible by train.micro_batch {} x parallel.dp {}",

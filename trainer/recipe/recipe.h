@@ -120,9 +120,10 @@ struct ModelConfig {
 
 struct ParallelConfig {
   int64_t tp = 1;
+  int64_t cp = 1;  // context parallelism: each sequence split over cp ranks
   int64_t pp = 1;
   int64_t vpp = 1;  // model chunks per pipeline rank (interleaved 1F1B)
-  int64_t dp = 0;   // 0 until resolve_layout() derives it as world / (tp · pp)
+  int64_t dp = 0;   // 0 until resolve_layout() derives it as world / (tp · cp · pp)
   int64_t ep = 1;
   int64_t etp = 1;
   int64_t edp = 0;                 // derived: tp · dp / (etp · ep); not a key

@@ -262,6 +262,12 @@ void visit(V& v, R& p) {
         {.fallback = 1,
          .range = {.min = 1},
          .meaning = "tensor-parallel size (with sequence parallelism)"});
+  v.key("cp", p.cp,
+        {.fallback = 1,
+         .range = {.min = 1},
+         .meaning = "context-parallel size: each sequence split into 2·cp chunks, rank i holding "
+                    "chunks i and 2·cp-1-i, attention over the all-gathered keys and values (CPU "
+                    "for now)"});
   v.key("pp", p.pp, {.fallback = 1, .range = {.min = 1}, .meaning = "pipeline stages (1F1B)"});
   v.key("vpp", p.vpp,
         {.fallback = 1,
@@ -269,7 +275,7 @@ void visit(V& v, R& p) {
          .meaning = "model chunks per pipeline stage (virtual stages: interleaved 1F1B, bubble "
                     "(pp-1)/(vpp·m) for m micro-batches)"});
   v.key("dp", p.dp,
-        {.later = "world / (tp·pp)",
+        {.later = "world / (tp·cp·pp)",
          .range = {.min = 1},
          .meaning = "data-parallel size; derived from the world size when "
                     "left out"});
