@@ -83,7 +83,10 @@ MappedSafetensors::MappedSafetensors(const std::string& path) : path_(path) {
     input_error("{}: at byte 8: the header is not JSON: {}", path, e.what());
   }
   if (!j.is_object()) input_error("{}: at byte 8: the header is not a JSON object", path);
-  for (const auto& [name, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+    const std::string& name = item.key();
+    const nlohmann::json& value = item.value();
     if (name == "__metadata__") {
       if (!value.is_object()) input_error("{}: __metadata__ is not an object", path);
       for (const auto& [k, v] : value.items()) {
