@@ -3,7 +3,8 @@
 // attribute, every dataset of /param, /exp_avg, /exp_avg_sq read whole).
 //
 // The input's first byte chooses the mode:
-//   even  the rest is index.h5 itself (HDF5 bytes, mutated)
+//   even  the rest is index.h5 itself (HDF5 bytes, mutated), and after kShardMark, if there,
+//         rank-00000.h5 (so that an index that still lists its shard gets past its checksum)
 //   odd   the rest describes an index that this target writes with HDF5, so that the fuzzer works
 //         on what our code reads rather than on HDF5's own parser:
 //           byte 0  flags: 1 weights_only attribute, 2 its value 1, 4 moments groups, 8 tensors
@@ -24,6 +25,8 @@ using namespace tmt;
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr std::string_view kShardMark = "\n--tmt-fuzz rank-00000.h5--\n";
 
 void write_attrs_and_tensors(const fs::path& index, const uint8_t* data, size_t size,
                              const std::vector<std::string>& fields) {
@@ -84,7 +87,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const fs::path index = dir / "index.h5";
   bool tensors_only = false;
   if (data[0] % 2 == 0) {
-    fuzz::write_file("step-0000003/index.h5", fuzz::text_of(data + 1, size - 1));
+    const std::string_view rest = fuzz::text_of(data + 1, size - 1);
+    const size_t mark = rest.find(kShardMark);
+    fuzz::write_file("step-0000003/index.h5", rest.substr(0, mark));
+    if (mark != std::string_view::npos)
+      fuzz::write_file("step-0000003/rank-00000.h5", rest.substr(mark + kShardMark.size()));
   } else {
     if (size < 2) return 0;
     const size_t header = std::min<size_t>(size - 1, 5);
