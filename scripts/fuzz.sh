@@ -46,7 +46,8 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   set +e
   # shellcheck disable=SC2086
-  TMPDIR="$dir/tmp" "$build/fuzz/tmt_fuzz_$t" -max_total_time="$seconds" -timeout=10 \
+  TMPDIR="$dir/tmp" LSAN_OPTIONS="suppressions=$PWD/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
+    "$build/fuzz/tmt_fuzz_$t" -max_total_time="$seconds" -timeout=10 \
     -rss_limit_mb=2048 -close_fd_mask=1 -print_final_stats=1 -artifact_prefix="$dir/" \
     ${TMT_FUZZ_ARGS:-} "$dir/corpus" >"$dir/log" 2>&1
   rc=$?
