@@ -2,17 +2,14 @@
 // inspect` (print_checkpoint: open_index, the shards attribute and verify_shard, the layout
 // attribute, every dataset of /param, /exp_avg, /exp_avg_sq read whole).
 //
-// The input's first byte chooses the mode:
-//   even  the rest is index.h5 itself (HDF5 bytes, mutated), and after kShardMark, if there,
-//         rank-00000.h5 (so that an index that still lists its shard gets past its checksum)
-//   odd   the rest describes an index that this target writes with HDF5, so that the fuzzer works
-//         on what our code reads rather than on HDF5's own parser:
-//           byte 0  flags: 1 weights_only attribute, 2 its value 1, 4 moments groups, 8 tensors
-//                   only, 16 "step" an array of 4 integers, 32 format_version a string,
-//                   64 a group where /param/w's dataset would be, 128 no format_version
-//           byte 1  /param/w's rank (mod 4); bytes 2..4 its dimensions
-//           then, separated by NUL bytes: the shards attribute (JSON), the layout attribute
-//           (JSON), the recipe attribute, and the bytes of the shard file rank-00000.h5
+// The input describes an index that this target writes with HDF5, so that the fuzzer works on what
+// our code reads rather than on HDF5's own parser (checkpoint_bytes_fuzz.cpp mutates the bytes):
+//   byte 0  flags: 1 weights_only attribute, 2 its value 1, 4 moments groups, 8 tensors only,
+//           16 "step" an array of 4 integers, 32 format_version a string, 64 a group where
+//           /param/w's dataset would be, 128 no format_version
+//   byte 1  /param/w's rank (mod 4); bytes 2..4 its dimensions
+//   then, separated by NUL bytes: the shards attribute (JSON), the layout attribute (JSON), the
+//   recipe attribute, and the bytes of the shard file rank-00000.h5
 // stdout (what inspect prints) is best closed with libFuzzer's -close_fd_mask=1.
 #include <hdf5.h>
 
@@ -25,8 +22,6 @@ using namespace tmt;
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr std::string_view kShardMark = "\n--tmt-fuzz rank-00000.h5--\n";
 
 void write_attrs_and_tensors(const fs::path& index, const uint8_t* data, size_t size,
                              const std::vector<std::string>& fields) {
@@ -85,22 +80,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fs::remove_all(dir, ec);
   fs::create_directories(dir);
   const fs::path index = dir / "index.h5";
-  bool tensors_only = false;
-  if (data[0] % 2 == 0) {
-    const std::string_view rest = fuzz::text_of(data + 1, size - 1);
-    const size_t mark = rest.find(kShardMark);
-    fuzz::write_file("step-0000003/index.h5", rest.substr(0, mark));
-    if (mark != std::string_view::npos)
-      fuzz::write_file("step-0000003/rank-00000.h5", rest.substr(mark + kShardMark.size()));
-  } else {
-    if (size < 2) return 0;
-    const size_t header = std::min<size_t>(size - 1, 5);
-    const std::vector<std::string> fields =
-        fuzz::split(fuzz::text_of(data + 1 + header, size - 1 - header), '\0');
-    write_attrs_and_tensors(index, data + 1, header, fields);
-    if (fields.size() > 3) fuzz::write_file("step-0000003/rank-00000.h5", fields[3]);
-    tensors_only = header > 0 && (data[1] & 8) != 0;
-  }
+  const size_t header = std::min<size_t>(size, 5);
+  const std::vector<std::string> fields =
+      fuzz::split(fuzz::text_of(data + header, size - header), '\0');
+  write_attrs_and_tensors(index, data, header, fields);
+  if (fields.size() > 3) fuzz::write_file("step-0000003/rank-00000.h5", fields[3]);
+  const bool tensors_only = (data[0] & 8) != 0;
   fuzz::expect_input_error([&] { print_checkpoint(dir.string(), tensors_only); });
   return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets (fuzz/corpus/<target>/) from the repository's recipes
 and test fixtures, plus small files made here. Run from the repository root; the seeds are committed
-(docs/FUZZING.md), this script says where each came from. The checkpoint's raw seeds are the index
+(docs/FUZZING.md), this script says where each came from. The checkpoint_bytes seed is the index
 and shard of a real checkpoint: pass its directory as the first argument to include them. The one
 committed is a 2-layer model of tiny.yaml's shape, one rank, one step (docs/FUZZING.md has the command)."""
 import base64
@@ -123,8 +123,8 @@ def main():
     spm = MISTRAL_DATA / "tokenizer.model.v1"
     if spm.exists():
         put("tokenizer", "tokenizer.model.v1", spm.read_bytes())
-    # checkpoint: structured seeds (byte 0 odd; see fuzz/checkpoint_fuzz.cpp) and, when given a
-    # checkpoint directory, its real index.h5 (byte 0 even).
+    # checkpoint: descriptions of an index (see fuzz/checkpoint_fuzz.cpp); checkpoint_bytes: when
+    # given a checkpoint directory, its real index.h5 and shard.
     shard_bytes = b"not really hdf5, but its size and checksum agree"
     shards = json.dumps([{"file": "rank-00000.h5", "bytes": len(shard_bytes), "crc32c": crc32c(shard_bytes)}])
     layout = json.dumps({"world": 1, "tp": 1, "dp": 1, "pp": 1, "etp": 1, "ep": 1, "edp": 1, "zero1": False})
@@ -133,10 +133,10 @@ def main():
                          ("weights_only", bytes([3, 3, 2, 2, 2])), ("tensors_only", bytes([8, 0, 0, 0, 0])),
                          ("step_array", bytes([16, 1, 2, 0, 0])), ("group_for_tensor", bytes([64, 1, 2, 0, 0]))]:
         put("checkpoint", f"structured_{name}",
-            b"\x01" + header + b"\x00".join([shards.encode(), layout.encode(), recipe.encode(), shard_bytes]))
-    if len(sys.argv) > 1:  # index.h5, then rank-00000.h5 after the mark checkpoint_fuzz.cpp splits at
+            header + b"\x00".join([shards.encode(), layout.encode(), recipe.encode(), shard_bytes]))
+    if len(sys.argv) > 1:  # index.h5, then rank-00000.h5 after the mark checkpoint_bytes_fuzz.cpp splits at
         ck = Path(sys.argv[1])
-        put("checkpoint", "raw_index.h5", b"\x00" + (ck / "index.h5").read_bytes() +
+        put("checkpoint_bytes", "index_and_shard.h5", (ck / "index.h5").read_bytes() +
             b"\n--tmt-fuzz rank-00000.h5--\n" + (ck / "rank-00000.h5").read_bytes())
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"make_corpus: {sum(1 for p in CORPUS.rglob('*') if p.is_file())} files, {total} bytes")

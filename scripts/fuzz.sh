@@ -6,9 +6,10 @@
 # leaked, and keeps its scratch directory (log and the input that did it) for reproducing.
 #
 #   scripts/fuzz.sh [SECONDS]
-# Environment: TMT_FUZZ_BUILD_DIR (default build-fuzz), TMT_FUZZ_TARGETS (names, default all:
-#              recipe overrides shard ...), TMT_JOBS (build jobs, default the number of cores),
-#              TMT_FUZZ_ARGS (more libFuzzer flags, e.g. -jobs=2).
+# Environment: TMT_FUZZ_BUILD_DIR (default build-fuzz), TMT_FUZZ_TARGETS (names, default all but
+#              checkpoint_bytes, which mostly fuzzes HDF5 itself: recipe overrides shard ...),
+#              TMT_JOBS (build jobs, default the number of cores), TMT_FUZZ_ARGS (more libFuzzer
+#              flags, e.g. -jobs=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,8 @@ else
   targets=()
   for f in fuzz/*_fuzz.cpp; do
     n=$(basename "$f" _fuzz.cpp)
-    targets+=("$n")
+    # HDF5's own parser under mutation: it has bugs of its own (docs/FUZZING.md); run when named.
+    [ "$n" = checkpoint_bytes ] || targets+=("$n")
   done
 fi
 
