@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "kernels/base/check.h"
+#include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/checkpoint/checkpoint.h"
 #include "trainer/checkpoint/format.h"
@@ -131,6 +132,17 @@ TEST(CheckpointIndex, ATensorOfMoreElementsThanMemoryIsNamed) {
   if (!made) GTEST_SKIP() << "this HDF5 refuses a dataset of 2^90 elements";
   const std::string e = error_of([&] { print_checkpoint(dir.path().string(), true); });
   EXPECT_NE(e.find(": /param/w: its shape [1073741824, 1073741824, 1073741824] has more elements"),
+            std::string::npos)
+      << e;
+}
+
+TEST(CheckpointIndex, AMemberWhoseNameCannotBeReadIsNamed) {
+  // tests/fixtures/fuzz/damaged_member_name: fuzz/checkpoint_bytes_fuzz.cpp's input, the real
+  // checkpoint of its corpus with two bytes of index.h5 swapped (offsets 6295 and 6296), so that
+  // H5Gget_objname_by_idx fails on a member of /param; its -1 made a string of SIZE_MAX characters.
+  const std::string dir = test::source_path("tests/fixtures/fuzz/damaged_member_name");
+  const std::string e = error_of([&] { print_checkpoint(dir, true); });
+  EXPECT_NE(e.find(dir + "/index.h5: /param: the name of member 2 cannot be read"),
             std::string::npos)
       << e;
 }

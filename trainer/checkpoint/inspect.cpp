@@ -60,6 +60,10 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
     std::vector<std::string> names;
     for (hsize_t i = 0; i < n; ++i) {
       const ssize_t len = H5Gget_objname_by_idx(group.id(), i, nullptr, 0);
+      if (len < 0) {  // a damaged link (was a std::length_error from a string of -1 characters)
+        input_error("{}: /{}: the name of member {} cannot be read: {}", index.string(), kind, i,
+                    h5::last_error());
+      }
       std::string s(static_cast<size_t>(len), '\0');
       H5Gget_objname_by_idx(group.id(), i, s.data(), s.size() + 1);
       names.push_back(s);
