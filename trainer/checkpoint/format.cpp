@@ -94,17 +94,36 @@ h5::Handle open_index(const fs::path& dir) {
   return file;
 }
 
-json read_json_attr(hid_t file, const char* name, const fs::path& index) {
+json read_json_attr(hid_t file, const char* name, const fs::path& index, json::value_t type) {
   const auto text = h5::read_string_attr(file, name);
   if (!text) input_error("{}: missing attribute {}", index.string(), name);
+  json j;
   try {
-    return json::parse(*text);
+    j = json::parse(*text);
   } catch (const json::exception&) {
     input_error("{}: attribute {} is not valid JSON", index.string(), name);
   }
+  if (j.type() != type) {
+    input_error("{}: attribute {} is not a JSON {}", index.string(), name, json(type).type_name());
+  }
+  return j;
 }
 
 void verify_shard(const fs::path& dir, const json& entry) {
+  // What save wrote: a file name of the checkpoint directory, its size and checksum.
+  const auto has = [&](const char* key, bool (json::*is)() const noexcept) {
+    const auto it = entry.find(key);
+    return it != entry.end() && ((*it).*is)();
+  };
+  if (!entry.is_object() || !has("file", &json::is_string) ||
+      !has("bytes", &json::is_number_integer) || !has("crc32c", &json::is_number_unsigned) ||
+      entry["file"].get<std::string>().find('/') != std::string::npos || entry["file"] == "" ||
+      entry["file"] == "." || entry["file"] == "..") {
+    input_error(
+        "{}: attribute shards: {} is not an entry {{\"file\": a name in the directory, "
+        "\"bytes\": an integer, \"crc32c\": an integer >= 0}}",
+        (dir / "index.h5").string(), entry.dump());
+  }
   const fs::path shard = dir / entry["file"].get<std::string>();
   std::error_code ec;
   const auto bytes = fs::file_size(shard, ec);

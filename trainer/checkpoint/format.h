@@ -76,9 +76,12 @@ std::vector<std::pair<std::string, std::string>> shape_keys(const ModelConfig& m
 // index.h5 of a checkpoint directory, opened after checking that it exists and has our format
 // version. Throws InputError naming the file.
 h5::Handle open_index(const std::filesystem::path& dir);
-// A JSON attribute of the index (layout, shards); InputError when missing or malformed.
-nlohmann::json read_json_attr(hid_t file, const char* name, const std::filesystem::path& index);
-// A shard the index lists: present, of the size and CRC-32C the index recorded (InputError).
+// A JSON attribute of the index (layout: an object, shards: an array); InputError when missing,
+// malformed or not of `type`.
+nlohmann::json read_json_attr(hid_t file, const char* name, const std::filesystem::path& index,
+                              nlohmann::json::value_t type);
+// A shard the index lists: an entry {file: a name in dir, bytes, crc32c}, the file present, of the
+// size and CRC-32C the entry records (InputError naming the index or the shard).
 void verify_shard(const std::filesystem::path& dir, const nlohmann::json& entry);
 
 // Whether the index holds AdamW's moments (false for a weights-only checkpoint).

@@ -65,9 +65,18 @@ void write_int_attr(hid_t obj, const char* name, int64_t value) {
   TMT_H5_CHECK(H5Awrite(attr.id(), H5T_NATIVE_INT64, &value), "attribute {}", name);
 }
 
+namespace {
+// An attribute of one value: H5Aread writes every element, and the readers below hold one.
+bool holds_one_value(hid_t attr) {
+  Handle space(H5Aget_space(attr), H5Sclose);
+  return space.ok() && H5Sget_simple_extent_npoints(space.id()) == 1;
+}
+}  // namespace
+
 std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) <= 0) return std::nullopt;
   Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  if (!attr.ok() || !holds_one_value(attr.id())) return std::nullopt;
   Handle type(H5Aget_type(attr.id()), H5Tclose);
   if (H5Tget_class(type.id()) != H5T_STRING || H5Tis_variable_str(type.id()) > 0)
     return std::nullopt;
@@ -80,6 +89,7 @@ std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
 std::optional<int64_t> read_int_attr(hid_t obj, const char* name) {
   if (H5Aexists(obj, name) <= 0) return std::nullopt;
   Handle attr(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+  if (!attr.ok() || !holds_one_value(attr.id())) return std::nullopt;
   int64_t v = 0;
   if (H5Aread(attr.id(), H5T_NATIVE_INT64, &v) < 0) return std::nullopt;
   return v;

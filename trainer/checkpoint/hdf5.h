@@ -69,7 +69,7 @@ Handle link_props();
 
 void write_string_attr(hid_t obj, const char* name, const std::string& value);
 void write_int_attr(hid_t obj, const char* name, int64_t value);
-// nullopt when the attribute is missing or not of that type.
+// nullopt when the attribute is missing, not of that type or not one value.
 std::optional<std::string> read_string_attr(hid_t obj, const char* name);
 std::optional<int64_t> read_int_attr(hid_t obj, const char* name);
 

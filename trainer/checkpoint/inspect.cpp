@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <vector>
 
@@ -19,7 +20,7 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
   const fs::path dir(dir_name);
   const fs::path index = dir / "index.h5";
   Handle file = open_index(dir);
-  const json shards = read_json_attr(file.id(), "shards", index);
+  const json shards = read_json_attr(file.id(), "shards", index, json::value_t::array);
   for (const json& shard : shards) verify_shard(dir, shard);
   if (!tensors_only) {
     fmt::print("checkpoint {}\n", dir.string());
@@ -30,12 +31,22 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
                h5::read_int_attr(file.id(), "adam_steps").value_or(-1),
                h5::read_int_attr(file.id(), "consumed_sequences").value_or(-1),
                h5::read_int_attr(file.id(), "seed").value_or(-1));
-    const json layout = read_json_attr(file.id(), "layout", index);
+    const json layout = read_json_attr(file.id(), "layout", index, json::value_t::object);
+    const auto size = [&](const char* key) {
+      const auto it = layout.find(key);
+      if (it == layout.end() || !it->is_number_integer())
+        input_error("{}: attribute layout: {} is not an integer", index.string(), key);
+      return it->get<int64_t>();
+    };
+    std::vector<int64_t> sizes;  // checked in order, so the first bad key is the one named
+    for (const char* key : {"world", "tp", "dp", "pp", "etp", "ep", "edp"})
+      sizes.push_back(size(key));
+    const auto zero1 = layout.find("zero1");
+    if (zero1 == layout.end() || !zero1->is_boolean())
+      input_error("{}: attribute layout: zero1 is not true or false", index.string());
     fmt::print("  written at: {} ranks, tp {} x dp {} x pp {}, etp {} x ep {} x edp {}{}\n",
-               layout["world"].get<int64_t>(), layout["tp"].get<int64_t>(),
-               layout["dp"].get<int64_t>(), layout["pp"].get<int64_t>(),
-               layout["etp"].get<int64_t>(), layout["ep"].get<int64_t>(),
-               layout["edp"].get<int64_t>(), layout["zero1"].get<bool>() ? ", zero1" : "");
+               sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6],
+               zero1->get<bool>() ? ", zero1" : "");
     fmt::print("  {} shard file(s), checksums verified{}\n", shards.size(),
                has_moments(file.id()) ? "" : "; weights only (no optimizer state)");
     fmt::print("tensors (name, global shape, dtype, crc32c of the f32 little-endian bytes):\n");
@@ -49,6 +60,10 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
     std::vector<std::string> names;
     for (hsize_t i = 0; i < n; ++i) {
       const ssize_t len = H5Gget_objname_by_idx(group.id(), i, nullptr, 0);
+      if (len < 0) {  // a damaged link (was a std::length_error from a string of -1 characters)
+        input_error("{}: /{}: the name of member {} cannot be read: {}", index.string(), kind, i,
+                    h5::last_error());
+      }
       std::string s(static_cast<size_t>(len), '\0');
       H5Gget_objname_by_idx(group.id(), i, s.data(), s.size() + 1);
       names.push_back(s);
@@ -57,12 +72,18 @@ void print_checkpoint(const std::string& dir_name, bool tensors_only) {
     for (const std::string& name : names) {
       const std::string path = std::string(kind) + "/" + name;
       Handle d(H5Dopen2(file.id(), path.c_str(), H5P_DEFAULT), H5Dclose);
+      if (!d.ok()) input_error("{}: /{} is not a dataset", index.string(), path);
       const auto dims = h5::dataset_dims(d.id());
       hsize_t count = 1;
-      for (hsize_t x : dims) count *= x;
+      for (hsize_t x : dims) {
+        if (__builtin_mul_overflow(count, x, &count) || count > SIZE_MAX / sizeof(float)) {
+          input_error("{}: /{}: its shape {} has more elements than memory can hold",
+                      index.string(), path, h5::shape_str(dims));
+        }
+      }
       std::vector<float> values(count);
-      TMT_H5_CHECK(H5Dread(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()),
-                   "read {}", path);
+      if (H5Dread(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0)
+        input_error("{}: /{}: cannot be read as f32: {}", index.string(), path, h5::last_error());
       const uint32_t crc = crc32c(std::string_view(reinterpret_cast<const char*>(values.data()),
                                                    values.size() * sizeof(float)));
       fmt::print("  {:<40} {:<18} f32 {:08x}\n", path, h5::shape_str(dims), crc);

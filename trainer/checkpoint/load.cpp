@@ -63,7 +63,7 @@ void check_checkpoint(const std::string& dir_name, const Recipe& r, const ParamS
     }
   }
   // The shards this rank verifies.
-  const json shards = read_json_attr(file.id(), "shards", index);
+  const json shards = read_json_attr(file.id(), "shards", index, json::value_t::array);
   for (size_t i = static_cast<size_t>(rank); i < shards.size(); i += static_cast<size_t>(world)) {
     verify_shard(dir, shards[i]);
   }

@@ -76,7 +76,8 @@ std::string export_weights(const ExportOptions& o) {
   const fs::path dir(o.checkpoint), out(o.out_dir);
   Handle index = ckpt::open_index(dir);
   const fs::path index_path = dir / "index.h5";
-  for (const json& shard : ckpt::read_json_attr(index.id(), "shards", index_path))
+  for (const json& shard :
+       ckpt::read_json_attr(index.id(), "shards", index_path, json::value_t::array))
     ckpt::verify_shard(dir, shard);
   const auto recipe_text = h5::read_string_attr(index.id(), "recipe");
   if (!recipe_text) input_error("{}: missing attribute recipe", index_path.string());

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -66,6 +67,17 @@ MappedSafetensors::MappedSafetensors(const std::string& path) : path_(path) {
   if (m == MAP_FAILED) input_error("{}: cannot map: {}", path, std::strerror(errno));
   map_ = static_cast<const std::byte*>(m);
   map_bytes_ = size;
+  // A constructor that throws runs no destructor: the checks below unmap the file themselves.
+  struct UnmapOnThrow {
+    MappedSafetensors* self;
+    int uncaught = std::uncaught_exceptions();
+    ~UnmapOnThrow() {
+      if (std::uncaught_exceptions() > uncaught) {
+        ::munmap(const_cast<std::byte*>(self->map_), self->map_bytes_);
+        self->map_ = nullptr;
+      }
+    }
+  } unmap_on_throw{this};
   ::madvise(m, size, MADV_SEQUENTIAL);
 
   uint64_t header_len = 0;
@@ -83,7 +95,10 @@ MappedSafetensors::MappedSafetensors(const std::string& path) : path_(path) {
     input_error("{}: at byte 8: the header is not JSON: {}", path, e.what());
   }
   if (!j.is_object()) input_error("{}: at byte 8: the header is not a JSON object", path);
-  for (const auto& [name, value] : j.items()) {
+  for (const auto& item : j.items()) {
+    // Not a structured binding: clang before 16 cannot capture one in the lambda below.
+    const std::string& name = item.key();
+    const nlohmann::json& value = item.value();
     if (name == "__metadata__") {
       if (!value.is_object()) input_error("{}: __metadata__ is not an object", path);
       for (const auto& [k, v] : value.items()) {
@@ -121,15 +136,24 @@ MappedSafetensors::MappedSafetensors(const std::string& path) : path_(path) {
     }
     t.begin = (*offsets)[0].get<uint64_t>();
     t.end = (*offsets)[1].get<uint64_t>();
-    const uint64_t want = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype);
+    int64_t numel = 1;  // as numel() multiplies, so that it cannot overflow later
+    uint64_t want = 0;
+    for (const int64_t d : t.shape) {
+      if (__builtin_mul_overflow(numel, d, &numel))
+        bad(fmt::format("its shape {} has more than 2^63 elements", shape_text(t.shape)));
+    }
+    if (__builtin_mul_overflow(static_cast<uint64_t>(numel), dtype_size(t.dtype), &want))
+      bad(fmt::format("its shape {} has more than 2^64 bytes", shape_text(t.shape)));
     if (t.end < t.begin || t.end - t.begin != want) {
       bad(fmt::format("data_offsets [{}, {}] hold {} bytes, its shape {} of {} needs {}", t.begin,
                       t.end, t.end - std::min(t.begin, t.end), shape_text(t.shape),
                       safetensors_dtype_name(t.dtype), want));
     }
-    if (data_start_ + t.end > size) {
-      bad(fmt::format("its data ends at byte {}, past the end of the file ({} bytes): truncated?",
-                      data_start_ + t.end, size));
+    if (t.end > size - data_start_) {  // not data_start_ + t.end: that wraps for a huge end
+      bad(
+          fmt::format("its data ends past the end of the file (data_offsets end {}, {} bytes of "
+                      "data): truncated?",
+                      t.end, size - data_start_));
     }
     by_name_[t.name] = tensors_.size();
     tensors_.push_back(std::move(t));
@@ -245,7 +269,7 @@ SafetensorsFile SafetensorsFile::read(const std::string& path) {
   for (const TensorEntry* e : order) {
     StoredTensor& t = f.add(e->name, e->dtype, e->shape);
     const auto src = map.bytes(*e);
-    std::memcpy(t.bytes.data(), src.data(), src.size());
+    if (!src.empty()) std::memcpy(t.bytes.data(), src.data(), src.size());  // [0] has no data()
   }
   return f;
 }

@@ -80,8 +80,12 @@ Section::Section(const Sources& sources, std::string path, const YAML::Node& nod
   if (sources.origins != nullptr && !path_.empty())
     (*sources.origins)[path_] = sources.where(path_, mark);
   for (auto it = node.begin(); it != node.end(); ++it) {
-    const std::string key = it->first.as<std::string>();
     const YAML::Mark key_mark = it->first.Mark();
+    if (!it->first.IsScalar()) {  // YAML's complex keys ("? a: 1"): no recipe key is one
+      input_error("{}: {}: a key must be a name, got {}", sources.where(path_, key_mark),
+                  path_.empty() ? "recipe" : path_, describe(it->first));
+    }
+    const std::string key = it->first.as<std::string>();
     const std::string full = key_path(key);
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       const std::string near = nearest_key(key, allowed);
