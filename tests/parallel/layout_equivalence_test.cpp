@@ -262,12 +262,18 @@ TEST(LayoutEquivalence, ContextParallel) {
              {{}, {"parallel.cp=2", "parallel.tp=2"}},
              {deepseek, {"parallel.cp=2", "parallel.ep=2"}},
              {{}, {"parallel.cp=2", "parallel.pp=2"}},
-             {mla, {"parallel.cp=2", "parallel.tp=2"}}};
+             {mla, {"parallel.cp=2", "parallel.tp=2"}},
+             {deepseek, {"parallel.cp=4", "parallel.ep=2"}}};
   }
-  if (n == 8)
-    cases = {{deepseek, {"parallel.cp=2", "parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}}};
-  if (cases.empty())
-    GTEST_SKIP() << "2 ranks: cp2; 4: cp4, cp2 with tp2, ep2, pp2; 8: cp2 tp2 pp2 ep2";
+  if (n == 8) {
+    cases = {{deepseek, {"parallel.cp=2", "parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}},
+             {{"model.sliding_window=6"}, {"parallel.cp=4", "parallel.tp=2"}},
+             {{}, {"parallel.cp=4", "parallel.pp=2"}}};
+  }
+  if (cases.empty()) {
+    GTEST_SKIP() << "2 ranks: cp2; 4: cp4, cp2 with tp2, ep2, pp2, cp4 ep2; 8: cp2 tp2 pp2 ep2, "
+                    "cp4 tp2, cp4 pp2";
+  }
   for (const Case& c : cases) {
     SCOPED_TRACE(fmt::format("{} / {}", fmt::join(c.common, " "), fmt::join(c.layout, " ")));
     test::expect_same_run(
