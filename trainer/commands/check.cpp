@@ -21,9 +21,10 @@ void print_rank_map(const Recipe& r) {
   const Layout l = layout_of(r.parallel);
   const int64_t experts_per_rank = r.model.moe ? r.model.moe->n_experts / r.parallel.ep : 0;
   fmt::print(
-      "\nrank map (dense grid tp x dp x pp, expert grid etp x ep x edp within each stage):\n");
-  fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", "rank", "tp", "dp", "pp",
-             "etp", "ep", "edp", "layers", "experts");
+      "\nrank map (dense grid tp x cp x dp x pp, expert grid etp x ep x edp within each "
+      "stage):\n");
+  fmt::print("{:>6} {:>4} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", "rank", "tp", "cp",
+             "dp", "pp", "etp", "ep", "edp", "layers", "experts");
   for (int64_t rank = 0; rank < l.world(); ++rank) {
     const RankCoords c = coords_of(l, rank);
     const std::string layers = layer_ranges(
@@ -34,8 +35,8 @@ void print_rank_map(const Recipe& r) {
       experts = experts_per_rank == 1 ? fmt::format("{}", first)
                                       : fmt::format("{}-{}", first, first + experts_per_rank - 1);
     }
-    fmt::print("{:>6} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", rank, c.tp, c.dp, c.pp,
-               c.etp, c.ep, c.edp, layers, experts);
+    fmt::print("{:>6} {:>4} {:>4} {:>4} {:>4} {:>5} {:>4} {:>5}  {:<13} {}\n", rank, c.tp, c.cp,
+               c.dp, c.pp, c.etp, c.ep, c.edp, layers, experts);
   }
 }
 
@@ -215,10 +216,11 @@ int run_check(const CheckOptions& options) {
       recipe.data.seq_len, recipe.train.global_batch / (recipe.train.micro_batch * p.dp),
       recipe.train.micro_batch);
   fmt::print(
-      "layout: tp {} x dp {} x pp {} (dense); etp {} x ep {} x edp {} (experts); "
+      "layout: tp {}{} x dp {} x pp {}{} (dense); etp {} x ep {} x edp {} (experts); "
       "sequence parallel {}; zero1 {}\n",
-      p.tp, p.dp, p.pp, p.etp, p.ep, p.edp, p.sequence_parallel ? "on" : "off",
-      p.zero1 ? "on" : "off");
+      p.tp, p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "", p.dp, p.pp,
+      p.vpp > 1 ? fmt::format(" (vpp {})", p.vpp) : "", p.etp, p.ep, p.edp,
+      p.sequence_parallel ? "on" : "off", p.zero1 ? "on" : "off");
   if (options.memory) print_memory(memory);
   if (!options.hw.empty()) {
     fmt::print(
