@@ -6,19 +6,13 @@
 #include <fstream>
 
 #include "kernels/base/check.h"
+#include "tests/support/input_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace tmt {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;

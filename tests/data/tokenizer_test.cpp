@@ -22,6 +22,7 @@
 #include "data/prepare.h"
 #include "data/shard.h"
 #include "kernels/base/check.h"
+#include "tests/support/input_error.h"
 #include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
 
@@ -48,14 +49,7 @@ std::string fixture(const std::string& name) {
   return test::source_path("tests/fixtures/tokenizer/" + name);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;

@@ -22,6 +22,21 @@
 namespace tmt {
 namespace {
 
+// A latent-attention variant of the small recipe (Adam eps 1e-6 as LatentAttention says), and
+// DeepSeek routing with the expert bias (a load counted twice would move the biases), shared by
+// the recomputation, interleaved-pipeline and context-parallel layouts.
+const std::vector<std::string> kLatentAttention = {"model.attention=mla",
+                                                   "model.mla.q_lora_rank=12",
+                                                   "model.mla.kv_lora_rank=10",
+                                                   "model.mla.qk_nope_head_dim=6",
+                                                   "model.mla.qk_rope_head_dim=4",
+                                                   "model.mla.v_head_dim=5",
+                                                   "train.seed=4",
+                                                   "optimizer.eps=1e-6"};
+const std::vector<std::string> kDeepSeekRouting = {
+    "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
+    "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
+
 void expect_same_run(const std::vector<std::string>& layout) {
   test::expect_same_run({.recipe = test::kSmallMoeRecipe, .rtol = 1e-5, .param_rtol = 1e-5},
                         layout);
@@ -167,21 +182,9 @@ TEST(LayoutEquivalence, ActivationRecomputation) {
   if (n == 3) layouts = {{"parallel.pp=3"}};
   if (n == 4) layouts = {{"parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}};
   if (layouts.empty()) GTEST_SKIP() << "2 ranks: tp2, pp2, ep2, tp2 etp2; 3: pp3; 4: tp2 pp2 ep2";
-  const std::vector<std::string> mla = {"model.attention=mla",
-                                        "model.mla.q_lora_rank=12",
-                                        "model.mla.kv_lora_rank=10",
-                                        "model.mla.qk_nope_head_dim=6",
-                                        "model.mla.qk_rope_head_dim=4",
-                                        "model.mla.v_head_dim=5",
-                                        "train.seed=4",
-                                        "optimizer.eps=1e-6"};  // as LatentAttention says
-  // DeepSeek routing with the expert bias, so that a load counted twice would move the biases.
-  const std::vector<std::string> deepseek = {
-      "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
-      "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
   for (const char* mode : {"selective", "full"}) {
     for (const bool latent : {false, true}) {
-      std::vector<std::string> common = latent ? mla : deepseek;
+      std::vector<std::string> common = latent ? kLatentAttention : kDeepSeekRouting;
       common.push_back(std::string("train.recompute=") + mode);
       for (const std::vector<std::string>& layout : layouts) {
         SCOPED_TRACE(fmt::format("{} {} {}", mode, latent ? "mla" : "gqa", fmt::join(layout, " ")));
@@ -199,9 +202,6 @@ TEST(LayoutEquivalence, InterleavedPipeline) {
   // in groups of pp. With DeepSeek routing's expert bias (loads counted once per chunk) and full
   // recomputation (block internals shared across chunks and slots), and with uneven pp_layers.
   const int n = mpi_world()->size();
-  const std::vector<std::string> deepseek = {
-      "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
-      "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
   struct Case {
     std::vector<std::string> common, layout;
   };
@@ -209,14 +209,15 @@ TEST(LayoutEquivalence, InterleavedPipeline) {
   if (n == 2) {
     cases = {
         {{}, {"parallel.pp=2", "parallel.vpp=2"}},
-        {deepseek, {"parallel.pp=2", "parallel.vpp=2", "train.recompute=full"}},
+        {kDeepSeekRouting, {"parallel.pp=2", "parallel.vpp=2", "train.recompute=full"}},
         {{"model.n_layers=6"}, {"parallel.pp=2", "parallel.vpp=2", "parallel.pp_layers=[2,1,1,2]"}},
         {{"model.n_layers=6"}, {"parallel.pp=2", "parallel.vpp=3", "parallel.zero1=true"}}};
   }
   if (n == 3) cases = {{{"model.n_layers=6"}, {"parallel.pp=3", "parallel.vpp=2"}}};
   if (n == 4) {
-    cases = {{{"model.n_layers=8"}, {"parallel.pp=4", "parallel.vpp=2"}},
-             {deepseek, {"parallel.tp=2", "parallel.pp=2", "parallel.vpp=2", "parallel.ep=2"}}};
+    cases = {
+        {{"model.n_layers=8"}, {"parallel.pp=4", "parallel.vpp=2"}},
+        {kDeepSeekRouting, {"parallel.tp=2", "parallel.pp=2", "parallel.vpp=2", "parallel.ep=2"}}};
   }
   if (cases.empty())
     GTEST_SKIP() << "2 ranks: pp2 vpp2 and vpp3; 3: pp3 vpp2; 4: pp4 vpp2, tp2 pp2 vpp2 ep2";
@@ -236,17 +237,6 @@ TEST(LayoutEquivalence, ContextParallel) {
   // and a sliding window shorter than a chunk's reach, with latent attention, with DeepSeek
   // routing; with tp, ep (folding over cp and dp), pp and zero1.
   const int n = mpi_world()->size();
-  const std::vector<std::string> deepseek = {
-      "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
-      "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
-  const std::vector<std::string> mla = {"model.attention=mla",
-                                        "model.mla.q_lora_rank=12",
-                                        "model.mla.kv_lora_rank=10",
-                                        "model.mla.qk_nope_head_dim=6",
-                                        "model.mla.qk_rope_head_dim=4",
-                                        "model.mla.v_head_dim=5",
-                                        "train.seed=4",
-                                        "optimizer.eps=1e-6"};
   struct Case {
     std::vector<std::string> common, layout;
   };
@@ -254,21 +244,22 @@ TEST(LayoutEquivalence, ContextParallel) {
   if (n == 2) {
     cases = {{{}, {"parallel.cp=2"}},
              {{"model.sliding_window=5"}, {"parallel.cp=2"}},
-             {deepseek, {"parallel.cp=2", "parallel.zero1=true"}},
-             {mla, {"parallel.cp=2"}}};
+             {kDeepSeekRouting, {"parallel.cp=2", "parallel.zero1=true"}},
+             {kLatentAttention, {"parallel.cp=2"}}};
   }
   if (n == 4) {
     cases = {{{"model.sliding_window=7"}, {"parallel.cp=4"}},
              {{}, {"parallel.cp=2", "parallel.tp=2"}},
-             {deepseek, {"parallel.cp=2", "parallel.ep=2"}},
+             {kDeepSeekRouting, {"parallel.cp=2", "parallel.ep=2"}},
              {{}, {"parallel.cp=2", "parallel.pp=2"}},
-             {mla, {"parallel.cp=2", "parallel.tp=2"}},
-             {deepseek, {"parallel.cp=4", "parallel.ep=2"}}};
+             {kLatentAttention, {"parallel.cp=2", "parallel.tp=2"}},
+             {kDeepSeekRouting, {"parallel.cp=4", "parallel.ep=2"}}};
   }
   if (n == 8) {
-    cases = {{deepseek, {"parallel.cp=2", "parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}},
-             {{"model.sliding_window=6"}, {"parallel.cp=4", "parallel.tp=2"}},
-             {{}, {"parallel.cp=4", "parallel.pp=2"}}};
+    cases = {
+        {kDeepSeekRouting, {"parallel.cp=2", "parallel.tp=2", "parallel.pp=2", "parallel.ep=2"}},
+        {{"model.sliding_window=6"}, {"parallel.cp=4", "parallel.tp=2"}},
+        {{}, {"parallel.cp=4", "parallel.pp=2"}}};
   }
   if (cases.empty()) {
     GTEST_SKIP() << "2 ranks: cp2; 4: cp4, cp2 with tp2, ep2, pp2, cp4 ep2; 8: cp2 tp2 pp2 ep2, "

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "kernels/base/check.h"
+#include "tests/support/input_error.h"
 #include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/checkpoint/checkpoint.h"
@@ -15,14 +16,7 @@
 namespace tmt {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 const char* kLayout =
     R"({"world": 1, "tp": 1, "dp": 1, "pp": 1, "etp": 1, "ep": 1, "edp": 1, "zero1": false})";

@@ -9,19 +9,13 @@
 #include <functional>
 
 #include "kernels/base/check.h"
+#include "tests/support/input_error.h"
 #include "tests/support/temp_dir.h"
 
 namespace tmt {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 // A file of the 8-byte length, the header and `data`.
 std::string write(const test::TempDir& dir, const std::string& header, size_t data) {
