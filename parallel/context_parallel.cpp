@@ -58,29 +58,20 @@ void ContextParallel::reserve_bwd(Arena& scratch, const Tensor& k, const Tensor&
 
 // Block (rank r, sequence b, half h) of the rank-major buffer is chunk chunk_index(h) of rank r
 // of sequence b.
-void ContextParallel::to_sequence_order(const Context& ctx, const Tensor& seq_order,
-                                        const Tensor& rank_major) const {
+void ContextParallel::reorder(const Context& ctx, const Tensor& seq_order, const Tensor& rank_major,
+                              bool to_sequence_order) const {
   const int64_t cp = size(), b = seq_order.size(0);
   for (int64_t r = 0; r < cp; ++r) {
     for (int64_t s = 0; s < b; ++s) {
       for (int64_t h = 0; h < 2; ++h) {
         const int64_t j = h == 0 ? r : 2 * cp - 1 - r;
-        copy(ctx, row_of(seq_order, b * 2 * cp, s * 2 * cp + j),
-             row_of(rank_major, cp * b * 2, (r * b + s) * 2 + h));
-      }
-    }
-  }
-}
-
-void ContextParallel::to_rank_major(const Context& ctx, const Tensor& rank_major,
-                                    const Tensor& seq_order) const {
-  const int64_t cp = size(), b = seq_order.size(0);
-  for (int64_t r = 0; r < cp; ++r) {
-    for (int64_t s = 0; s < b; ++s) {
-      for (int64_t h = 0; h < 2; ++h) {
-        const int64_t j = h == 0 ? r : 2 * cp - 1 - r;
-        copy(ctx, row_of(rank_major, cp * b * 2, (r * b + s) * 2 + h),
-             row_of(seq_order, b * 2 * cp, s * 2 * cp + j));
+        const Tensor in_sequence = row_of(seq_order, b * 2 * cp, s * 2 * cp + j);
+        const Tensor in_rank = row_of(rank_major, cp * b * 2, (r * b + s) * 2 + h);
+        if (to_sequence_order) {
+          copy(ctx, in_sequence, in_rank);
+        } else {
+          copy(ctx, in_rank, in_sequence);
+        }
       }
     }
   }
@@ -90,8 +81,8 @@ void ContextParallel::gather(const Context& ctx, const Temps& t, const Tensor& k
                              const Tensor& v) const {
   cp_->all_gather(t.gathered_k.view({t.gathered_k.numel()}), k.view({k.numel()}));
   cp_->all_gather(t.gathered_v.view({t.gathered_v.numel()}), v.view({v.numel()}));
-  to_sequence_order(ctx, t.k, t.gathered_k);
-  to_sequence_order(ctx, t.v, t.gathered_v);
+  reorder(ctx, t.k, t.gathered_k, true);
+  reorder(ctx, t.v, t.gathered_v, true);
 }
 
 void ContextParallel::attention_fwd(const Context& ctx, Arena& scratch, const Tensor& out,
@@ -140,8 +131,8 @@ void ContextParallel::attention_bwd(const Context& ctx, Arena& scratch, const Te
     }
   }
   // Each key's gradient back to the rank that holds it, summed over every rank's queries.
-  to_rank_major(ctx, t.gathered_k, t.dk);
-  to_rank_major(ctx, t.gathered_v, t.dv);
+  reorder(ctx, t.dk, t.gathered_k, false);
+  reorder(ctx, t.dv, t.gathered_v, false);
   cp_->reduce_scatter(dk.view({dk.numel()}), t.gathered_k.view({t.gathered_k.numel()}));
   cp_->reduce_scatter(dv.view({dv.numel()}), t.gathered_v.view({t.gathered_v.numel()}));
   scratch.reset(mark);

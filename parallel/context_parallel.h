@@ -79,10 +79,10 @@ class ContextParallel {
   Temps temps(Arena& scratch, const Tensor& k, const Tensor& v, bool backward) const;
   // k, v (local) -> t.k, t.v in sequence order.
   void gather(const Context& ctx, const Temps& t, const Tensor& k, const Tensor& v) const;
-  // Copies between a rank-major [cp, B, 2C, width] and a sequence-order [B, S, width] buffer.
-  void to_sequence_order(const Context& ctx, const Tensor& seq_order,
-                         const Tensor& rank_major) const;
-  void to_rank_major(const Context& ctx, const Tensor& rank_major, const Tensor& seq_order) const;
+  // Copies between a rank-major [cp, B, 2C, width] and a sequence-order [B, S, width] buffer,
+  // into the one or the other.
+  void reorder(const Context& ctx, const Tensor& seq_order, const Tensor& rank_major,
+               bool to_sequence_order) const;
 
   Communicator* cp_ = nullptr;
   int64_t seq_ = 0;

@@ -37,6 +37,20 @@ const std::vector<std::string> kDeepSeekRouting = {
     "model.moe.score=sigmoid", "model.moe.n_groups=4", "model.moe.topk_groups=2",
     "model.moe.bias_update_rate=0.01", "model.moe.seq_aux_loss_coeff=0.05"};
 
+// Overrides for both runs (the model) and for the layout's.
+struct Case {
+  std::vector<std::string> common, layout;
+};
+
+void expect_same_runs(const std::vector<Case>& cases) {
+  for (const Case& c : cases) {
+    SCOPED_TRACE(fmt::format("{} / {}", fmt::join(c.common, " "), fmt::join(c.layout, " ")));
+    test::expect_same_run(
+        {.recipe = test::kSmallMoeRecipe, .common = c.common, .rtol = 1e-5, .param_rtol = 1e-5},
+        c.layout);
+  }
+}
+
 void expect_same_run(const std::vector<std::string>& layout) {
   test::expect_same_run({.recipe = test::kSmallMoeRecipe, .rtol = 1e-5, .param_rtol = 1e-5},
                         layout);
@@ -202,9 +216,6 @@ TEST(LayoutEquivalence, InterleavedPipeline) {
   // in groups of pp. With DeepSeek routing's expert bias (loads counted once per chunk) and full
   // recomputation (block internals shared across chunks and slots), and with uneven pp_layers.
   const int n = mpi_world()->size();
-  struct Case {
-    std::vector<std::string> common, layout;
-  };
   std::vector<Case> cases;
   if (n == 2) {
     cases = {
@@ -221,12 +232,7 @@ TEST(LayoutEquivalence, InterleavedPipeline) {
   }
   if (cases.empty())
     GTEST_SKIP() << "2 ranks: pp2 vpp2 and vpp3; 3: pp3 vpp2; 4: pp4 vpp2, tp2 pp2 vpp2 ep2";
-  for (const Case& c : cases) {
-    SCOPED_TRACE(fmt::format("{} / {}", fmt::join(c.common, " "), fmt::join(c.layout, " ")));
-    test::expect_same_run(
-        {.recipe = test::kSmallMoeRecipe, .common = c.common, .rtol = 1e-5, .param_rtol = 1e-5},
-        c.layout);
-  }
+  expect_same_runs(cases);
 }
 
 TEST(LayoutEquivalence, ContextParallel) {
@@ -237,9 +243,6 @@ TEST(LayoutEquivalence, ContextParallel) {
   // and a sliding window shorter than a chunk's reach, with latent attention, with DeepSeek
   // routing; with tp, ep (folding over cp and dp), pp and zero1.
   const int n = mpi_world()->size();
-  struct Case {
-    std::vector<std::string> common, layout;
-  };
   std::vector<Case> cases;
   if (n == 2) {
     cases = {{{}, {"parallel.cp=2"}},
@@ -265,12 +268,7 @@ TEST(LayoutEquivalence, ContextParallel) {
     GTEST_SKIP() << "2 ranks: cp2; 4: cp4, cp2 with tp2, ep2, pp2, cp4 ep2; 8: cp2 tp2 pp2 ep2, "
                     "cp4 tp2, cp4 pp2";
   }
-  for (const Case& c : cases) {
-    SCOPED_TRACE(fmt::format("{} / {}", fmt::join(c.common, " "), fmt::join(c.layout, " ")));
-    test::expect_same_run(
-        {.recipe = test::kSmallMoeRecipe, .common = c.common, .rtol = 1e-5, .param_rtol = 1e-5},
-        c.layout);
-  }
+  expect_same_runs(cases);
 }
 
 // A shipped recipe's text, read once per program.
