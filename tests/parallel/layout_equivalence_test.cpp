@@ -304,13 +304,6 @@ TEST(LayoutEquivalence, LatentAttention) {
   // gradient) every layout here ends within 2e-7 of one rank, the GQA recipe alike.
   const int n = mpi_world()->size();
   if (n != 2 && n != 4) GTEST_SKIP() << "2 ranks: tp2, pp2, ep2, zero1; 4 ranks: tp2 pp2, tp2 ep2";
-  const std::vector<std::string> mla = {"model.attention=mla",
-                                        "model.mla.kv_lora_rank=10",
-                                        "model.mla.qk_nope_head_dim=6",
-                                        "model.mla.qk_rope_head_dim=4",
-                                        "model.mla.v_head_dim=5",
-                                        "train.seed=4",
-                                        "optimizer.eps=1e-6"};
   const std::vector<std::vector<std::string>> layouts =
       n == 2 ? std::vector<std::vector<std::string>>{{"parallel.tp=2"},
                                                      {"parallel.pp=2"},
@@ -319,7 +312,7 @@ TEST(LayoutEquivalence, LatentAttention) {
              : std::vector<std::vector<std::string>>{{"parallel.tp=2", "parallel.pp=2"},
                                                      {"parallel.tp=2", "parallel.ep=2"}};
   for (const int64_t q_lora_rank : {12, 0}) {
-    std::vector<std::string> common = mla;
+    std::vector<std::string> common = kLatentAttention;  // its q_lora_rank set again (last wins)
     common.push_back("model.mla.q_lora_rank=" + std::to_string(q_lora_rank));
     for (const std::vector<std::string>& layout : layouts) {
       SCOPED_TRACE(fmt::format("{} q_lora_rank {}", fmt::join(layout, " "), q_lora_rank));
