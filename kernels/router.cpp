@@ -238,27 +238,28 @@ void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
 }
 
 double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
-                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight,
+                          const Tensor& stats, int64_t first_token, int64_t seq_len,
+                          int64_t seq_tokens, int64_t top_k, double coeff, double grad_weight,
                           [[maybe_unused]] const double* host_stats) {
   TMT_CHECK(probs.rank() == 2 && dprobs.shape == probs.shape && dprobs.dtype == probs.dtype &&
                 stats.dtype == DType::kF64 && stats.rank() == 2 &&
                 stats.size(1) == 2 * probs.size(1) && seq_len >= 1 && first_token >= 0 &&
-                first_token + probs.size(0) <= stats.size(0) * seq_len && top_k >= 1,
+                first_token + probs.size(0) <= stats.size(0) * seq_len && seq_tokens >= seq_len &&
+                top_k >= 1,
             "seq_aux_from_stats: dprobs {}, probs {}, stats {}, rows from token {} of sequences "
-            "of {}, top-{}",
-            dprobs.str(), probs.str(), stats.str(), first_token, seq_len, top_k);
+            "of {} here and {} in all, top-{}",
+            dprobs.str(), probs.str(), stats.str(), first_token, seq_len, seq_tokens, top_k);
   on_device("seq_aux_from_stats", ctx, {&dprobs, &probs, &stats});
   TMT_CHECK(float_dtype_ok(ctx, probs.dtype), "seq_aux_from_stats: probs {}", probs.str());
   const ProfileScope scope(ctx, "seq_aux_from_stats",
                            {4 * tokens_experts(probs), bytes_of(probs, stats, dprobs)});
   if (ctx.device == Device::kCpu) {  // stats is host memory there
     return cpu::seq_aux_from_stats(dprobs, probs, stats.ptr<const double>(), stats.size(0),
-                                   first_token, seq_len, top_k, coeff, grad_weight);
+                                   first_token, seq_len, seq_tokens, top_k, coeff, grad_weight);
   }
 #if TMT_WITH_CUDA
-  return cuda::seq_aux_from_stats(ctx, dprobs, probs, stats, first_token, seq_len, top_k, coeff,
-                                  grad_weight, host_stats);
+  return cuda::seq_aux_from_stats(ctx, dprobs, probs, stats, first_token, seq_len, seq_tokens,
+                                  top_k, coeff, grad_weight, host_stats);
 #else
   TMT_CHECK(false, "seq_aux_from_stats: this build has no CUDA backend");
 #endif

@@ -35,7 +35,9 @@
 //
 // The sequence-wise balance loss (DeepSeek-V3's complementary loss), over the micro-batch's B
 // sequences of S tokens; row t of this rank is token first_token + t of the micro-batch (its chunk
-// under sequence parallelism), in sequence (first_token + t) / S:
+// under sequence parallelism), in sequence (first_token + t) / seq_len. seq_len is S, or under
+// context parallelism the tokens of each sequence the rank's rows number (its chunks, 2·C); the
+// formula's S is seq_tokens (seq_aux_from_stats), the whole sequence's:
 //   seq_aux_loss = coeff · (1/B) Σ_b Σ_e f_be · P_be
 //       f_be = E / (K·S) · #{(t in b, k): topk_idx = e}  (a constant),
 //       P_be = (1/S) Σ_{t in b} n[t, e],  n[t, e] = probs[t, e] / Σ_j probs[t, j]
@@ -99,7 +101,8 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
 void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                    const Tensor& topk_idx, int64_t first_token, int64_t seq_len);
 double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
-                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight, const double* host_stats = nullptr);
+                          const Tensor& stats, int64_t first_token, int64_t seq_len,
+                          int64_t seq_tokens, int64_t top_k, double coeff, double grad_weight,
+                          const double* host_stats = nullptr);
 
 }  // namespace tmt

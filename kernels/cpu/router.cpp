@@ -250,10 +250,10 @@ void seq_stats_of(const Tensor& stats, const Tensor& probs, const Tensor& topk_i
 
 template <class T>
 double seq_aux_of(const Tensor& dprobs, const Tensor& probs, const double* st, int64_t batch,
-                  int64_t first_token, int64_t seq_len, int64_t top_k, double coeff,
-                  double weight) {
+                  int64_t first_token, int64_t seq_len, int64_t seq_tokens, int64_t top_k,
+                  double coeff, double weight) {
   const int64_t n = probs.size(0), e = probs.size(1);
-  const double s = static_cast<double>(seq_len),
+  const double s = static_cast<double>(seq_tokens),
                f_scale = static_cast<double>(e) / (static_cast<double>(top_k) * s);
   double loss = 0;
   for (int64_t b = 0; b < batch; ++b) {
@@ -284,14 +284,14 @@ void seq_aux_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_
 }
 
 double seq_aux_from_stats(const Tensor& dprobs, const Tensor& probs, const double* stats,
-                          int64_t batch, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight) {
+                          int64_t batch, int64_t first_token, int64_t seq_len, int64_t seq_tokens,
+                          int64_t top_k, double coeff, double grad_weight) {
   if (probs.dtype == DType::kF64) {
-    return seq_aux_of<double>(dprobs, probs, stats, batch, first_token, seq_len, top_k, coeff,
-                              grad_weight);
+    return seq_aux_of<double>(dprobs, probs, stats, batch, first_token, seq_len, seq_tokens, top_k,
+                              coeff, grad_weight);
   }
-  return seq_aux_of<float>(dprobs, probs, stats, batch, first_token, seq_len, top_k, coeff,
-                           grad_weight);
+  return seq_aux_of<float>(dprobs, probs, stats, batch, first_token, seq_len, seq_tokens, top_k,
+                           coeff, grad_weight);
 }
 
 void router_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_idx,

@@ -23,7 +23,7 @@ void seq_aux_stats(const Tensor& stats, const Tensor& probs, const Tensor& topk_
                    int64_t first_token, int64_t seq_len);
 // stats: host memory, [batch, 2E]
 double seq_aux_from_stats(const Tensor& dprobs, const Tensor& probs, const double* stats,
-                          int64_t batch, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight);
+                          int64_t batch, int64_t first_token, int64_t seq_len, int64_t seq_tokens,
+                          int64_t top_k, double coeff, double grad_weight);
 
 }  // namespace tmt::cpu

@@ -449,10 +449,11 @@ void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
 }
 
 double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
-                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight, const double* host_stats) {
+                          const Tensor& stats, int64_t first_token, int64_t seq_len,
+                          int64_t seq_tokens, int64_t top_k, double coeff, double grad_weight,
+                          const double* host_stats) {
   const int64_t rows = probs.size(0), e = probs.size(1), batch = stats.size(0);
-  const double s = static_cast<double>(seq_len);
+  const double s = static_cast<double>(seq_tokens);
   const double f_scale = static_cast<double>(e) / (static_cast<double>(top_k) * s);
   if (rows > 0) {
     seq_aux_grad_kernel<<<blocks_for_rows(rows), kRowsPerBlock * 32, 0, stream_of(ctx)>>>(

@@ -34,7 +34,8 @@ double z_loss_from_stats(const Context& ctx, const Tensor& dlse, const Tensor& l
 void seq_aux_stats(const Context& ctx, const Tensor& stats, const Tensor& probs,
                    const Tensor& topk_idx, int64_t first_token, int64_t seq_len);
 double seq_aux_from_stats(const Context& ctx, const Tensor& dprobs, const Tensor& probs,
-                          const Tensor& stats, int64_t first_token, int64_t seq_len, int64_t top_k,
-                          double coeff, double grad_weight, const double* host_stats);
+                          const Tensor& stats, int64_t first_token, int64_t seq_len,
+                          int64_t seq_tokens, int64_t top_k, double coeff, double grad_weight,
+                          const double* host_stats);
 
 }  // namespace tmt::cuda

@@ -275,9 +275,9 @@ TEST(RouterLosses, SequenceWiseLossAndItsGradientSplitOverRanks) {
     for (int64_t i = 0; i < stats.numel(); ++i) stats.ptr<double>()[i] += part.ptr<double>()[i];
     std::fill_n(dprobs.ptr<double>(), dprobs.numel(), 0.0);
     const double l0 = seq_aux_from_stats(kCpu, dprobs.slice(0, split), probs.slice(0, split), stats,
-                                         0, seq, k, coeff, weight);
+                                         0, seq, seq, k, coeff, weight);
     const double l1 = seq_aux_from_stats(kCpu, dprobs.slice(split, t), probs.slice(split, t), stats,
-                                         split, seq, k, coeff, weight);
+                                         split, seq, seq, k, coeff, weight);
     const double expected = seq_aux_by_hand(probs, chosen, 0, seq, batch, k, coeff);
     EXPECT_NEAR(l0, expected, 1e-15);
     EXPECT_NEAR(l1, expected, 1e-15);
@@ -295,6 +295,66 @@ TEST(RouterLosses, SequenceWiseLossAndItsGradientSplitOverRanks) {
     test::expect_close(test::to_doubles(dlogits), test::numeric_gradient(loss, logits), 1e-7,
                        "seq aux dlogits");
   }
+}
+
+TEST(RouterLosses, SequenceWiseLossOverContextParallelChunks) {
+  // 2 sequences of 8 tokens in 4 chunks of 2 over 2 context-parallel ranks: rank 0 holds chunks 0
+  // and 3 of each, rank 1 chunks 1 and 2, so each rank numbers 4 rows per sequence (seq_len 4)
+  // of sequences of 8 (seq_tokens). The summed statistics give every rank the one-rank loss, and
+  // each rank's gradient rows are the one-rank gradient's rows of its tokens.
+  const int64_t seq = 8, local = 4, c = 2, batch = 2, t = seq * batch, e = 6, k = 2;
+  Arena a(Device::kCpu, 1 << 18, "t");
+  Tensor logits = a.alloc(DType::kF64, {t, e}), probs = a.alloc(DType::kF64, {t, e});
+  Tensor idx = a.alloc(DType::kI32, {t, k}), w = a.alloc(DType::kF64, {t, k}),
+         lse = a.alloc(DType::kF64, {t}), bias = a.alloc(DType::kF64, {e});
+  Tensor whole = a.alloc(DType::kF64, {batch, 2 * e}), dwhole = a.alloc(DType::kF64, {t, e});
+  test::fill_normal(logits, 31, 1.5);
+  test::fill_normal(bias, 32, 0.2);
+  const double coeff = 0.3, weight = 0.5;
+  router_fwd(kCpu, probs, idx, w, lse, logits, bias, {k, RouterScore::kSigmoid, true, 3, 2, 1.0});
+  seq_aux_stats(kCpu, whole, probs, idx, 0, seq);
+  std::fill_n(dwhole.ptr<double>(), dwhole.numel(), 0.0);
+  const double expected =
+      seq_aux_from_stats(kCpu, dwhole, probs, whole, 0, seq, seq, k, coeff, weight);
+  // Each rank's rows: for each sequence, its two chunks in order.
+  const auto rows_of = [&](int64_t rank) {
+    std::vector<int64_t> rows;
+    for (int64_t b = 0; b < batch; ++b) {
+      for (const int64_t chunk : {rank, 3 - rank}) {
+        for (int64_t i = 0; i < c; ++i) rows.push_back(b * seq + chunk * c + i);
+      }
+    }
+    return rows;
+  };
+  std::vector<Tensor> p(2), ix(2), st(2), dp(2);
+  Tensor summed = a.alloc(DType::kF64, {batch, 2 * e});
+  std::fill_n(summed.ptr<double>(), summed.numel(), 0.0);
+  for (int64_t r = 0; r < 2; ++r) {
+    p[r] = a.alloc(DType::kF64, {batch * local, e});
+    ix[r] = a.alloc(DType::kI32, {batch * local, k});
+    st[r] = a.alloc(DType::kF64, {batch, 2 * e});
+    dp[r] = a.alloc(DType::kF64, {batch * local, e});
+    const std::vector<int64_t> rows = rows_of(r);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::copy_n(probs.ptr<double>() + rows[i] * e, e, p[r].ptr<double>() + i * e);
+      std::copy_n(idx.ptr<int32_t>() + rows[i] * k, k, ix[r].ptr<int32_t>() + i * k);
+    }
+    seq_aux_stats(kCpu, st[r], p[r], ix[r], 0, local);
+    for (int64_t i = 0; i < summed.numel(); ++i) summed.ptr<double>()[i] += st[r].ptr<double>()[i];
+  }
+  for (int64_t r = 0; r < 2; ++r) {
+    std::fill_n(dp[r].ptr<double>(), dp[r].numel(), 0.0);
+    const double l = seq_aux_from_stats(kCpu, dp[r], p[r], summed, 0, local, seq, k, coeff, weight);
+    EXPECT_NEAR(l, expected, 1e-15) << "rank " << r;
+    const std::vector<int64_t> rows = rows_of(r);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      for (int64_t j = 0; j < e; ++j) {
+        EXPECT_NEAR(dp[r].ptr<double>()[i * e + j], dwhole.ptr<double>()[rows[i] * e + j], 1e-15)
+            << "rank " << r << " row " << rows[i];
+      }
+    }
+  }
+  EXPECT_GT(expected, 0.0);
 }
 
 TEST(Router, F32AgreesWithF64) {

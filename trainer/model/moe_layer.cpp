@@ -232,19 +232,18 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   if (seq_stats_.defined()) {
     // Per whole sequence: this rank's rows are tokens [rank · T/tp, (rank + 1) · T/tp) of the
     // micro-batch; the per-sequence sums over TP (and CP) cover every token of each sequence.
-    // Under context parallelism the sequences this rank sees are its 2·C tokens of each, env_.seq,
-    // while the loss normalises by the whole S = cp · env_.seq: f and P are each cp times too
-    // large with env_.seq, so the loss and its gradient cp² times; the coefficient takes it back.
+    // Under context parallelism the rows number each sequence's 2·C tokens here (env_.seq), and
+    // the loss normalises by the whole sequence's S.
     const int64_t first = env_.tp_rank() * t;
-    const auto cp = static_cast<double>(env_.cp.size());
     seq_aux_stats(ctx, seq_stats_, probs_, topk_idx_, first, env_.seq);
     double* sq = seq_stats_host_.data();
     copy_to_host(ctx, sq, seq_stats_);
     env_.sp.sum(Tensor{sq, DType::kF64, Device::kCpu, seq_stats_.shape});
     env_.cp.sum(Tensor{sq, DType::kF64, Device::kCpu, seq_stats_.shape});
     copy_from_host(ctx, seq_stats_, sq);
-    stats.aux_loss += seq_aux_from_stats(ctx, dprobs_, probs_, seq_stats_, first, env_.seq, top_k_,
-                                         cfg.seq_aux_loss_coeff / (cp * cp), aux_weight, sq);
+    stats.aux_loss +=
+        seq_aux_from_stats(ctx, dprobs_, probs_, seq_stats_, first, env_.seq, env_.cp.seq(), top_k_,
+                           cfg.seq_aux_loss_coeff, aux_weight, sq);
   }
   stats.load.assign(st, st + experts_);
   double busiest = 0;

@@ -188,9 +188,9 @@ void check(const Case& c, uint64_t seed) {
   test::fill_normal(dprobs, seed + 4, 0.1);
   Tensor dprobs_seq_d = test::to_device(dev, dprobs);
   const double seq_aux =
-      seq_aux_from_stats(kCpu, dprobs, probs, seq_stats, first, seq, k, 0.3, weight);
+      seq_aux_from_stats(kCpu, dprobs, probs, seq_stats, first, seq, seq, k, 0.3, weight);
   const double seq_aux_d = seq_aux_from_stats(test::gpu(), dprobs_seq_d, probs_c, seq_stats_d,
-                                              first, seq, k, 0.3, weight);
+                                              first, seq, seq, k, 0.3, weight);
   EXPECT_NEAR(seq_aux_d, seq_aux, 1e-9 * std::abs(seq_aux)) << "seq_aux_from_stats";
   close(host, dprobs_seq_d, dprobs, 1e-6, "dprobs += seq aux");
 }
