@@ -31,6 +31,17 @@ int64_t ContextParallel::position(int64_t u) const {
   return chunk_index(half) * c + u % c;
 }
 
+void ContextParallel::take_chunks(const Context& ctx, const Tensor& local,
+                                  const int32_t* whole) const {
+  const int64_t b = local.size(0), c = chunk();
+  for (int64_t s = 0; s < b; ++s) {
+    for (int64_t half = 0; half < 2; ++half) {
+      copy_from_host(ctx, row_of(local, 2 * b, 2 * s + half),
+                     whole + s * seq_ + chunk_index(half) * c);
+    }
+  }
+}
+
 ContextParallel::Temps ContextParallel::temps(Arena& scratch, const Tensor& k, const Tensor& v,
                                               bool backward) const {
   const int64_t cp = size(), b = k.size(0), hk = k.size(2);

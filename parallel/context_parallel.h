@@ -47,6 +47,9 @@ class ContextParallel {
   int64_t chunk_index(int64_t half) const { return half == 0 ? rank() : 2 * size() - 1 - rank(); }
   // The position in its sequence of this rank's local token u (0 .. 2·C - 1).
   int64_t position(int64_t u) const;
+  // local i32 [B, 2C] (on ctx's device) = this rank's two chunks of each of the B whole
+  // sequences at `whole` (host memory, [B, S]).
+  void take_chunks(const Context& ctx, const Tensor& local, const int32_t* whole) const;
 
   // Attention of this rank's queries over the whole sequences, q [B, 2C, H, Dqk], k [B, 2C, Hk,
   // Dqk], v [B, 2C, Hk, Dv], out [B, 2C, H, Dv], lse (B·H·2C values, laid out [2B, H, C]: each

@@ -11,6 +11,12 @@ namespace {
 int activation_tag(int64_t chunk) { return static_cast<int>(1 + 2 * chunk); }
 int gradient_tag(int64_t chunk) { return static_cast<int>(2 + 2 * chunk); }
 
+// Whether a chunk's passes read the micro-batch's tokens: the embedding's the inputs, the head's
+// the targets.
+bool reads_tokens(const Model& model, int64_t chunk) {
+  return model.holds_embedding(chunk) || model.holds_head(chunk);
+}
+
 void await(std::unique_ptr<SendRequest>& request) {
   if (request) request->wait();
   request.reset();
@@ -40,7 +46,7 @@ std::vector<int64_t> OneFOneB::in_flight(int64_t stages, int64_t vpp, int64_t st
 size_t OneFOneB::batch_bytes(const Model& model, int64_t batch, int64_t seq) {
   int64_t slots = 0;
   for (int64_t c = 0; c < model.chunks(); ++c) {
-    if (model.holds_embedding(c) || model.holds_head(c)) slots += model.chunk_slots(c);
+    if (reads_tokens(model, c)) slots += model.chunk_slots(c);
   }
   // Under context parallelism the model reads its chunks of each sequence.
   const int64_t local = seq / model.context_parallel().size();
@@ -67,8 +73,7 @@ OneFOneB::OneFOneB(Model& model, Communicator* pp, int64_t batch, int64_t seq, A
   std::vector<bool> reads(slots, false);
   for (int64_t c = 0; c < vpp; ++c) {
     for (int64_t k = 0; k < model.chunk_slots(c); ++k) {
-      reads[static_cast<size_t>(model.slot(c, k))] =
-          model.holds_embedding(c) || model.holds_head(c);
+      reads[static_cast<size_t>(model.slot(c, k))] = reads_tokens(model, c);
     }
   }
   // The loader fills whole sequences [B, S] on the host; the model reads [B, S / cp].
@@ -106,22 +111,10 @@ void OneFOneB::load(int64_t m, const Loader& loader, int64_t chunk, size_t slot)
   const Context& ctx = model_->context();
   const ContextParallel& cp = model_->context_parallel();
   if (cp.size() > 1) {
-    // This rank's two chunks of each sequence (parallel/context_parallel.h); the loss reads the
-    // targets back from the model's copy.
-    const int64_t b = host.inputs.size(0), c = cp.chunk();
-    for (int64_t s = 0; s < b; ++s) {
-      for (int64_t half = 0; half < 2; ++half) {
-        const int64_t from = s * cp.seq() + cp.chunk_index(half) * c, row = 2 * s + half;
-        if (inputs) {
-          copy_from_host(ctx, dev.inputs.view({2 * b, c}).slice(row, row + 1),
-                         host.inputs.ptr<const int32_t>() + from);
-        }
-        if (targets) {
-          copy_from_host(ctx, dev.targets.view({2 * b, c}).slice(row, row + 1),
-                         host.targets.ptr<const int32_t>() + from);
-        }
-      }
-    }
+    // This rank's two chunks of each sequence; the loss reads the targets back from the model's
+    // copy.
+    if (inputs) cp.take_chunks(ctx, dev.inputs, host.inputs.ptr<const int32_t>());
+    if (targets) cp.take_chunks(ctx, dev.targets, host.targets.ptr<const int32_t>());
     dev.targets_host = nullptr;
     return;
   }
