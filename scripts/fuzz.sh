@@ -26,6 +26,19 @@ else
   done
 fi
 
+# The project's libraries (scripts/setup.sh), and clang with its libFuzzer and sanitizer runtimes.
+scripts/setup.sh --deps-only
+for p in clang libclang-rt-14-dev; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang \
+      libclang-rt-14-dev >/dev/null
+    break
+  fi
+done
+
 if [ ! -f "$build/CMakeCache.txt" ]; then
   launcher=()
   command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)

@@ -35,25 +35,25 @@ void resolve_layout(Recipe& r, int64_t world) {
   ParallelConfig& p = r.parallel;
   const ModelConfig& m = r.model;
   if (world < 1) input_error("the world size must be >= 1, got {}", world);
-  const int64_t tp_pp = p.tp * p.cp * p.pp;
+  const int64_t tp_cp_pp = p.tp * p.cp * p.pp;
   const std::string cp_term = p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "";
   if (given(r, "parallel.dp")) {
-    if (tp_pp * p.dp != world) {
+    if (tp_cp_pp * p.dp != world) {
       fail(r, "parallel.dp",
            fmt::format("tp {}{} x dp {} x pp {} = {} ranks, but the world has {}", p.tp, cp_term,
-                       p.dp, p.pp, tp_pp * p.dp, world));
+                       p.dp, p.pp, tp_cp_pp * p.dp, world));
     }
   } else {
-    if (world % tp_pp != 0) {
+    if (world % tp_cp_pp != 0) {
       fail(r, "parallel",
            fmt::format("tp {}{} x pp {} = {} does not divide the world size {}{}", p.tp, cp_term,
-                       p.pp, tp_pp, world,
+                       p.pp, tp_cp_pp, world,
                        world == 1 ? fmt::format(" (launch {} ranks: scripts/train.sh or mpirun -n "
                                                 "{}; or set parallel.tp and parallel.pp to 1)",
-                                                tp_pp, tp_pp)
+                                                tp_cp_pp, tp_cp_pp)
                                   : ""));
     }
-    p.dp = world / tp_pp;
+    p.dp = world / tp_cp_pp;
   }
   // Tensor parallelism splits heads, the vocabulary and the FFN.
   if (m.n_heads % p.tp != 0)
