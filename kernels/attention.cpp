@@ -30,8 +30,6 @@ void check_args(const char* op, const Context& ctx, const Tensor& q, const Tenso
   }
   // CPU: one dtype, f32|f64, lse included. CUDA: f32|bf16 with lse always f32.
   const bool cpu = ctx.device == Device::kCpu;
-  TMT_CHECK(cpu || q.size(1) == k.size(1),
-            "{}: q {} shorter than k {}: the CUDA kernels take S = Sk only", op, q.str(), k.str());
   TMT_CHECK(cpu ? (q.dtype == DType::kF32 || q.dtype == DType::kF64) && lse.dtype == q.dtype
                 : (q.dtype == DType::kF32 || q.dtype == DType::kBF16) && lse.dtype == DType::kF32,
             "{}: q {}, lse {}: f32|f64 (lse alike) on cpu, f32|bf16 (lse f32) on cuda", op, q.str(),
@@ -79,15 +77,17 @@ OpCost bwd_cost(const Tensor& out, const Tensor& lse, const Tensor& q, const Ten
 void check_query(const char* op, const AttentionShape& s, const AttentionParams& p) {
   TMT_CHECK(p.window >= 0, "{}: negative window {}", op, p.window);
   TMT_CHECK(s.batch >= 0 && s.seq >= 0 && s.heads >= 0 && s.kv_heads >= 0 && s.head_dim_qk >= 0 &&
-                s.head_dim_v >= 0 && (s.kv_heads == 0 ? s.heads == 0 : s.heads % s.kv_heads == 0),
-            "{}: B {} S {} H {} Hk {} Dqk {} Dv {} is not a shape with Hk dividing H", op, s.batch,
-            s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v);
+                s.head_dim_v >= 0 && (s.kv_heads == 0 ? s.heads == 0 : s.heads % s.kv_heads == 0) &&
+                s.kv_seq >= 0 && s.seq <= s.keys(),
+            "{}: B {} S {} Sk {} H {} Hk {} Dqk {} Dv {} is not a shape with Hk dividing H and S "
+            "<= Sk",
+            op, s.batch, s.seq, s.keys(), s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v);
 }
 
 }  // namespace
 
 AttentionShape attention_shape(const Tensor& q, const Tensor& v) {
-  return {q.size(0), q.size(1), q.size(2), v.size(2), q.size(3), v.size(3), q.dtype};
+  return {q.size(0), q.size(1), q.size(2), v.size(2), q.size(3), v.size(3), q.dtype, v.size(1)};
 }
 
 size_t attention_fwd_workspace_bytes(Device device, const AttentionShape& shape,

@@ -10,8 +10,12 @@
 //   bwd: with P = exp(s - lse) recomputed, dP = dout · vᵀ, D_i = Σ_d dout[i,d] · out[i,d]:
 //        dS = P ⊙ (dP - D),  dq = scale · dS k,  dk = scale · dSᵀ q,  dv = Pᵀ dout
 //
-//   q, dq: [B, S, H, Dqk]     k, dk: [B, S, Hk, Dqk]     lse: [B, H, S]
-//   out, dout: [B, S, H, Dv]  v, dv: [B, S, Hk, Dv]
+//   q, dq: [B, S, H, Dqk]     k, dk: [B, Sk, Hk, Dqk]    lse: [B, H, S]
+//   out, dout: [B, S, H, Dv]  v, dv: [B, Sk, Hk, Dv]
+//   Queries may be fewer than keys (S <= Sk; context parallelism's chunks, parallel/
+//   context_parallel.h): they are the last S positions of the Sk, query i at position
+//   i + Sk - S, and "j <= i" above reads "j <= i + Sk - S" (causal aligned bottom-right), the
+//   window likewise.
 //   Written: out, lse (fwd); dq, dk, dv (bwd). CPU: one dtype, f32|f64, for all.
 //   CUDA: f32|bf16, lse f32. Of three implementations, the first that takes a call runs it:
 //     1. bf16: cuDNN's fused SDPA (kernels/cuda/cudnn_attention.h: bf16 products, fp32
@@ -56,8 +60,10 @@ struct AttentionShape {
   int64_t heads = 0, kv_heads = 0;          // H, Hk
   int64_t head_dim_qk = 0, head_dim_v = 0;  // Dqk, Dv
   DType dtype = DType::kF32;                // of q, k, v, out and the gradients
+  int64_t kv_seq = 0;                       // Sk; 0: S (as many keys as queries)
+  int64_t keys() const { return kv_seq > 0 ? kv_seq : seq; }
 };
-// The sizes of the call on q [B, S, H, Dqk] and v [B, S, Hk, Dv].
+// The sizes of the call on q [B, S, H, Dqk] and v [B, Sk, Hk, Dv].
 AttentionShape attention_shape(const Tensor& q, const Tensor& v);
 
 // Bytes of Context::workspace that attention_fwd / attention_bwd use on `device` at this shape:

@@ -1,5 +1,7 @@
 #include "parallel/context_parallel.h"
 
+#include <algorithm>
+
 #include "kernels/base/check.h"
 #include "kernels/copy.h"
 #include "kernels/reduce.h"
@@ -65,6 +67,23 @@ void ContextParallel::reserve_fwd(Arena& scratch, const Tensor& k, const Tensor&
 
 void ContextParallel::reserve_bwd(Arena& scratch, const Tensor& k, const Tensor& v) const {
   if (size() > 1) temps(scratch, k, v, true);
+}
+
+size_t ContextParallel::workspace_bytes(Device device, AttentionShape local,
+                                        const AttentionParams& params) const {
+  const auto call = [&](const AttentionShape& s) {
+    return std::max(attention_fwd_workspace_bytes(device, s, params),
+                    attention_bwd_workspace_bytes(device, s, params));
+  };
+  if (size() == 1) return call(local);
+  size_t bytes = 0;
+  local.batch = 1;
+  local.seq = chunk();
+  for (int64_t half = 0; half < 2; ++half) {
+    local.kv_seq = (chunk_index(half) + 1) * chunk();
+    bytes = std::max(bytes, call(local));
+  }
+  return bytes;
 }
 
 // Block (rank r, sequence b, half h) of the rank-major buffer is chunk chunk_index(h) of rank r

@@ -18,6 +18,9 @@
 // and values, per layer, forward and again backward, plus the gradients' reduce-scatter); it
 // moves at once what the ring moves in cp - 1 steps.
 //
+// The kernels take the shorter queries on the CPU and on CUDA alike (cuDNN with its bottom-right
+// diagonal, the tensor-core and fp32 kernels with the offset).
+//
 // With one rank (cp = 1) everything here vanishes: attention is the kernel's, positions are
 // 0 .. S-1.
 #pragma once
@@ -67,6 +70,11 @@ class ContextParallel {
   // arena: for the layers' sizing.
   void reserve_fwd(Arena& scratch, const Tensor& k, const Tensor& v) const;
   void reserve_bwd(Arena& scratch, const Tensor& k, const Tensor& v) const;
+  // The most Context::workspace attention_fwd or attention_bwd take for a micro-batch of
+  // `local` (this rank's B sequences of 2·C tokens, kernels/attention.h): at cp = 1 the one call
+  // at that shape; else the largest of this rank's calls, C queries against each of its two
+  // chunks' key prefixes.
+  size_t workspace_bytes(Device device, AttentionShape local, const AttentionParams& params) const;
 
   // t (host or device) = Σ over the CP ranks of t: statistics of each rank's tokens summed to the
   // whole sequences'. Nothing to do at cp = 1.

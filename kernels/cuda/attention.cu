@@ -22,7 +22,8 @@
 //                 dk += scale dSᵀ q. Each block owns its dk, dv rows: no atomics.
 //   backward dq   one block per (query tile, head, batch): over the visible key tiles,
 //                 dq += scale dS k.
-// Every output element has exactly one writer, so results do not depend on scheduling.
+// Every output element has exactly one writer, so results do not depend on scheduling. With fewer
+// queries than keys (S < Sk), query i is key position i + Sk - S in the mask and the tile ranges.
 #include <algorithm>
 #include <cstdlib>
 #include <optional>
@@ -45,25 +46,31 @@ struct Shape4 {
   int64_t b, s, h, hk, dqk, dv, group;
   float scale;
   int64_t window;
+  int64_t sk;  // keys, >= s: query i is the key sequence's position i + sk - s (queries last)
   // Element offsets of row (batch, position, head) in q/dq, k/dk (Dqk wide), out/dout and v/dv
   // (Dv wide); lse is [B, H, S].
   __device__ int64_t q_at(int64_t bi, int64_t i, int64_t hi) const {
     return ((bi * s + i) * h + hi) * dqk;
   }
   __device__ int64_t k_at(int64_t bi, int64_t j, int64_t g) const {
-    return ((bi * s + j) * hk + g) * dqk;
+    return ((bi * sk + j) * hk + g) * dqk;
   }
   __device__ int64_t o_at(int64_t bi, int64_t i, int64_t hi) const {
     return ((bi * s + i) * h + hi) * dv;
   }
   __device__ int64_t v_at(int64_t bi, int64_t j, int64_t g) const {
-    return ((bi * s + j) * hk + g) * dv;
+    return ((bi * sk + j) * hk + g) * dv;
   }
+  __device__ int64_t off() const { return sk - s; }
   __device__ bool visible(int64_t i, int64_t j) const {
-    return i < s && j <= i && (window == 0 || j > i - window);
+    return i < s && j <= i + off() && (window == 0 || j > i + off() - window);
   }
   __device__ int64_t first_key(int64_t i) const {
-    return window > 0 ? (i - window + 1 > 0 ? i - window + 1 : 0) : 0;
+    return window > 0 ? (i + off() - window + 1 > 0 ? i + off() - window + 1 : 0) : 0;
+  }
+  // One past the last key a query of the tile at i0 sees.
+  __device__ int64_t key_end(int64_t i0) const {
+    return i0 + kTile + off() < sk ? i0 + kTile + off() : sk;
   }
 };
 
@@ -127,11 +134,11 @@ __global__ void __launch_bounds__(kWarps * 32)
     l[r] = 0.0f;
     for (int c = 0; c < C; ++c) acc[r][c] = 0.0f;
   }
-  const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
+  const int64_t key_begin = n.first_key(i0), key_end = n.key_end(i0);
   for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
     __syncthreads();  // the previous tiles' readers are done (and qs is loaded)
-    load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
-    load_tile(vs, ldv, v, j0, n.s, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
+    load_tile(ks, ld, k, j0, n.sk, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ldv, v, j0, n.sk, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
     __syncthreads();
     float s[kRows];
     for (int r = 0; r < kRows; ++r) s[r] = 0.0f;
@@ -197,17 +204,21 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile, g = blockIdx.y, bi = blockIdx.z;
 
-  load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
-  load_tile(vs, ldv, v, j0, n.s, dim_v, [&](int64_t j) { return n.v_at(bi, j, g); });
+  load_tile(ks, ld, k, j0, n.sk, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+  load_tile(vs, ldv, v, j0, n.sk, dim_v, [&](int64_t j) { return n.v_at(bi, j, g); });
   float acc_dk[kRows][C], acc_dv[kRows][C];
   for (int r = 0; r < kRows; ++r) {
     for (int c = 0; c < C; ++c) acc_dk[r][c] = acc_dv[r][c] = 0.0f;
   }
-  // The last query that sees key j0 + kTile - 1 is j0 + kTile - 2 + window.
-  const int64_t query_end = n.window > 0 ? std::min<int64_t>(n.s, j0 + kTile - 1 + n.window) : n.s;
+  // Queries from the first that sees key j0 (position j0, query j0 - off) to the last that sees
+  // key j0 + kTile - 1 (position j0 + kTile - 2 + window); none when the window has passed every
+  // key of the tile before the first query.
+  const int64_t off = n.sk - n.s, query_begin = j0 > off ? j0 - off : 0;
+  const int64_t query_end =
+      n.window > 0 ? std::min<int64_t>(n.s, j0 + kTile - 1 + n.window - off) : n.s;
   for (int64_t hi = g * n.group; hi < (g + 1) * n.group; ++hi) {
     const float* lse_row = lse + (bi * n.h + hi) * n.s;
-    for (int64_t i0 = j0; i0 < query_end; i0 += kTile) {
+    for (int64_t i0 = query_begin; i0 < query_end; i0 += kTile) {
       __syncthreads();
       load_tile(qs, ld, q, i0, n.s, dqk, [&](int64_t i) { return n.q_at(bi, i, hi); });
       load_tile(dos, ldv, dout, i0, n.s, dim_v, [&](int64_t i) { return n.o_at(bi, i, hi); });
@@ -251,7 +262,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
   for (int r = 0; r < kRows; ++r) {
     const int64_t j = j0 + warp * kRows + r;
-    if (j >= n.s) continue;
+    if (j >= n.sk) continue;
     const int64_t k_at = n.k_at(bi, j, g), v_at = n.v_at(bi, j, g);
     for (int c = 0; c < C; ++c) {
       const int d = lane + 32 * c;
@@ -287,11 +298,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   for (int r = 0; r < kRows; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = 0.0f;
   }
-  const int64_t key_begin = n.first_key(i0), key_end = std::min<int64_t>(n.s, i0 + kTile);
+  const int64_t key_begin = n.first_key(i0), key_end = n.key_end(i0);
   for (int64_t j0 = key_begin; j0 < key_end; j0 += kTile) {
     __syncthreads();
-    load_tile(ks, ld, k, j0, n.s, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
-    load_tile(vs, ldv, v, j0, n.s, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
+    load_tile(ks, ld, k, j0, n.sk, dqk, [&](int64_t j) { return n.k_at(bi, j, g); });
+    load_tile(vs, ldv, v, j0, n.sk, dv, [&](int64_t j) { return n.v_at(bi, j, g); });
     __syncthreads();
     float s[kRows], dp[kRows];
     for (int r = 0; r < kRows; ++r) s[r] = dp[r] = 0.0f;
@@ -339,7 +350,8 @@ Shape4 shape_of(const Tensor& q, const Tensor& k, const Tensor& v, const Attenti
           v.size(3),
           q.size(2) / k.size(2),
           static_cast<float>(p.softmax_scale),
-          p.window};
+          p.window,
+          k.size(1)};
 }
 
 // Calls f(T{}, std::integral_constant<int, C>{}) for the tensors' dtype and the head dimensions'
@@ -400,7 +412,7 @@ void fp32_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk, 
   dispatch(q.dtype, std::max(n.dqk, n.dv), [&](auto zero, auto chunks) {
     using T = decltype(zero);
     launch(ctx, attention_dkdv_kernel<T, decltype(chunks)::value>,
-           dim3(tiles(n.s), static_cast<unsigned>(n.hk), static_cast<unsigned>(n.b)), dkdv_floats,
+           dim3(tiles(n.sk), static_cast<unsigned>(n.hk), static_cast<unsigned>(n.b)), dkdv_floats,
            data<T>(dk), data<T>(dv), data<const T>(dout), data<const T>(q), data<const T>(k),
            data<const T>(v), data<const T>(out), lse.ptr<const float>(), n);
     launch(ctx, attention_dq_kernel<T, decltype(chunks)::value>,
@@ -425,9 +437,10 @@ bool aligned16(std::initializer_list<const void*> data) {
 }
 
 std::string shape_str(AttentionPass pass, const AttentionShape& s, const AttentionParams& p) {
-  return fmt::format("{} {} B {} S {} H {} Hk {} Dqk {} Dv {} window {}",
+  return fmt::format("{} {} B {} S {} Sk {} H {} Hk {} Dqk {} Dv {} window {}",
                      pass == AttentionPass::kForward ? "forward" : "backward", dtype_name(s.dtype),
-                     s.batch, s.seq, s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v, p.window);
+                     s.batch, s.seq, s.keys(), s.heads, s.kv_heads, s.head_dim_qk, s.head_dim_v,
+                     p.window);
 }
 
 bool empty(const AttentionShape& s) {

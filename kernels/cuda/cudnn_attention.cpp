@@ -34,8 +34,8 @@ enum Uid : int64_t { kQ = 1, kK, kV, kO, kStats, kDO, kDQ, kDK, kDV };
 struct PlanKey {
   int device = 0;
   AttentionPass pass = AttentionPass::kForward;
-  int64_t b = 0, s = 0, h = 0, hk = 0, dqk = 0, dv = 0;
-  int64_t window = 0;       // 0, or 1 .. S - 1 (a window of S or more is full causal attention)
+  int64_t b = 0, s = 0, sk = 0, h = 0, hk = 0, dqk = 0, dv = 0;  // sk >= s: queries last
+  int64_t window = 0;       // 0, or 1 .. Sk - 1 (a window of Sk or more is full causal attention)
   uint32_t scale_bits = 0;  // the float softmax scale cuDNN is given, bit for bit
   bool operator==(const PlanKey&) const = default;
 };
@@ -47,7 +47,7 @@ struct PlanKeyHash {
       h ^= std::hash<uint64_t>{}(v) + 0x9e3779b97f4a7c15 + (h << 6) + (h >> 2);
     };
     for (const int64_t v :
-         {static_cast<int64_t>(k.pass), k.b, k.s, k.h, k.hk, k.dqk, k.dv, k.window}) {
+         {static_cast<int64_t>(k.pass), k.b, k.s, k.sk, k.h, k.hk, k.dqk, k.dv, k.window}) {
       mix(static_cast<uint64_t>(v));
     }
     mix(k.scale_bits);
@@ -89,23 +89,28 @@ void set_stats(const std::shared_ptr<Tensor_attributes>& t, const PlanKey& key) 
       .set_stride({key.h * key.s, key.s, 1, 1});
 }
 
-// The causal band (key j <= query i) and, with a window, its left edge (j > i - window), both
-// relative to the top-left diagonal (query i and key i are the same position).
+// The causal band (key j <= query i's position) and, with a window, its left edge (j > the
+// position - window), both relative to the diagonal through query i's position: top-left when
+// there are as many queries as keys (query i is key i), bottom-right when the queries are the
+// last S of Sk positions (query i is key i + Sk - S).
 template <class Attributes>
 void set_mask(Attributes& a, const PlanKey& key) {
-  a.set_diagonal_alignment(fe::DiagonalAlignment_t::TOP_LEFT).set_diagonal_band_right_bound(0);
+  a.set_diagonal_alignment(key.sk == key.s ? fe::DiagonalAlignment_t::TOP_LEFT
+                                           : fe::DiagonalAlignment_t::BOTTOM_RIGHT)
+      .set_diagonal_band_right_bound(0);
   if (key.window > 0) a.set_diagonal_band_left_bound(static_cast<int>(key.window));
 }
 
 std::unique_ptr<fe::graph::Graph> make_graph(const PlanKey& key) {
-  const int64_t b = key.b, s = key.s, h = key.h, hk = key.hk, dqk = key.dqk, dv = key.dv;
+  const int64_t b = key.b, s = key.s, sk = key.sk, h = key.h, hk = key.hk, dqk = key.dqk,
+                dv = key.dv;
   auto g = std::make_unique<fe::graph::Graph>();
   g->set_io_data_type(fe::DataType_t::BFLOAT16)
       .set_intermediate_data_type(fe::DataType_t::FLOAT)
       .set_compute_data_type(fe::DataType_t::FLOAT);
   const auto q = input(*g, "q", kQ, b, s, h, dqk);
-  const auto k = input(*g, "k", kK, b, s, hk, dqk);
-  const auto v = input(*g, "v", kV, b, s, hk, dv);
+  const auto k = input(*g, "k", kK, b, sk, hk, dqk);
+  const auto v = input(*g, "v", kV, b, sk, hk, dv);
   const float scale = std::bit_cast<float>(key.scale_bits);
   if (key.pass == AttentionPass::kForward) {
     auto a = fe::graph::SDPA_attributes().set_name("attention_fwd").set_generate_stats(true);
@@ -125,16 +130,16 @@ std::unique_ptr<fe::graph::Graph> make_graph(const PlanKey& key) {
     set_mask(a, key);
     const auto [dq, dk, dv_] = g->sdpa_backward(q, k, v, out, dout, stats, a);
     set_output(dq, kDQ, b, s, h, dqk);
-    set_output(dk, kDK, b, s, hk, dqk);
-    set_output(dv_, kDV, b, s, hk, dv);
+    set_output(dk, kDK, b, sk, hk, dqk);
+    set_output(dv_, kDV, b, sk, hk, dv);
   }
   return g;
 }
 
 std::string key_str(const PlanKey& k) {
-  return fmt::format("{} B {} S {} H {} Hk {} Dqk {} Dv {} window {}",
-                     k.pass == AttentionPass::kForward ? "forward" : "backward", k.b, k.s, k.h,
-                     k.hk, k.dqk, k.dv, k.window);
+  return fmt::format("{} B {} S {} Sk {} H {} Hk {} Dqk {} Dv {} window {}",
+                     k.pass == AttentionPass::kForward ? "forward" : "backward", k.b, k.s, k.sk,
+                     k.h, k.hk, k.dqk, k.dv, k.window);
 }
 
 // The handles (one a device) and the plans, for the process; graphs are destroyed before the
@@ -215,9 +220,9 @@ PlanKey key_of(AttentionPass pass, const AttentionShape& shape, const AttentionP
   PlanKey k;
   k.device = device;
   k.pass = pass;
-  k.b = shape.batch, k.s = shape.seq, k.h = shape.heads, k.hk = shape.kv_heads;
-  k.dqk = shape.head_dim_qk, k.dv = shape.head_dim_v;
-  k.window = params.window < shape.seq ? params.window : 0;
+  k.b = shape.batch, k.s = shape.seq, k.sk = shape.keys(), k.h = shape.heads;
+  k.hk = shape.kv_heads, k.dqk = shape.head_dim_qk, k.dv = shape.head_dim_v;
+  k.window = params.window < k.sk ? params.window : 0;
   k.scale_bits = std::bit_cast<uint32_t>(static_cast<float>(params.softmax_scale));
   return k;
 }

@@ -7,10 +7,11 @@
 //
 // cuDNN sees our [B, S, H, D] tensors as its logical [B, H, S, D] with strides
 // {S·H·D, D, H·D, 1}; lse [B, H, S] is its Stats [B, H, S, 1] (natural-log logsumexp of the scaled
-// scores, max + log Σ exp, always fp32). The mask is cuDNN's diagonal band, aligned top-left: right bound 0 (key
-// j <= query i) and, for a window W < S, left bound W (kept iff j + W > i).
+// scores, max + log Σ exp, always fp32). The mask is cuDNN's diagonal band, aligned top-left
+// (bottom-right when the queries are the last S of Sk keys): right bound 0 (key j <= query i)
+// and, for a window W < Sk, left bound W (kept iff j + W > i).
 //
-// One graph per (device, pass, B, S, H, Hk, Dqk, Dv, window, scale), built and finalized on first
+// One graph per (device, pass, B, S, Sk, H, Hk, Dqk, Dv, window, scale), built and finalized on first
 // use (validate, build_operation_graph, create_execution_plans with heuristics A, check_support,
 // build_plans) and kept for the process in a host-side cache that owns it. A shape cuDNN refuses is
 // remembered with cuDNN's reason, logged once (log_warn) when first refused. Building needs the

@@ -1,7 +1,9 @@
 // attention on the tensor cores (formulas in kernels/attention.h, entry points in
 // kernels/cuda/flash_attention.h): FlashAttention-2 for bf16 tensors with Dh = 64 or 128. Every
 // product runs on mma.sync m16n8k16 with bf16 operands and f32 accumulators (fragment layouts in
-// kernels/cuda/mma.cuh); the softmax statistics are f32.
+// kernels/cuda/mma.cuh); the softmax statistics are f32. Queries may be fewer than keys (the last
+// S of Sk positions, kernels/attention.h): the mask, the tiles a block visits and the key rows all
+// count from that offset.
 //
 // Blocks are 4 warps; a warp owns 16 rows of the block's tile and keeps their accumulators in
 // registers from the first tile to the last. Tiles sit in shared memory as bf16 rows of Dh + 8
@@ -71,9 +73,11 @@ constexpr size_t kDkdvSmem =
                                                                          4 * kBwdQueryTile<Dh>;
 
 struct Problem {
-  int s;             // sequence length
+  int s;             // queries (S)
+  int sk;            // keys (Sk >= S)
+  int off;           // Sk - S: query i is the key sequence's position i + off (queries last)
   int h, group;      // query heads; H / Hk query heads share a kv head
-  int window;        // 0 = full causal, else 1 .. S - 1
+  int window;        // 0 = full causal, else 1 .. Sk - 1
   float scale;       // softmax_scale
   float scale_log2;  // softmax_scale · log2(e)
   int64_t q_row;     // elements from one position to the next in q, out, dq, dout: H · Dh
@@ -81,19 +85,24 @@ struct Problem {
 
   // Whether query i sees key j (and i is a real row).
   __device__ bool visible(int i, int j) const {
-    return i < s && j <= i && (window == 0 || j > i - window);
+    return i < s && j <= i + off && (window == 0 || j > i + off - window);
   }
   // Whether every query of [i0, i0 + rows) is a real row that sees every key of [j0, j0 + cols).
   __device__ bool all_visible(int i0, int rows, int j0, int cols) const {
-    return i0 + rows <= s && j0 + cols - 1 <= i0 && (window == 0 || j0 > i0 + rows - 1 - window);
+    return i0 + rows <= s && j0 + cols - 1 <= i0 + off &&
+           (window == 0 || j0 > i0 + rows - 1 + off - window);
   }
   // The first key query i sees.
   __device__ int first_key(int i) const {
-    return window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+    return window > 0 && i + off - window + 1 > 0 ? i + off - window + 1 : 0;
   }
+  // One past the last key a query of [i0, i0 + rows) sees.
+  __device__ int key_end(int i0, int rows) const { return std::min(sk, i0 + rows + off); }
+  // The first query that sees key j0.
+  __device__ int query_begin(int j0) const { return j0 > off ? j0 - off : 0; }
   // One past the last query that sees some key before j_end.
   __device__ int query_end(int j_end) const {
-    return window > 0 ? std::min(s, j_end - 1 + window) : s;
+    return window > 0 ? std::max(0, std::min(s, j_end - 1 + window - off)) : s;
   }
 };
 
@@ -213,17 +222,18 @@ __global__ void __launch_bounds__(kBlockThreads)
   bf16* vs = ks + 2 * kKeyTile * ld;               // [2][kKeyTile][ld]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const int i0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQueryTile, hi = blockIdx.y;
-  const int64_t batch = static_cast<int64_t>(blockIdx.z) * n.s;
+  const int64_t batch = static_cast<int64_t>(blockIdx.z) * n.s;       // first query row
+  const int64_t key_batch = static_cast<int64_t>(blockIdx.z) * n.sk;  // first key row
   const bf16* qb = q + batch * n.q_row + hi * Dh;  // position i at qb + i · q_row
-  const bf16* kb = k + batch * n.k_row + hi / n.group * Dh;
-  const bf16* vb = v + batch * n.k_row + hi / n.group * Dh;
-  const int key_begin = n.first_key(i0), key_end = std::min(n.s, i0 + kQueryTile);
+  const bf16* kb = k + key_batch * n.k_row + hi / n.group * Dh;
+  const bf16* vb = v + key_batch * n.k_row + hi / n.group * Dh;
+  const int key_begin = n.first_key(i0), key_end = n.key_end(i0, kQueryTile);
   const int tiles = (key_end - key_begin + kKeyTile - 1) / kKeyTile;
   const int row = i0 + 16 * warp + grp;  // this thread's rows: row and row + 8
 
   load_rows_async<Dh, kQueryTile>(qs, qb, n.q_row, i0, n.s);
-  load_rows_async<Dh, kKeyTile>(ks, kb, n.k_row, key_begin, n.s);
-  load_rows_async<Dh, kKeyTile>(vs, vb, n.k_row, key_begin, n.s);
+  load_rows_async<Dh, kKeyTile>(ks, kb, n.k_row, key_begin, n.sk);
+  load_rows_async<Dh, kKeyTile>(vs, vb, n.k_row, key_begin, n.sk);
   cp_async_commit();
   cp_async_wait_all();
   __syncthreads();
@@ -242,8 +252,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int j0 = key_begin + t * kKeyTile;
     if (t + 1 < tiles) {  // into the buffer tile t - 1 used
       const int next = (t + 1) % 2 * kKeyTile * ld;
-      load_rows_async<Dh, kKeyTile>(ks + next, kb, n.k_row, j0 + kKeyTile, n.s);
-      load_rows_async<Dh, kKeyTile>(vs + next, vb, n.k_row, j0 + kKeyTile, n.s);
+      load_rows_async<Dh, kKeyTile>(ks + next, kb, n.k_row, j0 + kKeyTile, n.sk);
+      load_rows_async<Dh, kKeyTile>(vs + next, vb, n.k_row, j0 + kKeyTile, n.sk);
       cp_async_commit();
     }
     const bf16* kt = ks + t % 2 * kKeyTile * ld;
@@ -360,16 +370,17 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const int i0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQueryTile, hi = blockIdx.y;
   const int64_t batch = static_cast<int64_t>(blockIdx.z) * n.s;
-  const bf16* kb = k + batch * n.k_row + hi / n.group * Dh;
-  const bf16* vb = v + batch * n.k_row + hi / n.group * Dh;
-  const int key_begin = n.first_key(i0), key_end = std::min(n.s, i0 + kQueryTile);
+  const int64_t key_batch = static_cast<int64_t>(blockIdx.z) * n.sk;
+  const bf16* kb = k + key_batch * n.k_row + hi / n.group * Dh;
+  const bf16* vb = v + key_batch * n.k_row + hi / n.group * Dh;
+  const int key_begin = n.first_key(i0), key_end = n.key_end(i0, kQueryTile);
   const int tiles = (key_end - key_begin + kKeyTile - 1) / kKeyTile;
   const int row = i0 + 16 * warp + grp;  // this thread's rows: row and row + 8
 
   load_rows_async<Dh, kQueryTile>(qs, q + batch * n.q_row + hi * Dh, n.q_row, i0, n.s);
   load_rows_async<Dh, kQueryTile>(dos, dout + batch * n.q_row + hi * Dh, n.q_row, i0, n.s);
-  load_rows_async<Dh, kKeyTile>(ks, kb, n.k_row, key_begin, n.s);
-  load_rows_async<Dh, kKeyTile>(vs, vb, n.k_row, key_begin, n.s);
+  load_rows_async<Dh, kKeyTile>(ks, kb, n.k_row, key_begin, n.sk);
+  load_rows_async<Dh, kKeyTile>(vs, vb, n.k_row, key_begin, n.sk);
   cp_async_commit();
   float lse2[2], d[2];  // the rows' lse in log2 units, and D
   const int64_t stats = (static_cast<int64_t>(blockIdx.z) * n.h + hi) * n.s;
@@ -387,8 +398,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     const int j0 = key_begin + t * kKeyTile;
     if (t + 1 < tiles) {
       const int next = (t + 1) % 2 * kKeyTile * ld;
-      load_rows_async<Dh, kKeyTile>(ks + next, kb, n.k_row, j0 + kKeyTile, n.s);
-      load_rows_async<Dh, kKeyTile>(vs + next, vb, n.k_row, j0 + kKeyTile, n.s);
+      load_rows_async<Dh, kKeyTile>(ks + next, kb, n.k_row, j0 + kKeyTile, n.sk);
+      load_rows_async<Dh, kKeyTile>(vs + next, vb, n.k_row, j0 + kKeyTile, n.sk);
       cp_async_commit();
     }
     const bf16* kt = ks + t % 2 * kKeyTile * ld;
@@ -441,8 +452,11 @@ __global__ void __launch_bounds__(kBlockThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, grp = lane / 4, quad = lane % 4;
   const int j0 = static_cast<int>(blockIdx.x) * kKeyTile, g = static_cast<int>(blockIdx.y);
   const int64_t batch = static_cast<int64_t>(blockIdx.z) * n.s;
-  const int query_begin = j0, query_end = n.query_end(j0 + kKeyTile);
-  const int tiles = (query_end - query_begin + kQ - 1) / kQ;  // a head
+  const int64_t key_batch = static_cast<int64_t>(blockIdx.z) * n.sk;
+  const int query_begin = n.query_begin(j0), query_end = n.query_end(j0 + kKeyTile);
+  // A head's query tiles; none where the window has passed every key of the tile before the
+  // first query (keys far before the queries): dk and dv are then zero.
+  const int tiles = std::max(0, (query_end - query_begin + kQ - 1) / kQ);
   const int steps = n.group * tiles;
   const int key = j0 + 16 * warp + grp;  // this thread's keys: key and key + 8
 
@@ -461,10 +475,12 @@ __global__ void __launch_bounds__(kBlockThreads)
       cp_async_4(ds + buf * kQ + c, dsum + stats + (valid ? i0 + c : 0), valid);
     }
   };
-  load_rows_async<Dh, kKeyTile>(ks, k + batch * n.k_row + g * Dh, n.k_row, j0, n.s);
-  load_rows_async<Dh, kKeyTile>(vs, v + batch * n.k_row + g * Dh, n.k_row, j0, n.s);
-  load_step(0, 0);
-  cp_async_commit();
+  if (steps > 0) {  // else nothing to load: the zero gradients are stored below
+    load_rows_async<Dh, kKeyTile>(ks, k + key_batch * n.k_row + g * Dh, n.k_row, j0, n.sk);
+    load_rows_async<Dh, kKeyTile>(vs, v + key_batch * n.k_row + g * Dh, n.k_row, j0, n.sk);
+    load_step(0, 0);
+    cp_async_commit();
+  }
 
   float acc_dk[Dh / 8][4] = {}, acc_dv[Dh / 8][4] = {};
   for (int step = 0; step < steps; ++step) {
@@ -513,21 +529,24 @@ __global__ void __launch_bounds__(kBlockThreads)
       }
     }
   }
-  const int64_t at = batch * n.k_row + g * Dh;
-  store_rows(dk + at, n.k_row, j0 + 16 * warp, n.s, acc_dk, n.scale, n.scale);
-  store_rows(dv + at, n.k_row, j0 + 16 * warp, n.s, acc_dv, 1.0f, 1.0f);
+  const int64_t at = key_batch * n.k_row + g * Dh;
+  store_rows(dk + at, n.k_row, j0 + 16 * warp, n.sk, acc_dk, n.scale, n.scale);
+  store_rows(dv + at, n.k_row, j0 + 16 * warp, n.sk, acc_dv, 1.0f, 1.0f);
 }
 
 Problem problem_of(const Tensor& q, const Tensor& k, const AttentionParams& p) {
-  const int64_t s = q.size(1), h = q.size(2), hk = k.size(2), dh = q.size(3);
-  TMT_CHECK(s <= INT_MAX - 2 * kKeyTile && h <= 65535 && q.size(0) <= 65535,
-            "flash attention: q {} is over the launch limits (S < 2^31 - 128, H and B <= 65535)",
-            q.str());
+  const int64_t s = q.size(1), sk = k.size(1), h = q.size(2), hk = k.size(2), dh = q.size(3);
+  TMT_CHECK(sk <= INT_MAX - 2 * kKeyTile && h <= 65535 && q.size(0) <= 65535,
+            "flash attention: q {}, k {} are over the launch limits (Sk < 2^31 - 128, H and B <= "
+            "65535)",
+            q.str(), k.str());
   Problem n{};
   n.s = static_cast<int>(s);
+  n.sk = static_cast<int>(sk);
+  n.off = static_cast<int>(sk - s);
   n.h = static_cast<int>(h);
   n.group = static_cast<int>(h / hk);
-  n.window = p.window > 0 && p.window < s ? static_cast<int>(p.window) : 0;  // >= S: all of i
+  n.window = p.window > 0 && p.window < sk ? static_cast<int>(p.window) : 0;  // >= Sk: every key
   n.scale = static_cast<float>(p.softmax_scale);
   n.scale_log2 = static_cast<float>(p.softmax_scale * 1.4426950408889634);  // · log2(e)
   n.q_row = h * dh;
@@ -625,7 +644,7 @@ void flash_attention_bwd(const Context& ctx, const Tensor& dq, const Tensor& dk,
         ctx, dim3(tiles_of(n.s, kQueryTile), static_cast<unsigned>(n.h), batches), bf16_data(dq),
         bf16_data(dout), bf16_data(q), bf16_data(k), bf16_data(v), lse.ptr<const float>(), dsum, n);
     launch<flash_dkdv_kernel<Dh>, kDkdvSmem<Dh>>(
-        ctx, dim3(tiles_of(n.s, kKeyTile), static_cast<unsigned>(k.size(2)), batches),
+        ctx, dim3(tiles_of(n.sk, kKeyTile), static_cast<unsigned>(k.size(2)), batches),
         bf16_data(dk), bf16_data(dv), bf16_data(dout), bf16_data(q), bf16_data(k), bf16_data(v),
         lse.ptr<const float>(), dsum, n);
   });

@@ -135,10 +135,7 @@ size_t AttentionLayer::workspace_bytes(const LayerEnv& env) {
   const ModelConfig& m = *env.model;
   const AttentionShape shape{env.batch,  env.seq,    local_heads(env), local_kv_heads(env),
                              m.head_dim, m.head_dim, env.dtype};
-  const AttentionParams p = attention_params(m);
-  const Device device = env.ctx.device;
-  return std::max(attention_fwd_workspace_bytes(device, shape, p),
-                  attention_bwd_workspace_bytes(device, shape, p));
+  return env.cp.workspace_bytes(env.ctx.device, shape, attention_params(m));
 }
 
 void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {

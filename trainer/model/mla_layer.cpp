@@ -186,10 +186,7 @@ size_t MlaLayer::workspace_bytes(const LayerEnv& env) {
   const AttentionShape shape{
       env.batch,    env.seq,  heads, heads, a.qk_nope_head_dim + a.qk_rope_head_dim,
       a.v_head_dim, env.dtype};
-  const AttentionParams p = attention_params(m);
-  const Device device = env.ctx.device;
-  return std::max(attention_fwd_workspace_bytes(device, shape, p),
-                  attention_bwd_workspace_bytes(device, shape, p));
+  return env.cp.workspace_bytes(env.ctx.device, shape, attention_params(m));
 }
 
 void MlaLayer::reorder_heads(const Tensor& dst, const Tensor& src, bool to_rope_first) const {

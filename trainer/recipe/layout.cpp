@@ -159,12 +159,6 @@ void resolve_layout(Recipe& r, int64_t world) {
                      "each rank's tokens over tp)",
                      r.data.seq_len, p.cp, p.tp));
   }
-  if (p.cp > 1 && r.train.device != Device::kCpu) {
-    fail(r, "parallel.cp",
-         fmt::format("{} on {}: context parallelism runs on the CPU for now (its attention needs "
-                     "queries shorter than keys, which the CUDA kernels do not take yet)",
-                     p.cp, device_name(r.train.device)));
-  }
   const int64_t stage_ranks = p.tp * p.cp * p.dp;
   if (stage_ranks % (p.etp * p.ep) != 0) {
     fail(r, "parallel.ep",

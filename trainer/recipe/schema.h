@@ -266,8 +266,7 @@ void visit(V& v, R& p) {
         {.fallback = 1,
          .range = {.min = 1},
          .meaning = "context-parallel size: each sequence split into 2·cp chunks, rank i holding "
-                    "chunks i and 2·cp-1-i, attention over the all-gathered keys and values (CPU "
-                    "for now)"});
+                    "chunks i and 2·cp-1-i, attention over the all-gathered keys and values"});
   v.key("pp", p.pp, {.fallback = 1, .range = {.min = 1}, .meaning = "pipeline stages (1F1B)"});
   v.key("vpp", p.vpp,
         {.fallback = 1,

@@ -20,6 +20,8 @@
 //   LongSequenceSampledRows: the benchmark's shape (S 4096, H 16 / Hk 4, Dh 128), causal and with
 //     a window of 1000, on sampled rows against a double reference, through cuDNN and through the
 //     flash kernels.
+//   QueriesLastMatchReference: S < Sk (queries aligned last) on every path, to the tolerances
+//     above.
 //   PathsChosen: bf16 shapes cuDNN takes go to cuDNN unless TMT_ATTENTION says otherwise; f32 to
 //     the fp32 kernel.
 // Run it with TMT_ATTENTION unset: a forced path makes the op fatal on MatchesReference's shapes
@@ -57,6 +59,8 @@ const Context kCpu{};
 
 struct Case {
   int64_t b, s, h, hk, dqk, dv, window;
+  int64_t sk = 0;  // keys; 0: S. More: the queries are the last S positions (queries last)
+  int64_t keys() const { return sk > 0 ? sk : s; }
 };
 
 // Relative error by norm allowed on the bf16 tensor-core paths, cuDNN's and ours (bf16 products,
@@ -78,7 +82,7 @@ constexpr cuda::AttentionPass kPasses[] = {cuda::AttentionPass::kForward,
                                            cuda::AttentionPass::kBackward};
 
 AttentionShape shape_of(const Case& c, DType dtype) {
-  return {c.b, c.s, c.h, c.hk, c.dqk, c.dv, dtype};
+  return {c.b, c.s, c.h, c.hk, c.dqk, c.dv, dtype, c.keys()};
 }
 
 // A GPU context (the default stream) with a workspace of its own, sized for both passes of `via`
@@ -159,16 +163,17 @@ void run_bwd(Via via, const Context& ctx, const Tensor& dq, const Tensor& dk, co
 std::string case_name(Via via, DType dtype, const Case& c) {
   return std::string(via_name(via)) + " " + std::string(dtype_name(dtype)) +
          " B=" + std::to_string(c.b) + " S=" + std::to_string(c.s) + " H=" + std::to_string(c.h) +
-         " Hk=" + std::to_string(c.hk) + " Dqk=" + std::to_string(c.dqk) +
-         " Dv=" + std::to_string(c.dv) + " window=" + std::to_string(c.window);
+         " Sk=" + std::to_string(c.keys()) + " Hk=" + std::to_string(c.hk) +
+         " Dqk=" + std::to_string(c.dqk) + " Dv=" + std::to_string(c.dv) +
+         " window=" + std::to_string(c.window);
 }
 
 void check(Via via, DType dtype, const Case& c, uint64_t seed, double tol) {
   const std::string name = case_name(via, dtype, c);
   SCOPED_TRACE(name);
   std::printf("%s\n", name.c_str());
-  const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, c.s, c.hk, c.dqk}, ls{c.b, c.h, c.s};
-  const Shape vs{c.b, c.s, c.hk, c.dv}, os{c.b, c.s, c.h, c.dv};
+  const Shape qs{c.b, c.s, c.h, c.dqk}, ks{c.b, c.keys(), c.hk, c.dqk}, ls{c.b, c.h, c.s};
+  const Shape vs{c.b, c.keys(), c.hk, c.dv}, os{c.b, c.s, c.h, c.dv};
   const size_t bytes =
       8 * 16 * static_cast<size_t>(qs.numel() + ks.numel() + vs.numel() + os.numel() + ls.numel()) +
       (1 << 16);
@@ -214,7 +219,7 @@ void check(Via via, DType dtype, const Case& c, uint64_t seed, double tol) {
   run_bwd(via, gpu.ctx(), dqd, dkd, dvd, doutd, qd, kd, vd,
           test::to_device_as(dev, host, out, dtype), test::to_device(dev, lse), params);
   close(dvd, dv, tol, "dv");
-  if (c.s > 1 && c.window != 1) {
+  if (c.keys() > 1 && c.window != 1) {
     close(dqd, dq, tol, "dq");
     close(dkd, dk, tol, "dk");
     return;
@@ -346,6 +351,34 @@ TEST(CudaAttention, CudnnAgreesWithTensorCores) {
     agree(dq_c, dq_f, 2 * kTensorCoreTol, "dq");
     agree(dk_c, dk_f, 2 * kTensorCoreTol, "dk");
     agree(dv_c, dv_f, 2 * kTensorCoreTol, "dv");
+  }
+}
+
+// Queries shorter than keys, the last S of Sk positions (context parallelism's chunks against
+// their key prefixes, parallel/context_parallel.h): causal aligned bottom-right, with windows that
+// reach before the queries and ones that leave the first keys unseen (their dk, dv zero), GQA,
+// tiles not full, and MLA's 192 / 128. Every path: the op in f32 (the fp32 kernel) and in bf16
+// (its own choice), the tensor-core kernels and cuDNN (bottom-right diagonal) directly.
+constexpr Case kQueriesLastCases[] = {
+    {2, 64, 4, 2, 64, 64, 0, 128},     {1, 40, 8, 2, 128, 128, 0, 200},
+    {2, 100, 4, 1, 64, 64, 17, 101},   {1, 64, 4, 2, 128, 128, 64, 256},
+    {1, 16, 4, 4, 64, 64, 5, 200},     {2, 1, 4, 2, 64, 64, 0, 70},
+    {2, 96, 4, 2, 128, 128, 130, 192},
+};
+constexpr Case kQueriesLastMlaCases[] = {{2, 32, 8, 2, 192, 128, 0, 96},
+                                         {1, 64, 4, 4, 192, 128, 40, 256}};
+
+TEST(CudaAttention, QueriesLastMatchReference) {
+  uint64_t seed = 9000;
+  for (const Case& c : kQueriesLastCases) {
+    check(Via::kOp, DType::kF32, c, seed += 10, 1e-5);
+    check(Via::kOp, DType::kBF16, c, seed += 10, 1e-2);
+    check(Via::kFlash, DType::kBF16, c, seed += 10, kTensorCoreTol);
+    if (c.s > 1) check(Via::kCudnn, DType::kBF16, c, seed += 10, kTensorCoreTol);
+  }
+  for (const Case& c : kQueriesLastMlaCases) {
+    check(Via::kOp, DType::kF32, c, seed += 10, 1e-5);
+    check(Via::kCudnn, DType::kBF16, c, seed += 10, kTensorCoreTol);
   }
 }
 

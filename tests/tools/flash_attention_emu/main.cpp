@@ -2,6 +2,7 @@
 // and compares with the CPU reference as tests/kernels/cuda/attention_test.cpp does (relative error
 // by norm; lse to 1e-5, the rest to 5e-3; dq and dk exactly zero where each query sees one key),
 // checking also the guard bytes around every output. Prints one line a case and the failures.
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -18,6 +19,8 @@ using namespace tmt;
 
 struct Case {
   int64_t b, s, h, hk, dh, window;
+  int64_t sk = 0;  // keys; 0: S (queries last when more)
+  int64_t keys() const { return sk > 0 ? sk : s; }
 };
 constexpr double kTol = 5e-3;  // kTensorCoreTol of attention_test.cpp
 
@@ -138,7 +141,7 @@ static std::vector<float> test_input(Shape s, uint64_t seed) {
   return v;
 }
 static void run(const Case& c, std::mt19937_64& rng) {
-  const Shape qs{c.b, c.s, c.h, c.dh}, ks{c.b, c.s, c.hk, c.dh}, ls{c.b, c.h, c.s};
+  const Shape qs{c.b, c.s, c.h, c.dh}, ks{c.b, c.keys(), c.hk, c.dh}, ls{c.b, c.h, c.s};
   const AttentionParams p{1.0 / std::sqrt(double(c.dh)), c.window};
   std::vector<float> q, k, v, dout;
   if (g_test_seed) {
@@ -184,7 +187,7 @@ static void run(const Case& c, std::mt19937_64& rng) {
   cuda::flash_attention_bwd(ctx, dqd.t, dkd.t, dvd.t, dod.t, qd.t, kd.t, vd.t, outr.t, lser.t, p);
   const double e_dv = check("dv", dvd.get(), dv, kTol);
   double e_dq, e_dk;
-  if (c.s > 1 && c.window != 1) {
+  if (c.keys() > 1 && c.window != 1) {
     e_dq = check("dq", dqd.get(), dq, kTol);
     e_dk = check("dk", dkd.get(), dk, kTol);
   } else {
@@ -209,18 +212,23 @@ static void run(const Case& c, std::mt19937_64& rng) {
       std::printf("    FAIL guard overwritten\n");
     }
   std::printf(
-      "B %ld S %4ld H %ld Hk %ld Dh %3ld w %3ld | out %.2e lse %.2e dq %.2e dk %.2e dv %.2e\n", c.b,
-      c.s, c.h, c.hk, c.dh, c.window, e_out, e_lse, e_dq, e_dk, e_dv);
+      "B %ld S %4ld Sk %4ld H %ld Hk %ld Dh %3ld w %3ld | out %.2e lse %.2e dq %.2e dk %.2e dv "
+      "%.2e\n",
+      c.b, c.s, c.keys(), c.h, c.hk, c.dh, c.window, e_out, e_lse, e_dq, e_dk, e_dv);
   std::fflush(stdout);
 }
 
 int main(int argc, char** argv) {
   use_host_memory_as_device();
-  std::mt19937_64 rng(argc > 1 && std::string(argv[1]) != "test" ? std::stoull(argv[1]) : 1);
+  std::mt19937_64 rng(argc > 1 && std::isdigit(argv[1][0]) ? std::stoull(argv[1]) : 1);
   std::vector<Case> cases;
   if (argc > 2) {
     cases.push_back({std::stol(argv[2]), std::stol(argv[3]), std::stol(argv[4]), std::stol(argv[5]),
-                     std::stol(argv[6]), std::stol(argv[7])});
+                     std::stol(argv[6]), std::stol(argv[7]), argc > 8 ? std::stol(argv[8]) : 0});
+  } else if (argc > 1 && std::string(argv[1]) == "queries-last") {  // context parallelism's calls
+    for (int64_t dh : {64, 128})
+      for (auto [s, sk] : {std::pair{64, 128}, {64, 256}, {40, 200}, {1, 70}, {100, 101}})
+        for (int64_t w : {0, 1, 17, 64, 130}) cases.push_back({2, s, 4, 2, dh, w, sk});
   } else {
     for (int64_t dh : {64, 128})
       for (int64_t s : {1, 2, 63, 64, 65, 200, 257})

@@ -5,12 +5,14 @@
 # block barriers (emu.h) with the fragment layouts of the PTX ISA; shared memory starts as NaN,
 # cp.async lands either at issue or at the wait (at random), and the fibers run in a random order.
 # It checks the kernels against the emulator's reading of the PTX ISA, not against the hardware.
-# Slow (a second to half a minute a case); not part of ctest. Needs build/libtmt_kernels.a.
+# Slow (a second to half a minute a case); not part of ctest. Needs a kernels library of any
+# build, build/libtmt_kernels.a unless EMU_KERNELS_LIB names another (a CPU-only build's will do).
 #
 #   tests/tools/flash_attention_emu/run.sh test          the 168 cases (and inputs) of
 #                                                        TensorCoresMatchReference
 #   tests/tools/flash_attention_emu/run.sh SEED          the same shapes on other random inputs
-#   tests/tools/flash_attention_emu/run.sh SEED B S H Hk Dh WINDOW    one case
+#   tests/tools/flash_attention_emu/run.sh queries-last  queries shorter than keys (Sk > S)
+#   tests/tools/flash_attention_emu/run.sh SEED B S H Hk Dh WINDOW [SK]    one case
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -26,5 +28,5 @@ if grep -q -e '<<<' -e '__shared__' "$out/flash_attention_emu.cpp"; then
 fi
 g++ -std=c++20 -O2 -I"$here" -I"$here/shadow" -I"$root" -DTMT_WITH_CUDA=1 \
     "$out/flash_attention_emu.cpp" "$here/main.cpp" "$root/tests/support/random.cpp" \
-    "$root/build/libtmt_kernels.a" -lfmt -fopenmp -o "$out/emu"
+    "${EMU_KERNELS_LIB:-$root/build/libtmt_kernels.a}" -lfmt -fopenmp -o "$out/emu"
 exec "$out/emu" "$@"

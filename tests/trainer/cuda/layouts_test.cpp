@@ -5,7 +5,7 @@
 // and in bf16 mixed precision losses to 3e-2 and weights to 1e-1 by norm (each layout rounds its
 // partial sums to bf16 at different points, and a token whose two best experts are nearly tied
 // may go to another expert, whose weights then move differently). 10 optimizer steps of the small
-// MoE (tests/support/small_moe.h).
+// MoE (tests/support/small_moe.h). Tensor, expert, pipeline and context parallelism.
 //
 // ranks: 2 4
 // timeout: 900
@@ -36,6 +36,21 @@ TEST(CudaLayouts, PipelineAndExpertParallelWithZero1) {
              : std::vector<std::string>{"parallel.pp=2"};
   test::expect_same_run(kFp32, layout);
   test::expect_same_run(kBf16, layout);
+}
+
+TEST(CudaLayouts, ContextParallel) {
+  // 2 ranks: cp2; 4 ranks: cp2 tp2, then cp2 ep2 with a sliding window. Each rank's query chunks
+  // attend to the gathered keys with queries shorter than keys (the kernels' bottom-right causal).
+  const int n = mpi_world()->size();
+  const std::vector<std::vector<std::string>> layouts =
+      n == 4 ? std::vector<std::vector<std::string>>{{"parallel.cp=2", "parallel.tp=2"},
+                                                     {"parallel.cp=2", "parallel.ep=2",
+                                                      "model.sliding_window=5"}}
+             : std::vector<std::vector<std::string>>{{"parallel.cp=2"}};
+  for (const std::vector<std::string>& layout : layouts) {
+    test::expect_same_run(kFp32, layout);
+    test::expect_same_run(kBf16, layout);
+  }
 }
 
 }  // namespace
