@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "tests/support/small_moe.h"
 #include "trainer/model/model_stats.h"
@@ -84,6 +85,77 @@ TEST(Plan, TrafficOfEachGroupByHand) {
   const StepEstimate small_domain = estimate_step(r, hw, {.nvlink_domain = 4});
   EXPECT_FALSE(find(small_domain, "dp")->nvlink);
   EXPECT_TRUE(find(small_domain, "tp")->nvlink);
+}
+
+TEST(Plan, ContextParallelTrafficByHand) {
+  // 16 GPUs: tp2 cp2 pp2 dp2, experts ep4 (folded over tp · cp · dp = 8): m = 24 / (2 · 2) = 6
+  // micro-batches, each rank holding T = 2 · 16 / 2 = 16 of their tokens. Every attention layer
+  // (2 a stage) gathers the whole sequences' keys and values, k and v of max(1, Hk / tp) = 1 head
+  // of Dh = 8: W = 16 values a token, 3 collectives a layer (4 with recomputation); the TP, EP
+  // and PP terms move the rank's T tokens; the dense gradients are summed over cp · dp = 4 ranks.
+  const std::vector<std::string> layout = {"parallel.tp=2", "parallel.cp=2", "parallel.pp=2",
+                                           "parallel.ep=4"};
+  const Recipe r = small(layout, 16);
+  const Hardware& hw = hardware("h100");
+  const StepEstimate e = estimate_step(r, hw, {});
+  EXPECT_EQ(e.micro_batches, 6);
+  const double m = 6, t = 16, d = 32, b = 2, w = 16;
+  ASSERT_NE(find(e, "cp"), nullptr);
+  EXPECT_EQ(find(e, "cp")->size, 2);
+  EXPECT_DOUBLE_EQ(find(e, "cp")->bytes, m * 2 * 3 * 0.5 * (2 * 16) * w * b);
+  EXPECT_DOUBLE_EQ(find(e, "tp")->bytes, m * 2 * 8 * 0.5 * t * d * b);
+  EXPECT_DOUBLE_EQ(find(e, "ep")->bytes, m * 2 * 4 * 0.75 * (t / 2) * 2 * d * b);
+  EXPECT_DOUBLE_EQ(find(e, "pp")->bytes, m * 2 * (t / 2) * d * b);
+  ASSERT_NE(find(e, "dp"), nullptr);
+  EXPECT_EQ(find(e, "dp")->size, 4);
+  // cp (ranks 0, 2) and the dense replicas (0, 2, 4, 6) sit in the 8-GPU domain.
+  EXPECT_TRUE(find(e, "cp")->nvlink);
+  EXPECT_TRUE(find(e, "dp")->nvlink);
+  // The same FLOPs a GPU as tp2 pp2 dp4: context parallelism splits the work, not adds to it.
+  const StepEstimate no_cp =
+      estimate_step(small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16), hw, {});
+  EXPECT_DOUBLE_EQ(e.busiest_flops, no_cp.busiest_flops);
+  auto selective = layout;
+  selective.push_back("train.recompute=selective");
+  EXPECT_DOUBLE_EQ(find(estimate_step(small(selective, 16), hw, {}), "cp")->bytes,
+                   find(e, "cp")->bytes * 4 / 3);
+  // ZeRO-1 shards the optimizer over the cp · dp replicas.
+  auto zero1 = layout,
+       zero1_no_cp = std::vector<std::string>{"parallel.tp=2", "parallel.pp=2", "parallel.ep=4",
+                                              "parallel.zero1=true"};
+  zero1.push_back("parallel.zero1=true");
+  EXPECT_DOUBLE_EQ(estimate_step(small(zero1, 16), hw, {}).optimizer_s,
+                   estimate_step(small(zero1_no_cp, 16), hw, {}).optimizer_s);
+}
+
+TEST(Plan, SearchTriesContextParallelOnLongSequencesOnly) {
+  // At 8192 tokens cp 2 leaves each rank 4096 of a sequence (kMinCpTokens), cp 4 would leave
+  // 2048: the search tries parallel.cp 1 and 2; at the recipe's own 16 tokens, 1 alone. Every
+  // layout it ranks holds tp · cp · dp · pp = 8.
+  const auto search = [](int64_t seq) {
+    const std::string seq_set = fmt::format("data.seq_len={}", seq);
+    const RecipeMaker make = [seq_set](std::vector<std::string> sets) {
+      sets.push_back(seq_set);
+      Recipe r = parse_recipe(test::kSmallMoeRecipe, "small", sets);
+      resolve_layout(r, 8);
+      return r;
+    };
+    const Recipe base = parse_recipe(test::kSmallMoeRecipe, "small", {seq_set});
+    return search_layouts(base, make, 8, hardware("h100"), {}, 100000);
+  };
+  const auto cps = [](const LayoutSearch& s) {
+    std::set<int64_t> out;
+    for (const LayoutCandidate& c : s.ranked) {
+      const ParallelConfig& p = c.recipe.parallel;
+      EXPECT_EQ(p.tp * p.cp * p.dp * p.pp, 8);
+      out.insert(p.cp);
+    }
+    return out;
+  };
+  const LayoutSearch long_seq = search(8192), short_seq = search(16);
+  EXPECT_EQ(cps(long_seq), (std::set<int64_t>{1, 2}));
+  EXPECT_EQ(cps(short_seq), (std::set<int64_t>{1}));
+  EXPECT_GT(long_seq.considered, short_seq.considered);
 }
 
 TEST(Plan, TimeTermsAndRates) {

@@ -24,9 +24,10 @@ void print_estimate(const Recipe& r, const Hardware& hw, const StepEstimate& e,
   fmt::print("# {} on {} x {} ({} per NVLink domain)\n", r.source, e.gpus, hw.description,
              e.nvlink_domain);
   fmt::print(
-      "layout: tp {} x dp {} x pp {}{} (dense); etp {} x ep {} x edp {} (experts); zero1 {}\n",
-      p.tp, p.dp, p.pp, p.vpp > 1 ? fmt::format(" (vpp {}: interleaved)", p.vpp) : "", p.etp, p.ep,
-      p.edp, p.zero1 ? "on" : "off");
+      "layout: tp {}{} x dp {} x pp {}{} (dense); etp {} x ep {} x edp {} (experts); zero1 {}\n",
+      p.tp, p.cp > 1 ? fmt::format(" x cp {}", p.cp) : "", p.dp, p.pp,
+      p.vpp > 1 ? fmt::format(" (vpp {}: interleaved)", p.vpp) : "", p.etp, p.ep, p.edp,
+      p.zero1 ? "on" : "off");
   fmt::print("step: {:.0f} tokens, {} micro-batch(es) of {} per data-parallel rank\n",
              e.tokens_per_step, e.micro_batches, r.train.micro_batch);
 
@@ -82,6 +83,7 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
                       {"overlap", e.overlap},
                       {"layout",
                        {{"tp", p.tp},
+                        {"cp", p.cp},
                         {"dp", p.dp},
                         {"pp", p.pp},
                         {"vpp", p.vpp},
@@ -132,9 +134,9 @@ nlohmann::json to_json(const Recipe& r, const Hardware& hw, const StepEstimate& 
 // The layout keys of a candidate (search.h), as a table row.
 std::string layout_row(const Recipe& r) {
   const ParallelConfig& p = r.parallel;
-  return fmt::format("{:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9}", p.tp, p.pp,
-                     p.vpp, p.dp, p.ep, p.etp, p.edp, p.zero1 ? "on" : "off", r.train.micro_batch,
-                     name_of(r.train.recompute));
+  return fmt::format("{:>3} {:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9}", p.tp,
+                     p.cp, p.pp, p.vpp, p.dp, p.ep, p.etp, p.edp, p.zero1 ? "on" : "off",
+                     r.train.micro_batch, name_of(r.train.recompute));
 }
 
 int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumptions& a) {
@@ -171,9 +173,9 @@ int run_search(const PlanOptions& options, const Hardware& hw, const PlanAssumpt
     return 0;
   }
   fmt::print(
-      "{:>6} {:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9} {:>8} {:>8} {:>7} {:>7} "
-      "{:>7} {:>10} {:>7} {:>6}\n",
-      "rank", "tp", "pp", "vpp", "dp", "ep", "etp", "edp", "zero1", "micro", "recompute",
+      "{:>6} {:>3} {:>3} {:>3} {:>3} {:>4} {:>3} {:>3} {:>4} {:<5} {:>5} {:<9} {:>8} {:>8} {:>7} "
+      "{:>7} {:>7} {:>10} {:>7} {:>6}\n",
+      "rank", "tp", "cp", "pp", "vpp", "dp", "ep", "etp", "edp", "zero1", "micro", "recompute",
       "peak GiB", "compute", "bubble", "comm", "step s", "tokens/s", "TFLOP/s", "MFU");
   const auto row = [&](const std::string& label, const Recipe& r, const StepEstimate& e) {
     fmt::print(

@@ -4,10 +4,14 @@
 // The space, for N GPUs of a hardware kind with an NVLink domain of K:
 //   tp          powers of two up to min(K, 8), dividing n_heads (tensor parallelism off the
 //               NVLink domain is never a good trade, and 8 is as far as Megatron-Core takes it)
-//   pp          every divisor of N / tp up to n_layers (uneven splits allowed, as the trainer does)
+//   cp          1, and the powers of two that leave each rank kMinCpTokens of every sequence or
+//               more (context parallelism pays off on long sequences only: below that its
+//               all-gathers and short attention chunks cost more than the memory it saves)
+//   pp          every divisor of N / (tp · cp) up to n_layers (uneven splits allowed, as the
+//               trainer does)
 //   vpp         1, 2, 4 model chunks per stage when pp > 1 (interleaved 1F1B: the bubble / vpp
 //               for vpp times the pipeline messages and more activations in flight)
-//   ep          every divisor of n_experts that divides tp · dp (1 for a dense model)
+//   ep          every divisor of n_experts that divides tp · cp · dp (1 for a dense model)
 //   etp         1, or tp when the expert hidden size divides (Megatron's two usual choices)
 //   zero1       off, on
 //   micro_batch 1, 2, 4, 8 dividing the global batch over dp
@@ -27,6 +31,9 @@
 #include "trainer/plan/step_estimate.h"
 
 namespace tmt {
+
+// The fewest tokens of a sequence a CP rank is left with in the search.
+inline constexpr int64_t kMinCpTokens = 4096;
 
 struct LayoutCandidate {
   std::vector<std::string> sets;  // the keys set, as --set arguments ("parallel.tp=2", ...)

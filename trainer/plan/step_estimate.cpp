@@ -105,7 +105,9 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   const double local_experts = expert_params / static_cast<double>(p.ep * p.etp) * pp_share;
 
   const double b = 2.0;  // bf16 activations
-  const double tokens = static_cast<double>(r.train.micro_batch * r.data.seq_len);
+  // A rank's tokens of a micro-batch: its 2·cp chunks' share of each sequence.
+  const double sequence_tokens = static_cast<double>(r.train.micro_batch * r.data.seq_len);
+  const double tokens = sequence_tokens / static_cast<double>(p.cp);
   const double d = static_cast<double>(m.d_model), mb = static_cast<double>(e.micro_batches);
   const auto add = [&](const std::string& name, int64_t size, GroupKind kind, double bytes) {
     if (size <= 1) return;
@@ -126,14 +128,33 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
         mb * static_cast<double>(moe_layers) * ep_moves * ring_share(p.ep) *
             (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) * d * b);
   }
+  if (p.cp > 1) {
+    // The keys and values a rank holds per token: GQA's Hk / tp heads of k and v, Dh each (a kv
+    // head shared by several TP ranks when Hk < tp); MLA's H / tp heads of its expanded keys
+    // (dn + dr) and values (dv).
+    const double tp = static_cast<double>(p.tp);
+    const double kv_width =
+        m.is_mla() ? static_cast<double>(m.n_heads) / tp *
+                         static_cast<double>(m.mla->qk_nope_head_dim + m.mla->qk_rope_head_dim +
+                                             m.mla->v_head_dim)
+                   : 2 * std::max(1.0, static_cast<double>(m.n_kv_heads) / tp) *
+                         static_cast<double>(m.head_dim);
+    const double cp_moves = rc == Recompute::kNone ? 3 : 4;
+    add("cp", p.cp, GroupKind::kCp,
+        mb * static_cast<double>(layers) * cp_moves * ring_share(p.cp) * sequence_tokens *
+            kv_width * b);
+  }
   // Each micro-batch's activations and gradients cross a rank's boundaries once per chunk.
   add("pp", p.pp, GroupKind::kPp,
       mb * 2 * static_cast<double>(p.vpp) * (tokens / static_cast<double>(p.tp)) * d * b);
-  add("dp", p.dp, GroupKind::kDp, 2 * ring_share(p.dp) * 4 * local_dense);
+  // Dense gradients are summed over cp · dp (each CP rank saw other tokens of the sequences).
+  const int64_t dense_replicas = p.dp * p.cp;
+  add("dp", dense_replicas, p.cp > 1 ? GroupKind::kDpCp : GroupKind::kDp,
+      2 * ring_share(dense_replicas) * 4 * local_dense);
   add("edp", p.edp, GroupKind::kEdp, 2 * ring_share(p.edp) * 4 * local_experts);
 
   const double local = local_dense + local_experts;
-  const double optimizer_params = p.zero1 ? local / static_cast<double>(p.dp) : local;
+  const double optimizer_params = p.zero1 ? local / static_cast<double>(dense_replicas) : local;
   e.optimizer_s = 30 * optimizer_params / (hw.hbm_tbps * 1e12 * a.hbm_efficiency);
 
   for (const GroupTraffic& g : e.traffic) e.communication_s += g.seconds;

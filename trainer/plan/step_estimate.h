@@ -2,16 +2,23 @@
 // memory per rank (memory_plan.h, the trainer's own sizing code), bytes each parallel group moves
 // per step and over which link, and a step time from FLOPs, bytes and link rates.
 //
-// Per rank and step, with m micro-batches per data-parallel rank, T = micro_batch · seq_len tokens
-// per micro-batch, D = d_model, b = bytes per activation (2, bf16), Ls (Lm) the (MoE) layers of
-// the busiest stage, K = top_k, a ring collective over n ranks sending (n-1)/n of its buffer:
+// Per rank and step, with m micro-batches per data-parallel rank, T = micro_batch · seq_len / cp
+// tokens of a micro-batch on a rank, D = d_model, b = bytes per activation (2, bf16), Ls (Lm) the
+// (MoE) layers of the busiest stage, K = top_k, a ring collective over n ranks sending (n-1)/n of
+// its buffer:
 //   TP (sequence parallel): 8 collectives a layer and micro-batch (an all-gather before and a
 //       reduce-scatter after attention and the FFN, forward and backward), each (tp-1)/tp·T·D·b
 //   EP: 4 all-to-alls an MoE layer and micro-batch (dispatch and combine, forward and backward),
 //       each (ep-1)/ep·(T/tp)·K·D·b
+//   CP (parallel/context_parallel.h): every attention layer all-gathers the keys and values of
+//       the whole sequences in the forward, again in the backward, and reduce-scatters their
+//       gradients: 3 collectives a layer and micro-batch (4 with recomputation, which gathers
+//       once more), each (cp-1)/cp·micro_batch·seq_len·W·b, W the keys' and values' width on a
+//       rank (GQA 2·max(1, Hk/tp)·Dh; MLA H/tp·(dn + dr + dv), its keys expanded)
 //   PP: a micro-batch's activations out and their gradient back: 2·(T/tp)·D·b
 //   DP / EDP: the fp32 gradients reduced (all-reduce, or ZeRO-1's reduce-scatter and parameter
-//       all-gather: the same volume) 2·(n-1)/n·4·P, P the rank's dense (or expert) parameters
+//       all-gather: the same volume) 2·(n-1)/n·4·P, P the rank's dense (or expert) parameters;
+//       the dense ones over cp · dp ranks
 // A group whose ranks share one NVLink domain (nvlink_domain consecutive ranks) moves at NVLink's
 // rate, else at the network's, each times link_efficiency.
 //
@@ -32,7 +39,7 @@
 //               the attention core's and selective recompute's at bf16's
 //   bubble    = compute · (pp-1)/(vpp·m) (1F1B, interleaved with vpp chunks a rank)
 //   optimizer = 30 bytes per local parameter (fp32 value, grad, m, v read; value, m, v and the bf16
-//               copy written) over HBM at hbm_efficiency; 1/dp of it with ZeRO-1
+//               copy written) over HBM at hbm_efficiency; 1/(cp·dp) of it with ZeRO-1
 // MFU = model FLOPs per second per GPU / the dense peak of the GEMMs' format (bf16, or fp8).
 #pragma once
 
@@ -64,7 +71,7 @@ struct PlanAssumptions {
 };
 
 struct GroupTraffic {
-  std::string group;   // tp | ep | pp | dp | edp
+  std::string group;   // tp | cp | ep | pp | dp (cp · dp ranks with cp) | edp
   int64_t size = 1;    // ranks in the group
   double bytes = 0;    // sent per rank per step
   bool nvlink = true;  // inside one NVLink domain
