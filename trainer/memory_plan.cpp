@@ -36,7 +36,9 @@ ModelRun model_run_of(const Recipe& r) {
           .micro_batch = r.train.micro_batch,
           .seq_len = r.data.seq_len,
           .seed = r.train.seed,
-          .recompute = r.train.recompute};
+          .recompute = r.train.recompute,
+          .fp8 = r.train.precision == Precision::kFp8 ? std::optional<Fp8Recipe>(r.fp8.kernel())
+                                                      : std::nullopt};
 }
 
 size_t StageMemory::total() const {

@@ -2,8 +2,8 @@
 // is kept, never what is computed: on the CPU at one rank the small MoE recipe
 // (tests/support/small_moe.h) trained under selective and full recomputation gives bit for bit
 // the run without — every step's loss and its parts, the gradient norm, the expert loads, the
-// validation loss and every parameter after the steps — with grouped-query and latent attention
-// and with DeepSeek routing (the expert bias moves every step from the loads, so a rerun that
+// validation loss and every parameter after the steps — with grouped-query and latent attention,
+// with FP8 GEMMs (train.precision: fp8) and with DeepSeek routing (the expert bias moves every step from the loads, so a rerun that
 // counted them twice would show). A model with two in-flight micro-batches (a pipeline stage's
 // slots) run forward, forward, backward, backward gives the same gradients bit for bit. And the
 // activations shrink: none > selective > full, from the real model's arenas, with the memory plan
@@ -104,6 +104,11 @@ void expect_recompute_changes_nothing(const std::vector<std::string>& common,
 
 TEST(Recompute, SmallMoeTrainsBitForBitAsWithout) {
   expect_recompute_changes_nothing({"train.steps=6"}, "GQA");
+}
+
+TEST(Recompute, Fp8TrainsBitForBitAsWithout) {
+  // FP8's fake quantization reruns on the recomputed operands and must round them the same way.
+  expect_recompute_changes_nothing({"train.steps=4", "train.precision=fp8"}, "FP8");
 }
 
 TEST(Recompute, LatentAttentionTrainsBitForBitAsWithout) {

@@ -9,6 +9,7 @@
 #include "kernels/reduce.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "trainer/model/gemm.h"
 
 namespace tmt {
 
@@ -146,9 +147,9 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   const Recomputed r = recomputed_for_pass();
   rmsnorm_fwd(ctx, r.h, rstd_, x, ps[norm_].weight, env_.model->norm_eps);
   env_.sp.gather(r.h_full, r.h);
-  linear_fwd(ctx, q_, r.h_full, ps[wq_].weight);
-  linear_fwd(ctx, k_, r.h_full, ps[wk_].weight);
-  linear_fwd(ctx, v_, r.h_full, ps[wv_].weight);
+  gemm_fwd(env_, q_, r.h_full, ps[wq_].weight);
+  gemm_fwd(env_, k_, r.h_full, ps[wk_].weight);
+  gemm_fwd(env_, v_, r.h_full, ps[wv_].weight);
   const Tensor q3 = q_.view({t, heads_, head_dim_});
   const Tensor k3 = k_.view({t, kv_heads_, head_dim_});
   rope_fwd(ctx, q3, q3, rope.positions, rope.cos, rope.sin,
@@ -161,7 +162,7 @@ void AttentionLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& r
   const ForwardTemps f = forward_temps(*scratch_);
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
-    linear_fwd(ctx, out, r.o, ps[wo_].weight, acc);
+    gemm_fwd(env_, out, r.o, ps[wo_].weight, acc);
   });
   scratch_->reset(mark);
 }
@@ -183,7 +184,7 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
   const BackwardTemps g = backward_temps(*scratch_, dx);
   // x_out = x + o Woᵀ: the branch sees dx unchanged (all of its tokens, under tp).
   env_.sp.gather(g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
+  gemm_bwd(env_, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
   env_.cp.attention_bwd(ctx, *scratch_, g.dq.view(qs), g.dk.view(ks), g.dv.view(ks),
                         g.dout.view(qs), q_.view(qs), k_.view(ks), v_.view(ks), r.o.view(qs), lse_,
                         attention_params(*env_.model));
@@ -194,9 +195,9 @@ void AttentionLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rop
   rope_bwd(ctx, dk3, dk3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
   // dh: this rank's heads' share of the projections' input gradient, summed over TP.
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
-    linear_bwd(ctx, out, ps[wq_].grad, g.dq, r.h_full, ps[wq_].weight);
-    linear_bwd(ctx, out, ps[wk_].grad, g.dk, r.h_full, ps[wk_].weight, /*accumulate_dx=*/true);
-    linear_bwd(ctx, out, ps[wv_].grad, g.dv, r.h_full, ps[wv_].weight, /*accumulate_dx=*/true);
+    gemm_bwd(env_, out, ps[wq_].grad, g.dq, r.h_full, ps[wq_].weight);
+    gemm_bwd(env_, out, ps[wk_].grad, g.dk, r.h_full, ps[wk_].weight, /*accumulate_dx=*/true);
+    gemm_bwd(env_, out, ps[wv_].grad, g.dv, r.h_full, ps[wv_].weight, /*accumulate_dx=*/true);
   });
   rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
   add(ctx, dx, g.dx_norm);

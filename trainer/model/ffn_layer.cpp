@@ -2,6 +2,7 @@
 
 #include "kernels/linear.h"
 #include "kernels/swiglu.h"
+#include "trainer/model/gemm.h"
 
 namespace tmt {
 
@@ -47,9 +48,9 @@ void FfnLayer::forward(const Tensor& y, const Tensor& h, bool accumulate) {
   const Tensor w13 = ps[w13_].weight.view({2 * hidden_, env_.model->d_model});
   const size_t mark = scratch_->mark();
   const Tensor act = act_for_pass();
-  linear_fwd(env_.ctx, gate_up_, h, w13);
+  gemm_fwd(env_, gate_up_, h, w13);
   swiglu_fwd(env_.ctx, act, gate_up_);
-  linear_fwd(env_.ctx, y, act, ps[w2_].weight, accumulate);
+  gemm_fwd(env_, y, act, ps[w2_].weight, accumulate);
   scratch_->reset(mark);
 }
 
@@ -59,11 +60,11 @@ void FfnLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h, boo
   const Tensor act = act_for_pass();
   if (env_.selective()) swiglu_fwd(env_.ctx, act, gate_up_);
   const BackwardTemps g = backward_temps(*scratch_);
-  linear_bwd(env_.ctx, g.dact, ps[w2_].grad, dy, act, ps[w2_].weight);
+  gemm_bwd(env_, g.dact, ps[w2_].grad, dy, act, ps[w2_].weight);
   swiglu_bwd(env_.ctx, g.dgate_up, g.dact, gate_up_);
   const Shape w13{2 * hidden_, env_.model->d_model};
-  linear_bwd(env_.ctx, dh, ps[w13_].grad.view(w13), g.dgate_up, h, ps[w13_].weight.view(w13),
-             accumulate_dh);
+  gemm_bwd(env_, dh, ps[w13_].grad.view(w13), g.dgate_up, h, ps[w13_].weight.view(w13),
+           accumulate_dh);
   scratch_->reset(mark);
 }
 

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "kernels/base/arena.h"
 #include "kernels/base/context.h"
@@ -46,6 +47,8 @@ struct LayerEnv {
   Communicator* experts = nullptr;
   int64_t etp = 1;
   Recompute recompute = Recompute::kNone;  // train.recompute
+  // train.precision fp8: the scaling of the FP8 GEMMs (gemm.h); none: GEMMs in the dtype.
+  std::optional<Fp8Recipe> fp8 = std::nullopt;
 
   // Whether the layers recompute their cheap activations in backward (train.recompute: selective).
   bool selective() const { return recompute == Recompute::kSelective; }

@@ -10,6 +10,7 @@
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "kernels/slice.h"
+#include "trainer/model/gemm.h"
 
 namespace tmt {
 
@@ -213,11 +214,11 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
   // queries, projected as [q_nope, q_pe] per head and held as [q_pe, q_nope]: one RoPE call then
   // rotates the pe part and applies the position scale to the whole head
   if (q_lora()) {
-    linear_fwd(ctx, qa_, r.h_full, ps[wq_a_].weight);
+    gemm_fwd(env_, qa_, r.h_full, ps[wq_a_].weight);
     rmsnorm_fwd(ctx, r.qa_norm, qa_rstd_, qa_, ps[q_a_norm_].weight, kLatentNormEps);
-    linear_fwd(ctx, f.q, r.qa_norm, ps[wq_].weight);
+    gemm_fwd(env_, f.q, r.qa_norm, ps[wq_].weight);
   } else {
-    linear_fwd(ctx, f.q, r.h_full, ps[wq_].weight);
+    gemm_fwd(env_, f.q, r.h_full, ps[wq_].weight);
   }
   reorder_heads(q_, f.q, /*to_rope_first=*/true);
   const Shape qs{env_.batch, env_.seq, heads_, dqk()};
@@ -226,10 +227,10 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
            {.layout = rope.layout, .scale = rope.q_scale});
   // the latent c = [c_kv, k_pe]: c_kv normed and up-projected to each head's [k_nope, v]; k_pe
   // rotated once, the one RoPE key of every head
-  linear_fwd(ctx, f.c, r.h_full, ps[wkv_a_].weight);
+  gemm_fwd(env_, f.c, r.h_full, ps[wkv_a_].weight);
   copy_columns(ctx, ckv_, f.c, {.dst_col = 0, .src_col = 0, .width = rkv_});
   rmsnorm_fwd(ctx, r.ckv_norm, ckv_rstd_, ckv_, ps[kv_a_norm_].weight, kLatentNormEps);
-  linear_fwd(ctx, f.kv, r.ckv_norm, ps[wkv_b_].weight);
+  gemm_fwd(env_, f.kv, r.ckv_norm, ps[wkv_b_].weight);
   copy_columns(ctx, f.pe, f.c, {.dst_col = 0, .src_col = rkv_, .width = dr_});
   const Tensor pe3 = f.pe.view({t, 1, dr_});
   rope_fwd(ctx, pe3, pe3, rope.positions, rope.cos, rope.sin, {.layout = rope.layout});
@@ -244,7 +245,7 @@ void MlaLayer::forward(const Tensor& x_out, const Tensor& x, const Rope& rope) {
                         attention_params(*env_.model));
   copy(ctx, x_out, x);
   env_.sp.reduce_scatter_add(ctx, x_out, f.partial, f.received, [&](const Tensor& out, bool acc) {
-    linear_fwd(ctx, out, r.o, ps[wo_].weight, acc);
+    gemm_fwd(env_, out, r.o, ps[wo_].weight, acc);
   });
   scratch_->reset(mark);
 }
@@ -267,7 +268,7 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   }
   const BackwardTemps g = backward_temps(*scratch_, dx);
   env_.sp.gather(g.dy_full, dx);
-  linear_bwd(ctx, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
+  gemm_bwd(env_, g.dout, ps[wo_].grad, g.dy_full, r.o, ps[wo_].weight);
   env_.cp.attention_bwd(ctx, *scratch_, g.dq.view(qs), g.dk.view(qs), g.dv.view(vs),
                         g.dout.view(vs), q_.view(qs), k_.view(qs), v_.view(vs), r.o.view(vs), lse_,
                         attention_params(*env_.model));
@@ -285,22 +286,22 @@ void MlaLayer::backward(const Tensor& dx, const Tensor& x, const Rope& rope) {
   const Tensor dkv_rows = g.dkv.view({th, dn_ + dv_});
   copy_columns(ctx, dkv_rows, dk_rows, {.dst_col = 0, .src_col = dr_, .width = dn_});
   copy_columns(ctx, dkv_rows, g.dv.view({th, dv_}), {.dst_col = dn_, .src_col = 0, .width = dv_});
-  linear_bwd(ctx, g.dckv_norm, ps[wkv_b_].grad, g.dkv, r.ckv_norm, ps[wkv_b_].weight);
+  gemm_bwd(env_, g.dckv_norm, ps[wkv_b_].grad, g.dkv, r.ckv_norm, ps[wkv_b_].weight);
   rmsnorm_bwd(ctx, g.dckv, ps[kv_a_norm_].grad, g.dckv_norm, ckv_, ps[kv_a_norm_].weight,
               ckv_rstd_);
   copy_columns(ctx, g.dc, g.dckv, {.dst_col = 0, .src_col = 0, .width = rkv_});
   if (q_lora()) {
-    linear_bwd(ctx, g.dqa_norm, ps[wq_].grad, g.dq_proj, r.qa_norm, ps[wq_].weight);
+    gemm_bwd(env_, g.dqa_norm, ps[wq_].grad, g.dq_proj, r.qa_norm, ps[wq_].weight);
     rmsnorm_bwd(ctx, g.dqa, ps[q_a_norm_].grad, g.dqa_norm, qa_, ps[q_a_norm_].weight, qa_rstd_);
   }
   env_.sp.reduce_scatter(g.dh, g.dh_partial, [&](const Tensor& out) {
     if (q_lora()) {
-      linear_bwd(ctx, out, ps[wq_a_].grad, g.dqa, r.h_full, ps[wq_a_].weight);
+      gemm_bwd(env_, out, ps[wq_a_].grad, g.dqa, r.h_full, ps[wq_a_].weight);
     } else {
-      linear_bwd(ctx, out, ps[wq_].grad, g.dq_proj, r.h_full, ps[wq_].weight);
+      gemm_bwd(env_, out, ps[wq_].grad, g.dq_proj, r.h_full, ps[wq_].weight);
     }
-    linear_bwd(ctx, out, ps[wkv_a_].grad, g.dc, r.h_full, ps[wkv_a_].weight,
-               /*accumulate_dx=*/true);
+    gemm_bwd(env_, out, ps[wkv_a_].grad, g.dc, r.h_full, ps[wkv_a_].weight,
+             /*accumulate_dx=*/true);
   });
   rmsnorm_bwd(ctx, g.dx_norm, ps[norm_].grad, g.dh, x, ps[norm_].weight, rstd_);
   add(ctx, dx, g.dx_norm);

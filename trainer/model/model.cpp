@@ -32,6 +32,7 @@ Model::Model(const ModelConfig& config, const ModelRun& run, const Context& ctx,
   env_.experts = shard.experts;
   env_.etp = shard.etp;
   env_.recompute = run.recompute;
+  env_.fp8 = run.fp8;
   recompute_ = run.recompute;
   const int64_t tp = env_.tp_size();
   TMT_CHECK(m.vocab_size % tp == 0, "vocabulary {} over {} tensor-parallel ranks", m.vocab_size,

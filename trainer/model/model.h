@@ -81,6 +81,9 @@ struct ModelRun {
   // a slot keeps only its blocks' inputs, and backward reruns each block's forward before its
   // backward.
   Recompute recompute = Recompute::kNone;
+  // train.precision fp8: the linears' and experts' GEMMs take FP8 operands (gemm.h); none: the
+  // dtype's.
+  std::optional<Fp8Recipe> fp8 = std::nullopt;
 };
 
 // A range of layers a pipeline stage holds, and how many micro-batches' activations it keeps.

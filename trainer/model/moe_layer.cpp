@@ -9,6 +9,7 @@
 #include "kernels/linear.h"
 #include "kernels/router.h"
 #include "kernels/swiglu.h"
+#include "trainer/model/gemm.h"
 
 namespace tmt {
 namespace {
@@ -264,11 +265,11 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
   const int64_t le = exchange_.local_experts();
   permute_fwd(ctx, x_sent, h, plan_);
   exchange_.to_experts(ctx, kept_.x_experts, r.x_received, x_sent);
-  grouped_linear_fwd(ctx, kept_.gate_up, kept_.x_experts,
-                     ps[w13_].weight.view({le, 2 * hidden_, d}), exchange_.local_counts());
+  grouped_gemm_fwd(env_, kept_.gate_up, kept_.x_experts, ps[w13_].weight.view({le, 2 * hidden_, d}),
+                   exchange_.local_counts());
   const Tensor act = env_.selective() ? r.act : kept_.act;
   swiglu_fwd(ctx, act, kept_.gate_up);
-  grouped_linear_fwd(ctx, r.y_experts, act, ps[w2_].weight, exchange_.local_counts());
+  grouped_gemm_fwd(env_, r.y_experts, act, ps[w2_].weight, exchange_.local_counts());
   // x_received is free again: it carries the outputs back.
   exchange_.from_experts(ctx, y_returned, y_partials, r.x_received, r.y_experts);
   unpermute_fwd(ctx, y, y_returned, topk_w_, plan_);
@@ -297,11 +298,11 @@ void MoeLayer::backward(const Tensor& dh, const Tensor& dy, const Tensor& h) {
   exchange_.to_experts(ctx, r.dy_experts, r.dy_received, dy_returned);
   const Tensor act = env_.selective() ? r.act : kept_.act;
   if (env_.selective()) swiglu_fwd(ctx, act, kept_.gate_up);  // the same values as forward's
-  grouped_linear_bwd(ctx, r.dact, ps[w2_].grad, r.dy_experts, act, ps[w2_].weight,
-                     exchange_.local_counts());
+  grouped_gemm_bwd(env_, r.dact, ps[w2_].grad, r.dy_experts, act, ps[w2_].weight,
+                   exchange_.local_counts());
   swiglu_bwd(ctx, r.dgate_up, r.dact, kept_.gate_up);
-  grouped_linear_bwd(ctx, r.dx_experts, ps[w13_].grad.view(w13), r.dgate_up, kept_.x_experts,
-                     ps[w13_].weight.view(w13), exchange_.local_counts());
+  grouped_gemm_bwd(env_, r.dx_experts, ps[w13_].grad.view(w13), r.dgate_up, kept_.x_experts,
+                   ps[w13_].weight.view(w13), exchange_.local_counts());
   exchange_.from_experts(ctx, dx_sent, dx_partials, r.dx_received, r.dx_experts);
   permute_bwd(ctx, dh, dx_sent, plan_);
   router_bwd(ctx, g.dlogits, g.dtopk_w, dprobs_, dlse_, probs_, topk_idx_, topk_w_, router_logits_,

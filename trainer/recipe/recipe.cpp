@@ -278,6 +278,11 @@ void check_training(const Recipe& r) {
     fail(r, "train.dtype",
          "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in fp32");
   }
+  if (t.precision == Precision::kFp8 && t.device != Device::kCpu) {
+    fail(r, "train.precision",
+         "fp8 runs on the CPU (fake quantization) in this version; the FP8 GEMM kernels for "
+         "cuda are not written yet");
+  }
   if (t.device == Device::kCuda) check_cuda_head_dims(r);
   if (r.schedule.min_lr > r.optimizer.lr) {
     fail(r, "schedule.min_lr",
@@ -320,7 +325,7 @@ SizeBound size_bound(const Recipe& r) {
                                  {"model.d_model", d, 4096},
                                  {"model.n_layers", static_cast<double>(m.n_layers), 32},
                                  {"model.n_heads", static_cast<double>(m.n_heads), 32}};
-  double attention = 0;  // per layer, this rank's share
+  double attention = 0;       // per layer, this rank's share
   if (m.is_mla() && m.mla) {  // (a recipe without the sizes is refused before it is bounded)
     const MlaConfig& a = *m.mla;
     const auto h = static_cast<double>(m.n_heads) / tp;

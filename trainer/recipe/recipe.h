@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kernels/base/tensor.h"
+#include "kernels/fp8.h"
 #include "kernels/rope.h"
 #include "kernels/router.h"
 #include "parallel/open_world.h"
@@ -175,6 +176,11 @@ struct ScheduleConfig {
 //               block's forward from it (one block's internals live at a time, for every slot)
 enum class Recompute : uint8_t { kNone, kSelective, kFull };
 
+// The format of the linears' and experts' GEMMs (train.precision): the activations' dtype, or FP8
+// e4m3 with fp32 scales as the section fp8 says (kernels/fp8.h; the embedding, the head, the
+// router and the attention core stay in the dtype).
+enum class Precision : uint8_t { kDtype, kFp8 };
+
 struct TrainConfig {
   int64_t steps = 0;
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
@@ -184,6 +190,14 @@ struct TrainConfig {
   Device device = Device::kCpu;   // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
   Recompute recompute = Recompute::kNone;
+  Precision precision = Precision::kDtype;
+};
+
+// FP8 training's scaling (section fp8, read with train.precision: fp8).
+struct Fp8Config {
+  Fp8Scaling recipe = Fp8Scaling::kBlockwise;
+  bool pow2_scales = false;
+  Fp8Recipe kernel() const { return {.scaling = recipe, .pow2_scales = pow2_scales}; }
 };
 
 struct CheckpointConfig {
@@ -211,6 +225,7 @@ struct Recipe {
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
   TrainConfig train;
+  Fp8Config fp8;
   CheckpointConfig checkpoint;
   LogConfig log;
   RunConfig run;
@@ -279,6 +294,16 @@ template <>
 struct Names<Recompute> {
   static constexpr std::pair<std::string_view, Recompute> list[] = {
       {"none", Recompute::kNone}, {"selective", Recompute::kSelective}, {"full", Recompute::kFull}};
+};
+template <>
+struct Names<Precision> {
+  static constexpr std::pair<std::string_view, Precision> list[] = {{"dtype", Precision::kDtype},
+                                                                    {"fp8", Precision::kFp8}};
+};
+template <>
+struct Names<Fp8Scaling> {
+  static constexpr std::pair<std::string_view, Fp8Scaling> list[] = {
+      {"blockwise", Fp8Scaling::kBlockwise}, {"tensorwise", Fp8Scaling::kTensorwise}};
 };
 template <>
 struct Names<CommKind> {

@@ -406,6 +406,24 @@ void visit(V& v, R& t) {
                        "attention core and the SwiGLU activations in backward; full keeps only "
                        "each block's input and reruns the block's forward in backward; the "
                        "results are those of none"});
+  v.choice("precision", t.precision,
+           {.fallback = Precision::kDtype,
+            .meaning = "the linears' and experts' GEMMs: dtype = in train.dtype; fp8 = e4m3 "
+                       "operands with fp32 scales as section fp8 says (the embedding, head, "
+                       "router and attention core stay in train.dtype); fp8 runs on the CPU "
+                       "(fake quantization, the reference the GPU kernels will be held to)"});
+}
+
+template <class V, class R>
+requires std::is_same_v<std::remove_const_t<R>, Fp8Config>
+void visit(V& v, R& f) {
+  v.choice("recipe", f.recipe,
+           {.fallback = Fp8Scaling::kBlockwise,
+            .meaning = "blockwise: activations and gradients in 1x128 tiles, weights in 128x128 "
+                       "blocks, a scale each (DeepSeek-V3); tensorwise: one scale per tensor "
+                       "from its current amax"});
+  v.key("pow2_scales", f.pow2_scales,
+        {.fallback = false, .meaning = "scales rounded up to powers of two"});
 }
 
 template <class V, class R>
@@ -453,6 +471,7 @@ void visit(V& v, R& r) {
   v.section("optimizer", r.optimizer, {});
   v.section("schedule", r.schedule, {});
   v.section("train", r.train, {.required = true});
+  v.section("fp8", r.fp8, {});
   v.section("checkpoint", r.checkpoint, {});
   v.section("log", r.log, {});
   v.section("run", r.run, {});

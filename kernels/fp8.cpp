@@ -1,0 +1,214 @@
+#include "kernels/fp8.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/base/check.h"
+#include "kernels/base/profiler.h"
+#include "kernels/linear.h"
+
+namespace tmt {
+namespace {
+
+constexpr double kMinNormal = 0x1p-6;  // e4m3's smallest normal value
+constexpr double kSubnormalStep = 0x1p-9;
+
+template <class T>
+void fake_quant_tiles(T* out, const T* in, int64_t rows, int64_t cols, int64_t tile_rows,
+                      int64_t tile_cols, bool pow2) {
+  for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
+    const int64_t r1 = std::min(rows, r0 + tile_rows);
+    for (int64_t c0 = 0; c0 < cols; c0 += tile_cols) {
+      const int64_t c1 = std::min(cols, c0 + tile_cols);
+      double amax = 0;
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const double a = std::fabs(static_cast<double>(in[r * cols + c]));
+          amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
+        }
+      }
+      const double s = fp8_scale(amax, pow2);
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t i = r * cols + c;
+          out[i] = static_cast<T>(e4m3(static_cast<double>(in[i]) / s) * s);
+        }
+      }
+    }
+  }
+}
+
+void check_cpu(const char* op, const Context& ctx) {
+  TMT_CHECK(ctx.device == Device::kCpu,
+            "{}: FP8 runs on the CPU (fake quantization) only in this version", op);
+}
+
+// A host copy of `t`, fake-quantized: its storage lives in `keep`.
+Tensor quantized(std::vector<unsigned char>& keep, const Tensor& t, int64_t rows, int64_t tile_rows,
+                 int64_t tile_cols, bool pow2) {
+  keep.resize(t.nbytes());
+  const Tensor out{keep.data(), t.dtype, t.device, t.shape};
+  fp8_fake_quant(Context{}, out, t, rows, tile_rows, tile_cols, pow2);
+  return out;
+}
+
+// The three ways an operand is tiled (fp8.h): along its rows' length (1 × 128), in 128 × 128
+// blocks (weights), down its columns (128 × 1, for the weight gradient); tensorwise: one tile.
+Tensor along_rows(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kTensorwise)
+    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
+  return quantized(keep, t, t.size(0), 1, kFp8Tile, r.pow2_scales);
+}
+Tensor in_blocks(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kTensorwise)
+    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
+  return quantized(keep, t, t.size(0), kFp8Tile, kFp8Tile, r.pow2_scales);
+}
+Tensor down_columns(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kTensorwise)
+    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
+  return quantized(keep, t, t.size(0), kFp8Tile, 1, r.pow2_scales);
+}
+
+// Expert e's weight [N, K] of a [E, N, K] tensor.
+Tensor expert(const Tensor& w, int64_t e) {
+  return w.view({w.size(0), w.size(1) * w.size(2)}).slice(e, e + 1).view({w.size(1), w.size(2)});
+}
+
+// The weights, each expert's 128 × 128 blocks its own (one tensor scale when tensorwise).
+Tensor experts_in_blocks(std::vector<unsigned char>& keep, const Tensor& w, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kTensorwise)
+    return quantized(keep, w, 1, 1, w.numel(), r.pow2_scales);
+  keep.resize(w.nbytes());
+  const Tensor out{keep.data(), w.dtype, w.device, w.shape};
+  for (int64_t e = 0; e < w.size(0); ++e) {
+    fp8_fake_quant(Context{}, expert(out, e), expert(w, e), w.size(1), kFp8Tile, kFp8Tile,
+                   r.pow2_scales);
+  }
+  return out;
+}
+
+// Rows grouped by expert, in 128 × 1 tiles that restart at each expert's first row.
+Tensor groups_down_columns(std::vector<unsigned char>& keep, const Tensor& t,
+                           const std::vector<int64_t>& counts, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kTensorwise)
+    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
+  keep.resize(t.nbytes());
+  const Tensor out{keep.data(), t.dtype, t.device, t.shape};
+  int64_t row = 0;
+  for (const int64_t n : counts) {
+    if (n > 0) {
+      fp8_fake_quant(Context{}, out.slice(row, row + n), t.slice(row, row + n), n, kFp8Tile, 1,
+                     r.pow2_scales);
+    }
+    row += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+double e4m3(double x) {
+  if (std::isnan(x)) return x;
+  const double a = std::fabs(x);
+  if (a >= kE4m3Max) return std::copysign(kE4m3Max, x);  // satfinite, infinities included
+  // The spacing of e4m3 values around a: 2^-9 below the normals, else 2^(e - 3) for a in
+  // [2^e, 2^(e+1)). nearbyint rounds ties to even (the default rounding mode).
+  double step = kSubnormalStep;
+  if (a >= kMinNormal) {
+    int e = 0;
+    std::frexp(a, &e);  // a = m · 2^e, m in [0.5, 1): a in [2^(e-1), 2^e)
+    step = std::ldexp(1.0, e - 1 - 3);
+  }
+  return std::copysign(std::nearbyint(a / step) * step, x);
+}
+
+double fp8_scale(double amax, bool pow2_scales) {
+  if (!std::isfinite(amax)) return NAN;
+  if (amax == 0) return 1;
+  // fp32, as the GPU keeps it.
+  const float s = static_cast<float>(amax / kE4m3Max);
+  if (!pow2_scales) return s;
+  return std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(static_cast<double>(s)))));
+}
+
+void fp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows,
+                    int64_t tile_rows, int64_t tile_cols, bool pow2_scales) {
+  check_cpu("fp8_fake_quant", ctx);
+  TMT_CHECK(out.shape == in.shape && out.dtype == in.dtype && rows > 0 && in.numel() % rows == 0 &&
+                tile_rows > 0 && tile_cols > 0 &&
+                (in.dtype == DType::kF32 || in.dtype == DType::kF64),
+            "fp8_fake_quant: out {} / in {} as {} rows in {} x {} tiles (f32|f64)", out.str(),
+            in.str(), rows, tile_rows, tile_cols);
+  const int64_t cols = in.numel() / rows;
+  if (in.dtype == DType::kF32) {
+    fake_quant_tiles(out.ptr<float>(), in.ptr<const float>(), rows, cols, tile_rows, tile_cols,
+                     pow2_scales);
+  } else {
+    fake_quant_tiles(out.ptr<double>(), in.ptr<const double>(), rows, cols, tile_rows, tile_cols,
+                     pow2_scales);
+  }
+}
+
+void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
+                    const Fp8Recipe& recipe, bool accumulate) {
+  check_cpu("fp8_linear_fwd", ctx);
+  std::vector<unsigned char> qx, qw;
+  linear_fwd(ctx, y, along_rows(qx, x, recipe), in_blocks(qw, weight, recipe), accumulate);
+}
+
+void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
+                    const Tensor& x, const Tensor& weight, const Fp8Recipe& recipe,
+                    bool accumulate_dx) {
+  check_cpu("fp8_linear_bwd", ctx);
+  std::vector<unsigned char> q1, q2, q3;
+  if (dx.defined()) {
+    linear_bwd(ctx, dx, Tensor{}, along_rows(q1, dy, recipe), x, in_blocks(q2, weight, recipe),
+               accumulate_dx);
+  }
+  if (dweight.defined()) {
+    linear_bwd(ctx, Tensor{}, dweight, down_columns(q1, dy, recipe), down_columns(q3, x, recipe),
+               weight);
+  }
+}
+
+void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x,
+                            const Tensor& weight, const std::vector<int64_t>& counts,
+                            const Fp8Recipe& recipe) {
+  check_cpu("fp8_grouped_linear_fwd", ctx);
+  std::vector<unsigned char> qx_keep, qw_keep;
+  const Tensor qx = along_rows(qx_keep, x, recipe), qw = experts_in_blocks(qw_keep, weight, recipe);
+  int64_t row = 0;
+  for (size_t e = 0; e < counts.size(); ++e) {
+    const int64_t n = counts[e];
+    if (n > 0) {
+      linear_fwd(ctx, y.slice(row, row + n), qx.slice(row, row + n),
+                 expert(qw, static_cast<int64_t>(e)));
+    }
+    row += n;
+  }
+}
+
+void fp8_grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
+                            const Tensor& dy, const Tensor& x, const Tensor& weight,
+                            const std::vector<int64_t>& counts, const Fp8Recipe& recipe) {
+  check_cpu("fp8_grouped_linear_bwd", ctx);
+  std::vector<unsigned char> k1, k2, k3, k4;
+  const Tensor dy_rows = along_rows(k1, dy, recipe), qw = experts_in_blocks(k2, weight, recipe);
+  const Tensor dy_cols = groups_down_columns(k3, dy, counts, recipe);
+  const Tensor x_cols = groups_down_columns(k4, x, counts, recipe);
+  int64_t row = 0;
+  for (size_t e = 0; e < counts.size(); ++e) {
+    const int64_t n = counts[e];
+    if (n > 0) {
+      const auto i = static_cast<int64_t>(e);
+      linear_bwd(ctx, dx.slice(row, row + n), Tensor{}, dy_rows.slice(row, row + n),
+                 x.slice(row, row + n), expert(qw, i));
+      linear_bwd(ctx, Tensor{}, expert(dweight, i), dy_cols.slice(row, row + n),
+                 x_cols.slice(row, row + n), expert(weight, i));
+    }
+    row += n;
+  }
+}
+
+}  // namespace tmt

@@ -1,0 +1,73 @@
+// fp8: the numerics of FP8 training (train.precision: fp8), defined here on the CPU by fake
+// quantization: a GEMM operand is quantized to e4m3 with fp32 scales and dequantized back to its
+// dtype, and the GEMM then runs as before on the dequantized values, so the result is what an FP8
+// GEMM with fp32 accumulation computes (up to the order of its sums). The CUDA kernels are held to
+// this reference.
+//
+// e4m3 (OCP FP8 E4M3, "fn": no infinities): 1 sign, 4 exponent (bias 7), 3 mantissa bits; normal
+// values 2^-6 .. 448, subnormals k · 2^-9 for k = 1 .. 7. e4m3(x) rounds x to the nearest of them,
+// ties to even; |x| past 448 saturates to ±448 (CUDA's satfinite conversion); NaN stays NaN.
+//
+// A tile of a [rows, cols] tensor (tile_rows × tile_cols, the last tiles of a row or column cut
+// short) is quantized with one scale, s = amax / 448 (amax the tile's largest |x|), or with
+// pow2_scales the power of two at or above it (s = 2^ceil(log2(amax / 448)): exact to apply and
+// to remove). Each element becomes e4m3(x / s) · s. A tile of zeros keeps s = 1 (it stays zero);
+// a tile holding a NaN or an infinity becomes NaN throughout, so the non-finite step check
+// (trainer.h) skips the step as it would in bf16.
+//
+// Which tiles each GEMM operand takes (DeepSeek-V3's blockwise recipe; kBlockwise):
+//   forward   y = x Wᵀ          x [T, K] in 1 × 128 tiles along K, W [N, K] in 128 × 128 blocks
+//   dgrad     dx = dy W         dy [T, N] in 1 × 128 tiles along N, W as in the forward
+//   wgrad     dW += dyᵀ x       dy and x in 128 × 1 tiles along T (the transposed copies)
+// kTensorwise gives every operand one scale from its current amax. Expert GEMMs
+// (grouped_linear.h) quantize each expert's weight on its own and restart the 128 × 1 tiles at
+// each expert's first row. The accumulation is the GEMM's own (fp32 on the CPU throughout, which
+// is what the GPU's promotion of partial sums to fp32 every 128 products approximates).
+//
+// CPU only for now (f32 and f64 tensors); on CUDA the calls are fatal: the recipe's rules refuse
+// train.precision fp8 there.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/base/context.h"
+
+namespace tmt {
+
+enum class Fp8Scaling : uint8_t { kBlockwise, kTensorwise };
+
+struct Fp8Recipe {
+  Fp8Scaling scaling = Fp8Scaling::kBlockwise;
+  bool pow2_scales = false;  // scales rounded up to powers of two
+};
+
+inline constexpr double kE4m3Max = 448.0;
+inline constexpr int64_t kFp8Tile = 128;  // the blockwise recipe's tile length
+
+// x rounded to e4m3 (satfinite, ties to even), as a double.
+double e4m3(double x);
+
+// The scale of a tile whose largest magnitude is `amax` (NaN for a non-finite amax, 1 for 0).
+double fp8_scale(double amax, bool pow2_scales);
+
+// out = in fake-quantized in tiles of tile_rows × tile_cols of in seen as [rows, numel / rows];
+// `out` may be `in`. f32|f64 on the CPU.
+void fp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows,
+                    int64_t tile_rows, int64_t tile_cols, bool pow2_scales);
+
+// linear.h's ops with FP8 operands as above (the same arguments and outputs).
+void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
+                    const Fp8Recipe& recipe, bool accumulate = false);
+void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
+                    const Tensor& x, const Tensor& weight, const Fp8Recipe& recipe,
+                    bool accumulate_dx = false);
+// grouped_linear.h's ops with FP8 operands.
+void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x,
+                            const Tensor& weight, const std::vector<int64_t>& counts,
+                            const Fp8Recipe& recipe);
+void fp8_grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
+                            const Tensor& dy, const Tensor& x, const Tensor& weight,
+                            const std::vector<int64_t>& counts, const Fp8Recipe& recipe);
+
+}  // namespace tmt

@@ -1,0 +1,158 @@
+// FP8 fake quantization (kernels/fp8.h) against values worked by hand: e4m3's grid (normals,
+// subnormals, ties to even, saturation, NaN and infinities), the scales (amax / 448 in fp32, powers
+// of two, zero tiles, non-finite tiles), the tiles of each GEMM operand, and the FP8 GEMMs as the
+// dtype's GEMMs on the quantized operands.
+#include "kernels/fp8.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "kernels/grouped_linear.h"
+#include "kernels/linear.h"
+
+namespace tmt {
+namespace {
+
+Tensor host(std::vector<double>& v, Shape s) {
+  return Tensor{v.data(), DType::kF64, Device::kCpu, s};
+}
+
+// The fp32 scale of a tile whose amax is `amax`.
+double scale(double amax) { return static_cast<float>(amax / 448); }
+// What a tile's largest element becomes: 448 times its fp32 scale (not always the element itself).
+double top(double amax) { return 448 * scale(amax); }
+
+TEST(Fp8, E4m3GridByHand) {
+  EXPECT_EQ(e4m3(1.0), 1.0);
+  EXPECT_EQ(e4m3(448.0), 448.0);  // the largest value
+  EXPECT_EQ(e4m3(-0.0), -0.0);
+  EXPECT_EQ(e4m3(1.0625), 1.0);   // halfway between 1 (mantissa 000) and 1.125: even
+  EXPECT_EQ(e4m3(1.1875), 1.25);  // halfway between 1.125 (001) and 1.25 (010): even
+  EXPECT_EQ(e4m3(1.07), 1.125);
+  EXPECT_EQ(e4m3(250.0), 256.0);  // [128, 256) in steps of 16: 240 or 256
+  EXPECT_EQ(e4m3(400.0), 384.0);  // [256, 448] in steps of 32: 384 (100) or 416 (101)
+  EXPECT_EQ(e4m3(-149.33), -144.0);
+  // Saturation (satfinite): past 448, infinities included, to ±448.
+  EXPECT_EQ(e4m3(449.0), 448.0);
+  EXPECT_EQ(e4m3(500.0), 448.0);
+  EXPECT_EQ(e4m3(-1e9), -448.0);
+  EXPECT_EQ(e4m3(std::numeric_limits<double>::infinity()), 448.0);
+  EXPECT_TRUE(std::isnan(e4m3(std::nan(""))));
+  // Subnormals: multiples of 2^-9 below 2^-6.
+  const double sub = std::ldexp(1.0, -9);
+  EXPECT_EQ(e4m3(sub), sub);
+  EXPECT_EQ(e4m3(0.75 * sub), sub);
+  EXPECT_EQ(e4m3(0.5 * sub), 0.0);      // halfway between 0 and 2^-9: even (0)
+  EXPECT_EQ(e4m3(1.5 * sub), 2 * sub);  // halfway between 1 and 2 (·2^-9): even
+  EXPECT_EQ(e4m3(7 * sub), 7 * sub);    // the largest subnormal
+  EXPECT_EQ(e4m3(7.5 * sub), 8 * sub);  // rounds up to the smallest normal, 2^-6
+  EXPECT_EQ(e4m3(0.25 * sub), 0.0);
+  EXPECT_EQ(e4m3(std::ldexp(1.0, -6)), std::ldexp(1.0, -6));
+  EXPECT_EQ(e4m3(std::ldexp(1.0625, -6)), std::ldexp(1.0, -6));  // steps of 2^-9 there
+}
+
+TEST(Fp8, ScalesByHand) {
+  EXPECT_EQ(fp8_scale(3.0, false), static_cast<double>(static_cast<float>(3.0 / 448)));
+  EXPECT_EQ(fp8_scale(100.0, true), 0.25);  // 100 / 448 = 0.223 -> 2^-2
+  EXPECT_EQ(fp8_scale(448.0, true), 1.0);
+  EXPECT_EQ(fp8_scale(0.0, false), 1.0);
+  EXPECT_TRUE(std::isnan(fp8_scale(std::numeric_limits<double>::infinity(), false)));
+  EXPECT_TRUE(std::isnan(fp8_scale(std::nan(""), true)));
+}
+
+TEST(Fp8, TilesQuantizeOnTheirOwn) {
+  // [2, 256] in 1 x 128 tiles: four tiles. Tile (0, 0) holds 1 and 3 (amax 3: 1 -> 144 · 3/448),
+  // tile (0, 1) a 1000 that does not touch the 1s of tile (0, 0), tile (1, 0) zeros (they stay
+  // zero), tile (1, 1) a NaN (all NaN, the others untouched).
+  std::vector<double> x(512, 0.0);
+  x[0] = 1, x[1] = 3, x[128] = 1000, x[129] = 1;
+  x[256 + 128] = std::nan(""), x[256 + 129] = 2;
+  std::vector<double> q(512);
+  fp8_fake_quant(Context{}, host(q, {2, 256}), host(x, {2, 256}), 2, 1, 128, false);
+  const double s0 = static_cast<float>(3.0 / 448), s1 = static_cast<float>(1000.0 / 448);
+  EXPECT_DOUBLE_EQ(q[0], 144 * s0);
+  EXPECT_DOUBLE_EQ(q[1], 448 * s0);
+  EXPECT_DOUBLE_EQ(q[128], 448 * s1);
+  EXPECT_DOUBLE_EQ(q[129], e4m3(1 / s1) * s1);  // 1 / s1 = 0.448: 0.4375 at steps of 2^-5
+  EXPECT_DOUBLE_EQ(e4m3(1 / s1), 0.4375);
+  for (int c = 0; c < 128; ++c) EXPECT_EQ(q[256 + c], 0.0);
+  for (int c = 128; c < 256; ++c) EXPECT_TRUE(std::isnan(q[256 + c]));
+  // The same tensor in 128 x 1 tiles (down the columns): column 0 holds 1 and 0 (amax 1), column
+  // 1 holds 3 and 0, column 129 holds 1 and 2 (amax 2).
+  fp8_fake_quant(Context{}, host(q, {2, 256}), host(x, {2, 256}), 2, 128, 1, false);
+  const double s2 = static_cast<float>(2.0 / 448);
+  EXPECT_DOUBLE_EQ(q[0], top(1));
+  EXPECT_DOUBLE_EQ(q[1], top(3));
+  EXPECT_DOUBLE_EQ(q[129], e4m3(1 / s2) * s2);
+  EXPECT_TRUE(std::isnan(q[128]));
+  EXPECT_TRUE(std::isnan(q[256 + 128]));
+  // An infinity makes its tile NaN too (the step is then skipped as non-finite).
+  x[256 + 128] = std::numeric_limits<double>::infinity();
+  fp8_fake_quant(Context{}, host(q, {2, 256}), host(x, {2, 256}), 2, 1, 128, false);
+  EXPECT_TRUE(std::isnan(q[256 + 129]));
+  EXPECT_DOUBLE_EQ(q[0], 144 * s0);
+}
+
+TEST(Fp8, LinearIsTheGemmOfTheQuantizedOperandsByHand) {
+  // y = Q(x) Q(W)ᵀ with x = [1, 3] (1 x 128 tile, amax 3) and W = [0.5, 1.1] (one 128 x 128
+  // block, amax 1.1): Q(x) = [144, 448] · 3/448, Q(W) = [208, 448] · 1.1/448 (0.5 / (1.1/448) =
+  // 203.6 -> 208).
+  std::vector<double> x = {1, 3}, w = {0.5, 1.1}, y(1);
+  fp8_linear_fwd(Context{}, host(y, {1, 1}), host(x, {1, 2}), host(w, {1, 2}), Fp8Recipe{});
+  const double sx = static_cast<float>(3.0 / 448), sw = static_cast<float>(1.1 / 448);
+  EXPECT_NEAR(y[0], 144 * sx * 208 * sw + 448 * sx * 448 * sw, 1e-15);
+  EXPECT_NEAR(y[0], 3.792474661045234, 1e-12);
+  // The backward: dx = Q_rows(dy) Q(W), dW += Q_cols(dy)ᵀ Q_cols(x), here with T = 2 rows
+  // x = [[1, 3], [2, -1]], dy = [[0.3], [-0.7]]: dy's rows are one value each (each its tile's
+  // amax), its column
+  // holds 0.3 and -0.7 (amax 0.7: 0.3 -> 192 · 0.7/448), x's columns [1, 2] (amax 2: 1 -> 224 ·
+  // 2/448, exact) and [3, -1] (exact at amax 3: -1 -> -149.3 -> -144 · 3/448).
+  std::vector<double> x2 = {1, 3, 2, -1}, dy = {0.3, -0.7}, dx(4), dw = {0, 0};
+  fp8_linear_bwd(Context{}, host(dx, {2, 2}), host(dw, {1, 2}), host(dy, {2, 1}), host(x2, {2, 2}),
+                 host(w, {1, 2}), Fp8Recipe{});
+  const double qw0 = 208 * sw, qw1 = 448 * sw;
+  EXPECT_NEAR(dx[0], top(0.3) * qw0, 1e-15);
+  EXPECT_NEAR(dx[1], top(0.3) * qw1, 1e-15);
+  EXPECT_NEAR(dx[2], -top(0.7) * qw0, 1e-15);
+  const double sdy = static_cast<float>(0.7 / 448), s3 = static_cast<float>(3.0 / 448);
+  const double qdy0 = e4m3(0.3 / sdy) * sdy, qdy1 = -448 * sdy;
+  EXPECT_EQ(e4m3(0.3 / sdy), 192.0);
+  EXPECT_EQ(e4m3(1 / scale(2)), 224.0);
+  EXPECT_NEAR(dw[0], qdy0 * 224 * scale(2) + qdy1 * top(2), 1e-15);
+  EXPECT_NEAR(dw[1], qdy0 * top(3) + qdy1 * (-144 * s3), 1e-15);
+}
+
+TEST(Fp8, TensorwiseUsesOneScaleAndGroupedTilesRestartPerExpert) {
+  // Tensorwise: [1, 3, 1000]: one scale (1000/448) for all three.
+  std::vector<double> x = {1, 3, 1000}, w = {1, 1, 1}, y(1);
+  fp8_linear_fwd(Context{}, host(y, {1, 1}), host(x, {1, 3}), host(w, {1, 3}),
+                 {.scaling = Fp8Scaling::kTensorwise});
+  const double s = static_cast<float>(1000.0 / 448);
+  EXPECT_NEAR(y[0], (e4m3(1 / s) + e4m3(3 / s) + 448) * s * top(1), 1e-12);
+  // Two experts, 1 and 2 rows, K = 1: x = [4, 0.3, 2] with the 128 x 1 tiles of the weight
+  // gradient restarting at row 1: expert 0's column is [4], expert 1's [0.3, 3], whose amax 3
+  // (not the 4 of a tile over all three rows) sets the step 0.3 is rounded at.
+  std::vector<double> xe = {4, 0.3, 3}, we = {1, 1}, dye = {1, 1, 1}, dxe(3), dwe = {0, 0};
+  fp8_grouped_linear_bwd(Context{}, host(dxe, {3, 1}), host(dwe, {2, 1, 1}), host(dye, {3, 1}),
+                         host(xe, {3, 1}), host(we, {2, 1, 1}), {1, 2}, Fp8Recipe{});
+  const double s_e1 = scale(3), s_all = scale(4);
+  EXPECT_DOUBLE_EQ(dwe[0], top(1) * top(4));
+  EXPECT_DOUBLE_EQ(dwe[1], top(1) * (e4m3(0.3 / s_e1) * s_e1) + top(1) * top(3));
+  EXPECT_EQ(e4m3(0.3 / s_e1), 44.0);   // 44.8 at steps of 4
+  EXPECT_EQ(e4m3(0.3 / s_all), 32.0);  // 33.6 at steps of 4
+  EXPECT_NE(e4m3(0.3 / s_e1) * s_e1, e4m3(0.3 / s_all) * s_all);
+  // And the forward of the same experts equals linear on each expert's quantized rows.
+  std::vector<double> ye(3);
+  fp8_grouped_linear_fwd(Context{}, host(ye, {3, 1}), host(xe, {3, 1}), host(we, {2, 1, 1}), {1, 2},
+                         Fp8Recipe{});
+  // Each row a 1 x 128 tile of its own (K = 1), each expert's weight a block of one value.
+  EXPECT_DOUBLE_EQ(ye[0], top(4) * top(1));
+  EXPECT_DOUBLE_EQ(ye[1], top(0.3) * top(1));
+  EXPECT_DOUBLE_EQ(ye[2], top(3) * top(1));
+}
+
+}  // namespace
+}  // namespace tmt
