@@ -1,7 +1,9 @@
 // scripts/slurm/train.sbatch under a real one-node Slurm on localhost (tests/e2e/slurm_cluster.sh
 // starts munged, slurmctld and slurmd in a temporary directory): the tiny recipe on 4 ranks runs to
-// the end under srun --mpi=pmix; a second job, launched with mpirun, requeued mid-run with `scontrol requeue`, starts again and resumes from
-// its checkpoint instead of step 0. Skipped (exit 77) when Slurm is not installed.
+// the end under srun --mpi=pmix, with the same losses step for step as the same job launched with
+// mpirun; a second job, launched with mpirun, requeued mid-run with `scontrol requeue`, starts
+// again and resumes from its checkpoint instead of step 0. Skipped (exit 77) when Slurm is not
+// installed.
 //
 // timeout: 600
 #include <gtest/gtest.h>
@@ -10,7 +12,9 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
@@ -53,6 +57,18 @@ size_t metric_lines(const std::string& path) {
   size_t n = 0;
   for (std::string l; std::getline(in, l);) ++n;
   return n;
+}
+
+// The "loss" of every line of a metrics.jsonl, as written (the text, so equal means bit for bit).
+std::vector<std::string> losses(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  const std::regex loss(R"("loss":\s*([-+0-9.eE]+))");
+  for (std::string l; std::getline(in, l);) {
+    std::smatch m;
+    if (std::regex_search(l, m, loss)) out.push_back(m[1]);
+  }
+  return out;
 }
 
 std::string read_file(const std::string& path) {
@@ -105,6 +121,16 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   const std::string out1 = read_file(dir.file("tramontane-" + first + ".out"));
   EXPECT_NE(out1.find("4 ranks"), std::string::npos) << out1;
   EXPECT_NE(out1.find("done: 30 steps"), std::string::npos) << out1;
+  // The same job under mpirun trains to the same losses, step for step (one layout, one order of
+  // sums: bit for bit).
+  const std::string same = submit("first_mpirun", 30, "mpirun");
+  ASSERT_TRUE(wait_for([&] { return finished(same); }, 180)) << slurm.job_field(same, "JobState");
+  EXPECT_EQ(slurm.job_field(same, "JobState"), "COMPLETED");
+  const std::vector<std::string> srun_losses = losses(dir.file("first/metrics.jsonl"));
+  EXPECT_EQ(srun_losses.size(), 30u);
+  EXPECT_EQ(losses(dir.file("first_mpirun/metrics.jsonl")), srun_losses);
+  std::printf("  srun --mpi=pmix and mpirun: the same %zu losses, the last %s\n",
+              srun_losses.size(), srun_losses.empty() ? "-" : srun_losses.back().c_str());
 
   // 2. Requeued after its first checkpoints (launched by mpirun): the second start resumes.
   const std::string second = submit("second", 120, "mpirun");
