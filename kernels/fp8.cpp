@@ -13,29 +13,68 @@ namespace {
 constexpr double kMinNormal = 0x1p-6;  // e4m3's smallest normal value
 constexpr double kSubnormalStep = 0x1p-9;
 
+// The largest |x| of a tile, NaN when it holds a NaN.
 template <class T>
-void fake_quant_tiles(T* out, const T* in, int64_t rows, int64_t cols, int64_t tile_rows,
-                      int64_t tile_cols, bool pow2) {
+double tile_amax(const T* in, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+  double amax = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const double a = std::fabs(static_cast<double>(in[r * cols + c]));
+      amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
+    }
+  }
+  return amax;
+}
+
+// Every tile of [rows, cols] in tile_rows × tile_cols, each element x -> round(x / s) · s with the
+// tile's scale s = scale_of(amax).
+template <class T, class Scale, class Round>
+void quantize_tiles(T* out, const T* in, int64_t rows, int64_t cols, int64_t tile_rows,
+                    int64_t tile_cols, Scale scale_of, Round round) {
   for (int64_t r0 = 0; r0 < rows; r0 += tile_rows) {
     const int64_t r1 = std::min(rows, r0 + tile_rows);
     for (int64_t c0 = 0; c0 < cols; c0 += tile_cols) {
       const int64_t c1 = std::min(cols, c0 + tile_cols);
-      double amax = 0;
-      for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t c = c0; c < c1; ++c) {
-          const double a = std::fabs(static_cast<double>(in[r * cols + c]));
-          amax = std::isnan(a) || std::isnan(amax) ? NAN : std::max(amax, a);
-        }
-      }
-      const double s = fp8_scale(amax, pow2);
+      const double s = scale_of(tile_amax(in, cols, r0, r1, c0, c1));
       for (int64_t r = r0; r < r1; ++r) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t i = r * cols + c;
-          out[i] = static_cast<T>(e4m3(static_cast<double>(in[i]) / s) * s);
+          // A zero scale (an NVFP4 block scale that underflows) leaves the block zero.
+          out[i] = static_cast<T>(s == 0 ? 0.0 : round(static_cast<double>(in[i]) / s) * s);
         }
       }
     }
   }
+}
+
+template <class T>
+void fake_quant_tiles(T* out, const T* in, int64_t rows, int64_t cols, int64_t tile_rows,
+                      int64_t tile_cols, bool pow2) {
+  quantize_tiles(
+      out, in, rows, cols, tile_rows, tile_cols,
+      [pow2](double amax) { return fp8_scale(amax, pow2); }, [](double x) { return e4m3(x); });
+}
+
+template <class T>
+void mx_tiles(T* out, const T* in, int64_t rows, int64_t cols, int64_t tile_rows,
+              int64_t tile_cols) {
+  quantize_tiles(out, in, rows, cols, tile_rows, tile_cols, mx_scale,
+                 [](double x) { return e4m3(x); });
+}
+
+template <class T>
+void nvfp4_tiles(T* out, const T* in, int64_t rows, int64_t cols) {
+  const double tensor = tile_amax(in, cols, 0, rows, 0, cols);
+  const double s_t = !std::isfinite(tensor) ? NAN
+                     : tensor == 0          ? 1.0
+                                            : static_cast<float>(tensor / (kE4m3Max * 6));
+  quantize_tiles(
+      out, in, rows, cols, 1, kNvfp4Block,
+      [s_t](double amax) {
+        if (!std::isfinite(amax) || !std::isfinite(s_t)) return static_cast<double>(NAN);
+        return e4m3(amax / (6 * s_t)) * s_t;  // the block's e4m3 scale, times the tensor's
+      },
+      [](double x) { return e2m1(x); });
 }
 
 void check_cpu(const char* op, const Context& ctx) {
@@ -43,31 +82,49 @@ void check_cpu(const char* op, const Context& ctx) {
             "{}: FP8 runs on the CPU (fake quantization) only in this version", op);
 }
 
+// `in` fake-quantized into `out` in tiles of tile_rows × tile_cols as the recipe scales them
+// (MXFP8: e8m0 block scales; the others: fp32 tile scales).
+void quantize_into(const Tensor& out, const Tensor& in, int64_t rows, int64_t tile_rows,
+                   int64_t tile_cols, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kMxfp8) {
+    mxfp8_fake_quant(Context{}, out, in, rows, tile_rows, tile_cols);
+  } else {
+    fp8_fake_quant(Context{}, out, in, rows, tile_rows, tile_cols, r.pow2_scales);
+  }
+}
+
 // A host copy of `t`, fake-quantized: its storage lives in `keep`.
 Tensor quantized(std::vector<unsigned char>& keep, const Tensor& t, int64_t rows, int64_t tile_rows,
-                 int64_t tile_cols, bool pow2) {
+                 int64_t tile_cols, const Fp8Recipe& r) {
   keep.resize(t.nbytes());
   const Tensor out{keep.data(), t.dtype, t.device, t.shape};
-  fp8_fake_quant(Context{}, out, t, rows, tile_rows, tile_cols, pow2);
+  quantize_into(out, t, rows, tile_rows, tile_cols, r);
   return out;
 }
 
-// The three ways an operand is tiled (fp8.h): along its rows' length (1 × 128), in 128 × 128
-// blocks (weights), down its columns (128 × 1, for the weight gradient); tensorwise: one tile.
+// A recipe's tile length, 128 (blockwise) or 32 (MXFP8), and the rows of a weight's blocks: 128
+// (blockwise's squares) or 1 (MXFP8's 1-D blocks along K).
+int64_t tile_of(const Fp8Recipe& r) {
+  return r.scaling == Fp8Scaling::kMxfp8 ? kMxBlock : kFp8Tile;
+}
+int64_t weight_rows_of(const Fp8Recipe& r) {
+  return r.scaling == Fp8Scaling::kMxfp8 ? 1 : kFp8Tile;
+}
+bool tensorwise(const Fp8Recipe& r) { return r.scaling == Fp8Scaling::kTensorwise; }
+
+// The three ways an operand is tiled (fp8.h): along its rows (1 × 128), in 128 × 128 blocks
+// (weights), down its columns (128 × 1, for the weight gradient); tensorwise: one tile.
 Tensor along_rows(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
-  if (r.scaling == Fp8Scaling::kTensorwise)
-    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
-  return quantized(keep, t, t.size(0), 1, kFp8Tile, r.pow2_scales);
+  if (tensorwise(r)) return quantized(keep, t, 1, 1, t.numel(), r);
+  return quantized(keep, t, t.size(0), 1, tile_of(r), r);
 }
 Tensor in_blocks(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
-  if (r.scaling == Fp8Scaling::kTensorwise)
-    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
-  return quantized(keep, t, t.size(0), kFp8Tile, kFp8Tile, r.pow2_scales);
+  if (tensorwise(r)) return quantized(keep, t, 1, 1, t.numel(), r);
+  return quantized(keep, t, t.size(0), weight_rows_of(r), tile_of(r), r);
 }
 Tensor down_columns(std::vector<unsigned char>& keep, const Tensor& t, const Fp8Recipe& r) {
-  if (r.scaling == Fp8Scaling::kTensorwise)
-    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
-  return quantized(keep, t, t.size(0), kFp8Tile, 1, r.pow2_scales);
+  if (tensorwise(r)) return quantized(keep, t, 1, 1, t.numel(), r);
+  return quantized(keep, t, t.size(0), tile_of(r), 1, r);
 }
 
 // Expert e's weight [N, K] of a [E, N, K] tensor.
@@ -75,32 +132,26 @@ Tensor expert(const Tensor& w, int64_t e) {
   return w.view({w.size(0), w.size(1) * w.size(2)}).slice(e, e + 1).view({w.size(1), w.size(2)});
 }
 
-// The weights, each expert's 128 × 128 blocks its own (one tensor scale when tensorwise).
+// The weights, each expert's blocks its own (one tensor scale when tensorwise).
 Tensor experts_in_blocks(std::vector<unsigned char>& keep, const Tensor& w, const Fp8Recipe& r) {
-  if (r.scaling == Fp8Scaling::kTensorwise)
-    return quantized(keep, w, 1, 1, w.numel(), r.pow2_scales);
+  if (tensorwise(r)) return quantized(keep, w, 1, 1, w.numel(), r);
   keep.resize(w.nbytes());
   const Tensor out{keep.data(), w.dtype, w.device, w.shape};
   for (int64_t e = 0; e < w.size(0); ++e) {
-    fp8_fake_quant(Context{}, expert(out, e), expert(w, e), w.size(1), kFp8Tile, kFp8Tile,
-                   r.pow2_scales);
+    quantize_into(expert(out, e), expert(w, e), w.size(1), weight_rows_of(r), tile_of(r), r);
   }
   return out;
 }
 
-// Rows grouped by expert, in 128 × 1 tiles that restart at each expert's first row.
+// Rows grouped by expert, in tiles down the columns that restart at each expert's first row.
 Tensor groups_down_columns(std::vector<unsigned char>& keep, const Tensor& t,
                            const std::vector<int64_t>& counts, const Fp8Recipe& r) {
-  if (r.scaling == Fp8Scaling::kTensorwise)
-    return quantized(keep, t, 1, 1, t.numel(), r.pow2_scales);
+  if (tensorwise(r)) return quantized(keep, t, 1, 1, t.numel(), r);
   keep.resize(t.nbytes());
   const Tensor out{keep.data(), t.dtype, t.device, t.shape};
   int64_t row = 0;
   for (const int64_t n : counts) {
-    if (n > 0) {
-      fp8_fake_quant(Context{}, out.slice(row, row + n), t.slice(row, row + n), n, kFp8Tile, 1,
-                     r.pow2_scales);
-    }
+    if (n > 0) quantize_into(out.slice(row, row + n), t.slice(row, row + n), n, tile_of(r), 1, r);
     row += n;
   }
   return out;
@@ -121,6 +172,22 @@ double e4m3(double x) {
     step = std::ldexp(1.0, e - 1 - 3);
   }
   return std::copysign(std::nearbyint(a / step) * step, x);
+}
+
+double e2m1(double x) {
+  if (std::isnan(x)) return x;
+  const double a = std::fabs(x);
+  if (a >= 6) return std::copysign(6.0, x);
+  // Steps of 0.5 below 2 (the subnormal 0.5 included), 1 in [2, 4), 2 in [4, 6].
+  const double step = a < 2 ? 0.5 : a < 4 ? 1.0 : 2.0;
+  return std::copysign(std::nearbyint(a / step) * step, x);
+}
+
+double mx_scale(double amax) {
+  if (!std::isfinite(amax)) return NAN;
+  if (amax == 0) return 1;
+  const int e = std::clamp(static_cast<int>(std::floor(std::log2(amax))) - 8, -127, 127);
+  return std::ldexp(1.0, e);
 }
 
 double fp8_scale(double amax, bool pow2_scales) {
@@ -147,6 +214,41 @@ void fp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int
   } else {
     fake_quant_tiles(out.ptr<double>(), in.ptr<const double>(), rows, cols, tile_rows, tile_cols,
                      pow2_scales);
+  }
+}
+
+namespace {
+
+void check_quant_args(const char* op, const Context& ctx, const Tensor& out, const Tensor& in,
+                      int64_t rows) {
+  check_cpu(op, ctx);
+  TMT_CHECK(out.shape == in.shape && out.dtype == in.dtype && rows > 0 && in.numel() % rows == 0 &&
+                (in.dtype == DType::kF32 || in.dtype == DType::kF64),
+            "{}: out {} / in {} as {} rows (f32|f64)", op, out.str(), in.str(), rows);
+}
+
+}  // namespace
+
+void mxfp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows,
+                      int64_t tile_rows, int64_t tile_cols) {
+  check_quant_args("mxfp8_fake_quant", ctx, out, in, rows);
+  TMT_CHECK(tile_rows > 0 && tile_cols > 0, "mxfp8_fake_quant: {} x {} tiles", tile_rows,
+            tile_cols);
+  const int64_t cols = in.numel() / rows;
+  if (in.dtype == DType::kF32) {
+    mx_tiles(out.ptr<float>(), in.ptr<const float>(), rows, cols, tile_rows, tile_cols);
+  } else {
+    mx_tiles(out.ptr<double>(), in.ptr<const double>(), rows, cols, tile_rows, tile_cols);
+  }
+}
+
+void nvfp4_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows) {
+  check_quant_args("nvfp4_fake_quant", ctx, out, in, rows);
+  const int64_t cols = in.numel() / rows;
+  if (in.dtype == DType::kF32) {
+    nvfp4_tiles(out.ptr<float>(), in.ptr<const float>(), rows, cols);
+  } else {
+    nvfp4_tiles(out.ptr<double>(), in.ptr<const double>(), rows, cols);
   }
 }
 

@@ -24,6 +24,17 @@
 // each expert's first row. The accumulation is the GEMM's own (fp32 on the CPU throughout, which
 // is what the GPU's promotion of partial sums to fp32 every 128 products approximates).
 //
+// Blackwell's block formats (their tensor cores apply the block scales themselves):
+//   MXFP8 (OCP Microscaling v1.0; kMxfp8): 1 × 32 blocks (32 × 1 for the weight gradient's
+//     transposed operands, weights 1 × 32 along K as well), each with a power-of-two scale stored
+//     as e8m0, X = 2^(floor(log2 amax) - 8) (8: e4m3's largest exponent); elements e4m3(x / X),
+//     saturating (amax / X reaches up to 511).
+//   NVFP4 (nvfp4_fake_quant): e2m1 elements (0, 0.5, 1, 1.5, 2, 3, 4, 6), 1 × 16 blocks with an
+//     e4m3 block scale and one fp32 scale for the tensor: s_t = amax_tensor / (448 · 6), s_b =
+//     e4m3(amax_block / (6 · s_t)), elements e2m1(x / (s_b · s_t)). Here as a quantizer only:
+//     NVFP4 training also needs random Hadamard transforms and stochastic rounding of the
+//     gradients, which are not defined here.
+//
 // CPU only for now (f32 and f64 tensors); on CUDA the calls are fatal: the recipe's rules refuse
 // train.precision fp8 there.
 #pragma once
@@ -35,7 +46,7 @@
 
 namespace tmt {
 
-enum class Fp8Scaling : uint8_t { kBlockwise, kTensorwise };
+enum class Fp8Scaling : uint8_t { kBlockwise, kTensorwise, kMxfp8 };
 
 struct Fp8Recipe {
   Fp8Scaling scaling = Fp8Scaling::kBlockwise;
@@ -44,17 +55,31 @@ struct Fp8Recipe {
 
 inline constexpr double kE4m3Max = 448.0;
 inline constexpr int64_t kFp8Tile = 128;  // the blockwise recipe's tile length
+inline constexpr int64_t kMxBlock = 32;   // MXFP8's block length
+inline constexpr int64_t kNvfp4Block = 16;
 
 // x rounded to e4m3 (satfinite, ties to even), as a double.
 double e4m3(double x);
 
 // The scale of a tile whose largest magnitude is `amax` (NaN for a non-finite amax, 1 for 0).
 double fp8_scale(double amax, bool pow2_scales);
+// x rounded to e2m1 (NVFP4's elements: ties to even, saturating at ±6; NaN stays NaN).
+double e2m1(double x);
+// MXFP8's shared scale of a block with this amax: 2^(floor(log2 amax) - 8) (NaN for a non-finite
+// amax, 1 for 0), within e8m0's 2^-127 .. 2^127.
+double mx_scale(double amax);
 
 // out = in fake-quantized in tiles of tile_rows × tile_cols of in seen as [rows, numel / rows];
 // `out` may be `in`. f32|f64 on the CPU.
 void fp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows,
                     int64_t tile_rows, int64_t tile_cols, bool pow2_scales);
+
+// out = in fake-quantized to MXFP8 in blocks of tile_rows × tile_cols (1 × 32 or 32 × 1).
+void mxfp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows,
+                      int64_t tile_rows, int64_t tile_cols);
+// out = in fake-quantized to NVFP4: in seen as [rows, numel / rows], 1 × 16 blocks along the rows,
+// one tensor scale over all of in.
+void nvfp4_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows);
 
 // linear.h's ops with FP8 operands as above (the same arguments and outputs).
 void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,

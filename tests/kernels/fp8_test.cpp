@@ -154,5 +154,50 @@ TEST(Fp8, TensorwiseUsesOneScaleAndGroupedTilesRestartPerExpert) {
   EXPECT_DOUBLE_EQ(ye[2], top(3) * top(1));
 }
 
+TEST(Fp8, BlackwellFormatsByHand) {
+  // e2m1 (NVFP4's elements): 0, 0.5, 1, 1.5, 2, 3, 4, 6; ties to even, saturating at 6.
+  EXPECT_EQ(e2m1(0.25), 0.0);  // 0 or 0.5 (odd): 0
+  EXPECT_EQ(e2m1(0.75), 1.0);  // 0.5 (odd) or 1: 1
+  EXPECT_EQ(e2m1(1.25), 1.0);
+  EXPECT_EQ(e2m1(1.75), 2.0);
+  EXPECT_EQ(e2m1(2.5), 2.0);
+  EXPECT_EQ(e2m1(3.5), 4.0);
+  EXPECT_EQ(e2m1(5.0), 4.0);
+  EXPECT_EQ(e2m1(5.5), 6.0);
+  EXPECT_EQ(e2m1(7.0), 6.0);
+  EXPECT_EQ(e2m1(-0.3), -0.5);
+  EXPECT_TRUE(std::isnan(e2m1(std::nan(""))));
+  // MXFP8's e8m0 scale: 2^(floor(log2 amax) - 8).
+  EXPECT_EQ(mx_scale(1.0), std::ldexp(1.0, -8));
+  EXPECT_EQ(mx_scale(448.0), 1.0);
+  EXPECT_EQ(mx_scale(500.0), 1.0);  // 500 / 1 saturates to 448
+  EXPECT_EQ(mx_scale(0.001), std::ldexp(1.0, -18));
+  EXPECT_EQ(mx_scale(0.0), 1.0);
+  EXPECT_TRUE(std::isnan(mx_scale(std::numeric_limits<double>::infinity())));
+  // Two MXFP8 blocks of 32: [1, 3, 500, 0...] (scale 1: 1, 3, 448) and [0.3, 0...] (amax 0.3:
+  // scale 2^-10, 0.3 · 2^10 = 307.2 -> 320 at steps of 32).
+  std::vector<double> x(64, 0.0), q(64);
+  x[0] = 1, x[1] = 3, x[2] = 500, x[32] = 0.3;
+  mxfp8_fake_quant(Context{}, host(q, {1, 64}), host(x, {1, 64}), 1, 1, 32);
+  EXPECT_EQ(q[0], 1.0);
+  EXPECT_EQ(q[1], 3.0);
+  EXPECT_EQ(q[2], 448.0);
+  EXPECT_EQ(q[32], 320.0 / 1024);
+  // NVFP4, two blocks of 16 with a tensor amax of 6: s_t = 1/448 (fp32). Block 0 [6, 1, 0.3]: its
+  // scale e4m3(6 / (6 s_t)) = 448, times s_t: 1 (to fp32), elements 6, 1, 0.5. Block 1 [0.6,
+  // 0.2]: e4m3(0.6 / (6 s_t)) = e4m3(44.8) = 44, scale 44 s_t; 0.6 / (44/448) = 6.1 -> 6 and 0.2
+  // -> 2.04 -> 2.
+  std::vector<double> y(32, 0.0), r(32);
+  y[0] = 6, y[1] = 1, y[2] = 0.3, y[16] = 0.6, y[17] = 0.2;
+  nvfp4_fake_quant(Context{}, host(r, {1, 32}), host(y, {1, 32}), 1);
+  const double s_t = static_cast<float>(1.0 / 448);
+  EXPECT_DOUBLE_EQ(r[0], 6 * 448 * s_t);
+  EXPECT_DOUBLE_EQ(r[1], 1 * 448 * s_t);
+  EXPECT_DOUBLE_EQ(r[2], 0.5 * 448 * s_t);
+  EXPECT_DOUBLE_EQ(r[16], 6 * 44 * s_t);
+  EXPECT_DOUBLE_EQ(r[17], 2 * 44 * s_t);
+  EXPECT_EQ(r[3], 0.0);
+}
+
 }  // namespace
 }  // namespace tmt

@@ -303,7 +303,9 @@ struct Names<Precision> {
 template <>
 struct Names<Fp8Scaling> {
   static constexpr std::pair<std::string_view, Fp8Scaling> list[] = {
-      {"blockwise", Fp8Scaling::kBlockwise}, {"tensorwise", Fp8Scaling::kTensorwise}};
+      {"blockwise", Fp8Scaling::kBlockwise},
+      {"tensorwise", Fp8Scaling::kTensorwise},
+      {"mxfp8", Fp8Scaling::kMxfp8}};
 };
 template <>
 struct Names<CommKind> {

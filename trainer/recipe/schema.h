@@ -421,7 +421,8 @@ void visit(V& v, R& f) {
            {.fallback = Fp8Scaling::kBlockwise,
             .meaning = "blockwise: activations and gradients in 1x128 tiles, weights in 128x128 "
                        "blocks, a scale each (DeepSeek-V3); tensorwise: one scale per tensor "
-                       "from its current amax"});
+                       "from its current amax; mxfp8: 1x32 blocks with power-of-two (e8m0) "
+                       "scales, weights too (Blackwell's MXFP8)"});
   v.key("pow2_scales", f.pow2_scales,
         {.fallback = false, .meaning = "scales rounded up to powers of two"});
 }
