@@ -8,7 +8,7 @@
 //                      --out DIR [--val-fraction F] [--threads N]
 //   tramontane eval [RECIPE] [--resume CKPT] [--set key.path=value]...
 //   tramontane import SRC --out RUN_DIR [--set key.path=value]...
-//   tramontane export CKPT --out HF_DIR [--dtype bf16|fp16|fp32]
+//   tramontane export CKPT --out HF_DIR [--dtype bf16|fp16|fp32|fp8]
 //   tramontane inspect CKPT [--tensors]
 //   tramontane runs DIR [--json]
 //
@@ -113,8 +113,11 @@ int main(int argc, char** argv) {
   export_cmd->add_option("checkpoint", export_.checkpoint, "checkpoint directory (step-NNNNNNN)")
       ->required();
   export_cmd->add_option("--out", export_.out_dir, "the directory to create")->required();
-  export_cmd->add_option("--dtype", export_dtype, "bf16 (default), fp16 or fp32")
-      ->check(CLI::IsMember({"bf16", "fp16", "fp32"}));
+  export_cmd
+      ->add_option("--dtype", export_dtype,
+                   "bf16 (default), fp16, fp32, or fp8: the linears' and experts' weights in e4m3 "
+                   "with a weight_scale_inv per 128x128 block, the rest bf16")
+      ->check(CLI::IsMember({"bf16", "fp16", "fp32", "fp8"}));
   export_cmd
       ->add_option("--max-shard-size", export_.max_shard_bytes,
                    "bytes per safetensors file at most (default 5e9, as transformers)")
@@ -277,6 +280,7 @@ int main(int argc, char** argv) {
     if (export_cmd->parsed()) {
       export_.dtype = export_dtype == "fp32"   ? tmt::DType::kF32
                       : export_dtype == "fp16" ? tmt::DType::kF16
+                      : export_dtype == "fp8"  ? tmt::DType::kF8E4M3
                                                : tmt::DType::kBF16;
       return tmt::run_export(export_);
     }

@@ -1,7 +1,8 @@
 // Published weights through the binary, against Hugging Face transformers' own classes: models
 // that transformers made (tests/fixtures/hf, scripts/reference/hf_interop.py) are imported and
 // evaluated at one rank and at tp2 pp2 ep2, and their validation loss equals transformers' on the
-// same windows; import then export gives back every tensor bit for bit; a model fine-tuned with
+// same windows; import then export gives back every tensor bit for bit; an FP8 export (e4m3 with
+// 128 x 128 block scales) imports back to exactly its dequantized values; a model fine-tuned with
 // --init-from and exported loads in transformers with the loss tramontane's eval gives (when
 // transformers is importable: TMT_TRANSFORMERS_PYTHON, see below); bad weights files are refused
 // with exit 2 and one error line naming the file.
@@ -20,6 +21,7 @@
 #include <regex>
 #include <sstream>
 
+#include "kernels/fp8.h"
 #include "tests/support/run.h"
 #include "tests/support/temp_dir.h"
 #include "trainer/interop/safetensors.h"
@@ -171,6 +173,77 @@ TEST(HfInterop, ImportThenExportGivesBackEveryTensorBitForBit) {
   EXPECT_TRUE(fs::exists(out32 / "model.safetensors"));
   EXPECT_FALSE(fs::exists(out32 / "model.safetensors.index.json"));
   expect_bit_identical(kFixtures / "mistral", out32);
+}
+
+TEST(HfInterop, Fp8ExportHoldsE4m3BlocksThatImportReadsBack) {
+  // export --dtype fp8: the linears' and experts' weights in e4m3 with one fp32 weight_scale_inv
+  // per 128 x 128 block (amax / 448), the embedding, head, norms and router in bf16, and
+  // quantization_config in config.json; import reads it back to e4m3 · scale exactly.
+  test::TempDir dir;
+  import_model("mixtral", "data128", dir.path() / "mixtral");
+  const std::string ckpt = (dir.path() / "mixtral/checkpoints/step-0000000").string();
+  const fs::path f32 = dir.path() / "f32", f8 = dir.path() / "fp8";
+  ASSERT_EQ(tramontane({"export", ckpt, "--out", f32.string(), "--dtype", "fp32"}).exit_code, 0);
+  auto r = tramontane({"export", ckpt, "--out", f8.string(), "--dtype", "fp8"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream c(f8 / "config.json");
+  const json config = json::parse(c);
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "fp8");
+  EXPECT_EQ(config["quantization_config"]["weight_block_size"], json::array({128, 128}));
+  const auto ref = tensors_of(f32), q = tensors_of(f8);
+  // What each exported tensor must read back as: e4m3 · scale (in float), or the bf16 rounding.
+  std::map<std::string, std::vector<float>> want;
+  int fp8_tensors = 0;
+  for (const auto& [name, t] : ref) {
+    ASSERT_TRUE(q.count(name)) << name;
+    const StoredTensor& e = q.at(name);
+    std::vector<float>& w = want[name];
+    w.resize(static_cast<size_t>(t.numel()));
+    const bool kept = name.find("embed") != std::string::npos || name == "lm_head.weight" ||
+                      name.find("norm") != std::string::npos || name.ends_with(".gate.weight");
+    if (kept || t.shape.size() != 2) {
+      EXPECT_EQ(e.dtype, DType::kBF16) << name;
+      for (int64_t i = 0; i < t.numel(); ++i)
+        w[static_cast<size_t>(i)] = bf16_to_float(float_to_bf16(static_cast<float>(t.at(i))));
+      continue;
+    }
+    ++fp8_tensors;
+    EXPECT_EQ(e.dtype, DType::kF8E4M3) << name;
+    ASSERT_TRUE(q.count(name + "_scale_inv")) << name;
+    const StoredTensor& sc = q.at(name + "_scale_inv");
+    const int64_t rows = t.shape[0], cols = t.shape[1], bc = (cols + 127) / 128;
+    ASSERT_EQ(sc.shape, (std::vector<int64_t>{(rows + 127) / 128, bc})) << name;
+    std::vector<double> amax(static_cast<size_t>(sc.numel()), 0.0);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      double& a = amax[static_cast<size_t>(i / cols / 128 * bc + i % cols / 128)];
+      a = std::max(a, std::abs(t.at(i)));
+    }
+    for (int64_t b = 0; b < sc.numel(); ++b) {
+      EXPECT_EQ(sc.at(b), static_cast<float>(amax[static_cast<size_t>(b)] / 448)) << name;
+    }
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      const auto s = static_cast<float>(sc.at(i / cols / 128 * bc + i % cols / 128));
+      EXPECT_EQ(e.at(i), e4m3(t.at(i) / s)) << name << "[" << i << "]";
+      w[static_cast<size_t>(i)] = static_cast<float>(e.at(i)) * s;
+    }
+  }
+  EXPECT_GT(fp8_tensors, 10);
+  // Imported (the quantization_config and the scales read) and written out again in fp32.
+  const fs::path back = dir.path() / "back", back32 = dir.path() / "back32";
+  r = tramontane({"import", f8.string(), "--out", back.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(tramontane({"export", (back / "checkpoints/step-0000000").string(), "--out",
+                        back32.string(), "--dtype", "fp32"})
+                .exit_code,
+            0);
+  const auto got = tensors_of(back32);
+  for (const auto& [name, w] : want) {
+    ASSERT_TRUE(got.count(name)) << name;
+    const StoredTensor& g = got.at(name);
+    size_t differing = 0;
+    for (size_t i = 0; i < w.size(); ++i) differing += g.at(static_cast<int64_t>(i)) != w[i];
+    EXPECT_EQ(differing, 0u) << name;
+  }
 }
 
 // A python that imports transformers and torch: TMT_TRANSFORMERS_PYTHON (a command, e.g.

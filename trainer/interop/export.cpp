@@ -1,11 +1,14 @@
 // `tramontane export` (weights.h): a checkpoint into a Hugging Face model directory.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "kernels/base/check.h"
+#include "kernels/fp8.h"
 #include "trainer/checkpoint/format.h"
 #include "trainer/interop/published.h"
 #include "trainer/interop/safetensors.h"
@@ -60,8 +63,47 @@ void from_f32(const std::vector<float>& values, DType dtype, std::span<std::byte
 
 // The dtype a tensor is written in: the export's, but f32 for DeepSeek-V3's expert bias, which
 // transformers keeps in f32 (_keep_in_fp32_modules_strict): rounded, it would move the routing.
+// An FP8 export writes the linears' and experts' weights in e4m3 (fp8_exported), the rest bf16.
 DType tensor_dtype(const TensorMapping& m, DType dtype) {
-  return m.param.ends_with(".moe.expert_bias") ? DType::kF32 : dtype;
+  if (m.param.ends_with(".moe.expert_bias")) return DType::kF32;
+  if (dtype == DType::kF8E4M3) return fp8_exported(m) ? DType::kF8E4M3 : DType::kBF16;
+  return dtype;
+}
+
+constexpr int64_t kFp8Block = 128;  // weight_block_size
+
+// The scales' shape of an FP8 weight [N, K]: one per 128 x 128 block.
+std::vector<int64_t> fp8_scale_shape(const std::vector<int64_t>& shape) {
+  return {(shape[0] + kFp8Block - 1) / kFp8Block, (shape[1] + kFp8Block - 1) / kFp8Block};
+}
+
+// values [N, K] -> e4m3 bytes and one fp32 scale per block (amax / 448, kernels/fp8.h; 1 for a
+// block of zeros): value = e4m3 · scale, as weight_scale_inv is read.
+void to_fp8(const std::vector<float>& values, const std::vector<int64_t>& shape,
+            std::span<std::byte> out, std::vector<float>& scales) {
+  const int64_t rows = shape[0], cols = shape[1];
+  const std::vector<int64_t> s = fp8_scale_shape(shape);
+  scales.assign(static_cast<size_t>(s[0] * s[1]), 1.0f);
+  for (int64_t br = 0; br < s[0]; ++br) {
+    for (int64_t bc = 0; bc < s[1]; ++bc) {
+      double amax = 0;
+      const int64_t r1 = std::min(rows, (br + 1) * kFp8Block),
+                    c1 = std::min(cols, (bc + 1) * kFp8Block);
+      for (int64_t r = br * kFp8Block; r < r1; ++r) {
+        for (int64_t c = bc * kFp8Block; c < c1; ++c)
+          amax = std::max(amax, std::fabs(static_cast<double>(values[r * cols + c])));
+      }
+      const auto scale = static_cast<float>(fp8_scale(amax, false));
+      scales[static_cast<size_t>(br * s[1] + bc)] = scale;
+      for (int64_t r = br * kFp8Block; r < r1; ++r) {
+        for (int64_t c = bc * kFp8Block; c < c1; ++c) {
+          const size_t i = static_cast<size_t>(r * cols + c);
+          out[i] = static_cast<std::byte>(
+              float_to_f8e4m3(static_cast<float>(e4m3(static_cast<double>(values[i]) / scale))));
+        }
+      }
+    }
+  }
 }
 
 void write_json(const fs::path& path, const json& j) {
@@ -95,14 +137,18 @@ std::string export_weights(const ExportOptions& o) {
   fs::create_directories(partial, ec);
   if (ec) input_error("{}: cannot create: {}", partial.string(), ec.message());
 
-  // Files of at most max_shard_bytes (a larger single tensor gets a file of its own).
+  // Files of at most max_shard_bytes (a larger single tensor gets a file of its own; an FP8
+  // weight's scales go with it).
   const std::vector<TensorMapping> mappings =
       tensor_mappings(r.model, PublishedFormat::kHuggingFace);
   std::vector<std::vector<const TensorMapping*>> files(1);
   int64_t in_file = 0, total = 0;
   for (const TensorMapping& m : mappings) {
-    const int64_t bytes = TensorEntry{"", o.dtype, m.shape}.numel() *
-                          static_cast<int64_t>(dtype_size(tensor_dtype(m, o.dtype)));
+    const DType dtype = tensor_dtype(m, o.dtype);
+    int64_t bytes =
+        TensorEntry{"", dtype, m.shape}.numel() * static_cast<int64_t>(dtype_size(dtype));
+    if (dtype == DType::kF8E4M3)
+      bytes += TensorEntry{"", DType::kF32, fp8_scale_shape(m.shape)}.numel() * 4;
     if (!files.back().empty() && in_file + bytes > o.max_shard_bytes) {
       files.emplace_back();
       in_file = 0;
@@ -118,28 +164,62 @@ std::string export_weights(const ExportOptions& o) {
     const std::string name =
         n == 1 ? "model.safetensors" : fmt::format("model-{:05d}-of-{:05d}.safetensors", f + 1, n);
     std::vector<TensorEntry> entries;
+    std::vector<const TensorMapping*> of_entry;  // the mapping each entry comes from
+    std::vector<bool> is_scale;
     for (const TensorMapping* m : files[f]) {
-      entries.push_back({m->published, tensor_dtype(*m, o.dtype), m->shape});
+      const DType dtype = tensor_dtype(*m, o.dtype);
+      entries.push_back({m->published, dtype, m->shape});
+      of_entry.push_back(m);
+      is_scale.push_back(false);
       weight_map[m->published] = name;
+      if (dtype == DType::kF8E4M3) {
+        const std::string scale = fp8_scale_name(PublishedFormat::kHuggingFace, m->published);
+        entries.push_back({scale, DType::kF32, fp8_scale_shape(m->shape)});
+        of_entry.push_back(m);
+        is_scale.push_back(true);
+        weight_map[scale] = name;
+      }
     }
+    // An FP8 weight's scales are written right after it, from what quantizing it computed.
+    std::vector<float> scales;
     write_safetensors((partial / name).string(), entries, {{"format", "pt"}},
                       [&](size_t i, std::span<std::byte> bytes) {
-                        read_published(index.id(), *files[f][i], values);
-                        from_f32(values, tensor_dtype(*files[f][i], o.dtype), bytes);
+                        const TensorMapping& m = *of_entry[i];
+                        if (is_scale[i]) {
+                          TMT_CHECK(bytes.size() == scales.size() * 4,
+                                    "export: {}: the scales of another tensor", entries[i].name);
+                          std::memcpy(bytes.data(), scales.data(), bytes.size());
+                          return;
+                        }
+                        read_published(index.id(), m, values);
+                        if (entries[i].dtype == DType::kF8E4M3) {
+                          to_fp8(values, m.shape, bytes, scales);
+                        } else {
+                          from_f32(values, entries[i].dtype, bytes);
+                        }
                       });
   }
   if (n > 1) {
     write_json(partial / "model.safetensors.index.json",
                {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
   }
-  write_json(partial / "config.json", config);
+  json written = config;
+  if (o.dtype == DType::kF8E4M3) {
+    written["torch_dtype"] = "bfloat16";
+    written["quantization_config"] = {{"quant_method", "fp8"},
+                                      {"fmt", "e4m3"},
+                                      {"activation_scheme", "dynamic"},
+                                      {"weight_block_size", {kFp8Block, kFp8Block}}};
+  }
+  write_json(partial / "config.json", written);
   fs::remove(final_out, ec);  // an empty directory the user made
   fs::rename(partial, final_out, ec);
   if (ec) input_error("{}: cannot rename into place: {}", final_out.string(), ec.message());
-  return fmt::format("exported {} ({}) to {}: {} tensors in {} file(s), {:.2f} GB of {}",
-                     dir.string(), config["architectures"][0].get<std::string>(), out.string(),
-                     mappings.size(), n, static_cast<double>(total) / 1e9,
-                     safetensors_dtype_name(o.dtype));
+  return fmt::format(
+      "exported {} ({}) to {}: {} tensors in {} file(s), {:.2f} GB of {}", dir.string(),
+      config["architectures"][0].get<std::string>(), out.string(), mappings.size(), n,
+      static_cast<double>(total) / 1e9,
+      o.dtype == DType::kF8E4M3 ? "F8_E4M3 (and BF16)" : safetensors_dtype_name(o.dtype));
 }
 
 }  // namespace tmt

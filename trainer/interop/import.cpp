@@ -116,11 +116,8 @@ void to_f32(const TensorEntry& t, std::span<const std::byte> bytes, std::vector<
   }
 }
 
-// Mistral's FP8 weights: e4m3 values times their .qscale_weight, one number for the tensor or one
+// FP8 weights: e4m3 values times their scale (fp8_scale_name), one number for the tensor or one
 // per block of block[0] x block[1] (the blocks at the right and bottom edges cut short).
-std::string scale_name(const std::string& weight) {
-  return weight.substr(0, weight.size() - std::string(".weight").size()) + ".qscale_weight";
-}
 
 bool is_block_scale(const TensorEntry& w, const TensorEntry& scale,
                     const std::vector<int64_t>& block) {
@@ -200,10 +197,10 @@ std::string import_weights(const ImportOptions& o) {
     const TensorEntry& t = *it->second.second;
     const std::string& file = s.files[it->second.first].path();
     if (t.dtype == DType::kF8E4M3 && cfg.fp8) {
-      const auto sc = s.tensors.find(scale_name(m.published));
+      const std::string scale_name = fp8_scale_name(cfg.format, m.published);
+      const auto sc = s.tensors.find(scale_name);
       if (sc == s.tensors.end()) {
-        input_error("{}: tensor {} is F8_E4M3 but {} is missing", file, t.name,
-                    scale_name(m.published));
+        input_error("{}: tensor {} is F8_E4M3 but {} is missing", file, t.name, scale_name);
       }
       const TensorEntry& scale = *sc->second.second;
       if (scale.dtype != DType::kBF16 && scale.dtype != DType::kF16 && scale.dtype != DType::kF32) {
@@ -220,7 +217,10 @@ std::string import_weights(const ImportOptions& o) {
     } else if (t.dtype != DType::kBF16 && t.dtype != DType::kF16 && t.dtype != DType::kF32) {
       input_error("{}: tensor {}: dtype {}, import reads BF16, F16 and F32{}", file, t.name,
                   safetensors_dtype_name(t.dtype),
-                  t.dtype == DType::kF8E4M3 ? " (F8_E4M3 with params.json's quantization)" : "");
+                  t.dtype != DType::kF8E4M3 ? ""
+                  : cfg.format == PublishedFormat::kMistral
+                      ? " (F8_E4M3 with params.json's quantization)"
+                      : " (F8_E4M3 with config.json's quantization_config)");
     }
     if (t.shape != m.shape) {
       input_error("{}: tensor {} is {}, {} implies {}", file, t.name, shape_text(t.shape),
@@ -304,7 +304,7 @@ std::string import_weights(const ImportOptions& o) {
     for (const TensorMapping* m : parts) {
       const auto& [f, entry] = s.tensors.at(m->published);
       if (entry->dtype == DType::kF8E4M3) {
-        const auto& [sf, scale] = s.tensors.at(scale_name(m->published));
+        const auto& [sf, scale] = s.tensors.at(fp8_scale_name(cfg.format, m->published));
         to_f32(*scale, s.files[sf].bytes(*scale), scales);
         dequantize(*entry, s.files[f].bytes(*entry), scales, cfg.fp8_block, values);
       } else {

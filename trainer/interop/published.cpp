@@ -202,6 +202,26 @@ void read_hf_mla(const ConfigReader& c, bool deepseek, ModelConfig& m) {
   m.moe = e;
 }
 
+// quantization_config of an FP8 checkpoint (DeepSeek-V3's, transformers' FineGrainedFP8):
+// quant_method fp8, fmt e4m3, a weight_scale_inv per weight_block_size block.
+void read_hf_fp8(const ConfigReader& c, const fs::path& file, PublishedConfig& out) {
+  const json* q = c.find("quantization_config", true);
+  if (q == nullptr || q->is_null()) return;
+  if (!q->is_object()) c.bad("quantization_config", "expected an object");
+  const ConfigReader r(*q, fmt::format("{}: quantization_config", file.string()));
+  if (const std::string method = r.string("quant_method", ""); method != "fp8")
+    r.bad("quant_method", fmt::format("'{}': import reads fp8 (e4m3) weights only", method));
+  if (const std::string f = r.string("fmt", "e4m3"); f != "e4m3")
+    r.bad("fmt", fmt::format("'{}': import reads e4m3 weights only", f));
+  out.fp8 = true;
+  if (const json* b = r.find("weight_block_size", true); b != nullptr && !b->is_null()) {
+    if (!b->is_array() || b->size() != 2 || !(*b)[0].is_number_integer() ||
+        !(*b)[1].is_number_integer() || (*b)[0].get<int64_t>() <= 0 || (*b)[1].get<int64_t>() <= 0)
+      r.bad("weight_block_size", fmt::format("expected [rows, cols], got {}", b->dump()));
+    out.fp8_block = {(*b)[0].get<int64_t>(), (*b)[1].get<int64_t>()};
+  }
+}
+
 PublishedConfig read_hf_config(const fs::path& file) {
   const json j = read_json_file(file);
   const ConfigReader c(j, file);
@@ -225,6 +245,7 @@ PublishedConfig read_hf_config(const fs::path& file) {
   }
   if (const std::string act = c.string("hidden_act", "silu"); act != "silu")
     c.bad("hidden_act", fmt::format("'{}': tramontane's FFN is SwiGLU (silu)", act));
+  read_hf_fp8(c, file, out);
   ModelConfig& m = out.model;
   m.vocab_size = c.integer("vocab_size");
   m.d_model = c.integer("hidden_size");
@@ -391,6 +412,19 @@ PublishedConfig read_mistral_params(const fs::path& file) {
 }
 
 }  // namespace
+
+std::string fp8_scale_name(PublishedFormat format, const std::string& weight) {
+  if (format == PublishedFormat::kHuggingFace) return weight + "_scale_inv";
+  return weight.substr(0, weight.size() - std::string(".weight").size()) + ".qscale_weight";
+}
+
+bool fp8_exported(const TensorMapping& m) {
+  if (m.shape.size() != 2 || !m.published.ends_with(".weight")) return false;
+  for (const char* kept : {"embedding", "head", ".moe.router", "norm"}) {
+    if (m.param.find(kept) != std::string::npos) return false;
+  }
+  return true;
+}
 
 PublishedConfig read_published_config(const fs::path& dir) {
   if (!fs::is_directory(dir)) input_error("{}: not a directory", dir.string());

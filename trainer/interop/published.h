@@ -98,6 +98,11 @@ struct PublishedConfig {
   std::vector<int64_t> fp8_block = {128, 128};  // quantization.weight_block_size
 };
 
+// The name of an FP8 weight's scale: Hugging Face's "<weight>_scale_inv" (quantization_config
+// quant_method fp8, as DeepSeek-V3 publishes), Mistral's "<name>.qscale_weight". Either multiplies
+// the e4m3 values, one per block of fp8_block (or one for the tensor).
+std::string fp8_scale_name(PublishedFormat format, const std::string& weight);
+
 // Reads dir/config.json (Hugging Face) or dir/params.json (Mistral). Throws InputError naming the
 // file and key: an unsupported architecture, a missing or bad key, a feature tramontane does not
 // model (an activation other than silu, a rope type other than default and yarn, partial rotary).
@@ -118,6 +123,11 @@ struct TensorMapping {
 
   const std::vector<int64_t>& param_block() const { return block.empty() ? shape : block; }
 };
+
+// Whether `export --dtype fp8` writes this tensor in e4m3 with 128 x 128 block scales: the
+// linears' and experts' weights; the embedding, the head, the norms and the router stay bf16 (as
+// in DeepSeek-V3's FP8 checkpoints).
+bool fp8_exported(const TensorMapping& m);
 
 // Every published tensor of model `m` in `format`, in the order the format lists them.
 std::vector<TensorMapping> tensor_mappings(const ModelConfig& m, PublishedFormat format);
