@@ -184,6 +184,8 @@ struct TrainConfig {
   Device device = Device::kCpu;   // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
   Recompute recompute = Recompute::kNone;
+  double timeout_s = 300;          // a collective not done in this long ends the job (watchdog)
+  double startup_timeout_s = 600;  // the same until the first step is done
 };
 
 struct CheckpointConfig {

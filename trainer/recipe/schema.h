@@ -407,6 +407,16 @@ void visit(V& v, R& t) {
                        "attention core and the SwiGLU activations in backward; full keeps only "
                        "each block's input and reruns the block's forward in backward; the "
                        "results are those of none"});
+  v.key("timeout_s", t.timeout_s,
+        {.fallback = 300.0,
+         .range = {.min = 0, .min_open = true},
+         .meaning = "seconds a rank may wait in one collective before the watchdog names the "
+                    "rank that stopped answering and ends the job (exit 1)"});
+  v.key("startup_timeout_s", t.startup_timeout_s,
+        {.fallback = 600.0,
+         .range = {.min = 0, .min_open = true},
+         .meaning = "train.timeout_s until the first step is done (communicators, loading a "
+                    "checkpoint, the first step)"});
 }
 
 template <class V, class R>
