@@ -3,7 +3,8 @@
 // a few seconds, with one error line naming that rank, non-zero; `latest` is a complete checkpoint,
 // and resuming from it gives, step for step, the losses of an uninterrupted run. Three ways to
 // stop: SIGSTOP mid-step, SIGKILL of one rank (under a launcher that leaves the others waiting, as
-// srun does without --kill-on-bad-exit) and SIGSTOP inside a checkpoint write.
+// srun does without --kill-on-bad-exit) and SIGSTOP inside a checkpoint write. A rank that leaves
+// without MPI_Finalize under plain mpirun is ended by mpirun itself, sooner than any deadline.
 //
 // timeout: 150
 #include <gtest/gtest.h>
@@ -26,7 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr int kSteps = 24, kEvery = 4;
+constexpr int kSteps = 20, kEvery = 4;
 constexpr double kTimeout = 5;
 
 std::vector<std::string> train_argv(const std::string& dir,
@@ -184,6 +185,37 @@ TEST(Watchdog, KilledRankEndsEveryRankAndTheRunResumesExactly) {
       train_argv(dir.path().string(), {"--mca", "orte_abort_on_non_zero_status", "0"}), dir.path(),
       3, 9, SIGKILL);
   expect_ended_and_resumes(e, dir.path(), "rank 3 (host ", 12);
+}
+
+TEST(Watchdog, RankLeavingWithoutFinalizeUnderMpirunEndsTheJobAtOnce) {
+  // Rank 3 leaves mid-step 9 without MPI_Finalize (TMT_FAULT_EXIT_AT_STEP). Open MPI's mpirun
+  // notices by itself and ends every rank within a second or two, naming the rank and the node
+  // (its own message, not an error line of ours): the deadline never comes.
+  test::TempDir dir;
+  const auto start = Clock::now();
+  const auto run =
+      test::run_command(train_argv(dir.path().string(), {}, "TMT_FAULT_EXIT_AT_STEP=9:3"), 40);
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_FALSE(run.timed_out);
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_NE(run.err.find("process rank 3"), std::string::npos) << run.err;
+  EXPECT_TRUE(test::error_lines(run.err).empty()) << run.err;
+  const auto steps = losses_of(dir.path());
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.rbegin()->first, 8);
+  EXPECT_LT(took, kTimeout + 10);
+  std::ifstream latest(dir.path() / "checkpoints" / "latest");
+  std::string name;
+  EXPECT_TRUE(latest >> name);
+  EXPECT_EQ(name, "step-0000008");
+  const auto resumed = test::run_command(train_argv(dir.path().string()), 60);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const auto want = uninterrupted(), got = losses_of(dir.path());
+  for (int64_t step = 9; step <= kSteps; ++step) EXPECT_EQ(got.at(step), want.at(step)) << step;
+  std::printf(
+      "  the job ended %.1f s after its start (rank 3 left in step 9); resumed at step 8, "
+      "%d losses equal\n",
+      took, kSteps - 8);
 }
 
 TEST(Watchdog, RankStoppedInACheckpointWriteLeavesTheLastCompleteOneLatest) {
