@@ -42,6 +42,7 @@ struct Marks {
   std::atomic<double> since{0};  // wall clock when the current (or last) collective began
   std::atomic<int> depth{0};
   std::atomic<bool> running{false};  // the first step is done
+  std::atomic<bool> slow{false};     // the phase is one that takes the start-up deadline
 };
 Marks g_marks;
 
@@ -139,7 +140,8 @@ struct Watchdog::State {
 
   // The deadline in force and its setting's name.
   std::pair<double, const std::string*> deadline() const {
-    if (g_marks.running.load()) return {options.timeout_s, &options.timeout_name};
+    if (g_marks.running.load() && !g_marks.slow.load())
+      return {options.timeout_s, &options.timeout_name};
     return {options.startup_timeout_s, &options.startup_timeout_name};
   }
 
@@ -283,19 +285,26 @@ Watchdog::~Watchdog() {
 }
 
 void watchdog_set_step(int64_t step) { g_marks.step = step; }
-void watchdog_set_phase(const char* phase) { g_marks.phase = phase; }
+void watchdog_set_phase(const char* phase, bool slow) {
+  g_marks.phase = phase;
+  g_marks.slow = slow;
+}
 void watchdog_running() { g_marks.running = true; }
 
+// Only the main thread marks. The watchdog's thread reads depth, then since: so since is set before
+// depth rises and refreshed before it falls, and a deadline never counts from an older time.
 InCollective::InCollective(const char* op, const char* group) {
-  if (g_marks.depth.fetch_add(1) == 0) {
+  if (g_marks.depth.load() == 0) {
     g_marks.op = op;
     g_marks.group = group;
     g_marks.since = wall_now();
   }
+  g_marks.depth.fetch_add(1);
 }
 
 InCollective::~InCollective() {
-  if (g_marks.depth.fetch_sub(1) == 1) g_marks.since = wall_now();
+  if (g_marks.depth.load() == 1) g_marks.since = wall_now();
+  g_marks.depth.fetch_sub(1);
 }
 
 int watchdog_add_abort_hook(std::function<void()> hook) {

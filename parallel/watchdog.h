@@ -11,9 +11,10 @@
 //     it entered it, or left it);
 //   * checks its own main thread: when it has been inside one collective (a Communicator call,
 //     marked by InCollective) longer than the deadline, it reads every rank's heartbeat, names the
-//     rank that stopped answering (the one whose heartbeat is oldest past 3 periods, or whose pid is
-//     gone on this host, or that never wrote one in this job; when every heartbeat is fresh, the
-//     rank that is not in this collective and has been elsewhere longest), prints one line
+//     rank that stopped answering (one that never wrote a heartbeat in this job, else one whose
+//     pid is gone on this host, else the one whose heartbeat is oldest past 3 periods; when every
+//     heartbeat is fresh, the rank that is not in this collective and has been elsewhere
+//     longest), prints one line
 //       error: rank 2 (host x, pid 123) stopped answering 31.2 s ago, at step 7 (step, in
 //       all_reduce over dp); rank 0 waited 30.1 s in all_reduce over dp at step 7; ending the
 //       job (train.timeout_s: 30)
@@ -22,7 +23,8 @@
 //     the others end quietly.
 //
 // The deadline is `startup_timeout_s` until the first step is done (communicators, NCCL's
-// initialisation, loading a checkpoint, the first step), then `timeout_s`. The thread's period is
+// initialisation, loading a checkpoint, the first step) and in slow phases (writing a checkpoint),
+// else `timeout_s`. The thread's period is
 // a tenth of the shorter deadline, between 0.2 and 2 s. Heartbeat times are compared across hosts,
 // so the hosts' clocks must agree to well under 3 periods (NTP does).
 //
@@ -70,8 +72,9 @@ class Watchdog {
 // The marks, for the main thread (cheap; no-ops while no watchdog runs).
 void watchdog_set_step(int64_t step);  // the step being computed (1-based)
 // What the main thread does between collectives: a string with static storage ("step",
-// "checkpoint save", ...).
-void watchdog_set_phase(const char* phase);
+// "checkpoint save", ...). A slow phase (writing or loading a checkpoint: one rank's files may
+// take long while the others wait) has the start-up deadline.
+void watchdog_set_phase(const char* phase, bool slow = false);
 // The first step is done: the running deadline replaces the start-up one.
 void watchdog_running();
 

@@ -272,7 +272,7 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
 
   TrainingState state;
   if (!from.checkpoint.empty()) {
-    watchdog_set_phase("checkpoint load");
+    watchdog_set_phase("checkpoint load", /*slow=*/true);
     if (const int status = load_into(trainer, *world, r, from, state); status != 0) return status;
     if (from.what == LoadWhat::kWeights) {
       log_info("a new run from those weights: a fresh optimizer, step 0");
@@ -322,7 +322,7 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
   int64_t bad_in_a_row = state.skipped_in_a_row;
   const auto save = [&](int64_t step) {
     const auto t0 = Clock::now();
-    watchdog_set_phase("checkpoint save");
+    watchdog_set_phase("checkpoint save", /*slow=*/true);
     const std::string dir =
         save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
                         {step, trainer.optimizer().steps_taken(), bad_in_a_row});

@@ -416,7 +416,7 @@ void visit(V& v, R& t) {
         {.fallback = 600.0,
          .range = {.min = 0, .min_open = true},
          .meaning = "train.timeout_s until the first step is done (communicators, loading a "
-                    "checkpoint, the first step)"});
+                    "checkpoint, the first step) and while a checkpoint is written"});
 }
 
 template <class V, class R>
