@@ -34,7 +34,6 @@ double wall_now() {
 // What the main thread is doing, written by the marks and read by the watchdog's thread. The
 // strings have static storage, so a pointer read at any moment is a valid string.
 struct Marks {
-  std::atomic<bool> active{false};  // a watchdog runs
   std::atomic<int64_t> step{0};
   std::atomic<const char*> phase{"start-up"};
   std::atomic<const char*> op{nullptr};  // in a collective when depth > 0, else the last one
@@ -191,18 +190,20 @@ struct Watchdog::State {
                                field_or(b.f, "step", "?"), b.where());
     }
     if (worst >= 0) return worst_what;
-    // Every heartbeat is fresh: the rank that has been out of this collective longest (busy
-    // elsewhere, or waiting in another collective: a deadlock).
+    // Every heartbeat is fresh: a rank busy outside any collective (a stuck device, work slower
+    // than the deadline) for longest, else the rank waiting longest in another collective (a
+    // deadlock).
     const char* my_op = waited.op;
     const char* my_group = waited.group;
-    double oldest = now;
+    std::pair<bool, double> best{true, now};  // (in a collective, since): the smaller, the worse
     for (int r = 0; r < world; ++r) {
       if (r == rank) continue;
       const Beat b = read_beat(r);
       const bool same = b.in_collective && field_or(b.f, "op", "") == (my_op ? my_op : "") &&
                         field_or(b.f, "group", "") == (my_group ? my_group : "");
-      if (same || b.since >= oldest) continue;
-      oldest = b.since;
+      const std::pair<bool, double> key{b.in_collective, b.since};
+      if (same || !(key < best)) continue;
+      best = key;
       worst = r;
       worst_what = fmt::format(
           "rank {} (host {}, pid {}) answers but has not joined for {:.1f} s: it is at "
@@ -268,7 +269,7 @@ Watchdog::Watchdog(const WatchdogOptions& options, Communicator& world)
   g_marks.step = 0;
   g_marks.phase = "start-up";
   g_marks.running = false;
-  g_marks.active = true;
+  g_marks.slow = false;
   s.write_beat();
   s.thread = std::thread([&s] { s.loop(); });
 }
@@ -280,7 +281,6 @@ Watchdog::~Watchdog() {
   }
   state_->wake.notify_all();
   state_->thread.join();
-  g_marks.active = false;
   state_->write_beat("done");
 }
 

@@ -69,7 +69,7 @@ class Watchdog {
   std::unique_ptr<State> state_;
 };
 
-// The marks, for the main thread (cheap; no-ops while no watchdog runs).
+// The marks, for the main thread (a few atomic stores; read only while a watchdog runs).
 void watchdog_set_step(int64_t step);  // the step being computed (1-based)
 // What the main thread does between collectives: a string with static storage ("step",
 // "checkpoint save", ...). A slow phase (writing or loading a checkpoint: one rank's files may

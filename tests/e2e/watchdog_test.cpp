@@ -5,7 +5,8 @@
 // for step, the losses of an uninterrupted run. Three ways to stop: SIGSTOP mid-step, SIGKILL of
 // one rank (under a launcher that leaves the others waiting, as srun does without
 // --kill-on-bad-exit) and SIGSTOP inside a checkpoint write. A rank that leaves without
-// MPI_Finalize under plain mpirun is ended by mpirun itself, sooner than any deadline.
+// MPI_Finalize under plain mpirun is ended by mpirun itself, sooner than any deadline; a rank that
+// hangs alive (its heartbeat fresh) is named as the one that has not joined.
 //
 // timeout: 150
 #include <gtest/gtest.h>
@@ -190,6 +191,30 @@ TEST(Watchdog, KilledRankEndsEveryRankAndTheRunResumesExactly) {
       train_argv(dir.path().string(), {"--mca", "orte_abort_on_non_zero_status", "0"}), dir.path(),
       3, 9, SIGKILL);
   expect_ended_and_resumes(e, dir.path(), "rank 3 (host ", 12);
+}
+
+TEST(Watchdog, RankHangingAliveIsNamedAndEveryRankEnds) {
+  // Rank 0 hangs mid-step 6 outside any collective (TMT_FAULT_HANG_AT_STEP), its heartbeat fresh,
+  // as on a stuck device: the others name it as the rank that has not joined.
+  test::TempDir dir;
+  const auto start = Clock::now();
+  const auto run =
+      test::run_command(train_argv(dir.path().string(), {}, "TMT_FAULT_HANG_AT_STEP=6:0"), 40);
+  const double took = std::chrono::duration<double>(Clock::now() - start).count();
+  EXPECT_FALSE(run.timed_out);
+  EXPECT_NE(run.exit_code, 0);
+  const auto errors = test::error_lines(run.err);
+  ASSERT_EQ(errors.size(), 1u) << run.err;
+  EXPECT_NE(errors[0].find("rank 0 (host "), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("answers but has not joined"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("at step 6 (step, after "), std::string::npos) << errors[0];
+  EXPECT_LT(took, kTimeout + 10 + 10);  // start-up and 5 steps, then the deadline
+  std::ifstream latest(dir.path() / "checkpoints" / "latest");
+  std::string name;
+  EXPECT_TRUE(latest >> name);
+  EXPECT_EQ(name, "step-0000004");
+  std::printf("  the job ended %.1f s after its start (rank 0 hung in step 6)\n    %s\n", took,
+              errors[0].c_str());
 }
 
 TEST(Watchdog, RankLeavingWithoutFinalizeUnderMpirunEndsTheJobAtOnce) {
