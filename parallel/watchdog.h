@@ -13,20 +13,23 @@
 //     marked by InCollective) longer than the deadline, it reads every rank's heartbeat, names the
 //     rank that stopped answering (one that never wrote a heartbeat in this job, else one whose
 //     pid is gone on this host, else the one whose heartbeat is oldest past 3 periods; when every
-//     heartbeat is fresh, the rank that is not in this collective and has been elsewhere
-//     longest), prints one line
+//     heartbeat is fresh, the rank busy outside any collective longest, else the one waiting
+//     longest in another collective), prints one line
 //       error: rank 2 (host x, pid 123) stopped answering 31.2 s ago, at step 7 (step, in
 //       all_reduce over dp); rank 0 waited 30.1 s in all_reduce over dp at step 7; ending the
 //       job (train.timeout_s: 30)
-//     and ends the job: the abort hooks (NCCL's ncclCommAbort) then MPI_Abort, exit status 1.
-//     Of the ranks whose deadlines pass, the first to create <dir>/report (O_EXCL) prints the line;
-//     the others end quietly.
+//     and ends the job: the abort hooks (NCCL's ncclCommAbort) then MPI_Abort, exit status 1
+//     (called from this thread while the main thread is blocked in MPI: the standard asks for
+//     MPI_THREAD_MULTIPLE for that, we ask for FUNNELED; Open MPI 4.1 ends the job all the same,
+//     as tests/e2e/watchdog_test.cpp checks). Of the ranks whose deadlines pass, the first to
+//     create <dir>/report (O_EXCL) prints the line and aborts; the others stay quiet and abort
+//     only if they are still alive a few seconds later.
 //
 // The deadline is `startup_timeout_s` until the first step is done (communicators, NCCL's
 // initialisation, loading a checkpoint, the first step) and in slow phases (writing a checkpoint),
-// else `timeout_s`. The thread's period is
-// a tenth of the shorter deadline, between 0.2 and 2 s. Heartbeat times are compared across hosts,
-// so the hosts' clocks must agree to well under 3 periods (NTP does).
+// else `timeout_s`. The thread's period is a tenth of the shorter deadline, between 0.2 and 2 s.
+// Heartbeat times are compared across hosts, so the hosts' clocks must agree to well under 3
+// periods (NTP does).
 //
 // The marks are a few atomic stores: the main thread calls InCollective around every blocking
 // communicator call and set_step / set_phase at the trainer's boundaries. NCCL enqueues its
