@@ -136,15 +136,15 @@ StepMetrics Trainer::step() {
     env_.dp->all_reduce(loads, ReduceOp::kMax);
     env_.pp->all_reduce(loads, ReduceOp::kMax);
   }
-  // Gradients: summed over the TP ranks that hold a replica of a parameter and each saw part of
-  // the tokens, then over the data-parallel replicas (the loss was already scaled to the
-  // global-batch mean); the norm counts every parameter once.
   // (Tests of the watchdog's: this rank leaves mid-step without MPI_Finalize, or hangs outside
   // any collective, alive, as on a stuck device.)
   if (fault_here("TMT_FAULT_EXIT_AT_STEP", step_ + 1)) std::_Exit(0);
   if (fault_here("TMT_FAULT_HANG_AT_STEP", step_ + 1)) {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+  // Gradients: summed over the TP ranks that hold a replica of a parameter and each saw part of
+  // the tokens, then over the data-parallel replicas (the loss was already scaled to the
+  // global-batch mean); the norm counts every parameter once.
   grad_sync_.begin();
   const double grad_norm = grad_sync_.finish();
 
