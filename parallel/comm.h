@@ -56,6 +56,14 @@ class Communicator {
 
   // A scalar reduced over the group.
   double all_reduce_scalar(double v, ReduceOp op = ReduceOp::kSum);
+
+  // The group's name in the watchdog's messages ("dp", "tp", ...: parallel/groups.cpp names them;
+  // a string with static storage). A split's group is "world" until it is named.
+  const char* name() const { return name_; }
+  void set_name(const char* name) { name_ = name; }
+
+ private:
+  const char* name_ = "world";
 };
 
 // Every rank's string, in rank order (collective over `comm`).

@@ -12,6 +12,7 @@
 
 #include "kernels/base/check.h"
 #include "parallel/comm.h"
+#include "parallel/watchdog.h"
 
 #if TMT_WITH_CUDA
 #include "kernels/cuda/runtime.h"
@@ -163,6 +164,7 @@ class Widened {
 };
 
 struct MpiSendRequest final : SendRequest {
+  const char* group = "world";        // the communicator's name, for the watchdog
   std::vector<MPI_Request> requests;  // one a piece (in_pieces)
   std::unique_ptr<Staged> staged;     // a device tensor's host copy, kept until the send is done
   ~MpiSendRequest() override {
@@ -173,6 +175,7 @@ struct MpiSendRequest final : SendRequest {
     }
   }
   void wait() override {
+    const InCollective mark("isend (wait)", group);
     TMT_MPI_CHECK(
         MPI_Waitall(static_cast<int>(requests.size()), requests.data(), MPI_STATUSES_IGNORE));
   }
@@ -194,6 +197,7 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
+    const InCollective mark("all_reduce", name());
     if (size_ == 1 || t.numel() == 0) return;
     const auto reduce = [&](void* data, MPI_Datatype type, size_t bytes) {
       in_pieces(t.numel(), [&](int64_t first, int count) {
@@ -213,6 +217,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
+    const InCollective mark("reduce_scatter", name());
     TMT_CHECK(in.numel() == out.numel() * size_ && in.dtype == out.dtype,
               "reduce_scatter: {} into {} over {} ranks", in.str(), out.str(), size_);
     // Beyond one call's count, piece by piece: each rank's part of the piece packed side by side.
@@ -244,6 +249,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void all_gather(const Tensor& out, const Tensor& in) override {
+    const InCollective mark("all_gather", name());
     TMT_CHECK(out.numel() == in.numel() * size_ && in.dtype == out.dtype,
               "all_gather: {} into {} over {} ranks", in.str(), out.str(), size_);
     // `in` may be this rank's own chunk of `out` (gathering in place). Staged, they are two
@@ -276,6 +282,7 @@ class MpiCommunicator final : public Communicator {
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
                     const std::vector<int64_t>& send_rows,
                     const std::vector<int64_t>& send_first) override {
+    const InCollective mark("all_to_all_v", name());
     TMT_CHECK(static_cast<int>(send_rows.size()) == size_ &&
                   static_cast<int>(recv_rows.size()) == size_ && in.dtype == out.dtype,
               "all_to_all_v: {} send and {} receive counts for {} ranks", send_rows.size(),
@@ -341,6 +348,7 @@ class MpiCommunicator final : public Communicator {
   // Messages of more than one call's count go as several, in order (MPI keeps the order of
   // messages between two ranks with one tag).
   void send(const Tensor& t, int peer, int tag) override {
+    const InCollective mark("send", name());
     Staged st(t, Staged::kIn);
     in_pieces(t.numel(), [&](int64_t first, int count) {
       TMT_MPI_CHECK(MPI_Send(at(st.data(), first, dtype_size(t.dtype)), count, mpi_type(t), peer,
@@ -349,6 +357,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void recv(const Tensor& t, int peer, int tag) override {
+    const InCollective mark("recv", name());
     Staged st(t, Staged::kOut);
     in_pieces(t.numel(), [&](int64_t first, int count) {
       TMT_MPI_CHECK(MPI_Recv(at(st.data(), first, dtype_size(t.dtype)), count, mpi_type(t), peer,
@@ -359,6 +368,7 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<SendRequest> isend(const Tensor& t, int peer, int tag) override {
     auto request = std::make_unique<MpiSendRequest>();
+    request->group = name();
     request->staged = std::make_unique<Staged>(t, Staged::kIn);
     in_pieces(t.numel(), [&](int64_t first, int count) {
       request->requests.push_back(MPI_REQUEST_NULL);
@@ -369,6 +379,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void broadcast(const Tensor& t, int root) override {
+    const InCollective mark("broadcast", name());
     Staged st(t, rank_ == root ? Staged::kIn : Staged::kOut);
     in_pieces(t.numel(), [&](int64_t first, int count) {
       TMT_MPI_CHECK(
@@ -377,9 +388,13 @@ class MpiCommunicator final : public Communicator {
     st.finish();
   }
 
-  void barrier() override { TMT_MPI_CHECK(MPI_Barrier(comm_)); }
+  void barrier() override {
+    const InCollective mark("barrier", name());
+    TMT_MPI_CHECK(MPI_Barrier(comm_));
+  }
 
   std::unique_ptr<Communicator> split(int color, int key) const override {
+    const InCollective mark("split", name());
     MPI_Comm sub;
     TMT_MPI_CHECK(MPI_Comm_split(comm_, color, key, &sub));
     return std::make_unique<MpiCommunicator>(sub, true);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/base/check.h"
+#include "parallel/watchdog.h"
 
 namespace tmt {
 namespace {
@@ -90,6 +91,7 @@ int agree_on_setup(const std::function<void()>& setup) {
     failed_rank = process_rank();
   }
   int first_failed = INT_MAX;
+  const InCollective mark("all_reduce (agreeing on the setup)", "world");
   MPI_Allreduce(&failed_rank, &first_failed, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (first_failed == INT_MAX) return 0;
   if (first_failed == process_rank()) {

@@ -6,9 +6,13 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <chrono>
+#include <deque>
+#include <mutex>
 #include <vector>
 
 #include "kernels/cuda/check.cuh"
+#include "parallel/watchdog.h"
 #endif
 
 namespace tmt {
@@ -71,11 +75,80 @@ bool on_host(const Tensor& a, const Tensor& b) {
   return a.device == Device::kCpu || b.device == Device::kCpu;
 }
 
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The collectives this communicator queued that the GPU has not finished, oldest first, each
+// with an event recorded after it: what the watchdog polls (watchdog_add_probe). The main thread
+// adds, the watchdog's thread looks; both drop the finished ones from the front.
+class InFlight {
+ public:
+  explicit InFlight(int device) : device_(device) {}
+  ~InFlight() {
+    for (const Op& op : ops_) cudaEventDestroy(op.done);
+    for (cudaEvent_t e : spare_) cudaEventDestroy(e);
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+  void queued(const char* op, const char* group, cudaStream_t stream) {
+    std::lock_guard lock(mutex_);
+    drop_finished();
+    cudaEvent_t e = nullptr;
+    if (spare_.empty()) {
+      TMT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    } else {
+      e = spare_.back();
+      spare_.pop_back();
+    }
+    TMT_CUDA_CHECK(cudaEventRecord(e, stream));
+    ops_.push_back({e, {op, group, wall_now()}});
+  }
+
+  // On the watchdog's thread.
+  std::optional<PendingWork> oldest() {
+    std::lock_guard lock(mutex_);
+    cudaSetDevice(device_);  // the events' device, current on this thread too
+    drop_finished();
+    if (ops_.empty()) return std::nullopt;
+    return ops_.front().work;
+  }
+
+ private:
+  struct Op {
+    cudaEvent_t done;
+    PendingWork work;
+  };
+  void drop_finished() {
+    while (!ops_.empty() && cudaEventQuery(ops_.front().done) == cudaSuccess) {
+      spare_.push_back(ops_.front().done);
+      ops_.pop_front();
+    }
+  }
+  int device_;
+  std::mutex mutex_;
+  std::deque<Op> ops_;
+  std::vector<cudaEvent_t> spare_;
+};
+
 class NcclCommunicator final : public Communicator {
  public:
   NcclCommunicator(std::unique_ptr<Communicator> mpi, ncclComm_t comm, cudaStream_t stream)
-      : mpi_(std::move(mpi)), comm_(comm), stream_(stream) {}
-  ~NcclCommunicator() override { ncclCommDestroy(comm_); }
+      : mpi_(std::move(mpi)), comm_(comm), stream_(stream) {
+    int device = 0;
+    TMT_CUDA_CHECK(cudaGetDevice(&device));
+    in_flight_ = std::make_unique<InFlight>(device);
+    // When the watchdog ends the job, kernels waiting on a peer that stopped must not keep the
+    // GPU: ncclCommAbort stops them before MPI_Abort.
+    abort_hook_ = watchdog_add_abort_hook([comm] { ncclCommAbort(comm); });
+    probe_ = watchdog_add_probe([this] { return in_flight_->oldest(); });
+  }
+  ~NcclCommunicator() override {
+    watchdog_remove_probe(probe_);
+    watchdog_remove_abort_hook(abort_hook_);
+    ncclCommDestroy(comm_);
+  }
 
   int rank() const override { return mpi_->rank(); }
   int size() const override { return mpi_->size(); }
@@ -85,6 +158,7 @@ class NcclCommunicator final : public Communicator {
     if (t.device == Device::kCpu) return mpi_->all_reduce(t, op);
     TMT_NCCL_CHECK(
         ncclAllReduce(t.data, t.data, count(t), nccl_type(t.dtype), nccl_op(op), comm_, stream_));
+    in_flight_->queued("all_reduce", name(), stream_);
   }
 
   void reduce_scatter(const Tensor& out, const Tensor& in) override {
@@ -93,6 +167,7 @@ class NcclCommunicator final : public Communicator {
               in.str(), out.str());
     TMT_NCCL_CHECK(ncclReduceScatter(in.data, out.data, count(out), nccl_type(in.dtype), ncclSum,
                                      comm_, stream_));
+    in_flight_->queued("reduce_scatter", name(), stream_);
   }
 
   void all_gather(const Tensor& out, const Tensor& in) override {
@@ -102,6 +177,7 @@ class NcclCommunicator final : public Communicator {
     // In place when `in` is this rank's chunk of `out`: NCCL accepts that as it is.
     TMT_NCCL_CHECK(
         ncclAllGather(in.data, out.data, count(in), nccl_type(in.dtype), comm_, stream_));
+    in_flight_->queued("all_gather", name(), stream_);
   }
 
   void all_to_all_v(const Tensor& out, const std::vector<int64_t>& recv_rows, const Tensor& in,
@@ -132,6 +208,7 @@ class NcclCommunicator final : public Communicator {
       r_row += recv_rows[peer];
     }
     TMT_NCCL_CHECK(ncclGroupEnd());
+    in_flight_->queued("all_to_all_v", name(), stream_);
   }
 
   // Point to point through the MPI twin (nccl_comm.h says why).
@@ -146,14 +223,17 @@ class NcclCommunicator final : public Communicator {
     if (t.device == Device::kCpu) return mpi_->broadcast(t, root);
     TMT_NCCL_CHECK(
         ncclBroadcast(t.data, t.data, count(t), nccl_type(t.dtype), root, comm_, stream_));
+    in_flight_->queued("broadcast", name(), stream_);
   }
 
   void barrier() override {
+    const InCollective mark("barrier", name());
     TMT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     mpi_->barrier();
   }
 
   std::unique_ptr<Communicator> split(int color, int key) const override {
+    const InCollective mark("split", name());
     auto mpi = mpi_->split(color, key);
     ncclComm_t sub = nullptr;
     TMT_NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, nullptr));
@@ -164,6 +244,8 @@ class NcclCommunicator final : public Communicator {
   std::unique_ptr<Communicator> mpi_;  // the same ranks over MPI: bootstrap and host tensors
   ncclComm_t comm_;
   cudaStream_t stream_;
+  std::unique_ptr<InFlight> in_flight_;
+  int abort_hook_ = -1, probe_ = -1;
 };
 
 }  // namespace
@@ -179,7 +261,10 @@ std::unique_ptr<Communicator> nccl_communicator(const Communicator& mpi, void* s
                          Shape{static_cast<int64_t>(sizeof(id) / sizeof(int32_t))}},
                   0);
   ncclComm_t comm = nullptr;
-  TMT_NCCL_CHECK(ncclCommInitRank(&comm, twin->size(), id, twin->rank()));
+  {
+    const InCollective mark("ncclCommInitRank", "world");
+    TMT_NCCL_CHECK(ncclCommInitRank(&comm, twin->size(), id, twin->rank()));
+  }
   return std::make_unique<NcclCommunicator>(std::move(twin), comm,
                                             static_cast<cudaStream_t>(stream));
 }

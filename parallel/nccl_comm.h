@@ -15,6 +15,12 @@
 // one and sends one), so they must be paired into one NCCL group per schedule step before they
 // can move to NCCL without deadlocking.
 //
+// The watchdog (parallel/watchdog.h): each collective it queues is followed by an event; the oldest
+// one not yet reached is offered to the watchdog as pending work, so a collective that the GPU
+// never finishes (a peer stopped) ends the job after the deadline like a blocked MPI call; each
+// communicator registers ncclCommAbort as an abort hook, run before MPI_Abort. Built and compiled
+// with the CUDA backend only; the CPU tests cover the MPI side.
+//
 // NCCL refuses two ranks of one communicator on the same GPU: tests that run several ranks on one
 // GPU use the MPI communicator, which stages device tensors through host memory.
 #pragma once

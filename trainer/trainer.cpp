@@ -3,9 +3,12 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <thread>
 
 #include "kernels/base/device.h"
 #include "kernels/base/log.h"
@@ -13,6 +16,7 @@
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
+#include "parallel/watchdog.h"
 #include "trainer/memory_plan.h"
 #include "trainer/memory_report.h"
 #include "trainer/model/model_stats.h"
@@ -26,6 +30,14 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// For the watchdog's tests: TMT_FAULT_<WHAT>=STEP:RANK asks rank RANK to fail at step STEP.
+bool fault_here(const char* variable, int64_t step) {
+  const char* v = std::getenv(variable);
+  long long at = -1, rank = -1;
+  return v != nullptr && std::sscanf(v, "%lld:%lld", &at, &rank) == 2 && at == step &&
+         rank == process_rank();
 }
 
 uintmax_t directory_bytes(const std::string& dir) {
@@ -93,6 +105,8 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
 
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
+  watchdog_set_step(step_ + 1);
+  watchdog_set_phase("step");
   const double lr = learning_rate(r_, step_);
   const int64_t dp = r_.parallel.dp;
   const int64_t share = r_.train.global_batch / dp;
@@ -121,6 +135,12 @@ StepMetrics Trainer::step() {
                  Shape{static_cast<int64_t>(max_load.size())}};
     env_.dp->all_reduce(loads, ReduceOp::kMax);
     env_.pp->all_reduce(loads, ReduceOp::kMax);
+  }
+  // (Tests of the watchdog's: this rank leaves mid-step without MPI_Finalize, or hangs outside
+  // any collective, alive, as on a stuck device.)
+  if (fault_here("TMT_FAULT_EXIT_AT_STEP", step_ + 1)) std::_Exit(0);
+  if (fault_here("TMT_FAULT_HANG_AT_STEP", step_ + 1)) {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
   // Gradients: summed over the TP ranks that hold a replica of a parameter and each saw part of
   // the tokens, then over the data-parallel replicas (the loss was already scaled to the
@@ -236,9 +256,20 @@ struct RankRun {
   Trainer trainer;
 };
 
+// The watchdog over this run's collectives (parallel/watchdog.h), its heartbeats in
+// run.dir/heartbeat/.
+WatchdogOptions watchdog_options(const Recipe& r) {
+  return {.dir = (std::filesystem::path(r.run.dir) / "heartbeat").string(),
+          .timeout_s = r.train.timeout_s,
+          .startup_timeout_s = r.train.startup_timeout_s,
+          .timeout_name = "train.timeout_s",
+          .startup_timeout_name = "train.startup_timeout_s"};
+}
+
 }  // namespace
 
 int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
+  const Watchdog watchdog(watchdog_options(r), *mpi_world());
   RankRun run(r, data);
   Trainer& trainer = run.trainer;
   Communicator* world = run.world.get();
@@ -246,6 +277,7 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
 
   TrainingState state;
   if (!from.checkpoint.empty()) {
+    watchdog_set_phase("checkpoint load", /*slow=*/true);
     if (const int status = load_into(trainer, *world, r, from, state); status != 0) return status;
     if (from.what == LoadWhat::kWeights) {
       log_info("a new run from those weights: a fresh optimizer, step 0");
@@ -295,6 +327,7 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
   int64_t bad_in_a_row = state.skipped_in_a_row;
   const auto save = [&](int64_t step) {
     const auto t0 = Clock::now();
+    watchdog_set_phase("checkpoint save", /*slow=*/true);
     const std::string dir =
         save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
                         {step, trainer.optimizer().steps_taken(), bad_in_a_row});
@@ -327,9 +360,12 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       }
       return 1;
     }
+    if (sm.step == state.step + 1) watchdog_running();
     if (r.log.eval_every > 0 && (sm.step % r.log.eval_every == 0 || sm.step == r.train.steps)) {
+      watchdog_set_phase("validation");
       sm.val_loss = trainer.validate();
     }
+    watchdog_set_phase("after the step");
     metrics.step(sm);
     // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
     if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);

@@ -23,7 +23,8 @@
 // index, renames the directory and only then replaces `latest` (write, fsync, rename). A run
 // killed at any moment leaves the previous checkpoint as latest; leftover .partial directories are
 // removed by the next save. (For crash tests, TMT_FAULT_KILL_IN_SAVE=N makes rank 0 kill itself
-// in the save of step N, after the shards and before the index.)
+// in the save of step N, after the shards and before the index; for the watchdog's,
+// TMT_FAULT_STOP_IN_SAVE=N:R makes rank R stop itself (SIGSTOP) there after writing its shard.)
 //
 // Loading reads, for each of this rank's blocks at its own layout, the hyperslab of the global
 // tensor through the index, so tp, pp, ep, etp, dp and zero1 may all differ from the writer's.

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -114,6 +115,13 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
       H5Fflush(file.id(), H5F_SCOPE_GLOBAL);
     }
     mine["shard"] = shard_entry(partial, file_name);
+  }
+  // Fault injection for the watchdog's tests: TMT_FAULT_STOP_IN_SAVE=STEP:RANK stops that rank
+  // (SIGSTOP) in the save of that step, its shard written and the others waiting for it.
+  if (const char* f = std::getenv("TMT_FAULT_STOP_IN_SAVE")) {
+    long long at = -1, who = -1;
+    if (std::sscanf(f, "%lld:%lld", &at, &who) == 2 && at == state.step && who == rank)
+      std::raise(SIGSTOP);
   }
   const std::vector<std::string> all = all_gather_strings(*env.world, mine.dump());
 

@@ -191,6 +191,8 @@ struct TrainConfig {
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
   Recompute recompute = Recompute::kNone;
   Precision precision = Precision::kDtype;
+  double timeout_s = 300;          // a collective not done in this long ends the job (watchdog)
+  double startup_timeout_s = 600;  // the same until the first step is done
 };
 
 // FP8 training's scaling (section fp8, read with train.precision: fp8).

@@ -412,6 +412,16 @@ void visit(V& v, R& t) {
                        "operands with fp32 scales as section fp8 says (the embedding, head, "
                        "router and attention core stay in train.dtype); fp8 runs on the CPU "
                        "(fake quantization, the reference the GPU kernels will be held to)"});
+  v.key("timeout_s", t.timeout_s,
+        {.fallback = 300.0,
+         .range = {.min = 0, .min_open = true},
+         .meaning = "seconds a rank may wait in one collective before the watchdog names the "
+                    "rank that stopped answering and ends the job (exit 1)"});
+  v.key("startup_timeout_s", t.startup_timeout_s,
+        {.fallback = 600.0,
+         .range = {.min = 0, .min_open = true},
+         .meaning = "train.timeout_s until the first step is done (communicators, loading a "
+                    "checkpoint, the first step) and while a checkpoint is written"});
 }
 
 template <class V, class R>
