@@ -194,6 +194,15 @@ Trainer::Evaluation Trainer::evaluate(int64_t sequences) {
 namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+
+// Steps between checks that the data files are as they were opened (besides those before each
+// validation and checkpoint).
+constexpr int64_t kDataCheckEvery = 50;
+
+void check_data_unchanged(const DataSources& data) {
+  data.train->check_unchanged();
+  if (data.val) data.val->check_unchanged();
+}
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 }  // namespace
@@ -293,15 +302,22 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
   MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0, r.log.tensorboard,
                      state.step);
   int64_t bad_in_a_row = state.skipped_in_a_row;
-  const auto save = [&](int64_t step) {
+  // Saves a checkpoint; a write that failed on any rank (every rank gets the same message) leaves
+  // the previous one as latest and returns the message.
+  const auto save = [&](int64_t step) -> std::optional<std::string> {
     const auto t0 = Clock::now();
-    const std::string dir =
-        save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
-                        {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    std::string dir;
+    try {
+      dir = save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
+                            {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    } catch (const StorageError& e) {
+      return e.what();
+    }
     const double s = seconds_since(t0), mb = static_cast<double>(directory_bytes(dir)) / 1e6;
     metrics.note(
         fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s, mb / s));
     metrics.checkpoint_saved();
+    return std::nullopt;
   };
   // A resumed run's newest checkpoint is the one it started from (its index is written last).
   if (!from.checkpoint.empty() && from.what == LoadWhat::kTrainingState) {
@@ -327,12 +343,16 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       }
       return 1;
     }
-    if (r.log.eval_every > 0 && (sm.step % r.log.eval_every == 0 || sm.step == r.train.steps)) {
-      sm.val_loss = trainer.validate();
+    const bool validation =
+        r.log.eval_every > 0 && (sm.step % r.log.eval_every == 0 || sm.step == r.train.steps);
+    const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
+    // Data that changed under the job ends it (exit 2, on every rank) before a validation or a
+    // checkpoint reads or records it, and at least every kDataCheckEvery steps (data/shard.h).
+    if (validation || periodic || sm.step == r.train.steps || sm.step % kDataCheckEvery == 0) {
+      if (const int status = agree_on_setup([&] { check_data_unchanged(data); }); status != 0)
+        return status;
     }
-    metrics.step(sm);
-    // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
-    if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);
+    if (validation) sm.val_loss = trainer.validate();
     // Every rank learns of a signal any rank got, at the same step, and of the busiest rank's
     // expert rows (one reduction for both).
     double busiest[2] = {static_cast<double>(g_stop_signal),
@@ -347,8 +367,25 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
           busiest[1] / (1 << 20), sm.step, expert_rows_planned / (1 << 20)));
       expert_rows = busiest[1];
     }
-    const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
-    if (periodic || stop || sm.step == r.train.steps) save(sm.step);
+    if (periodic || stop || sm.step == r.train.steps) sm.checkpoint_error = save(sm.step);
+    metrics.step(sm);
+    // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
+    if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);
+    if (sm.checkpoint_error) {
+      // The run's last checkpoint (at the end, or before a signal stops it) must be written.
+      if (r.checkpoint.on_error == OnCheckpointError::kStop || stop || sm.step == r.train.steps) {
+        if (process_rank() == 0) {
+          fmt::print(stderr, "error: {}; checkpoints/latest is still the previous one\n",
+                     *sm.checkpoint_error);
+          std::fflush(stderr);
+        }
+        return 2;
+      }
+      metrics.note(fmt::format(
+          "warning: {}; checkpoints/latest is still the previous one, training goes on and the "
+          "next checkpoint tries again (checkpoint.on_error: continue)",
+          *sm.checkpoint_error));
+    }
     if (stop) {
       metrics.note(
           fmt::format("stopped by a signal after step {}; resume with the same command", sm.step));

@@ -88,7 +88,11 @@ struct StartFrom {
 
 // Trains on the ranks of MPI_COMM_WORLD from checked input, first loading `from`; returns the
 // process exit status. Writes checkpoints every checkpoint.every steps, at the end, and when
-// SIGTERM or SIGUSR1 arrives (then exits 0).
+// SIGTERM or SIGUSR1 arrives (then exits 0). A checkpoint that cannot be written ends the run with
+// 2 (one `error:` line) under checkpoint.on_error: stop, or is reported (a `warning:` line, the
+// step's checkpoint_error) and tried again at the next checkpoint under continue, except the
+// run's last. Data files that change under the run end it with 2 (checked every few steps and
+// before each validation and checkpoint; data/shard.h).
 int train(const Recipe& recipe, const DataSources& data, const StartFrom& from = {});
 
 // `tramontane eval`: forward passes over every window of the validation split (data.val must be

@@ -3,14 +3,19 @@
 // HDF5 reports failure by returning a negative id or status; TMT_H5_CHECK(call, context...) turns
 // that into a fatal error (kernels/base/check.h) with the innermost message of HDF5's error stack.
 // HDF5's own printing of that stack is off (quiet_hdf5), so bad input can be reported as one
-// `error:` line instead.
+// `error:` line instead. Calls that write a file go through TMT_H5_WRITE(call, path, context...)
+// instead: a failure there is most often the storage's (no space, an I/O error, a read-only file
+// system), so it throws StorageError (kernels/base/check.h) naming the path and the system's
+// reason (errno, else HDF5's message) for the caller to handle.
 #pragma once
 
 #include <hdf5.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,7 +36,18 @@ std::string last_error();
     }                                                                                        \
   } while (0)
 
+#define TMT_H5_WRITE(call, path, ...)                                   \
+  do {                                                                  \
+    errno = 0;                                                          \
+    if ((call) < 0) [[unlikely]] {                                      \
+      ::tmt::h5::write_failed(path, ::fmt::format(__VA_ARGS__), errno); \
+    }                                                                   \
+  } while (0)
+
 namespace tmt::h5 {
+
+// Throws StorageError "<path>: <what>: <strerror(err)>", or HDF5's message when err is 0.
+[[noreturn]] void write_failed(std::string_view path, std::string_view what, int err);
 
 // Owns one hid_t and closes it with its own close function.
 class Handle {
@@ -67,8 +83,11 @@ std::string shape_str(const std::vector<hsize_t>& dims);  // "[8, 2, 64, 128]"
 // Link creation properties that create missing intermediate groups ("param/layers.0.attn.wq").
 Handle link_props();
 
+// StorageError (naming obj's file) when they cannot be written.
 void write_string_attr(hid_t obj, const char* name, const std::string& value);
 void write_int_attr(hid_t obj, const char* name, int64_t value);
+// The name of the file that holds obj.
+std::string file_name(hid_t obj);
 // nullopt when the attribute is missing, not of that type or not one value.
 std::optional<std::string> read_string_attr(hid_t obj, const char* name);
 std::optional<int64_t> read_int_attr(hid_t obj, const char* name);

@@ -79,6 +79,7 @@ nlohmann::json MetricsLog::to_json(const StepMetrics& m) {
   }
   if (m.dropped > 0) j["dropped_assignments"] = m.dropped;
   if (m.val_loss) j["val_loss"] = *m.val_loss;
+  if (m.checkpoint_error) j["checkpoint_error"] = *m.checkpoint_error;
   return j;
 }
 

@@ -29,6 +29,8 @@ struct StepMetrics {
   std::vector<double> max_load;  // per MoE layer: busiest expert's assignments / mean
   int64_t dropped = 0;
   std::optional<double> val_loss;  // on steps that ran validation (log.eval_every)
+  // On steps whose checkpoint could not be written: why (checkpoint.on_error).
+  std::optional<std::string> checkpoint_error;
 };
 
 class MetricsLog {

@@ -186,10 +186,15 @@ struct TrainConfig {
   Recompute recompute = Recompute::kNone;
 };
 
+// What a run does when a checkpoint cannot be written (checkpoint.on_error): stop (exit 2 with one
+// `error:` line) or warn and train on, retrying at the next checkpoint.
+enum class OnCheckpointError : uint8_t { kStop, kContinue };
+
 struct CheckpointConfig {
   int64_t every = 0;   // steps between checkpoints; 0 = only at the end
   int64_t keep = 2;    // newest checkpoints kept
   bool resume = true;  // resume from run.dir/checkpoints/latest when present
+  OnCheckpointError on_error = OnCheckpointError::kStop;
 };
 
 struct LogConfig {
@@ -274,6 +279,11 @@ template <>
 struct Names<Device> {
   static constexpr std::pair<std::string_view, Device> list[] = {{"cpu", Device::kCpu},
                                                                  {"cuda", Device::kCuda}};
+};
+template <>
+struct Names<OnCheckpointError> {
+  static constexpr std::pair<std::string_view, OnCheckpointError> list[] = {
+      {"stop", OnCheckpointError::kStop}, {"continue", OnCheckpointError::kContinue}};
 };
 template <>
 struct Names<Recompute> {

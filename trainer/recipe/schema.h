@@ -419,6 +419,12 @@ void visit(V& v, R& c) {
   v.key("keep", c.keep, {.fallback = 2, .range = {.min = 1}, .meaning = "newest checkpoints kept"});
   v.key("resume", c.resume,
         {.fallback = true, .meaning = "resume from run.dir/checkpoints/latest when there is one"});
+  v.choice("on_error", c.on_error,
+           {.fallback = OnCheckpointError::kStop,
+            .meaning = "a checkpoint that cannot be written (no space, I/O error, read-only): "
+                       "stop = exit 2 naming the path; continue = warn and retry at the next "
+                       "checkpoint (the last one of a run must be written); either way latest "
+                       "stays the previous one"});
 }
 
 template <class V, class R>
