@@ -17,6 +17,7 @@
 #include "trainer/memory_report.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/per_layer.h"
 #include "trainer/pipeline/stages.h"
 
 namespace tmt {
@@ -91,6 +92,21 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
   workspace_.allocate(ctx_.device);
 }
 
+std::vector<std::vector<double>> Trainer::step_expert_load(std::vector<double> load) {
+  if (load.empty()) return {};
+  // Each rank's counts are its micro-batches' whole (TP-summed) ones of its stage's layers: summed
+  // over the data-parallel ranks and the stages, they cover every token each layer routed.
+  Tensor t{load.data(), DType::kF64, Device::kCpu, Shape{static_cast<int64_t>(load.size())}};
+  env_.dp->all_reduce(t);
+  env_.pp->all_reduce(t);
+  const auto experts = static_cast<size_t>(r_.model.moe->n_experts);
+  std::vector<std::vector<double>> layers;
+  for (size_t i = 0; i < load.size(); i += experts)
+    layers.emplace_back(load.begin() + static_cast<std::ptrdiff_t>(i),
+                        load.begin() + static_cast<std::ptrdiff_t>(i + experts));
+  return layers;
+}
+
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
   const double lr = learning_rate(r_, step_);
@@ -141,6 +157,19 @@ StepMetrics Trainer::step() {
   sm.dropped = static_cast<int64_t>(sums[4]);
   // Every rank sees the same reduced loss and norm, so every rank skips alike.
   sm.skipped = !std::isfinite(grad_norm) || !std::isfinite(sm.loss);
+  if (r_.train.spike_zscore > 0 && !sm.skipped) {
+    sm.loss_zscore = spikes_.zscore(sm.loss);
+    sm.loss_spike = sm.loss_zscore && *sm.loss_zscore > r_.train.spike_zscore;
+    sm.skipped = sm.loss_spike && r_.train.spike_action == SpikeAction::kSkip;
+    if (!sm.skipped) spikes_.add(sm.loss);
+  }
+  if (r_.log.per_layer) {
+    const LayerGradNorms norms =
+        layer_grad_norms(model_.params(), grad_sync_, *env_.world, r_.model.n_layers, ctx_);
+    sm.grad_norm_layers = norms.layers;
+    sm.grad_norm_other = norms.other;
+    sm.expert_load = step_expert_load(p.expert_load);
+  }
   if (!sm.skipped) {
     optimizer_.step(lr, clip_factor(grad_norm, r_.optimizer.grad_clip));
     // The expert biases move by the step's loads: each rank's counts are its micro-batches'
@@ -336,10 +365,10 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       metrics.step(sm);
       if (process_rank() == 0) {
         fmt::print(stderr,
-                   "error: {} steps in a row had a non-finite loss or gradient norm (the last at "
-                   "step {}); "
-                   "the run stops (lower optimizer.lr, or raise train.max_skipped_steps)\n",
-                   bad_in_a_row, sm.step);
+                   "error: {} steps in a row had a non-finite loss or gradient norm{} (the last "
+                   "at step {}); the run stops (lower optimizer.lr, or raise "
+                   "train.max_skipped_steps)\n",
+                   bad_in_a_row, r.train.spike_zscore > 0 ? " or a loss spike" : "", sm.step);
       }
       return 1;
     }
@@ -353,6 +382,13 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
         return status;
     }
     if (validation) sm.val_loss = trainer.validate();
+    if (sm.loss_spike) {
+      metrics.note(fmt::format(
+          "warning: loss spike at step {}: loss {:.4f} is {:.1f} standard deviations above the "
+          "mean of the last {} steps (train.spike_zscore {}){}",
+          sm.step, sm.loss, *sm.loss_zscore, LossSpikes::kWindow, r.train.spike_zscore,
+          sm.skipped ? "; the step is skipped" : ""));
+    }
     // Every rank learns of a signal any rank got, at the same step, and of the busiest rank's
     // expert rows (one reduction for both).
     double busiest[2] = {static_cast<double>(g_stop_signal),

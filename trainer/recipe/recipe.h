@@ -175,6 +175,10 @@ struct ScheduleConfig {
 //               block's forward from it (one block's internals live at a time, for every slot)
 enum class Recompute : uint8_t { kNone, kSelective, kFull };
 
+// What a loss spike (train.spike_zscore, optim/loss_spike.h) does: the step is skipped (the
+// optimizer does not apply it), or only reported.
+enum class SpikeAction : uint8_t { kSkip, kLog };
+
 struct TrainConfig {
   int64_t steps = 0;
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
@@ -184,6 +188,8 @@ struct TrainConfig {
   Device device = Device::kCpu;   // cpu | cuda
   int64_t max_skipped_steps = 5;  // stop after this many non-finite steps in a row
   Recompute recompute = Recompute::kNone;
+  double spike_zscore = 0;  // loss z-score above which a step is a spike; 0 = off
+  SpikeAction spike_action = SpikeAction::kSkip;
 };
 
 // What a run does when a checkpoint cannot be written (checkpoint.on_error): stop (exit 2 with one
@@ -202,6 +208,7 @@ struct LogConfig {
   int64_t eval_every = 0;  // 0 = no validation
   int64_t eval_batches = 4;
   bool tensorboard = false;
+  bool per_layer = false;  // per-layer gradient norms and expert loads in metrics.jsonl
 };
 
 struct RunConfig {
@@ -279,6 +286,11 @@ template <>
 struct Names<Device> {
   static constexpr std::pair<std::string_view, Device> list[] = {{"cpu", Device::kCpu},
                                                                  {"cuda", Device::kCuda}};
+};
+template <>
+struct Names<SpikeAction> {
+  static constexpr std::pair<std::string_view, SpikeAction> list[] = {{"skip", SpikeAction::kSkip},
+                                                                      {"log", SpikeAction::kLog}};
 };
 template <>
 struct Names<OnCheckpointError> {

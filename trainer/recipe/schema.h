@@ -407,6 +407,15 @@ void visit(V& v, R& t) {
                        "attention core and the SwiGLU activations in backward; full keeps only "
                        "each block's input and reruns the block's forward in backward; the "
                        "results are those of none"});
+  v.key("spike_zscore", t.spike_zscore,
+        {.fallback = 0.0,
+         .range = {.min = 0},
+         .meaning = "a loss more than this many standard deviations above the mean of the last "
+                    "50 applied steps is a spike (logged; after 50 steps of warm-up); 0 = off"});
+  v.choice("spike_action", t.spike_action,
+           {.fallback = SpikeAction::kSkip,
+            .meaning = "a loss spike's step: skip = not applied, like a non-finite one (counts "
+                       "toward max_skipped_steps); log = applied, only reported"});
 }
 
 template <class V, class R>
@@ -440,6 +449,10 @@ void visit(V& v, R& l) {
         {.fallback = false,
          .meaning = "also write the step metrics as TensorBoard scalars to "
                     "run.dir/tensorboard/"});
+  v.key("per_layer", l.per_layer,
+        {.fallback = false,
+         .meaning = "also write each block's gradient norm and each MoE layer's tokens per "
+                    "expert to metrics.jsonl (grad_norm_layers, grad_norm_other, expert_load)"});
 }
 
 template <class V, class R>
