@@ -1,8 +1,9 @@
 // A run directory on a small tmpfs that fills up during a checkpoint, through the binary on two
 // ranks. The previous checkpoint stays `latest`, intact and resumable, the partial files are gone,
 // and checkpoint.on_error decides between stopping (exit 2, one error line naming the shard and
-// "No space left on device") and training on. Needs permission to mount a tmpfs (root, or a
-// container allowed to); without it main says why and exits 77, which ctest reports as "Not Run".
+// "No space left on device") and training on; a read-only checkpoints directory stops the run
+// naming it. Needs permission to mount (root, or a container allowed to); without it main says
+// why and exits 77, which ctest reports as "Not Run".
 // checkpoint_storage_test covers the same behaviour everywhere with an injected fault.
 //
 // timeout: 600
@@ -162,6 +163,32 @@ TEST(CheckpointTmpfs, ContinueTrainsOnAndFailsOnlyOnTheLastCheckpoint) {
   EXPECT_TRUE(metrics_line(run, 5).is_object()) << "trained on after the failed checkpoint";
   EXPECT_EQ(latest_in(run), "step-0000002");
   EXPECT_EQ(entries_in(run), std::vector<std::string>{"step-0000002"}) << "partial files left";
+}
+
+TEST(CheckpointTmpfs, ReadOnlyCheckpointsDirectoryStopsNamingIt) {
+  // A first run leaves step 2; then checkpoints/ becomes read-only (a read-only bind mount of
+  // itself) and a resumed run reaches its checkpoint at step 4.
+  test::TempDir dir;
+  const std::string run = dir.path().string(), checkpoints = run + "/checkpoints";
+  const auto first = test::run_command(train_argv(run, 2), 300);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  ASSERT_EQ(mount(checkpoints.c_str(), checkpoints.c_str(), nullptr, MS_BIND, nullptr), 0)
+      << std::strerror(errno);
+  const int ro =
+      mount(nullptr, checkpoints.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr);
+  const int ro_errno = errno;
+  const auto r = ro == 0 ? test::run_command(train_argv(run, 4), 300) : test::RunResult{};
+  umount(checkpoints.c_str());
+  ASSERT_EQ(ro, 0) << std::strerror(ro_errno);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.out.find("at step 2"), std::string::npos) << r.out;
+  const auto errors = test::error_lines(r.err);
+  ASSERT_EQ(errors.size(), 1u) << r.err;
+  EXPECT_NE(errors[0].find(checkpoints + "/step-0000004.partial: Read-only file system"),
+            std::string::npos)
+      << errors[0];
+  EXPECT_EQ(latest_in(run), "step-0000002");
+  EXPECT_EQ(entries_in(run), std::vector<std::string>{"step-0000002"});
 }
 
 }  // namespace

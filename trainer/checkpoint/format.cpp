@@ -143,11 +143,12 @@ bool has_moments(hid_t index_file) {
   return h5::read_int_attr(index_file, "weights_only").value_or(0) == 0;
 }
 
-void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
+namespace {
+
+// The index's datasets and attributes, then a flush (write_index).
+void write_index_contents(hid_t file_id, const fs::path& path, const std::vector<Block>& blocks,
+                          const IndexMeta& meta) {
   using h5::Handle;
-  const fs::path path = dir / "index.h5";
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  TMT_H5_WRITE(file.id(), path.string(), "create");
   std::map<std::string, std::vector<const Block*>> tensors;  // name -> its blocks
   for (const Block& b : blocks) tensors[b.name].push_back(&b);
   Handle lcpl = h5::link_props();
@@ -173,7 +174,7 @@ void write_index(const fs::path& dir, const std::vector<Block>& blocks, const In
             "map {}", dataset);
       }
       H5Sselect_all(space.id());
-      Handle d(H5Dcreate2(file.id(), dataset.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(),
+      Handle d(H5Dcreate2(file_id, dataset.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(),
                           dcpl.id(), H5P_DEFAULT),
                H5Dclose);
       TMT_H5_WRITE(d.id(), path.string(), "create {}", dataset);
@@ -184,15 +185,38 @@ void write_index(const fs::path& dir, const std::vector<Block>& blocks, const In
         std::pair{"skipped_in_a_row", meta.skipped_in_a_row}, std::pair{"seed", meta.seed},
         std::pair{"consumed_sequences", meta.consumed_sequences},
         std::pair{"format_version", kFormatVersion}}) {
-    h5::write_int_attr(file.id(), key, value);
+    h5::write_int_attr(file_id, key, value);
   }
-  if (meta.weights_only) h5::write_int_attr(file.id(), "weights_only", 1);
-  h5::write_string_attr(file.id(), "tramontane_version", TMT_VERSION);
-  h5::write_string_attr(file.id(), "recipe", meta.recipe);
-  h5::write_string_attr(file.id(), "layout", meta.layout.dump());
-  h5::write_string_attr(file.id(), "shards", meta.shards.dump());
+  if (meta.weights_only) h5::write_int_attr(file_id, "weights_only", 1);
+  h5::write_string_attr(file_id, "tramontane_version", TMT_VERSION);
+  h5::write_string_attr(file_id, "recipe", meta.recipe);
+  h5::write_string_attr(file_id, "layout", meta.layout.dump());
+  h5::write_string_attr(file_id, "shards", meta.shards.dump());
   // HDF5 keeps the metadata in its cache: a full disk shows here, not in the calls above.
-  TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+  TMT_H5_WRITE(H5Fflush(file_id, H5F_SCOPE_GLOBAL), path.string(), "flush");
+}
+
+}  // namespace
+
+void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
+  using h5::Handle;
+  const fs::path path = dir / "index.h5";
+  // Metadata only: each block's mapping, each tensor's dataset, the recipe and the shard list.
+  const uint64_t reserved =
+      (64 << 10) + 3 * blocks.size() * (2 << 10) + meta.recipe.size() + meta.shards.dump().size();
+  Handle fapl = h5::strong_close_props();
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
+  TMT_H5_WRITE(file.id(), path.string(), "create");
+  try {
+    TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+    h5::reserve_space(path.string(), reserved);
+    write_index_contents(file.id(), path, blocks, meta);
+  } catch (const StorageError&) {
+    h5::close_discarded(file, path.string());
+    throw;
+  }
+  file = Handle();
+  h5::release_unused(path.string(), reserved);
 }
 
 json shard_entry(const fs::path& dir, const std::string& file) {

@@ -30,6 +30,8 @@
 // again after the index, rank 0 publishes only when none failed, and on failure it removes the
 // .partial directory, so `latest` and the checkpoints before it stay as they were (the keep-N
 // pruning runs only after a checkpoint is published, and never removes the one `latest` names).
+// Each shard and the index reserve their bytes (fallocate) before HDF5 writes them, so a full disk
+// fails there, cleanly, rather than inside HDF5, whose cache may then be unable to close the file.
 // Every rank then sees the same StorageError; checkpoint.on_error says whether training goes on
 // (trainer/trainer.h). (For these tests, TMT_FAULT_ENOSPC_IN_SAVE=N makes the last rank's shard
 // write fail with ENOSPC in the save of step N, after the file is written.)

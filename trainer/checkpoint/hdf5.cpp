@@ -1,5 +1,9 @@
 #include "trainer/checkpoint/hdf5.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +39,41 @@ void write_failed(std::string_view path, std::string_view what, int err) {
   if (recorded == 0) recorded = err;
   throw StorageError(recorded != 0 ? fmt::format("{}: {}: {}", path, what, std::strerror(recorded))
                                    : fmt::format("{}: {}: {}", path, what, last_error()));
+}
+
+Handle strong_close_props() {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
+  return fapl;
+}
+
+void close_discarded(Handle& file, const std::string& path) {
+  ::truncate(path.c_str(), 0);
+  file = Handle();  // the swapped-out handle closes the file
+}
+
+void reserve_space(const std::string& path, uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0) storage_error(path, errno);
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENOSYS) {
+    const int err = errno;
+    ::close(fd);
+    throw StorageError(fmt::format("{}: {} (reserving {:.1f} MB to write it)", path,
+                                   std::strerror(err), static_cast<double>(bytes) / 1e6));
+  }
+  ::close(fd);
+}
+
+void release_unused(const std::string& path, uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0) return;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < bytes) {
+    ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size,
+                static_cast<off_t>(bytes) - st.st_size);
+  }
+  ::close(fd);
 }
 
 void quiet_hdf5() {

@@ -34,6 +34,16 @@ bool writes(const Param& p, ParallelEnv& env) {
   return static_cast<uint64_t>(replicas.rank()) == h % static_cast<uint64_t>(replicas.size());
 }
 
+// At least the bytes of this rank's shard: its blocks (with their moments) and HDF5's metadata.
+uint64_t shard_bytes(const std::vector<const Param*>& to_write) {
+  uint64_t bytes = 64 << 10;
+  for (const Param* p : to_write) {
+    const uint64_t kinds = p->spec.trainable ? 3 : 1;
+    bytes += kinds * (static_cast<uint64_t>(p->value.numel()) * sizeof(float) + (2 << 10));
+  }
+  return bytes;
+}
+
 // The first failure the ranks report ("" when none); collective.
 std::string first_failure(Communicator& world, const std::string& mine) {
   for (const std::string& s : all_gather_strings(world, mine)) {
@@ -111,9 +121,13 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
     const std::string file_name = shard_name(rank);
     const fs::path path = partial / file_name;
     if (!to_write.empty()) {
-      {
-        Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-        TMT_H5_WRITE(file.id(), path.string(), "create");
+      const uint64_t reserved = shard_bytes(to_write);
+      Handle fapl = h5::strong_close_props();
+      Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
+      TMT_H5_WRITE(file.id(), path.string(), "create");
+      try {
+        TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+        h5::reserve_space(path.string(), reserved);
         for (const Param* p : to_write) {
           write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
           if (p->spec.trainable) {
@@ -133,7 +147,12 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
                                      p->spec.offset.begin() + p->spec.global_shape.rank())}});
         }
         TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+      } catch (const StorageError&) {
+        h5::close_discarded(file, path.string());
+        throw;
       }
+      file = Handle();  // closed before its size and checksum are taken
+      h5::release_unused(path.string(), reserved);
       mine["shard"] = shard_entry(partial, file_name);
     }
     // Fault injection for the storage tests: the last rank's write fails as on a full disk.
