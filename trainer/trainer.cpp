@@ -223,6 +223,7 @@ Trainer::Evaluation Trainer::evaluate(int64_t sequences) {
 namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
+extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 // Steps between checks that the data files are as they were opened (besides those before each
 // validation and checkpoint).
@@ -232,7 +233,6 @@ void check_data_unchanged(const DataSources& data) {
   data.train->check_unchanged();
   if (data.val) data.val->check_unchanged();
 }
-extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
 
 }  // namespace
 
