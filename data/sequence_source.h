@@ -27,6 +27,9 @@ class SequenceSource {
   // The lowest mean loss per predicted token any model can reach on this data (NaN when unknown).
   virtual double optimal_loss() const { return std::nan(""); }
   virtual std::string describe() const = 0;
+  // Throws InputError naming the file when data the source reads from has changed since it was
+  // opened (shard.h); sources without files have nothing to check.
+  virtual void check_unchanged() const {}
 };
 
 // Fills inputs and targets (i32 [B, S] host tensors) with sequences first_index .. first_index + B

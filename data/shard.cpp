@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "kernels/base/check.h"
+#include "kernels/base/crc32c.h"
 
 namespace tmt {
 namespace {
@@ -82,6 +83,9 @@ Shard::Shard(const std::string& path) : path_(path) {
   if (m == MAP_FAILED) input_error("{}: cannot map the shard: {}", path, std::strerror(errno));
   map_ = static_cast<const unsigned char*>(m);
   map_bytes_ = bytes;
+  device_ = static_cast<uint64_t>(st.st_dev);
+  inode_ = static_cast<uint64_t>(st.st_ino);
+  header_crc_ = crc32c(std::string_view(reinterpret_cast<const char*>(map_), kShardHeaderBytes));
   auto fail = [&](const std::string& what) {
     munmap(const_cast<unsigned char*>(map_), map_bytes_);
     map_ = nullptr;
@@ -115,6 +119,9 @@ Shard::Shard(Shard&& other) noexcept
     : path_(std::move(other.path_)),
       map_(std::exchange(other.map_, nullptr)),
       map_bytes_(other.map_bytes_),
+      device_(other.device_),
+      inode_(other.inode_),
+      header_crc_(other.header_crc_),
       count_(other.count_),
       width_(other.width_),
       vocab_size_(other.vocab_size_) {}
@@ -128,8 +135,46 @@ void Shard::read(int64_t begin, std::span<int32_t> out) const {
   TMT_CHECK(begin >= 0 && begin + static_cast<int64_t>(out.size()) <= count_,
             "{}: read [{}, {}) of {} tokens", path_, begin,
             begin + static_cast<int64_t>(out.size()), count_);
+  // Reading a page of the mapping past the end of a file that shrank would raise SIGBUS. Only this
+  // rank knows, in the middle of a step: the job ends here with status 2.
+  struct stat st {};
+  const bool stat_ok = stat(path_.c_str(), &st) == 0;
+  if (!stat_ok || static_cast<size_t>(st.st_size) != map_bytes_ ||
+      static_cast<uint64_t>(st.st_ino) != inode_ || static_cast<uint64_t>(st.st_dev) != device_) {
+    input_fatal(fmt::format(
+        "{}: the shard changed while the job was reading it ({} bytes when opened, {} now{}); "
+        "restore it or start a new run on the new data",
+        path_, map_bytes_, stat_ok ? std::to_string(st.st_size) : "unknown",
+        stat_ok && static_cast<uint64_t>(st.st_ino) != inode_ ? ", another file" : ""));
+  }
   for (size_t i = 0; i < out.size(); ++i)
     out[i] = static_cast<int32_t>(token(begin + static_cast<int64_t>(i)));
+}
+
+void Shard::check_unchanged() const {
+  const auto changed = [&](const std::string& how) {
+    input_error(
+        "{}: the shard changed while the job was reading it ({}); restore it or start a new run "
+        "on the new data",
+        path_, how);
+  };
+  const int fd = open(path_.c_str(), O_RDONLY);
+  if (fd < 0) changed(fmt::format("cannot open it now: {}", std::strerror(errno)));
+  struct stat st {};
+  unsigned char header[kShardHeaderBytes] = {};
+  const bool stat_ok = fstat(fd, &st) == 0;
+  const bool header_ok =
+      pread(fd, header, kShardHeaderBytes, 0) == static_cast<ssize_t>(kShardHeaderBytes);
+  close(fd);
+  if (!stat_ok || static_cast<size_t>(st.st_size) != map_bytes_) {
+    changed(fmt::format("{} bytes when opened, {} now", map_bytes_,
+                        stat_ok ? std::to_string(st.st_size) : "unknown"));
+  }
+  if (static_cast<uint64_t>(st.st_dev) != device_ || static_cast<uint64_t>(st.st_ino) != inode_)
+    changed("the path names another file now: replaced");
+  if (!header_ok || crc32c(std::string_view(reinterpret_cast<const char*>(header),
+                                            kShardHeaderBytes)) != header_crc_)
+    changed("its header is not the one it had when opened");
 }
 
 void Shard::check_vocab(int64_t vocab_size) const {

@@ -92,6 +92,10 @@ void TokenDataset::sequence(int64_t index, std::span<int32_t> out) const {
   read(static_cast<int64_t>(window) * seq_len_, out);
 }
 
+void TokenDataset::check_unchanged() const {
+  for (const Shard& s : shards_) s.check_unchanged();
+}
+
 std::string TokenDataset::describe() const {
   return fmt::format("{} shard(s), {} tokens, {} windows of {}+1 tokens{}", shards_.size(), total_,
                      windows_, seq_len_, shuffle_ ? ", shuffled per epoch" : "");

@@ -41,6 +41,7 @@ class TokenDataset final : public SequenceSource {
   int64_t seq_len() const override { return seq_len_; }
   void sequence(int64_t index, std::span<int32_t> out) const override;
   std::string describe() const override;
+  void check_unchanged() const override;  // every shard's (Shard::check_unchanged)
   int64_t tokens() const { return total_; }
   int64_t windows() const { return windows_; }
   int64_t count() const override { return windows_; }

@@ -65,7 +65,7 @@ MpiEnvironment::MpiEnvironment(int* argc, char*** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &world_);
   set_process_identity(rank_, world_);
-  set_fatal_hook([] { MPI_Abort(MPI_COMM_WORLD, 1); });
+  set_fatal_hook([](int status) { MPI_Abort(MPI_COMM_WORLD, status); });
   MPI_Comm node = MPI_COMM_NULL;
   MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
   MPI_Comm_rank(node, &g_local_rank);

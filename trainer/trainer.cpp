@@ -21,6 +21,7 @@
 #include "trainer/memory_report.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/optim/lr_schedule.h"
+#include "trainer/per_layer.h"
 #include "trainer/pipeline/stages.h"
 
 namespace tmt {
@@ -103,6 +104,21 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
   workspace_.allocate(ctx_.device);
 }
 
+std::vector<std::vector<double>> Trainer::step_expert_load(std::vector<double> load) {
+  if (load.empty()) return {};
+  // Each rank's counts are its micro-batches' whole (TP-summed) ones of its stage's layers: summed
+  // over the data-parallel ranks and the stages, they cover every token each layer routed.
+  Tensor t{load.data(), DType::kF64, Device::kCpu, Shape{static_cast<int64_t>(load.size())}};
+  env_.dp->all_reduce(t);
+  env_.pp->all_reduce(t);
+  const auto experts = static_cast<size_t>(r_.model.moe->n_experts);
+  std::vector<std::vector<double>> layers;
+  for (size_t i = 0; i < load.size(); i += experts)
+    layers.emplace_back(load.begin() + static_cast<std::ptrdiff_t>(i),
+                        load.begin() + static_cast<std::ptrdiff_t>(i + experts));
+  return layers;
+}
+
 StepMetrics Trainer::step() {
   const auto t0 = Clock::now();
   watchdog_set_step(step_ + 1);
@@ -161,6 +177,19 @@ StepMetrics Trainer::step() {
   sm.dropped = static_cast<int64_t>(sums[4]);
   // Every rank sees the same reduced loss and norm, so every rank skips alike.
   sm.skipped = !std::isfinite(grad_norm) || !std::isfinite(sm.loss);
+  if (r_.train.spike_zscore > 0 && !sm.skipped) {
+    sm.loss_zscore = spikes_.zscore(sm.loss);
+    sm.loss_spike = sm.loss_zscore && *sm.loss_zscore > r_.train.spike_zscore;
+    sm.skipped = sm.loss_spike && r_.train.spike_action == SpikeAction::kSkip;
+    if (!sm.skipped) spikes_.add(sm.loss);
+  }
+  if (r_.log.per_layer) {
+    const LayerGradNorms norms =
+        layer_grad_norms(model_.params(), grad_sync_, *env_.world, r_.model.n_layers, ctx_);
+    sm.grad_norm_layers = norms.layers;
+    sm.grad_norm_other = norms.other;
+    sm.expert_load = step_expert_load(p.expert_load);
+  }
   if (!sm.skipped) {
     optimizer_.step(lr, clip_factor(grad_norm, r_.optimizer.grad_clip));
     // The expert biases move by the step's loads: each rank's counts are its micro-batches'
@@ -215,6 +244,15 @@ namespace {
 
 volatile std::sig_atomic_t g_stop_signal = 0;
 extern "C" void on_stop_signal(int sig) { g_stop_signal = sig; }
+
+// Steps between checks that the data files are as they were opened (besides those before each
+// validation and checkpoint).
+constexpr int64_t kDataCheckEvery = 50;
+
+void check_data_unchanged(const DataSources& data) {
+  data.train->check_unchanged();
+  if (data.val) data.val->check_unchanged();
+}
 
 }  // namespace
 
@@ -325,16 +363,23 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
   MetricsLog metrics(r.run.dir, r.train.steps, r.log.every, process_rank() == 0, r.log.tensorboard,
                      state.step);
   int64_t bad_in_a_row = state.skipped_in_a_row;
-  const auto save = [&](int64_t step) {
+  // Saves a checkpoint; a write that failed on any rank (every rank gets the same message) leaves
+  // the previous one as latest and returns the message.
+  const auto save = [&](int64_t step) -> std::optional<std::string> {
     const auto t0 = Clock::now();
     watchdog_set_phase("checkpoint save", /*slow=*/true);
-    const std::string dir =
-        save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
-                        {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    std::string dir;
+    try {
+      dir = save_checkpoint(r, env, trainer.model().params(), trainer.optimizer(),
+                            {step, trainer.optimizer().steps_taken(), bad_in_a_row});
+    } catch (const StorageError& e) {
+      return e.what();
+    }
     const double s = seconds_since(t0), mb = static_cast<double>(directory_bytes(dir)) / 1e6;
     metrics.note(
         fmt::format("checkpoint: {} ({:.1f} MB in {:.2f} s, {:.0f} MB/s)", dir, mb, s, mb / s));
     metrics.checkpoint_saved();
+    return std::nullopt;
   };
   // A resumed run's newest checkpoint is the one it started from (its index is written last).
   if (!from.checkpoint.empty() && from.what == LoadWhat::kTrainingState) {
@@ -353,22 +398,36 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
       metrics.step(sm);
       if (process_rank() == 0) {
         fmt::print(stderr,
-                   "error: {} steps in a row had a non-finite loss or gradient norm (the last at "
-                   "step {}); "
-                   "the run stops (lower optimizer.lr, or raise train.max_skipped_steps)\n",
-                   bad_in_a_row, sm.step);
+                   "error: {} steps in a row had a non-finite loss or gradient norm{} (the last "
+                   "at step {}); the run stops (lower optimizer.lr, or raise "
+                   "train.max_skipped_steps)\n",
+                   bad_in_a_row, r.train.spike_zscore > 0 ? " or a loss spike" : "", sm.step);
       }
       return 1;
     }
     if (sm.step == state.step + 1) watchdog_running();
-    if (r.log.eval_every > 0 && (sm.step % r.log.eval_every == 0 || sm.step == r.train.steps)) {
+    const bool validation =
+        r.log.eval_every > 0 && (sm.step % r.log.eval_every == 0 || sm.step == r.train.steps);
+    const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
+    // Data that changed under the job ends it (exit 2, on every rank) before a validation or a
+    // checkpoint reads or records it, and at least every kDataCheckEvery steps (data/shard.h).
+    if (validation || periodic || sm.step == r.train.steps || sm.step % kDataCheckEvery == 0) {
+      watchdog_set_phase("data check");
+      if (const int status = agree_on_setup([&] { check_data_unchanged(data); }); status != 0)
+        return status;
+    }
+    if (validation) {
       watchdog_set_phase("validation");
       sm.val_loss = trainer.validate();
     }
     watchdog_set_phase("after the step");
-    metrics.step(sm);
-    // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
-    if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);
+    if (sm.loss_spike) {
+      metrics.note(fmt::format(
+          "warning: loss spike at step {}: loss {:.4f} is {:.1f} standard deviations above the "
+          "mean of the last {} steps (train.spike_zscore {}){}",
+          sm.step, sm.loss, *sm.loss_zscore, LossSpikes::kWindow, r.train.spike_zscore,
+          sm.skipped ? "; the step is skipped" : ""));
+    }
     // Every rank learns of a signal any rank got, at the same step, and of the busiest rank's
     // expert rows (one reduction for both).
     double busiest[2] = {static_cast<double>(g_stop_signal),
@@ -383,8 +442,25 @@ int train(const Recipe& r, const DataSources& data, const StartFrom& from) {
           busiest[1] / (1 << 20), sm.step, expert_rows_planned / (1 << 20)));
       expert_rows = busiest[1];
     }
-    const bool periodic = r.checkpoint.every > 0 && sm.step % r.checkpoint.every == 0;
-    if (periodic || stop || sm.step == r.train.steps) save(sm.step);
+    if (periodic || stop || sm.step == r.train.steps) sm.checkpoint_error = save(sm.step);
+    metrics.step(sm);
+    // What each rank holds, once the first step has shown the scratch's peak (memory_report.h).
+    if (sm.step == state.step + 1) write_memory_json(r.run.dir, trainer, env, sm.step);
+    if (sm.checkpoint_error) {
+      // The run's last checkpoint (at the end, or before a signal stops it) must be written.
+      if (r.checkpoint.on_error == OnCheckpointError::kStop || stop || sm.step == r.train.steps) {
+        if (process_rank() == 0) {
+          fmt::print(stderr, "error: {}; checkpoints/latest is still the previous one\n",
+                     *sm.checkpoint_error);
+          std::fflush(stderr);
+        }
+        return 2;
+      }
+      metrics.note(fmt::format(
+          "warning: {}; checkpoints/latest is still the previous one, training goes on and the "
+          "next checkpoint tries again (checkpoint.on_error: continue)",
+          *sm.checkpoint_error));
+    }
     if (stop) {
       metrics.note(
           fmt::format("stopped by a signal after step {}; resume with the same command", sm.step));

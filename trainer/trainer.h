@@ -1,7 +1,7 @@
 // The training loop: for each optimizer step, the micro-batches through the pipeline schedule
 // (gradient accumulation), the gradient reductions (parallel/grad_sync.h: tensor-parallel replicas,
-// then data-parallel ranks) and the global norm, clipping, a NaN/Inf guard, AdamW, validation and
-// metrics.
+// then data-parallel ranks) and the global norm, clipping, a NaN/Inf guard and a loss-spike guard
+// (train.spike_zscore, optim/loss_spike.h), AdamW, validation and metrics.
 //
 // Which data a step sees depends only on the recipe: sequence j of step s is global sequence number
 // s · global_batch + j of the source, and data-parallel rank d takes the contiguous share
@@ -18,6 +18,7 @@
 #include "trainer/data_sources.h"
 #include "trainer/metrics/metrics.h"
 #include "trainer/model/model.h"
+#include "trainer/optim/loss_spike.h"
 #include "trainer/optim/optimizer.h"
 #include "trainer/pipeline/one_f_one_b.h"
 #include "trainer/recipe/recipe.h"
@@ -63,6 +64,9 @@ class Trainer {
   size_t batch_arena_bytes() const { return batch_arena_.capacity(); }  // the micro-batches' tokens
 
  private:
+  // The step's tokens per expert of each MoE layer, from this rank's counts (log.per_layer).
+  std::vector<std::vector<double>> step_expert_load(std::vector<double> load);
+
   const Recipe& r_;
   const DataSources& data_;
   ParallelEnv& env_;
@@ -76,6 +80,7 @@ class Trainer {
   Optimizer optimizer_;
   Arena batch_arena_;
   OneFOneB schedule_;
+  LossSpikes spikes_;  // train.spike_zscore
   int64_t step_ = 0;
 };
 
@@ -88,7 +93,11 @@ struct StartFrom {
 
 // Trains on the ranks of MPI_COMM_WORLD from checked input, first loading `from`; returns the
 // process exit status. Writes checkpoints every checkpoint.every steps, at the end, and when
-// SIGTERM or SIGUSR1 arrives (then exits 0).
+// SIGTERM or SIGUSR1 arrives (then exits 0). A checkpoint that cannot be written ends the run with
+// 2 (one `error:` line) under checkpoint.on_error: stop, or is reported (a `warning:` line, the
+// step's checkpoint_error) and tried again at the next checkpoint under continue, except the
+// run's last. Data files that change under the run end it with 2 (checked every few steps and
+// before each validation and checkpoint; data/shard.h).
 int train(const Recipe& recipe, const DataSources& data, const StartFrom& from = {});
 
 // `tramontane eval`: forward passes over every window of the validation split (data.val must be

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace tmt {
 namespace {
@@ -31,6 +32,10 @@ const std::string& host_name() {
   return name;
 }
 
+void storage_error(std::string_view path, int err) {
+  throw StorageError(fmt::format("{}: {}", path, std::strerror(err)));
+}
+
 void set_fatal_hook(FatalHook hook) { g_fatal_hook = hook; }
 
 void fatal(const char* file, int line, std::string_view what, std::string_view message) {
@@ -38,8 +43,16 @@ void fatal(const char* file, int line, std::string_view what, std::string_view m
   fmt::print(stderr, "[rank {}/{} {}] {}:{}: {} -> {}\n", g_rank, g_world, host_name(), file, line,
              what, message);
   std::fflush(stderr);
-  if (g_fatal_hook != nullptr) g_fatal_hook();
+  if (g_fatal_hook != nullptr) g_fatal_hook(1);
   std::_Exit(1);
+}
+
+void input_fatal(std::string_view message) {
+  std::fflush(stdout);
+  fmt::print(stderr, "error: {}\n", message);
+  std::fflush(stderr);
+  if (g_fatal_hook != nullptr) g_fatal_hook(2);
+  std::_Exit(2);
 }
 
 }  // namespace tmt

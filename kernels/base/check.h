@@ -13,6 +13,9 @@
 //      TMT_NCCL_CHECK(call)                             parallel/nccl_comm.cpp
 //      TMT_MPI_CHECK(call)                              parallel/mpi_comm.cpp
 //      TMT_H5_CHECK(call, fmt...)                       trainer/checkpoint/hdf5.h
+//  * Bad input found at run time by one rank alone (a data shard that changed under the job) goes
+//    through input_fatal(): that rank prints one `error: <message>` line and the job ends with
+//    status 2 through the same hook, since the other ranks may be waiting in a collective.
 #pragma once
 
 #include <fmt/format.h>
@@ -28,6 +31,17 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A file that could not be written: no space left, an I/O error, a read-only file system. Reported
+// like bad input (one `error:` line naming the path and the system's reason, exit 2) by whoever
+// catches it; the checkpoint writer catches it to agree on the failure over the ranks first.
+class StorageError : public InputError {
+ public:
+  using InputError::InputError;
+};
+
+// Throws StorageError "<path>: <strerror(err)>" (err: an errno value).
+[[noreturn]] void storage_error(std::string_view path, int err);
+
 // Throws InputError with a formatted message.
 template <class... Args>
 [[noreturn]] void input_error(fmt::format_string<Args...> f, Args&&... args) {
@@ -40,12 +54,15 @@ int process_rank();
 int process_world();
 const std::string& host_name();
 
-// Called by fatal() after printing; must not return. The default exits with status 1.
-using FatalHook = void (*)();
+// Called by fatal() (status 1) and input_fatal() (status 2) after printing; must not return. The
+// default exits with the status.
+using FatalHook = void (*)(int status);
 void set_fatal_hook(FatalHook hook);
 
 [[noreturn]] void fatal(const char* file, int line, std::string_view what,
                         std::string_view message);
+// Prints `error: <message>` from this rank and ends the job with status 2.
+[[noreturn]] void input_fatal(std::string_view message);
 
 }  // namespace tmt
 

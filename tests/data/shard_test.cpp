@@ -1,9 +1,12 @@
-// Token shards: round trips at both widths, and every kind of damaged file refused with its name.
+// Token shards: round trips at both widths, every kind of damaged file refused with its name, and a
+// shard that changes under its reader (shrunk, replaced, its header rewritten) found.
 #include "data/shard.h"
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "kernels/base/check.h"
 #include "tests/support/input_error.h"
@@ -86,6 +89,75 @@ TEST(Shard, TokenAtOrAboveTheVocabularyIsReportedWithItsOffset) {
                    ": token 300 at index 17 (byte offset 66) is >= model.vocab_size 256"),
             std::string::npos)
       << e;
+}
+
+std::vector<uint32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint32_t> t(n);
+  for (auto& x : t) x = static_cast<uint32_t>(rng() % vocab);
+  return t;
+}
+
+TEST(Shard, UnchangedShardPassesTheCheck) {
+  test::TempDir dir;
+  write_shard(dir.file("s.bin"), random_tokens(5000, 1000, 1), 1000);
+  const Shard s(dir.file("s.bin"));
+  EXPECT_EQ(error_of([&] { s.check_unchanged(); }), "(no error)");
+  std::vector<int32_t> out(100);
+  s.read(4900, out);  // the last tokens, under the per-read check
+  EXPECT_EQ(out[99], static_cast<int32_t>(s.token(4999)));
+}
+
+TEST(Shard, ShrunkReplacedOrRewrittenShardIsNamed) {
+  test::TempDir dir;
+  const std::string path = dir.file("s.bin");
+  const auto tokens = random_tokens(5000, 1000, 2);
+  const auto expect_changed = [&](const Shard& s, const std::string& how) {
+    const std::string e = error_of([&] { s.check_unchanged(); });
+    EXPECT_NE(e.find(path + ": the shard changed while the job was reading it (" + how),
+              std::string::npos)
+        << e;
+  };
+  {  // shrunk in place: 32 + 5000·2 bytes when opened
+    write_shard(path, tokens, 1000);
+    const Shard s(path);
+    std::filesystem::resize_file(path, 4000);
+    expect_changed(s, "10032 bytes when opened, 4000 now");
+  }
+  {  // replaced by another shard of the same size (write_shard renames a new file into place)
+    write_shard(path, tokens, 1000);
+    const Shard s(path);
+    write_shard(path, random_tokens(5000, 1000, 3), 1000);
+    expect_changed(s, "the path names another file now: replaced");
+  }
+  {  // its header rewritten in place, the size unchanged (the vocabulary field, byte 24)
+    write_shard(path, tokens, 1000);
+    const Shard s(path);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(24);
+    f.put('\x7f');
+    f.close();
+    expect_changed(s, "its header is not the one it had when opened");
+  }
+  {  // gone
+    write_shard(path, tokens, 1000);
+    const Shard s(path);
+    std::filesystem::remove(path);
+    expect_changed(s, "cannot open it now: No such file or directory");
+  }
+}
+
+TEST(ShardDeathTest, ReadAfterTheShardShrankEndsWithExit2NamingIt) {
+  test::TempDir dir;
+  const std::string path = dir.file("s.bin");
+  write_shard(path, random_tokens(5000, 1000, 4), 1000);
+  const Shard s(path);
+  std::filesystem::resize_file(path, 2000);
+  // Tokens past the new end would be a SIGBUS in the mapping: the read refuses first.
+  std::vector<int32_t> out(64);
+  EXPECT_EXIT(s.read(4900, out), ::testing::ExitedWithCode(2),
+              "error: .*s.bin: the shard changed while the job was reading it \\(10032 bytes when "
+              "opened, 2000 now\\)");
 }
 
 }  // namespace

@@ -31,7 +31,7 @@ void start_mpi(int* argc, char*** argv) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
   set_process_identity(rank, world);
-  set_fatal_hook([] { MPI_Abort(MPI_COMM_WORLD, 1); });
+  set_fatal_hook([](int status) { MPI_Abort(MPI_COMM_WORLD, status); });
 }
 
 int run_tests_on_every_rank(int* argc, char** argv) {

@@ -21,7 +21,10 @@ struct TrainingState {
 };
 
 // Collective: writes run.dir/checkpoints/step-NNNNNNN, points `latest` at it and deletes all but
-// the newest checkpoint.keep. Returns the directory written.
+// checkpoint.keep checkpoints (the new one and the newest others). Returns the directory written.
+// When a write fails on any rank, every rank throws the same StorageError ("checkpoint
+// step-NNNNNNN not written: <path>: <reason>") after the partial files are removed and with
+// `latest` and the older checkpoints as they were (format.h).
 std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore& params,
                             Optimizer& optimizer, const TrainingState& state);
 

@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "kernels/base/crc32c.h"
 
@@ -140,11 +143,12 @@ bool has_moments(hid_t index_file) {
   return h5::read_int_attr(index_file, "weights_only").value_or(0) == 0;
 }
 
-void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
+namespace {
+
+// The index's datasets and attributes, then a flush (write_index).
+void write_index_contents(hid_t file_id, const fs::path& path, const std::vector<Block>& blocks,
+                          const IndexMeta& meta) {
   using h5::Handle;
-  const fs::path path = dir / "index.h5";
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-  TMT_H5_CHECK(file.id(), "create {}", path.string());
   std::map<std::string, std::vector<const Block*>> tensors;  // name -> its blocks
   for (const Block& b : blocks) tensors[b.name].push_back(&b);
   Handle lcpl = h5::link_props();
@@ -170,10 +174,10 @@ void write_index(const fs::path& dir, const std::vector<Block>& blocks, const In
             "map {}", dataset);
       }
       H5Sselect_all(space.id());
-      Handle d(H5Dcreate2(file.id(), dataset.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(),
+      Handle d(H5Dcreate2(file_id, dataset.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(),
                           dcpl.id(), H5P_DEFAULT),
                H5Dclose);
-      TMT_H5_CHECK(d.id(), "create {}", dataset);
+      TMT_H5_WRITE(d.id(), path.string(), "create {}", dataset);
     }
   }
   for (const auto& [key, value] :
@@ -181,57 +185,129 @@ void write_index(const fs::path& dir, const std::vector<Block>& blocks, const In
         std::pair{"skipped_in_a_row", meta.skipped_in_a_row}, std::pair{"seed", meta.seed},
         std::pair{"consumed_sequences", meta.consumed_sequences},
         std::pair{"format_version", kFormatVersion}}) {
-    h5::write_int_attr(file.id(), key, value);
+    h5::write_int_attr(file_id, key, value);
   }
-  if (meta.weights_only) h5::write_int_attr(file.id(), "weights_only", 1);
-  h5::write_string_attr(file.id(), "tramontane_version", TMT_VERSION);
-  h5::write_string_attr(file.id(), "recipe", meta.recipe);
-  h5::write_string_attr(file.id(), "layout", meta.layout.dump());
-  h5::write_string_attr(file.id(), "shards", meta.shards.dump());
+  if (meta.weights_only) h5::write_int_attr(file_id, "weights_only", 1);
+  h5::write_string_attr(file_id, "tramontane_version", TMT_VERSION);
+  h5::write_string_attr(file_id, "recipe", meta.recipe);
+  h5::write_string_attr(file_id, "layout", meta.layout.dump());
+  h5::write_string_attr(file_id, "shards", meta.shards.dump());
+  // HDF5 keeps the metadata in its cache: a full disk shows here, not in the calls above.
+  TMT_H5_WRITE(H5Fflush(file_id, H5F_SCOPE_GLOBAL), path.string(), "flush");
+}
+
+}  // namespace
+
+void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
+  using h5::Handle;
+  const fs::path path = dir / "index.h5";
+  // Metadata only: each block's mapping, each tensor's dataset, the recipe and the shard list.
+  const uint64_t reserved =
+      (64 << 10) + 3 * blocks.size() * (2 << 10) + meta.recipe.size() + meta.shards.dump().size();
+  Handle fapl = h5::strong_close_props();
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
+  TMT_H5_WRITE(file.id(), path.string(), "create");
+  try {
+    TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+    h5::reserve_space(path.string(), reserved);
+    write_index_contents(file.id(), path, blocks, meta);
+  } catch (const StorageError&) {
+    h5::close_discarded(file, path.string());
+    throw;
+  }
+  file = Handle();
+  h5::release_unused(path.string(), reserved);
 }
 
 json shard_entry(const fs::path& dir, const std::string& file) {
   const fs::path path = dir / file;
   fsync_path(path);
-  return {{"file", file},
-          {"bytes", static_cast<int64_t>(fs::file_size(path))},
-          {"crc32c", file_crc32c(path)}};
+  std::error_code ec;
+  const auto bytes = fs::file_size(path, ec);
+  if (ec) storage_error(path.string(), ec.value());
+  return {{"file", file}, {"bytes", static_cast<int64_t>(bytes)}, {"crc32c", file_crc32c(path)}};
 }
+
+namespace {
+
+// The step of a complete checkpoint's directory name ("step-0000100" -> 100), nullopt for
+// anything else (step-NNNNNNN.partial, step-NNNNNNN.replaced, latest).
+std::optional<int64_t> step_of(const std::string& n) {
+  if (n.size() <= 5 || n.rfind("step-", 0) != 0) return std::nullopt;
+  if (!std::all_of(n.begin() + 5, n.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoll(n.substr(5));
+}
+
+// Removes all but `keep` complete checkpoints of root: `latest` (just published) and the newest
+// keep - 1 others. The one `latest` names stays even when others have later steps (a run resumed
+// from an older checkpoint writes beside the newer ones of the run it left).
+void prune(const fs::path& root, const std::string& latest, int64_t keep) {
+  std::error_code ec;
+  std::vector<std::pair<int64_t, fs::path>> others;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string n = e.path().filename().string();
+    const auto step = step_of(n);
+    if (step && n != latest && e.is_directory(ec)) others.emplace_back(*step, e.path());
+  }
+  std::sort(others.begin(), others.end(), std::greater<>());
+  for (size_t i = static_cast<size_t>(std::max<int64_t>(keep, 1)) - 1; i < others.size(); ++i)
+    fs::remove_all(others[i].second, ec);
+}
+
+}  // namespace
 
 void publish(const fs::path& root, const std::string& name, int64_t keep) {
   const fs::path partial = root / (name + ".partial"), final_dir = root / name;
+  const fs::path replaced = root / (name + ".replaced");
   fsync_path(partial / "index.h5");
   fsync_path(partial);
   std::error_code ec;
-  fs::remove_all(final_dir, ec);  // an older save of the same step (a rerun after a crash)
-  fs::rename(partial, final_dir, ec);
-  TMT_CHECK(!ec, "cannot rename {}: {}", partial.string(), ec.message());
-  fsync_path(root);
-  {
-    std::ofstream latest(root / "latest.tmp");
-    latest << name << "\n";
+  // An older save of the same step (a rerun after a crash) is moved aside, and deleted only once
+  // `latest` names the new one; until then a failure puts it back.
+  fs::remove_all(replaced, ec);
+  if (fs::exists(final_dir, ec)) {
+    fs::rename(final_dir, replaced, ec);
+    if (ec) storage_error(final_dir.string(), ec.value());
   }
-  fsync_path(root / "latest.tmp");
-  fs::rename(root / "latest.tmp", root / "latest", ec);
-  TMT_CHECK(!ec, "cannot update {}: {}", (root / "latest").string(), ec.message());
-  fsync_path(root);
-  // All but the newest `keep` complete checkpoints go.
-  std::vector<fs::path> done;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string n = e.path().filename().string();
-    if (n.rfind("step-", 0) != 0) continue;
-    if (n.size() > 8 && n.substr(n.size() - 8) == ".partial") continue;
-    done.push_back(e.path());
+  const auto undo = [&] {
+    std::error_code ignored;
+    fs::remove(root / "latest.tmp", ignored);
+    if (fs::exists(final_dir, ignored) && !fs::exists(partial, ignored))
+      fs::rename(final_dir, partial, ignored);  // the caller removes what it wrote
+    if (fs::exists(replaced, ignored)) fs::rename(replaced, final_dir, ignored);
+  };
+  try {
+    fs::rename(partial, final_dir, ec);
+    if (ec) storage_error(partial.string(), ec.value());
+    fsync_path(root);
+    {
+      std::ofstream latest(root / "latest.tmp");
+      latest << name << "\n";
+      latest.flush();
+      if (!latest) storage_error((root / "latest.tmp").string(), errno != 0 ? errno : EIO);
+    }
+    fsync_path(root / "latest.tmp");
+    fs::rename(root / "latest.tmp", root / "latest", ec);
+    if (ec) storage_error((root / "latest").string(), ec.value());
+  } catch (const StorageError&) {
+    undo();
+    throw;
   }
-  std::sort(done.begin(), done.end());
-  for (size_t i = 0; i + static_cast<size_t>(std::max<int64_t>(keep, 1)) < done.size(); ++i)
-    fs::remove_all(done[i], ec);
+  fsync_path(root);
+  fs::remove_all(replaced, ec);
+  prune(root, name, keep);
 }
 
 void fsync_path(const fs::path& p) {
   const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
+  if (fd < 0) storage_error(p.string(), errno);
+  // Some file systems cannot sync a directory (EINVAL): nothing is lost by going on.
+  if (::fsync(fd) != 0 && errno != EINVAL) {
+    const int err = errno;
+    ::close(fd);
+    storage_error(p.string(), err);
+  }
   ::close(fd);
 }
 

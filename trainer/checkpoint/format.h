@@ -26,6 +26,17 @@
 // in the save of step N, after the shards and before the index; for the watchdog's,
 // TMT_FAULT_STOP_IN_SAVE=N:R makes rank R stop itself (SIGSTOP) there after writing its shard.)
 //
+// A write that fails (no space, an I/O error, a read-only file system: StorageError) on any rank
+// fails the checkpoint on every rank: the ranks agree on the first failure after the shards and
+// again after the index, rank 0 publishes only when none failed, and on failure it removes the
+// .partial directory, so `latest` and the checkpoints before it stay as they were (the keep-N
+// pruning runs only after a checkpoint is published, and never removes the one `latest` names).
+// Each shard and the index reserve their bytes (fallocate) before HDF5 writes them, so a full disk
+// fails there, cleanly, rather than inside HDF5, whose cache may then be unable to close the file.
+// Every rank then sees the same StorageError; checkpoint.on_error says whether training goes on
+// (trainer/trainer.h). (For these tests, TMT_FAULT_ENOSPC_IN_SAVE=N makes the last rank's shard
+// write fail with ENOSPC in the save of step N, after the file is written.)
+//
 // Loading reads, for each of this rank's blocks at its own layout, the hyperslab of the global
 // tensor through the index, so tp, pp, ep, etp, dp and zero1 may all differ from the writer's.
 // Before anything is read every shard's size and checksum are verified (HDF5 would silently read
@@ -104,15 +115,20 @@ struct IndexMeta {
   nlohmann::json shards;      // [{file, bytes, crc32c}]
 };
 // Writes dir/index.h5: for each kind (param, and the moments unless weights_only) and tensor, a
-// virtual dataset of its global shape over its blocks; then the attributes.
+// virtual dataset of its global shape over its blocks; then the attributes. StorageError when the
+// file cannot be written.
 void write_index(const std::filesystem::path& dir, const std::vector<Block>& blocks,
                  const IndexMeta& meta);
 // Renames root/<name>.partial to root/<name> and then points root/latest at it (each step fsynced:
-// the atomicity above), then removes all but the newest `keep` checkpoints.
+// the atomicity above), then removes all but `keep` checkpoints: the new one and the newest
+// keep - 1 others. Throws StorageError when a step fails; then `latest` is as it was, the new
+// checkpoint is back under <name>.partial for the caller to remove, and nothing was pruned.
 void publish(const std::filesystem::path& root, const std::string& name, int64_t keep);
-// The {file, bytes, crc32c} entry of a shard written and fsynced in dir.
+// The {file, bytes, crc32c} entry of a shard written and fsynced in dir (StorageError when the
+// sync fails).
 nlohmann::json shard_entry(const std::filesystem::path& dir, const std::string& file);
 
+// fsync of a file or directory; StorageError naming it when that fails.
 void fsync_path(const std::filesystem::path& p);
 uint32_t file_crc32c(const std::filesystem::path& p);
 

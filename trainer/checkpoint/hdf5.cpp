@@ -1,6 +1,12 @@
 #include "trainer/checkpoint/hdf5.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 namespace tmt::h5 {
 
@@ -15,6 +21,59 @@ std::string last_error() {
       },
       &message);
   return message.empty() ? "HDF5 reported an error" : message;
+}
+
+void write_failed(std::string_view path, std::string_view what, int err) {
+  // HDF5's file driver records the system's errno in its message ("..., errno = 28, ..."): that
+  // one is the reason, whatever errno says by now.
+  int recorded = 0;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {
+        auto* n = static_cast<int*>(out);
+        const char* at = e->desc != nullptr ? std::strstr(e->desc, "errno = ") : nullptr;
+        if (*n == 0 && at != nullptr) *n = std::atoi(at + 8);
+        return 0;
+      },
+      &recorded);
+  if (recorded == 0) recorded = err;
+  throw StorageError(recorded != 0 ? fmt::format("{}: {}: {}", path, what, std::strerror(recorded))
+                                   : fmt::format("{}: {}: {}", path, what, last_error()));
+}
+
+Handle strong_close_props() {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
+  return fapl;
+}
+
+void close_discarded(Handle& file, const std::string& path) {
+  ::truncate(path.c_str(), 0);
+  file = Handle();  // the swapped-out handle closes the file
+}
+
+void reserve_space(const std::string& path, uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0) storage_error(path, errno);
+  if (::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, static_cast<off_t>(bytes)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENOSYS) {
+    const int err = errno;
+    ::close(fd);
+    throw StorageError(fmt::format("{}: {} (reserving {:.1f} MB to write it)", path,
+                                   std::strerror(err), static_cast<double>(bytes) / 1e6));
+  }
+  ::close(fd);
+}
+
+void release_unused(const std::string& path, uint64_t bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  if (fd < 0) return;
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) < bytes) {
+    ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size,
+                static_cast<off_t>(bytes) - st.st_size);
+  }
+  ::close(fd);
 }
 
 void quiet_hdf5() {
@@ -51,18 +110,31 @@ Handle link_props() {
   return lcpl;
 }
 
+std::string file_name(hid_t obj) {
+  const ssize_t n = H5Fget_name(obj, nullptr, 0);
+  if (n <= 0) return "an HDF5 file";
+  std::string name(static_cast<size_t>(n) + 1, '\0');
+  H5Fget_name(obj, name.data(), name.size());
+  name.resize(static_cast<size_t>(n));
+  return name;
+}
+
 void write_string_attr(hid_t obj, const char* name, const std::string& value) {
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.id(), std::max<size_t>(value.size(), 1));
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle attr(H5Acreate2(obj, name, type.id(), space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  TMT_H5_CHECK(H5Awrite(attr.id(), type.id(), value.data()), "attribute {}", name);
+  TMT_H5_WRITE(attr.id(), file_name(obj), "create attribute {}", name);
+  TMT_H5_WRITE(H5Awrite(attr.id(), type.id(), value.data()), file_name(obj), "write attribute {}",
+               name);
 }
 
 void write_int_attr(hid_t obj, const char* name, int64_t value) {
   Handle space(H5Screate(H5S_SCALAR), H5Sclose);
   Handle attr(H5Acreate2(obj, name, H5T_STD_I64LE, space.id(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-  TMT_H5_CHECK(H5Awrite(attr.id(), H5T_NATIVE_INT64, &value), "attribute {}", name);
+  TMT_H5_WRITE(attr.id(), file_name(obj), "create attribute {}", name);
+  TMT_H5_WRITE(H5Awrite(attr.id(), H5T_NATIVE_INT64, &value), file_name(obj), "write attribute {}",
+               name);
 }
 
 namespace {

@@ -3,14 +3,19 @@
 // HDF5 reports failure by returning a negative id or status; TMT_H5_CHECK(call, context...) turns
 // that into a fatal error (kernels/base/check.h) with the innermost message of HDF5's error stack.
 // HDF5's own printing of that stack is off (quiet_hdf5), so bad input can be reported as one
-// `error:` line instead.
+// `error:` line instead. Calls that write a file go through TMT_H5_WRITE(call, path, context...)
+// instead: a failure there is most often the storage's (no space, an I/O error, a read-only file
+// system), so it throws StorageError (kernels/base/check.h) naming the path and the system's
+// reason (errno, else HDF5's message) for the caller to handle.
 #pragma once
 
 #include <hdf5.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,7 +36,18 @@ std::string last_error();
     }                                                                                        \
   } while (0)
 
+#define TMT_H5_WRITE(call, path, ...)                                   \
+  do {                                                                  \
+    errno = 0;                                                          \
+    if ((call) < 0) [[unlikely]] {                                      \
+      ::tmt::h5::write_failed(path, ::fmt::format(__VA_ARGS__), errno); \
+    }                                                                   \
+  } while (0)
+
 namespace tmt::h5 {
+
+// Throws StorageError "<path>: <what>: <strerror(err)>", or HDF5's message when err is 0.
+[[noreturn]] void write_failed(std::string_view path, std::string_view what, int err);
 
 // Owns one hid_t and closes it with its own close function.
 class Handle {
@@ -57,6 +73,24 @@ class Handle {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
+// File access properties for files being written: closing the file closes every object still
+// open in it (H5F_CLOSE_STRONG), so that a write that failed half way leaves nothing open.
+Handle strong_close_props();
+
+// Closes a file being written whose write failed (a StorageError), its contents discarded: the
+// file at `path` is truncated first, so that the metadata flush the close does finds room on a
+// full disk; HDF5 would otherwise leave the file half closed (and crash closing it at exit).
+void close_discarded(Handle& file, const std::string& path);
+
+// Allocates `bytes` for the file at `path` (fallocate with FALLOC_FL_KEEP_SIZE: its size stays,
+// the part past its end is freed when HDF5 sets the final size on closing), so that writing it
+// cannot run out of space half way: a full disk is a StorageError here instead, before HDF5 has
+// anything to flush. HDF5 handles a write that fails half way badly (its cache can be left so that
+// the file cannot be closed). A file system without fallocate is left as it is.
+void reserve_space(const std::string& path, uint64_t bytes);
+// Frees what a reservation of `bytes` allocated past the end of the closed file at `path`.
+void release_unused(const std::string& path, uint64_t bytes);
+
 // Turns off HDF5's printing of its error stack (once per process).
 void quiet_hdf5();
 
@@ -67,8 +101,11 @@ std::string shape_str(const std::vector<hsize_t>& dims);  // "[8, 2, 64, 128]"
 // Link creation properties that create missing intermediate groups ("param/layers.0.attn.wq").
 Handle link_props();
 
+// StorageError (naming obj's file) when they cannot be written.
 void write_string_attr(hid_t obj, const char* name, const std::string& value);
 void write_int_attr(hid_t obj, const char* name, int64_t value);
+// The name of the file that holds obj.
+std::string file_name(hid_t obj);
 // nullopt when the attribute is missing, not of that type or not one value.
 std::optional<std::string> read_string_attr(hid_t obj, const char* name);
 std::optional<int64_t> read_int_attr(hid_t obj, const char* name);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +35,24 @@ bool writes(const Param& p, ParallelEnv& env) {
   return static_cast<uint64_t>(replicas.rank()) == h % static_cast<uint64_t>(replicas.size());
 }
 
+// At least the bytes of this rank's shard: its blocks (with their moments) and HDF5's metadata.
+uint64_t shard_bytes(const std::vector<const Param*>& to_write) {
+  uint64_t bytes = 64 << 10;
+  for (const Param* p : to_write) {
+    const uint64_t kinds = p->spec.trainable ? 3 : 1;
+    bytes += kinds * (static_cast<uint64_t>(p->value.numel()) * sizeof(float) + (2 << 10));
+  }
+  return bytes;
+}
+
+// The first failure the ranks report ("" when none); collective.
+std::string first_failure(Communicator& world, const std::string& mine) {
+  for (const std::string& s : all_gather_strings(world, mine)) {
+    if (!s.empty()) return s;
+  }
+  return "";
+}
+
 void write_block(hid_t file, const std::string& path, const Tensor& t, const ParamSpec& spec) {
   TMT_CHECK(t.dtype == DType::kF32, "checkpoint: {} must be f32, is {}", path, t.str());
   std::vector<float> staging;  // a device block's copy on the host
@@ -49,14 +68,16 @@ void write_block(hid_t file, const std::string& path, const Tensor& t, const Par
   Handle d(H5Dcreate2(file, path.c_str(), H5T_IEEE_F32LE, space.id(), lcpl.id(), H5P_DEFAULT,
                       H5P_DEFAULT),
            H5Dclose);
-  TMT_H5_CHECK(d.id(), "create {}", path);
-  TMT_H5_CHECK(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
-               "write {}", path);
+  TMT_H5_WRITE(d.id(), h5::file_name(file), "create {}", path);
+  TMT_H5_WRITE(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values),
+               h5::file_name(file), "write {}", path);
   const hsize_t n = dims.size();
   Handle aspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
   Handle attr(H5Acreate2(d.id(), "offset", H5T_STD_I64LE, aspace.id(), H5P_DEFAULT, H5P_DEFAULT),
               H5Aclose);
-  TMT_H5_CHECK(H5Awrite(attr.id(), H5T_NATIVE_INT64, spec.offset.data()), "{} offset", path);
+  TMT_H5_WRITE(attr.id(), h5::file_name(file), "{} offset", path);
+  TMT_H5_WRITE(H5Awrite(attr.id(), H5T_NATIVE_INT64, spec.offset.data()), h5::file_name(file),
+               "{} offset", path);
 }
 
 }  // namespace
@@ -68,13 +89,22 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
   const std::string name = step_name(state.step);
   const fs::path partial = root / (name + ".partial");
   const int rank = env.world->rank();
+  const auto fail = [&](const std::string& why) {
+    return StorageError(fmt::format("checkpoint {} not written: {}", name, why));
+  };
+  std::string failure;
   if (rank == 0) {
+    // Leftovers of saves that a kill interrupted go first.
     std::error_code ec;
-    fs::remove_all(partial, ec);
+    for (const auto& e : fs::directory_iterator(root, ec)) {
+      if (e.path().extension() == ".partial") fs::remove_all(e.path(), ec);
+    }
+    ec.clear();
     fs::create_directories(partial, ec);
-    TMT_CHECK(!ec, "cannot create {}: {}", partial.string(), ec.message());
+    if (ec) failure = fmt::format("{}: {}", partial.string(), ec.message());
   }
-  env.world->barrier();
+  failure = first_failure(*env.world, failure);
+  if (!failure.empty()) throw fail(failure);
 
   // The moments whole, group by group (zero1 gathers them: collective, so every rank takes part).
   std::vector<std::vector<float>> m_buf(params.groups().size()), v_buf(m_buf.size());
@@ -88,33 +118,51 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
   }
   json mine = json::object();
   mine["blocks"] = json::array();
-  if (!to_write.empty()) {
+  try {
     const std::string file_name = shard_name(rank);
     const fs::path path = partial / file_name;
-    {
-      Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-      TMT_H5_CHECK(file.id(), "create {}", path.string());
-      for (const Param* p : to_write) {
-        write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
-        if (p->spec.trainable) {
-          const size_t g = group_of(*p, params);
-          const ParamGroup& pg = params.groups()[g];
-          const auto& [mg, vg] = moments[g];
-          write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
-          write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
+    if (!to_write.empty()) {
+      const uint64_t reserved = shard_bytes(to_write);
+      Handle fapl = h5::strong_close_props();
+      Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
+      TMT_H5_WRITE(file.id(), path.string(), "create");
+      try {
+        TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+        h5::reserve_space(path.string(), reserved);
+        for (const Param* p : to_write) {
+          write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
+          if (p->spec.trainable) {
+            const size_t g = group_of(*p, params);
+            const ParamGroup& pg = params.groups()[g];
+            const auto& [mg, vg] = moments[g];
+            write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
+            write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
+          }
+          mine["blocks"].push_back(
+              {{"name", p->spec.name},
+               {"moments", p->spec.trainable},
+               {"global", h5::dims_of(p->spec.global_shape)},
+               {"shape", h5::dims_of(p->spec.local_shape)},
+               {"offset",
+                std::vector<int64_t>(p->spec.offset.begin(),
+                                     p->spec.offset.begin() + p->spec.global_shape.rank())}});
         }
-        mine["blocks"].push_back(
-            {{"name", p->spec.name},
-             {"moments", p->spec.trainable},
-             {"global", h5::dims_of(p->spec.global_shape)},
-             {"shape", h5::dims_of(p->spec.local_shape)},
-             {"offset",
-              std::vector<int64_t>(p->spec.offset.begin(),
-                                   p->spec.offset.begin() + p->spec.global_shape.rank())}});
+        TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
+      } catch (const StorageError&) {
+        h5::close_discarded(file, path.string());
+        throw;
       }
-      H5Fflush(file.id(), H5F_SCOPE_GLOBAL);
+      file = Handle();  // closed before its size and checksum are taken
+      h5::release_unused(path.string(), reserved);
+      mine["shard"] = shard_entry(partial, file_name);
     }
-    mine["shard"] = shard_entry(partial, file_name);
+    // Fault injection for the storage tests: the last rank's write fails as on a full disk.
+    if (const char* f = std::getenv("TMT_FAULT_ENOSPC_IN_SAVE");
+        f != nullptr && std::atoll(f) == state.step && rank == env.world->size() - 1) {
+      storage_error(path.string(), ENOSPC);
+    }
+  } catch (const StorageError& e) {
+    mine["error"] = e.what();
   }
   // Fault injection for the watchdog's tests: TMT_FAULT_STOP_IN_SAVE=STEP:RANK stops that rank
   // (SIGSTOP) in the save of that step, its shard written and the others waiting for it.
@@ -124,8 +172,15 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
       std::raise(SIGSTOP);
   }
   const std::vector<std::string> all = all_gather_strings(*env.world, mine.dump());
+  std::vector<json> parts;
+  for (const std::string& text : all) {
+    parts.push_back(json::parse(text));
+    if (failure.empty() && parts.back().contains("error"))
+      failure = parts.back()["error"].get<std::string>();
+  }
 
-  if (rank == 0) {
+  // Rank 0 publishes only a checkpoint that every rank wrote.
+  if (rank == 0 && failure.empty()) {
     // Fault injection for the crash tests: die with the shards written and the index not.
     if (const char* f = std::getenv("TMT_FAULT_KILL_IN_SAVE");
         f != nullptr && std::atoll(f) == state.step) {
@@ -134,15 +189,14 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
     std::vector<Block> blocks;
     IndexMeta meta;
     meta.shards = json::array();
-    for (size_t i = 0; i < all.size(); ++i) {
-      const json j = json::parse(all[i]);
-      for (const json& b : j["blocks"]) {
+    for (size_t i = 0; i < parts.size(); ++i) {
+      for (const json& b : parts[i]["blocks"]) {
         blocks.push_back({b["name"].get<std::string>(), shard_name(static_cast<int>(i)),
                           b["global"].get<std::vector<hsize_t>>(),
                           b["shape"].get<std::vector<hsize_t>>(),
                           b["offset"].get<std::vector<hsize_t>>(), b["moments"].get<bool>()});
       }
-      if (j.contains("shard")) meta.shards.push_back(j["shard"]);
+      if (parts[i].contains("shard")) meta.shards.push_back(parts[i]["shard"]);
     }
     meta.step = state.step;
     meta.adam_steps = state.adam_steps;
@@ -153,10 +207,23 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
     meta.layout = {{"world", env.world->size()}, {"tp", r.parallel.tp},      {"dp", r.parallel.dp},
                    {"pp", r.parallel.pp},        {"etp", r.parallel.etp},    {"ep", r.parallel.ep},
                    {"edp", r.parallel.edp},      {"zero1", r.parallel.zero1}};
-    write_index(partial, blocks, meta);
-    publish(root, name, r.checkpoint.keep);
+    try {
+      write_index(partial, blocks, meta);
+      publish(root, name, r.checkpoint.keep);
+    } catch (const StorageError& e) {
+      failure = e.what();
+    }
   }
-  env.world->barrier();
+  // Every rank learns rank 0's outcome (the shards' failures it already knows).
+  failure = first_failure(*env.world, failure);
+  if (!failure.empty()) {
+    if (rank == 0) {
+      std::error_code ec;
+      fs::remove_all(partial, ec);  // what the ranks wrote of this checkpoint
+    }
+    env.world->barrier();
+    throw fail(failure);
+  }
   return (root / name).string();
 }
 

@@ -79,6 +79,12 @@ nlohmann::json MetricsLog::to_json(const StepMetrics& m) {
   }
   if (m.dropped > 0) j["dropped_assignments"] = m.dropped;
   if (m.val_loss) j["val_loss"] = *m.val_loss;
+  if (m.checkpoint_error) j["checkpoint_error"] = *m.checkpoint_error;
+  if (m.loss_zscore) j["loss_zscore"] = *m.loss_zscore;
+  if (m.loss_spike) j["loss_spike"] = true;
+  if (!m.grad_norm_layers.empty()) j["grad_norm_layers"] = m.grad_norm_layers;
+  if (m.grad_norm_other) j["grad_norm_other"] = *m.grad_norm_other;
+  if (!m.expert_load.empty()) j["expert_load"] = m.expert_load;
   return j;
 }
 

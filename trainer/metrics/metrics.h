@@ -25,10 +25,19 @@ struct StepMetrics {
   double lr = 0, grad_norm = 0;
   int64_t tokens = 0;  // tokens in this step (global batch)
   double tokens_per_s = 0, step_time_s = 0;
-  bool skipped = false;          // non-finite gradients: the update was not applied
+  bool skipped = false;               // non-finite loss or gradients, or a loss spike: not applied
+  std::optional<double> loss_zscore;  // train.spike_zscore on, after the warm-up
+  bool loss_spike = false;            // the z-score exceeded train.spike_zscore
   std::vector<double> max_load;  // per MoE layer: busiest expert's assignments / mean
   int64_t dropped = 0;
   std::optional<double> val_loss;  // on steps that ran validation (log.eval_every)
+  // On steps whose checkpoint could not be written: why (checkpoint.on_error).
+  std::optional<std::string> checkpoint_error;
+  // log.per_layer (trainer/per_layer.h): each block's gradient norm, the other parameters', and
+  // [MoE layer][expert] the tokens each expert received.
+  std::vector<double> grad_norm_layers;
+  std::optional<double> grad_norm_other;
+  std::vector<std::vector<double>> expert_load;
 };
 
 class MetricsLog {

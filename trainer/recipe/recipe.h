@@ -181,6 +181,10 @@ enum class Recompute : uint8_t { kNone, kSelective, kFull };
 // router and the attention core stay in the dtype).
 enum class Precision : uint8_t { kDtype, kFp8 };
 
+// What a loss spike (train.spike_zscore, optim/loss_spike.h) does: the step is skipped (the
+// optimizer does not apply it), or only reported.
+enum class SpikeAction : uint8_t { kSkip, kLog };
+
 struct TrainConfig {
   int64_t steps = 0;
   int64_t global_batch = 0;  // sequences per optimizer step, over all data-parallel ranks
@@ -193,6 +197,8 @@ struct TrainConfig {
   Precision precision = Precision::kDtype;
   double timeout_s = 300;          // a collective not done in this long ends the job (watchdog)
   double startup_timeout_s = 600;  // the same until the first step is done
+  double spike_zscore = 0;  // loss z-score above which a step is a spike; 0 = off
+  SpikeAction spike_action = SpikeAction::kSkip;
 };
 
 // FP8 training's scaling (section fp8, read with train.precision: fp8).
@@ -202,10 +208,15 @@ struct Fp8Config {
   Fp8Recipe kernel() const { return {.scaling = recipe, .pow2_scales = pow2_scales}; }
 };
 
+// What a run does when a checkpoint cannot be written (checkpoint.on_error): stop (exit 2 with one
+// `error:` line) or warn and train on, retrying at the next checkpoint.
+enum class OnCheckpointError : uint8_t { kStop, kContinue };
+
 struct CheckpointConfig {
   int64_t every = 0;   // steps between checkpoints; 0 = only at the end
   int64_t keep = 2;    // newest checkpoints kept
   bool resume = true;  // resume from run.dir/checkpoints/latest when present
+  OnCheckpointError on_error = OnCheckpointError::kStop;
 };
 
 struct LogConfig {
@@ -213,6 +224,7 @@ struct LogConfig {
   int64_t eval_every = 0;  // 0 = no validation
   int64_t eval_batches = 4;
   bool tensorboard = false;
+  bool per_layer = false;  // per-layer gradient norms and expert loads in metrics.jsonl
 };
 
 struct RunConfig {
@@ -291,6 +303,16 @@ template <>
 struct Names<Device> {
   static constexpr std::pair<std::string_view, Device> list[] = {{"cpu", Device::kCpu},
                                                                  {"cuda", Device::kCuda}};
+};
+template <>
+struct Names<SpikeAction> {
+  static constexpr std::pair<std::string_view, SpikeAction> list[] = {{"skip", SpikeAction::kSkip},
+                                                                      {"log", SpikeAction::kLog}};
+};
+template <>
+struct Names<OnCheckpointError> {
+  static constexpr std::pair<std::string_view, OnCheckpointError> list[] = {
+      {"stop", OnCheckpointError::kStop}, {"continue", OnCheckpointError::kContinue}};
 };
 template <>
 struct Names<Recompute> {

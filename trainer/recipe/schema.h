@@ -422,6 +422,15 @@ void visit(V& v, R& t) {
          .range = {.min = 0, .min_open = true},
          .meaning = "train.timeout_s until the first step is done (communicators, loading a "
                     "checkpoint, the first step) and while a checkpoint is written"});
+  v.key("spike_zscore", t.spike_zscore,
+        {.fallback = 0.0,
+         .range = {.min = 0},
+         .meaning = "a loss more than this many standard deviations above the mean of the last "
+                    "50 applied steps is a spike (logged; after 50 steps of warm-up); 0 = off"});
+  v.choice("spike_action", t.spike_action,
+           {.fallback = SpikeAction::kSkip,
+            .meaning = "a loss spike's step: skip = not applied, like a non-finite one (counts "
+                       "toward max_skipped_steps); log = applied, only reported"});
 }
 
 template <class V, class R>
@@ -447,6 +456,12 @@ void visit(V& v, R& c) {
   v.key("keep", c.keep, {.fallback = 2, .range = {.min = 1}, .meaning = "newest checkpoints kept"});
   v.key("resume", c.resume,
         {.fallback = true, .meaning = "resume from run.dir/checkpoints/latest when there is one"});
+  v.choice("on_error", c.on_error,
+           {.fallback = OnCheckpointError::kStop,
+            .meaning = "a checkpoint that cannot be written (no space, I/O error, read-only): "
+                       "stop = exit 2 naming the path; continue = warn and retry at the next "
+                       "checkpoint (the last one of a run must be written); either way latest "
+                       "stays the previous one"});
 }
 
 template <class V, class R>
@@ -462,6 +477,10 @@ void visit(V& v, R& l) {
         {.fallback = false,
          .meaning = "also write the step metrics as TensorBoard scalars to "
                     "run.dir/tensorboard/"});
+  v.key("per_layer", l.per_layer,
+        {.fallback = false,
+         .meaning = "also write each block's gradient norm and each MoE layer's tokens per "
+                    "expert to metrics.jsonl (grad_norm_layers, grad_norm_other, expert_load)"});
 }
 
 template <class V, class R>
