@@ -199,24 +199,12 @@ void write_index_contents(hid_t file_id, const fs::path& path, const std::vector
 }  // namespace
 
 void write_index(const fs::path& dir, const std::vector<Block>& blocks, const IndexMeta& meta) {
-  using h5::Handle;
   const fs::path path = dir / "index.h5";
   // Metadata only: each block's mapping, each tensor's dataset, the recipe and the shard list.
   const uint64_t reserved =
       (64 << 10) + 3 * blocks.size() * (2 << 10) + meta.recipe.size() + meta.shards.dump().size();
-  Handle fapl = h5::strong_close_props();
-  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
-  TMT_H5_WRITE(file.id(), path.string(), "create");
-  try {
-    TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
-    h5::reserve_space(path.string(), reserved);
-    write_index_contents(file.id(), path, blocks, meta);
-  } catch (const StorageError&) {
-    h5::close_discarded(file, path.string());
-    throw;
-  }
-  file = Handle();
-  h5::release_unused(path.string(), reserved);
+  h5::write_file(path.string(), reserved,
+                 [&](hid_t file) { write_index_contents(file, path, blocks, meta); });
 }
 
 json shard_entry(const fs::path& dir, const std::string& file) {

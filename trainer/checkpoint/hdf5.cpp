@@ -41,16 +41,7 @@ void write_failed(std::string_view path, std::string_view what, int err) {
                                    : fmt::format("{}: {}: {}", path, what, last_error()));
 }
 
-Handle strong_close_props() {
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
-  H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
-  return fapl;
-}
-
-void close_discarded(Handle& file, const std::string& path) {
-  ::truncate(path.c_str(), 0);
-  file = Handle();  // the swapped-out handle closes the file
-}
+namespace {
 
 void reserve_space(const std::string& path, uint64_t bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY);
@@ -65,6 +56,7 @@ void reserve_space(const std::string& path, uint64_t bytes) {
   ::close(fd);
 }
 
+// Frees what a reservation of `bytes` allocated past the end of the closed file at `path`.
 void release_unused(const std::string& path, uint64_t bytes) {
   const int fd = ::open(path.c_str(), O_WRONLY);
   if (fd < 0) return;
@@ -74,6 +66,28 @@ void release_unused(const std::string& path, uint64_t bytes) {
                 static_cast<off_t>(bytes) - st.st_size);
   }
   ::close(fd);
+}
+
+}  // namespace
+
+void write_file(const std::string& path, uint64_t reserved,
+                const std::function<void(hid_t)>& write) {
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_fclose_degree(fapl.id(), H5F_CLOSE_STRONG);
+  Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
+  TMT_H5_WRITE(file.id(), path, "create");
+  try {
+    TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path, "flush");
+    reserve_space(path, reserved);
+    write(file.id());
+    TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path, "flush");
+  } catch (const StorageError&) {
+    ::truncate(path.c_str(), 0);
+    file = Handle();  // the swapped-out handle closes the file
+    throw;
+  }
+  file = Handle();  // closed before its size and checksum are taken
+  release_unused(path, reserved);
 }
 
 void quiet_hdf5() {

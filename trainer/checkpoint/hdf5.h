@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -73,23 +74,18 @@ class Handle {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// File access properties for files being written: closing the file closes every object still
-// open in it (H5F_CLOSE_STRONG), so that a write that failed half way leaves nothing open.
-Handle strong_close_props();
-
-// Closes a file being written whose write failed (a StorageError), its contents discarded: the
-// file at `path` is truncated first, so that the metadata flush the close does finds room on a
-// full disk; HDF5 would otherwise leave the file half closed (and crash closing it at exit).
-void close_discarded(Handle& file, const std::string& path);
-
-// Allocates `bytes` for the file at `path` (fallocate with FALLOC_FL_KEEP_SIZE: its size stays,
-// the part past its end is freed when HDF5 sets the final size on closing), so that writing it
-// cannot run out of space half way: a full disk is a StorageError here instead, before HDF5 has
-// anything to flush. HDF5 handles a write that fails half way badly (its cache can be left so that
-// the file cannot be closed). A file system without fallocate is left as it is.
-void reserve_space(const std::string& path, uint64_t bytes);
-// Frees what a reservation of `bytes` allocated past the end of the closed file at `path`.
-void release_unused(const std::string& path, uint64_t bytes);
+// Creates the HDF5 file `path` (truncating one that is there), reserves `reserved` bytes for it,
+// calls write(file id), flushes and closes it, and frees what of the reservation it did not use.
+// Every failure is a StorageError naming the path and the system's reason:
+// - The reservation (fallocate with FALLOC_FL_KEEP_SIZE; a file system without fallocate is left
+//   as it is) makes a full disk fail here, before HDF5 has anything to flush: HDF5 handles a write
+//   that fails half way badly (its cache can be left so that the file cannot be closed, and it
+//   crashes closing it at exit).
+// - The file is opened with H5F_CLOSE_STRONG (closing it closes every object still open in it),
+//   and a write that fails is truncated before the close, so that the close's metadata flush
+//   finds room on a full disk; its contents are discarded.
+void write_file(const std::string& path, uint64_t reserved,
+                const std::function<void(hid_t)>& write);
 
 // Turns off HDF5's printing of its error stack (once per process).
 void quiet_hdf5();

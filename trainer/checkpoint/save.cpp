@@ -123,20 +123,15 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
     const fs::path path = partial / file_name;
     if (!to_write.empty()) {
       const uint64_t reserved = shard_bytes(to_write);
-      Handle fapl = h5::strong_close_props();
-      Handle file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()), H5Fclose);
-      TMT_H5_WRITE(file.id(), path.string(), "create");
-      try {
-        TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
-        h5::reserve_space(path.string(), reserved);
+      h5::write_file(path.string(), reserved, [&](hid_t file) {
         for (const Param* p : to_write) {
-          write_block(file.id(), "param/" + p->spec.name, p->value, p->spec);
+          write_block(file, "param/" + p->spec.name, p->value, p->spec);
           if (p->spec.trainable) {
             const size_t g = group_of(*p, params);
             const ParamGroup& pg = params.groups()[g];
             const auto& [mg, vg] = moments[g];
-            write_block(file.id(), "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
-            write_block(file.id(), "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
+            write_block(file, "exp_avg/" + p->spec.name, block_of(mg, *p, pg), p->spec);
+            write_block(file, "exp_avg_sq/" + p->spec.name, block_of(vg, *p, pg), p->spec);
           }
           mine["blocks"].push_back(
               {{"name", p->spec.name},
@@ -147,13 +142,7 @@ std::string save_checkpoint(const Recipe& r, ParallelEnv& env, const ParamStore&
                 std::vector<int64_t>(p->spec.offset.begin(),
                                      p->spec.offset.begin() + p->spec.global_shape.rank())}});
         }
-        TMT_H5_WRITE(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), path.string(), "flush");
-      } catch (const StorageError&) {
-        h5::close_discarded(file, path.string());
-        throw;
-      }
-      file = Handle();  // closed before its size and checksum are taken
-      h5::release_unused(path.string(), reserved);
+      });
       mine["shard"] = shard_entry(partial, file_name);
     }
     // Fault injection for the storage tests: the last rank's write fails as on a full disk.
