@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/base/check.h"
 #include "kernels/base/profiler.h"
@@ -157,7 +158,107 @@ Tensor groups_down_columns(std::vector<unsigned char>& keep, const Tensor& t,
   return out;
 }
 
+// A row's scale bytes: blockwise fp32, MXFP8 e8m0 (2^(b - 127), 0xff NaN).
+int64_t scale_bytes(const Fp8Recipe& r) { return r.scaling == Fp8Scaling::kMxfp8 ? 1 : 4; }
+
+void put_scale(unsigned char* p, double s, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kMxfp8) {
+    int e = 0;
+    std::frexp(s, &e);  // s = 2^(e - 1)
+    *p = std::isnan(s) ? 0xff : static_cast<unsigned char>(e - 1 + 127);
+  } else {
+    const auto f = static_cast<float>(s);  // exact: the scales are fp32 values (fp8_scale)
+    std::memcpy(p, &f, sizeof f);
+  }
+}
+
+double get_scale(const unsigned char* p, const Fp8Recipe& r) {
+  if (r.scaling == Fp8Scaling::kMxfp8) return *p == 0xff ? NAN : std::ldexp(1.0, *p - 127);
+  float f = 0;
+  std::memcpy(&f, p, sizeof f);
+  return f;
+}
+
+template <class T>
+void pack_rows(unsigned char* packed, const T* in, int64_t rows, int64_t cols, const Fp8Recipe& r) {
+  const int64_t tile = tile_of(r), width = fp8_row_bytes(cols, r);
+  for (int64_t row = 0; row < rows; ++row) {
+    unsigned char* codes = packed + row * width;
+    unsigned char* scales = codes + cols;
+    for (int64_t c0 = 0; c0 < cols; c0 += tile) {
+      const int64_t c1 = std::min(cols, c0 + tile);
+      const double amax = tile_amax(in, cols, row, row + 1, c0, c1);
+      const double s =
+          r.scaling == Fp8Scaling::kMxfp8 ? mx_scale(amax) : fp8_scale(amax, r.pow2_scales);
+      put_scale(scales + (c0 / tile) * scale_bytes(r), s, r);
+      for (int64_t c = c0; c < c1; ++c) {
+        // e4m3()'s value is one of e4m3's: the encoding is exact.
+        codes[c] =
+            float_to_f8e4m3(static_cast<float>(e4m3(static_cast<double>(in[row * cols + c]) / s)));
+      }
+    }
+  }
+}
+
+template <class T>
+void unpack_rows(T* out, const unsigned char* packed, int64_t rows, int64_t cols,
+                 const Fp8Recipe& r) {
+  const int64_t tile = tile_of(r), width = fp8_row_bytes(cols, r);
+  for (int64_t row = 0; row < rows; ++row) {
+    const unsigned char* codes = packed + row * width;
+    const unsigned char* scales = codes + cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double s = get_scale(scales + (c / tile) * scale_bytes(r), r);
+      out[row * cols + c] = static_cast<T>(static_cast<double>(f8e4m3_to_float(codes[c])) * s);
+    }
+  }
+}
+
+void check_packed(const char* op, const Context& ctx, const Tensor& packed, const Tensor& rows,
+                  const Fp8Recipe& r) {
+  check_cpu(op, ctx);
+  TMT_CHECK(!tensorwise(r), "{}: tensorwise FP8 has no row tiles to pack", op);
+  TMT_CHECK(rows.rank() == 2 && (rows.dtype == DType::kF32 || rows.dtype == DType::kF64) &&
+                packed.dtype == DType::kF8E4M3 &&
+                packed.shape == (Shape{rows.size(0), fp8_row_bytes(rows.size(1), r)}),
+            "{}: packed {} for rows {} (f32|f64)", op, packed.str(), rows.str());
+}
+
 }  // namespace
+
+int64_t fp8_row_bytes(int64_t cols, const Fp8Recipe& recipe) {
+  const int64_t tile = tile_of(recipe);
+  return cols + (cols + tile - 1) / tile * scale_bytes(recipe);
+}
+
+void fp8_pack_rows(const Context& ctx, const Tensor& packed, const Tensor& in,
+                   const Fp8Recipe& recipe) {
+  check_packed("fp8_pack_rows", ctx, packed, in, recipe);
+  auto* p = packed.ptr<unsigned char>();
+  if (in.dtype == DType::kF32) {
+    pack_rows(p, in.ptr<const float>(), in.size(0), in.size(1), recipe);
+  } else {
+    pack_rows(p, in.ptr<const double>(), in.size(0), in.size(1), recipe);
+  }
+}
+
+void fp8_unpack_rows(const Context& ctx, const Tensor& out, const Tensor& packed,
+                     const Fp8Recipe& recipe) {
+  check_packed("fp8_unpack_rows", ctx, packed, out, recipe);
+  const auto* p = packed.ptr<const unsigned char>();
+  if (out.dtype == DType::kF32) {
+    unpack_rows(out.ptr<float>(), p, out.size(0), out.size(1), recipe);
+  } else {
+    unpack_rows(out.ptr<double>(), p, out.size(0), out.size(1), recipe);
+  }
+}
+
+void fp8_quantize_rows(const Context& ctx, const Tensor& out, const Tensor& in,
+                       const Fp8Recipe& recipe) {
+  check_cpu("fp8_quantize_rows", ctx);
+  if (tensorwise(recipe)) return quantize_into(out, in, 1, 1, in.numel(), recipe);
+  quantize_into(out, in, in.size(0), 1, tile_of(recipe), recipe);
+}
 
 double e4m3(double x) {
   if (std::isnan(x)) return x;
@@ -276,10 +377,11 @@ void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
 
 void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x,
                             const Tensor& weight, const std::vector<int64_t>& counts,
-                            const Fp8Recipe& recipe) {
+                            const Fp8Recipe& recipe, bool x_quantized) {
   check_cpu("fp8_grouped_linear_fwd", ctx);
   std::vector<unsigned char> qx_keep, qw_keep;
-  const Tensor qx = along_rows(qx_keep, x, recipe), qw = experts_in_blocks(qw_keep, weight, recipe);
+  const Tensor qx = x_quantized ? x : along_rows(qx_keep, x, recipe);
+  const Tensor qw = experts_in_blocks(qw_keep, weight, recipe);
   int64_t row = 0;
   for (size_t e = 0; e < counts.size(); ++e) {
     const int64_t n = counts[e];

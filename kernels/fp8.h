@@ -51,6 +51,9 @@ enum class Fp8Scaling : uint8_t { kBlockwise, kTensorwise, kMxfp8 };
 struct Fp8Recipe {
   Fp8Scaling scaling = Fp8Scaling::kBlockwise;
   bool pow2_scales = false;  // scales rounded up to powers of two
+  // The MoE layer's dispatch carries FP8 rows (fp8_pack_rows) that the experts' first GEMM takes
+  // as its quantized input; blockwise and MXFP8 only (a row's tiles are quantized alone).
+  bool dispatch = false;
 };
 
 inline constexpr double kE4m3Max = 448.0;
@@ -81,6 +84,22 @@ void mxfp8_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, i
 // one tensor scale over all of in.
 void nvfp4_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, int64_t rows);
 
+// FP8 rows on the wire (the expert dispatch): row r of `in` [rows, cols] (f32|f64) as its cols e4m3
+// codes, then its 1 × tile scales (the forward's tiles of an activation): blockwise one fp32 per
+// 128 columns (4 bytes, little-endian), MXFP8 one e8m0 byte per 32. `packed` is kF8E4M3 (bytes)
+// [rows, fp8_row_bytes(cols, recipe)]. Unpacking gives exactly the values fp8_fake_quant
+// (mxfp8_fake_quant) gives the same tiles, so a quantized row may cross ranks or not alike.
+// Tensorwise has no row tiles: fatal.
+int64_t fp8_row_bytes(int64_t cols, const Fp8Recipe& recipe);
+void fp8_pack_rows(const Context& ctx, const Tensor& packed, const Tensor& in,
+                   const Fp8Recipe& recipe);
+void fp8_unpack_rows(const Context& ctx, const Tensor& out, const Tensor& packed,
+                     const Fp8Recipe& recipe);
+// in fake-quantized along its rows as the forward GEMM's activation (1 × 128 or 1 × 32 tiles;
+// one scale when tensorwise) into out (which may be in).
+void fp8_quantize_rows(const Context& ctx, const Tensor& out, const Tensor& in,
+                       const Fp8Recipe& recipe);
+
 // linear.h's ops with FP8 operands as above (the same arguments and outputs).
 void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                     const Fp8Recipe& recipe, bool accumulate = false);
@@ -88,9 +107,11 @@ void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                     const Tensor& x, const Tensor& weight, const Fp8Recipe& recipe,
                     bool accumulate_dx = false);
 // grouped_linear.h's ops with FP8 operands.
+// x_quantized: x holds fp8_quantize_rows' values already (the FP8 dispatch's rows), used as they
+// are.
 void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x,
                             const Tensor& weight, const std::vector<int64_t>& counts,
-                            const Fp8Recipe& recipe);
+                            const Fp8Recipe& recipe, bool x_quantized = false);
 void fp8_grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                             const Tensor& dy, const Tensor& x, const Tensor& weight,
                             const std::vector<int64_t>& counts, const Fp8Recipe& recipe);

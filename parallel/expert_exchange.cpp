@@ -87,12 +87,36 @@ void ExpertExchange::plan(const std::vector<int64_t>& counts) {
   reorder_.counts = local_counts_;
 }
 
+int64_t ExpertExchange::rows_sent() const {
+  int64_t rows = 0;
+  for (const int64_t n : send_rows_) rows += n;
+  return rows;
+}
+
 void ExpertExchange::to_experts(const Context& ctx, const Tensor& expert_major,
                                 const Tensor& received, const Tensor& sent) {
+  dispatched_bytes_ = 0;
   if (ranks_ > 1) {
     group_->all_to_all_v(received, recv_rows_, sent, send_rows_, send_first_);
+    dispatched_bytes_ = rows_sent() * sent.size(1) * static_cast<int64_t>(dtype_size(sent.dtype));
   } else {
     copy(ctx, received, sent);
+  }
+  permute_fwd(ctx, expert_major, received, reorder_);
+}
+
+void ExpertExchange::to_experts_fp8(const Context& ctx, const Tensor& expert_major,
+                                    const Tensor& received, const Tensor& sent,
+                                    const Tensor& packed_received, const Tensor& packed_sent,
+                                    const Fp8Recipe& recipe) {
+  dispatched_bytes_ = 0;
+  if (ranks_ > 1) {
+    fp8_pack_rows(ctx, packed_sent, sent, recipe);
+    group_->all_to_all_v(packed_received, recv_rows_, packed_sent, send_rows_, send_first_);
+    fp8_unpack_rows(ctx, received, packed_received, recipe);
+    dispatched_bytes_ = rows_sent() * packed_sent.size(1);
+  } else {
+    fp8_quantize_rows(ctx, received, sent, recipe);
   }
   permute_fwd(ctx, expert_major, received, reorder_);
 }

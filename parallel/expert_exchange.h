@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/base/context.h"
+#include "kernels/fp8.h"
 #include "kernels/moe_dispatch.h"
 #include "parallel/comm.h"
 
@@ -43,6 +44,18 @@ class ExpertExchange {
   // sent [sent_rows, D] -> received [received_rows, D] (source order) -> expert_major (same size).
   void to_experts(const Context& ctx, const Tensor& expert_major, const Tensor& received,
                   const Tensor& sent);
+  // to_experts() with the rows in FP8 on the wire (fp8.dispatch): sent's rows are quantized in the
+  // forward's 1 × tile tiles and packed (fp8_pack_rows) into packed_sent [sent_rows, W], the packed
+  // rows move into packed_received [received_rows, W], W = fp8_row_bytes(D), and `received` gets
+  // their values: fp8_quantize_rows' of the rows sent, whichever rank they come from. With one
+  // rank the quantization alone (nothing to pack).
+  void to_experts_fp8(const Context& ctx, const Tensor& expert_major, const Tensor& received,
+                      const Tensor& sent, const Tensor& packed_received, const Tensor& packed_sent,
+                      const Fp8Recipe& recipe);
+  // The bytes the last to_experts or to_experts_fp8 handed the all-to-all (every destination's,
+  // this rank's own included; 0 with one rank).
+  int64_t dispatched_bytes() const { return dispatched_bytes_; }
+
   // expert_major -> received (source order) -> back on the ranks the rows came from, in
   // `returned` [returned_rows, D] (used only when etp > 1), summed into sent [sent_rows, D].
   void from_experts(const Context& ctx, const Tensor& sent, const Tensor& returned,
@@ -55,6 +68,9 @@ class ExpertExchange {
   std::vector<int64_t> block_rows_, block_first_;  // this rank's rows per expert block q
   DispatchPlan reorder_;  // source order <-> expert-major order of the received rows
   int64_t sent_ = 0, received_ = 0;
+  int64_t dispatched_bytes_ = 0;
+
+  int64_t rows_sent() const;  // over every destination (a block goes to each of its etp ranks)
 };
 
 }  // namespace tmt

@@ -45,6 +45,9 @@ MPI_Datatype mpi_type(const Tensor& t) {
     case DType::kBF16:
     case DType::kF16:
       return MPI_UINT16_T;  // moved, never reduced as such (see Widened)
+    case DType::kF8E4M3:
+    case DType::kF8E5M2:
+      return MPI_BYTE;  // moved only (FP8 rows and their scales, fp8_pack_rows)
     default:
       TMT_CHECK(false, "MPI communicator: no MPI type for {}", t.str());
   }

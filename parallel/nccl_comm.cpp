@@ -43,6 +43,9 @@ ncclDataType_t nccl_type(DType t) {
       return ncclInt32;
     case DType::kI64:
       return ncclInt64;
+    case DType::kF8E4M3:
+    case DType::kF8E5M2:
+      return ncclUint8;  // moved only (FP8 rows and their scales, fp8_pack_rows)
     default:
       break;
   }

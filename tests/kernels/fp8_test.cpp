@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -197,6 +198,75 @@ TEST(Fp8, BlackwellFormatsByHand) {
   EXPECT_DOUBLE_EQ(r[16], 6 * 44 * s_t);
   EXPECT_DOUBLE_EQ(r[17], 2 * 44 * s_t);
   EXPECT_EQ(r[3], 0.0);
+}
+
+// The FP8 dispatch's wire format: a row's e4m3 codes, then its tiles' scales. One blockwise row of
+// 130 columns (two tiles: 128 and 2) worked by hand, then rows of every kind of tile (zeros,
+// subnormals, saturation, NaN) whose unpacked values are exactly fp8_quantize_rows', for the
+// blockwise (fp32 and power-of-two scales) and MXFP8 recipes.
+TEST(Fp8, PackedRowsByHandAndAsQuantizedRows) {
+  const Fp8Recipe blockwise{}, pow2{.pow2_scales = true}, mx{.scaling = Fp8Scaling::kMxfp8};
+  EXPECT_EQ(fp8_row_bytes(130, blockwise), 130 + 2 * 4);
+  EXPECT_EQ(fp8_row_bytes(256, blockwise), 256 + 2 * 4);  // bf16 would take 512
+  EXPECT_EQ(fp8_row_bytes(256, mx), 256 + 8);
+  EXPECT_EQ(fp8_row_bytes(33, mx), 33 + 2);
+
+  // Tile 0: 1 .. 128 / 4, amax 32, scale 32/448 = 1/14 (fp32); tile 1: {-3, 0}, scale 3/448.
+  std::vector<double> row(130);
+  for (int c = 0; c < 128; ++c) row[c] = (c + 1) / 4.0;
+  row[128] = -3;
+  row[129] = 0;
+  std::vector<unsigned char> bytes(static_cast<size_t>(fp8_row_bytes(130, blockwise)));
+  const Tensor packed{bytes.data(), DType::kF8E4M3, Device::kCpu, Shape{1, 138}};
+  fp8_pack_rows(Context{}, packed, host(row, {1, 130}), blockwise);
+  float s0 = 0, s1 = 0;
+  std::memcpy(&s0, &bytes[130], 4);
+  std::memcpy(&s1, &bytes[134], 4);
+  EXPECT_EQ(s0, static_cast<float>(32.0 / 448));
+  EXPECT_EQ(s1, static_cast<float>(3.0 / 448));
+  EXPECT_EQ(bytes[127], 0x7e);  // 32 / s0 = 448: exponent 1111, mantissa 110
+  EXPECT_EQ(bytes[128], 0xfe);  // -3 / s1 = -448
+  EXPECT_EQ(bytes[129], 0x00);
+  // 0.25 / s0 = 3.5: exponent 1 + 7 = 1000, mantissa 110 (3.5 = 1.75 · 2).
+  EXPECT_EQ(bytes[0], 0x46);
+  // MXFP8: amax 32 -> X = 2^(5 - 8) = 2^-3, e8m0 byte 124; 0.25 / X = 2 exactly.
+  std::vector<unsigned char> mx_bytes(static_cast<size_t>(fp8_row_bytes(130, mx)));
+  const Tensor mx_packed{mx_bytes.data(), DType::kF8E4M3, Device::kCpu, Shape{1, 130 + 5}};
+  fp8_pack_rows(Context{}, mx_packed, host(row, {1, 130}), mx);
+  EXPECT_EQ(mx_bytes[130], 127 + (3 - 8));  // block 0: amax 8 (elements 0.25 .. 8)
+  EXPECT_EQ(mx_bytes[133], 127 + (5 - 8));  // block 3: amax 32
+  EXPECT_EQ(mx_bytes[134], 127 + (1 - 8));  // block 4: amax 3 -> 2^(1 - 8)
+
+  // 4 rows x 300 columns (tiles of 128, 128, 44 and of 32): ordinary values, a zero tile,
+  // subnormal-sized values next to a large one, NaN.
+  const int64_t rows = 4, cols = 300;
+  std::vector<double> x(static_cast<size_t>(rows * cols));
+  for (int64_t i = 0; i < rows * cols; ++i) x[i] = std::sin(0.37 * static_cast<double>(i)) * 3;
+  for (int64_t c = 128; c < 256; ++c) x[c] = 0;                    // row 0, tile 1: zeros
+  x[cols + 5] = 1e4;                                               // row 1: 1e-3 of it is tiny
+  for (int64_t c = 6; c < 40; ++c) x[cols + c] = 1e-3 * (c - 20);  // ... subnormal there
+  x[2 * cols + 290] = std::nan("");                                // row 2, last tile
+  for (const Fp8Recipe& r : {blockwise, pow2, mx}) {
+    std::vector<unsigned char> wire(static_cast<size_t>(rows * fp8_row_bytes(cols, r)));
+    const Tensor p{wire.data(), DType::kF8E4M3, Device::kCpu, Shape{rows, fp8_row_bytes(cols, r)}};
+    std::vector<double> got(x.size()), want(x.size());
+    fp8_pack_rows(Context{}, p, host(x, {rows, cols}), r);
+    fp8_unpack_rows(Context{}, host(got, {rows, cols}), p, r);
+    fp8_quantize_rows(Context{}, host(want, {rows, cols}), host(x, {rows, cols}), r);
+    int nans = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (std::isnan(want[i])) {
+        EXPECT_TRUE(std::isnan(got[i])) << i;
+        ++nans;
+      } else {
+        EXPECT_EQ(got[i], want[i]) << i;
+      }
+    }
+    // The NaN's tile alone: columns 256 .. 299 (blockwise) or 288 .. 299 (MXFP8).
+    EXPECT_EQ(nans, r.scaling == Fp8Scaling::kMxfp8 ? 12 : 44);
+    EXPECT_EQ(got[200], 0.0);
+    EXPECT_NE(got[cols + 7], x[cols + 7]);  // quantized, not copied
+  }
 }
 
 }  // namespace

@@ -207,8 +207,10 @@ TEST(Plan, MemoryIsTheTrainersSizingAndFitsAgainstTheDevice) {
 
 TEST(Plan, Fp8GemmsAndOverlapChangeOnlyTheirTerms) {
   // FP8: the matmul share of the FLOPs at the FP8 peak, the attention core's at bf16's; overlap:
-  // the longer of compute and communication. Bytes, bubble ratio and memory stay as they were.
-  const Recipe r = small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16);
+  // the longer of compute and communication. Bytes (without fp8.dispatch), bubble ratio and memory
+  // stay as they were.
+  const Recipe r =
+      small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4", "fp8.dispatch=false"}, 16);
   const Hardware& hw = hardware("h100");
   const StepEstimate base = estimate_step(r, hw, {});
   const StepEstimate fp8 = estimate_step(r, hw, {.fp8_gemms = true});
@@ -226,6 +228,39 @@ TEST(Plan, Fp8GemmsAndOverlapChangeOnlyTheirTerms) {
   EXPECT_LT(both.step_s, fp8.step_s);
   EXPECT_DOUBLE_EQ(fp8.mfu, fp8.tflops_per_gpu / hw.fp8_tflops);
   EXPECT_EQ(both.peak_bytes, base.peak_bytes);
+
+  // With fp8.dispatch (the default) the forward's dispatch of the 4 expert all-to-alls carries
+  // D + 4 bytes a row (D = 32: e4m3 codes and one fp32 scale) instead of bf16's 2·D: the EP bytes
+  // become (3·64 + 36) / (4·64) of bf16's, every other group's stay.
+  const Recipe rd = small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4"}, 16);
+  const StepEstimate dispatch = estimate_step(rd, hw, {.fp8_gemms = true});
+  ASSERT_EQ(dispatch.traffic.size(), fp8.traffic.size());
+  bool ep_seen = false;
+  for (size_t i = 0; i < fp8.traffic.size(); ++i) {
+    const GroupTraffic &g = dispatch.traffic[i], &was = fp8.traffic[i];
+    ASSERT_EQ(g.group, was.group);
+    if (g.group == "ep") {
+      ep_seen = true;
+      EXPECT_DOUBLE_EQ(g.bytes, was.bytes * (3 * 64 + 36) / (4 * 64));
+    } else {
+      EXPECT_DOUBLE_EQ(g.bytes, was.bytes) << g.group;
+    }
+  }
+  EXPECT_TRUE(ep_seen);
+  // Full recomputation dispatches twice in FP8: (4·64 + 2·36) / (6·64).
+  const StepEstimate full_bf16 =
+      estimate_step(small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4", "fp8.dispatch=false",
+                           "train.recompute=full"},
+                          16),
+                    hw, {.fp8_gemms = true});
+  const StepEstimate full_fp8 = estimate_step(
+      small({"parallel.tp=2", "parallel.pp=2", "parallel.ep=4", "train.recompute=full"}, 16), hw,
+      {.fp8_gemms = true});
+  for (size_t i = 0; i < full_fp8.traffic.size(); ++i) {
+    if (full_fp8.traffic[i].group != "ep") continue;
+    EXPECT_DOUBLE_EQ(full_fp8.traffic[i].bytes,
+                     full_bf16.traffic[i].bytes * (4 * 64 + 2 * 36) / (6 * 64));
+  }
 }
 
 TEST(Plan, SearchRanksEveryValidLayoutThatFitsFastestFirst) {

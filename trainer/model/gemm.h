@@ -25,9 +25,11 @@ inline void gemm_bwd(const LayerEnv& env, const Tensor& dx, const Tensor& dweigh
   linear_bwd(env.ctx, dx, dweight, dy, x, weight, accumulate_dx);
 }
 
+// x_quantized: x holds FP8 values already (the FP8 dispatch's rows).
 inline void grouped_gemm_fwd(const LayerEnv& env, const Tensor& y, const Tensor& x,
-                             const Tensor& weight, const std::vector<int64_t>& counts) {
-  if (env.fp8) return fp8_grouped_linear_fwd(env.ctx, y, x, weight, counts, *env.fp8);
+                             const Tensor& weight, const std::vector<int64_t>& counts,
+                             bool x_quantized = false) {
+  if (env.fp8) return fp8_grouped_linear_fwd(env.ctx, y, x, weight, counts, *env.fp8, x_quantized);
   grouped_linear_fwd(env.ctx, y, x, weight, counts);
 }
 

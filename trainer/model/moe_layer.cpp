@@ -135,6 +135,8 @@ MoeLayer::ReceivedForward MoeLayer::received_forward(Memory& memory, int64_t row
   r.x_received = memory.alloc(env_.dtype, {rows, d});
   r.y_experts = memory.alloc(env_.dtype, {rows, d});
   if (env_.selective()) r.act = memory.alloc(env_.dtype, {rows, hidden_});
+  if (packed_dispatch())
+    r.x_packed = memory.alloc(DType::kF8E4M3, {rows, fp8_row_bytes(d, *env_.fp8)});
   return r;
 }
 
@@ -171,6 +173,8 @@ MoeLayer::ForwardTemps MoeLayer::forward_temps(Arena& scratch) const {
   ForwardTemps f;
   f.x_sent = scratch.alloc(env_.dtype, {sent, d});
   if (env_.etp > 1) f.y_partials = scratch.alloc(env_.dtype, {env_.etp * sent, d});
+  if (packed_dispatch())
+    f.x_packed = scratch.alloc(DType::kF8E4M3, {sent, fp8_row_bytes(d, *env_.fp8)});
   return f;
 }
 
@@ -264,9 +268,16 @@ MoeStats MoeLayer::forward(const Tensor& y, const Tensor& h, double aux_weight) 
       env_.etp > 1 ? tmp.y_partials.slice(0, exchange_.returned_rows()) : Tensor{};
   const int64_t le = exchange_.local_experts();
   permute_fwd(ctx, x_sent, h, plan_);
-  exchange_.to_experts(ctx, kept_.x_experts, r.x_received, x_sent);
+  if (fp8_dispatch()) {
+    // The rows cross in FP8 and the first GEMM takes them as its quantized input.
+    const Tensor packed_sent = packed_dispatch() ? tmp.x_packed.slice(0, rows_) : Tensor{};
+    exchange_.to_experts_fp8(ctx, kept_.x_experts, r.x_received, x_sent, r.x_packed, packed_sent,
+                             *env_.fp8);
+  } else {
+    exchange_.to_experts(ctx, kept_.x_experts, r.x_received, x_sent);
+  }
   grouped_gemm_fwd(env_, kept_.gate_up, kept_.x_experts, ps[w13_].weight.view({le, 2 * hidden_, d}),
-                   exchange_.local_counts());
+                   exchange_.local_counts(), /*x_quantized=*/fp8_dispatch());
   const Tensor act = env_.selective() ? r.act : kept_.act;
   swiglu_fwd(ctx, act, kept_.gate_up);
   grouped_gemm_fwd(env_, r.y_experts, act, ps[w2_].weight, exchange_.local_counts());

@@ -127,12 +127,20 @@ class MoeLayer {
   // (source order) and the experts' outputs [R, D] (from the expert scratch)
   struct ForwardTemps {
     Tensor x_sent, y_partials;
+    Tensor x_packed;  // FP8 dispatch over several ranks: x_sent's rows as sent (fp8_pack_rows)
   };
   ForwardTemps forward_temps(Arena& scratch) const;
   struct ReceivedForward {
     Tensor x_received, y_experts;
-    Tensor act;  // selective recomputation only
+    Tensor act;       // selective recomputation only
+    Tensor x_packed;  // FP8 dispatch over several ranks: the rows as they arrive
   };
+  // The dispatch carries FP8 rows (train.precision fp8 with fp8.dispatch), and over several ranks
+  // packed ones.
+  bool fp8_dispatch() const { return env_.fp8 && env_.fp8->dispatch; }
+  bool packed_dispatch() const {
+    return fp8_dispatch() && env_.experts != nullptr && env_.experts->size() > 1;
+  }
   template <class Memory>
   ReceivedForward received_forward(Memory& memory, int64_t rows) const;
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/fp8.h"
 #include "parallel/topology.h"
 #include "trainer/model/model_stats.h"
 #include "trainer/pipeline/stages.h"
@@ -124,9 +125,16 @@ StepEstimate estimate_step(const Recipe& recipe, const Hardware& hw, const PlanA
   add("tp", p.tp, GroupKind::kTp,
       mb * static_cast<double>(layers) * tp_moves * ring_share(p.tp) * tokens * d * b);
   if (m.moe) {
+    // Bytes a routed row takes: bf16's, or in FP8 with its scales for the forward's dispatch
+    // (and full recomputation's second one) when the GEMMs run in FP8 with fp8.dispatch.
+    const double row = d * b;
+    const bool fp8_rows = a.fp8_gemms && r.fp8.kernel().dispatch;
+    const double fp8_moves = !fp8_rows ? 0 : rc == Recompute::kFull ? 2 : 1;
+    const double dispatch_row = static_cast<double>(fp8_row_bytes(m.d_model, r.fp8.kernel()));
     add("ep", p.ep, GroupKind::kEp,
-        mb * static_cast<double>(moe_layers) * ep_moves * ring_share(p.ep) *
-            (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) * d * b);
+        mb * static_cast<double>(moe_layers) * ring_share(p.ep) *
+            (tokens / static_cast<double>(p.tp)) * static_cast<double>(m.moe->top_k) *
+            ((ep_moves - fp8_moves) * row + fp8_moves * dispatch_row));
   }
   if (p.cp > 1) {
     // The keys and values a rank holds per token: GQA's Hk / tp heads of k and v, Dh each (a kv

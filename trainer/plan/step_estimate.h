@@ -9,7 +9,8 @@
 //   TP (sequence parallel): 8 collectives a layer and micro-batch (an all-gather before and a
 //       reduce-scatter after attention and the FFN, forward and backward), each (tp-1)/tp·T·D·b
 //   EP: 4 all-to-alls an MoE layer and micro-batch (dispatch and combine, forward and backward),
-//       each (ep-1)/ep·(T/tp)·K·D·b
+//       each (ep-1)/ep·(T/tp)·K·D·b; with FP8 GEMMs and fp8.dispatch the forward's dispatch
+//       carries fp8_row_bytes(D) a row instead of D·b (D + 4·D/128 blockwise, D + D/32 MXFP8)
 //   CP (parallel/context_parallel.h): every attention layer all-gathers the keys and values of
 //       the whole sequences in the forward, again in the backward, and reduce-scatters their
 //       gradients: 3 collectives a layer and micro-batch (4 with recomputation, which gathers

@@ -197,7 +197,7 @@ struct TrainConfig {
   Precision precision = Precision::kDtype;
   double timeout_s = 300;          // a collective not done in this long ends the job (watchdog)
   double startup_timeout_s = 600;  // the same until the first step is done
-  double spike_zscore = 0;  // loss z-score above which a step is a spike; 0 = off
+  double spike_zscore = 0;         // loss z-score above which a step is a spike; 0 = off
   SpikeAction spike_action = SpikeAction::kSkip;
 };
 
@@ -205,7 +205,12 @@ struct TrainConfig {
 struct Fp8Config {
   Fp8Scaling recipe = Fp8Scaling::kBlockwise;
   bool pow2_scales = false;
-  Fp8Recipe kernel() const { return {.scaling = recipe, .pow2_scales = pow2_scales}; }
+  bool dispatch = true;  // the expert dispatch in FP8 (not with tensorwise: it dispatches in dtype)
+  Fp8Recipe kernel() const {
+    return {.scaling = recipe,
+            .pow2_scales = pow2_scales,
+            .dispatch = dispatch && recipe != Fp8Scaling::kTensorwise};
+  }
 };
 
 // What a run does when a checkpoint cannot be written (checkpoint.on_error): stop (exit 2 with one

@@ -444,6 +444,12 @@ void visit(V& v, R& f) {
                        "scales, weights too (Blackwell's MXFP8)"});
   v.key("pow2_scales", f.pow2_scales,
         {.fallback = false, .meaning = "scales rounded up to powers of two"});
+  v.key("dispatch", f.dispatch,
+        {.fallback = true,
+         .meaning = "the MoE dispatch all-to-all carries e4m3 rows and their 1x128 (mxfp8: "
+                    "1x32) scales, the experts' first GEMM takes them as they arrive; the "
+                    "combine and the backward's moves stay in train.dtype; tensorwise "
+                    "dispatches in train.dtype (its one scale spans every row)"});
 }
 
 template <class V, class R>
