@@ -75,6 +75,8 @@ std::string document_text(const Document& d, InputFormat format, const std::stri
     j = json::parse(d.raw);
   } catch (const json::parse_error& e) {
     input_error("not a JSON line: syntax error at column {}", e.byte);
+  } catch (const json::exception& e) {  // a number past double's range (out_of_range.406)
+    input_error("not a JSON line: {}", e.what());
   }
   if (!j.is_object()) input_error("not a JSON object: {}", std::string(j.type_name()));
   const auto it = j.find(json_key);

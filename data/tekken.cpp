@@ -299,6 +299,8 @@ std::unique_ptr<Tokenizer> load_tekken(const std::string& path, const std::strin
     file = json::parse(text);
   } catch (const json::parse_error& e) {
     input_error("{}: not a tekken tokenizer: invalid JSON at byte {}", path, e.byte);
+  } catch (const json::exception& e) {  // a number past double's range (out_of_range.406)
+    input_error("{}: not a tekken tokenizer: {}", path, e.what());
   }
   if (!file.is_object()) input_error("{}: not a tekken tokenizer: not a JSON object", path);
   return std::make_unique<TekkenTokenizer>(path, file);

@@ -240,6 +240,9 @@ TEST(Tokenizer, BadJsonlLinesNameFileAndLine) {
       {"{\"text\": \"fine\"}\n[1, 2]\n", ":2: not a JSON object"},
       {"\n{\"title\": \"no text\"}\n", ":2: no \"text\" key"},
       {"{\"text\": 42}\n", ":1: \"text\" is number, not a string"},
+      // A number past double's range: nlohmann's out_of_range, not a parse_error (found by
+      // fuzz/tokenizer's sibling target tekken, docs/FUZZING.md).
+      {"{\"text\": \"a\", \"n\": 7.7E77777777}\n", ":1: not a JSON line"},
   };
   for (const auto& [content, expect] : cases) {
     const std::string path = dir.file("bad.jsonl");
@@ -270,6 +273,8 @@ TEST(Tokenizer, UnknownOrBrokenTokenizerFilesAreNamed) {
       {"empty.model", ""},
       {"half.json", "{\"config\": {\"pattern\": \"x\""},
       {"noconfig.json", "{\"vocab\": []}"},
+      // fuzz/tekken and fuzz/tokenizer: a number past double's range (json out_of_range.406).
+      {"overflow.json", "{\"config\": {\"default_vocab_size\": 777779777777777.7E77777777777}}"},
       {"tiny.json",
        "{\"config\": {\"pattern\": \".\", \"default_vocab_size\": 300, "
        "\"default_num_special_tokens\": 3, \"version\": \"v3\"}, \"vocab\": []}"},
