@@ -2,14 +2,18 @@
 // starts munged, slurmctld and slurmd in a temporary directory): the tiny recipe on 4 ranks runs to
 // the end under srun --mpi=pmix, with the same losses step for step as the same job launched with
 // mpirun; a second job, launched with mpirun, requeued mid-run with `scontrol requeue`, starts
-// again and resumes from its checkpoint instead of step 0. Skipped (exit 77) when Slurm is not
-// installed.
+// again and resumes from its checkpoint instead of step 0; a third job whose first start fails
+// (exit 1, as the watchdog ends a run) is requeued by the script itself and completes on its
+// second start, and a fourth with bad input (exit 2) fails without being requeued. Skipped
+// (exit 77) when Slurm is not installed.
 //
 // timeout: 600
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -94,12 +98,13 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   ASSERT_EQ(slurm.status(), 0) << slurm.log();
 
   // launcher: srun (--mpi=pmix, the script's default) or mpirun
-  const auto submit = [&](const std::string& run, int steps, const std::string& launcher) {
+  const auto submit = [&](const std::string& run, int steps, const std::string& launcher,
+                          const std::string& bin = test::tramontane_binary()) {
     const auto r = slurm.client(
         {"env", "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMP_NUM_THREADS=1",
          "OPENBLAS_NUM_THREADS=1", "TMT_LAUNCHER=" + launcher,
          "TMT_LAUNCHER_ARGS=" + std::string(launcher == "mpirun" ? "--oversubscribe" : ""),
-         "TMT_BIN=" + test::tramontane_binary(), "sbatch", "--parsable", "-n", "4",
+         "TMT_BIN=" + bin, "sbatch", "--parsable", "-n", "4",
          "--chdir=" + dir.path().string(), "--export=ALL",
          test::source_path("scripts/slurm/train.sbatch"), test::source_path("recipes/tiny.yaml"),
          "--set", "train.steps=" + std::to_string(steps), "--set", "checkpoint.every=10", "--set",
@@ -151,6 +156,39 @@ TEST(Slurm, BatchScriptTrainsAndARequeuedJobResumes) {
   EXPECT_EQ(metric_lines(dir.file("second/metrics.jsonl")), 120u);
   std::printf("  requeued job %s resumed at step %s and finished 120 steps\n", second.c_str(),
               m[1].str().c_str());
+
+  // 3. A first start that fails as the watchdog ends a run (exit 1): the script requeues the job
+  // and its second start trains to the end.
+  const std::string flaky = dir.file("fails_first_start.sh");
+  {
+    std::ofstream f(flaky);
+    f << "#!/bin/sh\n[ \"${SLURM_RESTART_COUNT:-0}\" -ge 1 ] || exit 1\nexec "
+      << test::tramontane_binary() << " \"$@\"\n";
+  }
+  std::filesystem::permissions(flaky, std::filesystem::perms::owner_all);
+  const std::string third = submit("third", 20, "mpirun", flaky);
+  wait_for([&] { return slurm.job_field(third, "Restarts") == "1"; }, 120);
+  wait_for([&] { return slurm.job_field(third, "JobState") == "PENDING"; }, 60);
+  slurm.client({"scontrol", "update", "JobId=" + third, "StartTime=now"});
+  ASSERT_TRUE(wait_for([&] { return finished(third) && slurm.job_field(third, "Restarts") == "1"; },
+                       240))
+      << slurm.job_field(third, "JobState");
+  EXPECT_EQ(slurm.job_field(third, "JobState"), "COMPLETED");
+  const std::string out3 = read_file(dir.file("tramontane-" + third + ".out"));
+  EXPECT_NE(out3.find("requeued after exit 1 (1 of at most 3)"), std::string::npos) << out3;
+  EXPECT_EQ(metric_lines(dir.file("third/metrics.jsonl")), 20u);
+
+  // 4. Bad input (exit 2) is not requeued: it would fail the same way again.
+  const std::string fourth = submit("fourth", 0, "mpirun");
+  ASSERT_TRUE(wait_for([&] { return finished(fourth); }, 120)) << slurm.job_field(fourth, "JobState");
+  EXPECT_EQ(slurm.job_field(fourth, "JobState"), "FAILED");
+  EXPECT_EQ(slurm.job_field(fourth, "Restarts"), "0");
+  const std::string out4 = read_file(dir.file("tramontane-" + fourth + ".out"));
+  EXPECT_NE(out4.find("exit 2"), std::string::npos) << out4;
+  EXPECT_EQ(out4.find("requeued"), std::string::npos) << out4;
+  std::printf("  job %s failed its first start (exit 1), was requeued and completed; job %s "
+              "(bad input, exit 2) was not requeued\n",
+              third.c_str(), fourth.c_str());
 }
 
 }  // namespace
