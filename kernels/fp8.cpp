@@ -8,6 +8,10 @@
 #include "kernels/base/profiler.h"
 #include "kernels/linear.h"
 
+#if TMT_WITH_CUDA
+#include "kernels/cuda/fp8_linear.h"
+#endif
+
 namespace tmt {
 namespace {
 
@@ -80,7 +84,13 @@ void nvfp4_tiles(T* out, const T* in, int64_t rows, int64_t cols) {
 
 void check_cpu(const char* op, const Context& ctx) {
   TMT_CHECK(ctx.device == Device::kCpu,
-            "{}: FP8 runs on the CPU (fake quantization) only in this version", op);
+            "{}: this build has no CUDA backend for FP8 (fake quantization on the CPU only)", op);
+}
+
+// On CUDA the kernels are blockwise; the recipe's rules refuse the other scalings there.
+[[maybe_unused]] void check_cuda_recipe(const char* op, const Fp8Recipe& r) {
+  TMT_CHECK(r.scaling == Fp8Scaling::kBlockwise && !r.dispatch,
+            "{}: CUDA runs FP8 blockwise, without the FP8 dispatch, only", op);
 }
 
 // `in` fake-quantized into `out` in tiles of tile_rows × tile_cols as the recipe scales them
@@ -355,6 +365,12 @@ void nvfp4_fake_quant(const Context& ctx, const Tensor& out, const Tensor& in, i
 
 void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const Tensor& weight,
                     const Fp8Recipe& recipe, bool accumulate) {
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    check_cuda_recipe("fp8_linear_fwd", recipe);
+    return cuda::fp8_linear_fwd(ctx, y, x, weight, recipe.pow2_scales, accumulate);
+  }
+#endif
   check_cpu("fp8_linear_fwd", ctx);
   std::vector<unsigned char> qx, qw;
   linear_fwd(ctx, y, along_rows(qx, x, recipe), in_blocks(qw, weight, recipe), accumulate);
@@ -363,6 +379,12 @@ void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const 
 void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                     const Tensor& x, const Tensor& weight, const Fp8Recipe& recipe,
                     bool accumulate_dx) {
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    check_cuda_recipe("fp8_linear_bwd", recipe);
+    return cuda::fp8_linear_bwd(ctx, dx, dweight, dy, x, weight, recipe.pow2_scales, accumulate_dx);
+  }
+#endif
   check_cpu("fp8_linear_bwd", ctx);
   std::vector<unsigned char> q1, q2, q3;
   if (dx.defined()) {
@@ -378,6 +400,13 @@ void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
 void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x,
                             const Tensor& weight, const std::vector<int64_t>& counts,
                             const Fp8Recipe& recipe, bool x_quantized) {
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    check_cuda_recipe("fp8_grouped_linear_fwd", recipe);
+    TMT_CHECK(!x_quantized, "fp8_grouped_linear_fwd: CUDA quantizes the expert rows itself");
+    return cuda::fp8_grouped_linear_fwd(ctx, y, x, weight, counts, recipe.pow2_scales);
+  }
+#endif
   check_cpu("fp8_grouped_linear_fwd", ctx);
   std::vector<unsigned char> qx_keep, qw_keep;
   const Tensor qx = x_quantized ? x : along_rows(qx_keep, x, recipe);
@@ -396,6 +425,13 @@ void fp8_grouped_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x
 void fp8_grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight,
                             const Tensor& dy, const Tensor& x, const Tensor& weight,
                             const std::vector<int64_t>& counts, const Fp8Recipe& recipe) {
+#if TMT_WITH_CUDA
+  if (ctx.device == Device::kCuda) {
+    check_cuda_recipe("fp8_grouped_linear_bwd", recipe);
+    return cuda::fp8_grouped_linear_bwd(ctx, dx, dweight, dy, x, weight, counts,
+                                        recipe.pow2_scales);
+  }
+#endif
   check_cpu("fp8_grouped_linear_bwd", ctx);
   std::vector<unsigned char> k1, k2, k3, k4;
   const Tensor dy_rows = along_rows(k1, dy, recipe), qw = experts_in_blocks(k2, weight, recipe);
@@ -413,6 +449,24 @@ void fp8_grouped_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& 
     }
     row += n;
   }
+}
+
+bool fp8_available(Device device, std::string* why) {
+  if (device == Device::kCpu) return true;
+#if TMT_WITH_CUDA
+  return cuda::fp8_linear_available(why);
+#else
+  if (why != nullptr) *why = "this build has no CUDA backend";
+  return false;
+#endif
+}
+
+size_t fp8_linear_workspace_bytes(Device device, int64_t n, int64_t k) {
+#if TMT_WITH_CUDA
+  if (device == Device::kCuda) return cuda::fp8_linear_workspace_bytes(n, k);
+#endif
+  (void)device, (void)n, (void)k;
+  return 0;
 }
 
 }  // namespace tmt

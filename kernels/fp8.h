@@ -35,11 +35,15 @@
 //     NVFP4 training also needs random Hadamard transforms and stochastic rounding of the
 //     gradients, which are not defined here.
 //
-// CPU only for now (f32 and f64 tensors); on CUDA the calls are fatal: the recipe's rules refuse
-// train.precision fp8 there.
+// On the CPU, f32 and f64 tensors. On CUDA (kernels/cuda/fp8_linear.h) the linears' and experts'
+// ops take bf16 operands and f32 weight gradients, blockwise only, and quantize for real: e4m3
+// codes and fp32 scales into Hopper's FP8 GEMMs, which this reference holds
+// (tests/kernels/cuda/fp8_gemm_test.cpp); the expert dispatch stays bf16 there.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/base/context.h"
@@ -106,6 +110,12 @@ void fp8_linear_fwd(const Context& ctx, const Tensor& y, const Tensor& x, const 
 void fp8_linear_bwd(const Context& ctx, const Tensor& dx, const Tensor& dweight, const Tensor& dy,
                     const Tensor& x, const Tensor& weight, const Fp8Recipe& recipe,
                     bool accumulate_dx = false);
+// Bytes of Context::workspace the FP8 linear ops take on `device` for [n, k] weights (an expert's
+// [n, k] in a grouped call), forward or backward, whatever the rows; 0 on the CPU.
+size_t fp8_linear_workspace_bytes(Device device, int64_t n, int64_t k);
+// Whether FP8 GEMMs run on `device` here (always on the CPU; on CUDA a Hopper GPU and a build with
+// its kernels), and if not why.
+bool fp8_available(Device device, std::string* why);
 // grouped_linear.h's ops with FP8 operands.
 // x_quantized: x holds fp8_quantize_rows' values already (the FP8 dispatch's rows), used as they
 // are.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command for a machine with a GPU: every test labelled `cuda`, the CUDA kernel benchmark
 # (tests/tools/bench_cuda_kernels: time, rate, floor per op), the training-step benchmark of
-# recipes/bench-1gpu.yaml (tests/tools/bench_train: tokens/s, MFU, memory, per-op table) and, when
+# recipes/bench-1gpu.yaml (tests/tools/bench_train: tokens/s, MFU, memory, per-op table), in bf16
+# and again with FP8 GEMMs (train.precision fp8), and, when
 # python3 has torch, scripts/bench/torch_moe.py on the same GPU; a summary table last. Without a GPU
 # the cuda tests report "Not Run" (skipped), which this script shows rather than hides. Logs go to
 # $OUT when that variable is set (the lent-GPU workflow), else to build-gpu/logs.
@@ -90,6 +91,9 @@ PY
   step cuda-tests cuda_tests
   step kernel-bench "$bin/bench_cuda_kernels"
   step train-step "$bin/bench_train" recipes/bench-1gpu.yaml --warmup 3 --steps 10 "${hbm[@]}"
+  # The same steps with FP8 GEMMs (blockwise, kernels/cuda/fp8_linear.h); MFU against bf16's peak.
+  step train-step-fp8 "$bin/bench_train" recipes/bench-1gpu.yaml --set train.precision=fp8 \
+    --warmup 3 --steps 10 "${hbm[@]}"
 else
   configure() {
     cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DTMT_CUDA=ON \
@@ -113,6 +117,8 @@ else
   # bandwidth (the H200's 4.8 TB/s; the bench's default is the H100's).
   step train-step env TMT_BUILD_DIR=build-gpu TMT_JOBS="$jobs" scripts/bench/train_step.sh \
     recipes/bench-1gpu.yaml --warmup 3 --steps 10 "${hbm[@]}"
+  step train-step-fp8 env TMT_BUILD_DIR=build-gpu TMT_JOBS="$jobs" scripts/bench/train_step.sh \
+    recipes/bench-1gpu.yaml --set train.precision=fp8 --warmup 3 --steps 10 "${hbm[@]}"
 fi
 # The PyTorch reference of recipes/bench-1gpu.yaml's model (tokens/s, MFU), when python3 has torch.
 if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
@@ -124,6 +130,8 @@ grep -E '^(\||[A-Z].*SMs)' "$out/kernel-bench.log" 2>/dev/null
 grep -E '^(torch|step|[0-9.]+B parameters)' "$out/torch-moe.log" 2>/dev/null | sed 's/^/torch reference: /'
 grep -E '^(device:|\| (tokens/step|step time|tokens/s|model TFLOP/s|MFU|peak memory|loss|all ops|outside ops|step \(wall\)) )' \
   "$out/train-step.log" 2>/dev/null | sed 's/^/train step: /'
+grep -E '^\| (tokens/s|model TFLOP/s|MFU|peak memory|loss) ' "$out/train-step-fp8.log" 2>/dev/null |
+  sed 's/^/train step fp8: /'
 echo
 echo "gpu_check summary ($(date -u +%Y-%m-%dT%H:%MZ), $gpu)"
 grep -E "Test +#[0-9]+: |tests passed|^Test |^cuda tests:" "$out/cuda-tests.log" 2>/dev/null | sed 's/^/  cuda: /'

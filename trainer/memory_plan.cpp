@@ -32,13 +32,18 @@ ModelShard model_shard_of(const Recipe& r, int64_t stage, Communicator* tp, Comm
 }
 
 ModelRun model_run_of(const Recipe& r) {
+  std::optional<Fp8Recipe> fp8;
+  if (r.train.precision == Precision::kFp8) {
+    fp8 = r.fp8.kernel();
+    // On cuda the expert dispatch stays bf16 until its row-packing kernels land (PRECISION.md).
+    if (r.train.device == Device::kCuda) fp8->dispatch = false;
+  }
   return {.dtype = r.train.dtype,
           .micro_batch = r.train.micro_batch,
           .seq_len = r.data.seq_len,
           .seed = r.train.seed,
           .recompute = r.train.recompute,
-          .fp8 = r.train.precision == Precision::kFp8 ? std::optional<Fp8Recipe>(r.fp8.kernel())
-                                                      : std::nullopt};
+          .fp8 = fp8};
 }
 
 size_t StageMemory::total() const {

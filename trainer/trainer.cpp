@@ -13,6 +13,7 @@
 #include "kernels/base/device.h"
 #include "kernels/base/log.h"
 #include "kernels/copy.h"
+#include "kernels/fp8.h"
 #include "kernels/reduce.h"
 #include "parallel/mpi_env.h"
 #include "parallel/open_world.h"
@@ -98,6 +99,9 @@ Trainer::Trainer(const Recipe& r, const DataSources& data, ParallelEnv& env, Pro
       batch_arena_(ctx_.device, OneFOneB::batch_bytes(model_, r.train.micro_batch, r.data.seq_len),
                    "batch"),
       schedule_(model_, env.pp.get(), r.train.micro_batch, r.data.seq_len, batch_arena_) {
+  std::string why;
+  TMT_CHECK(r.train.precision != Precision::kFp8 || fp8_available(ctx_.device, &why),
+            "train.precision fp8 cannot run on this device: {}", why);
   // What the model's ops and the gradient norm (GradSync) borrow (nothing on the CPU).
   workspace_.reserve(model_.workspace_bytes());
   workspace_.reserve(sum_squares_workspace_bytes(ctx_.device));

@@ -17,6 +17,7 @@
 #include "cutlass/gemm/dispatch_policy.hpp"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "cutlass/util/packed_stride.hpp"
+#include "kernels/cuda/cutlass_run.cuh"
 #endif
 
 namespace tmt::cuda {
@@ -96,17 +97,8 @@ size_t mxfp8_gemm_sm100_workspace(const Mxfp8Gemm& g) {
 
 void mxfp8_gemm_sm100(const Mxfp8Gemm& g, void* workspace, size_t workspace_bytes) {
   check_shape(g);
-  const auto args = sm100::arguments(g);
-  TMT_CHECK(sm100::Gemm::get_workspace_size(args) <= workspace_bytes,
-            "mxfp8_gemm_sm100: {} workspace bytes, CUTLASS asks {}", workspace_bytes,
-            sm100::Gemm::get_workspace_size(args));
-  sm100::Gemm gemm;
-  TMT_CHECK(gemm.can_implement(args) == cutlass::Status::kSuccess,
-            "mxfp8_gemm_sm100: CUTLASS cannot run [{}, {}] x [{}, {}]^T", g.m, g.k, g.n, g.k);
-  const auto stream = static_cast<cudaStream_t>(g.stream);
-  TMT_CHECK(gemm.initialize(args, workspace, stream) == cutlass::Status::kSuccess,
-            "mxfp8_gemm_sm100: initialize failed");
-  TMT_CHECK(gemm.run(stream) == cutlass::Status::kSuccess, "mxfp8_gemm_sm100: launch failed");
+  run_cutlass<sm100::Gemm>("mxfp8_gemm_sm100", sm100::arguments(g), g.m, g.n, g.k, workspace,
+                           workspace_bytes, g.stream);
 }
 
 #else

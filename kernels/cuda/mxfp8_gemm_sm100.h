@@ -11,8 +11,8 @@
 //
 // Compiled for sm_100a when TMT_CUDA_ARCHS includes 100a (TMT_CUTLASS_SM100), and always by the
 // build target tmt_sm100_check, which CI builds to prove that it compiles. Not run in this
-// version: no Blackwell machine has been lent, and nothing calls it yet (train.precision fp8 is
-// refused on cuda until the FP8 GEMMs and quantize kernels are checked on a GPU).
+// version: no Blackwell machine has been lent, and nothing calls it yet (fp8.recipe mxfp8 is
+// refused on cuda; the blockwise recipe runs through Hopper's kernels, fp8_linear.h).
 #pragma once
 
 #include <cstddef>

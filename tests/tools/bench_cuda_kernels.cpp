@@ -17,6 +17,9 @@
 // bf16 operands and an f32 dW (training's mixed precision), balanced counts, at this model's
 // shapes and at Mixtral 8x7B's (8 experts local at ep 1, T = 4096 top-2 so R = 8192, w13 K 4096
 // N 2·14336, w2 K 14336 N 4096). A path that cannot take a pass prints why instead of a time.
+// FP8 (blockwise, kernels/cuda/fp8_gemm_sm90.h) beside bf16: every expert row of w13 as one dense
+// GEMM, forward, dgrad and wgrad, with the quantize kernels they need; the FP8 rows' floor is the
+// FP8 peak (1979 TFLOP/s dense).
 // Built only with the CUDA backend; exits 77 without a GPU.
 //   build/tests/bench_cuda_kernels
 #include <cuda_runtime.h>
@@ -39,6 +42,8 @@
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/fp8_gemm_sm90.h"
+#include "kernels/cuda/fp8_quantize.h"
 #include "kernels/cuda/grouped_gemm.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/grouped_linear.h"
@@ -59,8 +64,9 @@ namespace {
     TMT_CHECK(bench_err_ == cudaSuccess, "{}", cudaGetErrorString(bench_err_)); \
   } while (0)
 
-constexpr double kPeakFlops = 989e12;   // H100 SXM and H200, bf16 dense, tensor cores
-constexpr double kPeakBytes = 3.35e12;  // H100 SXM, HBM3
+constexpr double kPeakFlops = 989e12;      // H100 SXM and H200, bf16 dense, tensor cores
+constexpr double kPeakFp8Flops = 1979e12;  // the same, FP8 dense
+constexpr double kPeakBytes = 3.35e12;     // H100 SXM, HBM3
 constexpr int kWarmup = 3;
 constexpr int kRuns = 20;
 constexpr size_t kFlushBytes = size_t{256} << 20;  // > the H100's 50 MB L2
@@ -78,6 +84,7 @@ constexpr int64_t kBf16 = 2, kF32 = 4, kI32 = 4;  // bytes per element
 struct Row {
   std::string op, pass, shape;
   double ms, flops, bytes;
+  double peak_flops = kPeakFlops;  // the floor's FLOP rate: bf16's, or FP8's
 };
 
 class Bench {
@@ -134,9 +141,10 @@ class Bench {
   }
 
   void add(std::string op, std::string pass, std::string shape, double flops, double bytes,
-           const std::function<void()>& fn) {
+           const std::function<void()>& fn, double peak_flops = kPeakFlops) {
     const double ms = time_ms(fn);
-    rows_.push_back({std::move(op), std::move(pass), std::move(shape), ms, flops, bytes});
+    rows_.push_back(
+        {std::move(op), std::move(pass), std::move(shape), ms, flops, bytes, peak_flops});
     print(rows_.back());
   }
 
@@ -160,7 +168,7 @@ class Bench {
 
  private:
   static void print(const Row& r) {
-    const double flop_s = r.flops / kPeakFlops, byte_s = r.bytes / kPeakBytes;
+    const double flop_s = r.flops / r.peak_flops, byte_s = r.bytes / kPeakBytes;
     const double floor_ms = 1e3 * std::max(flop_s, byte_s);
     char achieved[32];
     if (flop_s >= byte_s) {
@@ -344,6 +352,118 @@ void bench_grouped_paths(Bench& b, Arena& dev, const ExpertShape& s) {
       b.add(op, p.name, shape, 2 * mnk, p.bytes,
             [&] { cuda::grouped_gemm(b.ctx(), path.choice, p.pass, p.out, p.a, p.b, counts); });
     }
+  }
+  dev.reset(mark);
+}
+
+// One linear layer's three GEMMs in FP8 (kernels/cuda/fp8_gemm_sm90.h, floor at the FP8 peak)
+// beside the same GEMMs in bf16 through cuBLASLt (linear.h: fwd, and bwd = dgrad + wgrad), and
+// the quantize kernels each FP8 pass needs (fp8_quantize.h, floor by bytes: bf16 read, e4m3 and
+// fp32 scales written). y = x Wᵀ with x [M, K], W [N, K]; FLOPs 2·M·N·K a GEMM; FP8 bytes: codes
+// read once, D written (bf16), wgrad's f32 dW read and written.
+void bench_fp8_linear(Bench& b, Arena& dev, const char* name, int64_t m, int64_t n, int64_t k) {
+  const size_t mark = dev.mark();
+  const std::string shape = dims({m, k}) + " x " + dims({n, k}) + "^T";
+  const double mnk = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  const Tensor x = random_tensor(dev, DType::kBF16, {m, k}, 1);
+  const Tensor w = random_tensor(dev, DType::kBF16, {n, k}, 2, -0.02, 0.02);
+  const Tensor dy = random_tensor(dev, DType::kBF16, {m, n}, 3, -1e-3, 1e-3);
+  const Tensor y = dev.alloc(DType::kBF16, {m, n});
+  const Tensor dx = dev.alloc(DType::kBF16, {m, k});
+  const Tensor dw = dev.alloc(DType::kF32, {n, k});
+  BENCH_CUDA(cudaMemset(dw.data, 0, dw.nbytes()));
+  const std::string bf16 = std::string(name) + " bf16";
+  b.add(bf16, "fwd", shape, 2 * mnk, kBf16 * double(m * k + n * k + m * n),
+        [&] { linear_fwd(b.ctx(), y, x, w); });
+  b.add(bf16, "bwd", shape, 4 * mnk,
+        kBf16 * double(m * n + n * k + 2 * m * k) + 2 * kF32 * double(n * k),
+        [&] { linear_bwd(b.ctx(), dx, dw, dy, x, w); });
+  if (!cuda::fp8_gemm_sm90_compiled()) {
+    Bench::print_skipped(std::string(name) + " fp8", "all", shape, "built without sm_90a");
+    dev.reset(mark);
+    return;
+  }
+  const auto ceil128 = [](int64_t v) { return (v + 127) / 128; };
+  const auto codes = [&](int64_t r, int64_t c) { return dev.alloc(DType::kF8E4M3, {r, c}); };
+  const auto scales = [&](int64_t count) { return dev.alloc(DType::kF32, {count}); };
+  const Tensor x_q = codes(m, k), x_s = scales(ceil128(k) * m);
+  const Tensor dy_q = codes(m, n), dy_s = scales(ceil128(n) * m);
+  const Tensor w_q = codes(n, k), wt_q = codes(k, n);
+  const Tensor w_s = scales(ceil128(n) * ceil128(k)), wt_s = scales(ceil128(n) * ceil128(k));
+  const Tensor dyt_q = codes(n, m), dyt_s = scales(ceil128(m) * n);
+  const Tensor xt_q = codes(k, m), xt_s = scales(ceil128(m) * k);
+  const Context ctx = b.ctx();
+  cuda::fp8_quantize_rows(ctx, x_q, x_s, x, false);
+  cuda::fp8_quantize_rows(ctx, dy_q, dy_s, dy, false);
+  cuda::fp8_quantize_blocks(ctx, w_q, w_s, wt_q, wt_s, w, false);
+  cuda::fp8_quantize_columns(ctx, dyt_q, dyt_s, dy, false);
+  cuda::fp8_quantize_columns(ctx, xt_q, xt_s, x, false);
+  const std::string fp8 = std::string(name) + " fp8";
+  const auto quantize_bytes = [](int64_t elements) {
+    return double(elements) * (kBf16 + 1) + double(elements) / 128 * kF32;
+  };
+  b.add(fp8 + " quantize x", "rows", dims({m, k}), 0, quantize_bytes(m * k),
+        [&] { cuda::fp8_quantize_rows(ctx, x_q, x_s, x, false); });
+  b.add(fp8 + " quantize x", "columns", dims({m, k}), 0, quantize_bytes(m * k),
+        [&] { cuda::fp8_quantize_columns(ctx, xt_q, xt_s, x, false); });
+  b.add(fp8 + " quantize W", "blocks+T", dims({n, k}), 0, double(n * k) * (kBf16 + 2),
+        [&] { cuda::fp8_quantize_blocks(ctx, w_q, w_s, wt_q, wt_s, w, false); });
+  struct Pass {
+    const char* pass;
+    cuda::Fp8Gemm g;
+    double bytes;
+  };
+  const auto stream = static_cast<void*>(ctx.stream);
+  const std::vector<Pass> passes = {
+      {"fwd",
+       {.kind = cuda::Fp8GemmKind::kRowsByBlocks,
+        .m = m,
+        .n = n,
+        .k = k,
+        .a = x_q.data,
+        .a_scales = x_s.ptr<float>(),
+        .b = w_q.data,
+        .b_scales = w_s.ptr<float>(),
+        .d = y.data,
+        .stream = stream},
+       double(m * k + n * k) + kBf16 * double(m * n)},
+      {"dgrad",
+       {.kind = cuda::Fp8GemmKind::kRowsByBlocks,
+        .m = m,
+        .n = k,
+        .k = n,
+        .a = dy_q.data,
+        .a_scales = dy_s.ptr<float>(),
+        .b = wt_q.data,
+        .b_scales = wt_s.ptr<float>(),
+        .d = dx.data,
+        .stream = stream},
+       double(m * n + n * k) + kBf16 * double(m * k)},
+      {"wgrad",
+       {.kind = cuda::Fp8GemmKind::kRowsByRows,
+        .m = n,
+        .n = k,
+        .k = m,
+        .a = dyt_q.data,
+        .a_scales = dyt_s.ptr<float>(),
+        .b = xt_q.data,
+        .b_scales = xt_s.ptr<float>(),
+        .d = dw.data,
+        .accumulate = true,
+        .stream = stream},
+       double(m * n + m * k) + 2 * kF32 * double(n * k)},
+  };
+  for (const Pass& p : passes) {
+    if (!cuda::fp8_gemm_supported(p.g)) {
+      Bench::print_skipped(fp8, p.pass, shape, "CUTLASS cannot implement it");
+      continue;
+    }
+    const Tensor ws =
+        dev.alloc(DType::kF8E4M3,
+                  {static_cast<int64_t>(std::max<size_t>(cuda::fp8_gemm_workspace(p.g), 16))});
+    b.add(
+        fp8, p.pass, shape, 2 * mnk, p.bytes, [&] { cuda::fp8_gemm(p.g, ws.data, ws.nbytes()); },
+        kPeakFp8Flops);
   }
   dev.reset(mark);
 }
@@ -609,6 +729,9 @@ int main() {
   tmt::bench_grouped_paths(b, dev, {"w2", tmt::kE, tmt::kR, tmt::kD, tmt::kF});
   tmt::bench_grouped_paths(b, dev, {"8x7B w13", 8, 8192, 2 * 14336, 4096});
   tmt::bench_grouped_paths(b, dev, {"8x7B w2", 8, 8192, 4096, 14336});
+  // FP8 against bf16, one dense GEMM of every expert row: the model's w13 and Mixtral 8x7B's.
+  tmt::bench_fp8_linear(b, dev, "w13 as one", tmt::kR, 2 * tmt::kF, tmt::kD);
+  tmt::bench_fp8_linear(b, dev, "8x7B w13 as one", 8192, 2 * 14336, 4096);
   for (const tmt::AttentionShape& shape : tmt::kAttentionShapes)
     tmt::bench_attention(b, dev, shape);
   tmt::bench_rmsnorm(b, dev);

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "kernels/base/check.h"
 #include "tests/support/run.h"
@@ -81,6 +83,35 @@ TEST(Recipe, OverridesApplyInOrderAndRecordTheirOrigin) {
   EXPECT_EQ(r.origin_of("model.d_model"), "minimal.yaml:4:3");
   EXPECT_EQ(r.origin_of("model.moe.top_k"), "minimal.yaml:10:5");
   EXPECT_EQ(r.origin_of("checkpoint.keep"), "minimal.yaml");  // not given anywhere
+}
+
+// FP8 on cuda (kernels/cuda/fp8_linear.h) takes bf16, the blockwise recipe and linears whose
+// per-rank widths are whole 16-byte rows; each refusal names its key.
+TEST(Recipe, Fp8OnCudaTakesBf16BlockwiseAndWholeRows) {
+  const std::vector<std::string> cuda = {"train.device=cuda", "train.dtype=bf16",
+                                         "train.precision=fp8"};
+  const auto error_of = [&](std::vector<std::string> extra) -> std::string {
+    std::vector<std::string> overrides = cuda;
+    overrides.insert(overrides.end(), extra.begin(), extra.end());
+    try {
+      parse_recipe(kMinimal, "minimal.yaml", overrides);
+    } catch (const InputError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(error_of({}), "");
+  EXPECT_EQ(error_of({"fp8.pow2_scales=true"}), "");
+  EXPECT_NE(error_of({"fp8.recipe=mxfp8"}).find("fp8.recipe"), std::string::npos);
+  EXPECT_NE(error_of({"model.moe.expert_ffn_hidden=264"}).find("model.moe.expert_ffn_hidden"),
+            std::string::npos);
+  EXPECT_NE(error_of({"model.ffn_hidden=520"}).find("model.ffn_hidden"), std::string::npos);
+  // 8 heads of 12: a query width of 96 is whole rows, 2 kv heads of 12 (24) are not.
+  EXPECT_NE(error_of({"model.head_dim=12", "model.n_kv_heads=2"}).find("model.n_kv_heads"),
+            std::string::npos);
+  // The CPU's fake quantization takes any width.
+  EXPECT_NO_THROW(parse_recipe(kMinimal, "minimal.yaml",
+                               {"train.precision=fp8", "model.moe.expert_ffn_hidden=264"}));
 }
 
 TEST(Recipe, ResolvedYamlParsesBackToTheSameRecipe) {

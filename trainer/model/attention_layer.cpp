@@ -54,20 +54,23 @@ AttentionLayer::AttentionLayer(const LayerEnv& env, int64_t layer, ParamStore& s
                    .global_shape = {m.n_heads * dh, d},
                    .local_shape = {heads_ * dh, d},
                    .offset = {r * heads_ * dh, 0},
-                   .init_std = m.init_std});
+                   .init_std = m.init_std,
+                   .gemm = true});
   for (auto [index, name] : {std::pair{&wk_, "wk"}, std::pair{&wv_, "wv"}}) {
     *index = store.add({.name = p + name,
                         .global_shape = {m.n_kv_heads * dh, d},
                         .local_shape = {kv_heads_ * dh, d},
                         .offset = {first_kv * dh, 0},
                         .init_std = m.init_std,
-                        .tp_replicas = kv_replicas});
+                        .tp_replicas = kv_replicas,
+                        .gemm = true});
   }
   wo_ = store.add({.name = p + "wo",
                    .global_shape = {d, m.n_heads * dh},
                    .local_shape = {d, heads_ * dh},
                    .offset = {0, r * heads_ * dh},
-                   .init_std = env.out_init_std()});
+                   .init_std = env.out_init_std(),
+                   .gemm = true});
 }
 
 void AttentionLayer::allocate(Arena& acts, Arena& scratch) {

@@ -14,12 +14,14 @@ FfnLayer::FfnLayer(const LayerEnv& env, const std::string& prefix, int64_t hidde
                     .global_shape = {2, hidden, d},
                     .local_shape = {2, hidden_, d},
                     .offset = {0, first, 0},
-                    .init_std = env.model->init_std});
+                    .init_std = env.model->init_std,
+                    .gemm = true});
   w2_ = store.add({.name = prefix + "w2",
                    .global_shape = {d, hidden},
                    .local_shape = {d, hidden_},
                    .offset = {0, first},
-                   .init_std = env.out_init_std()});
+                   .init_std = env.out_init_std(),
+                   .gemm = true});
 }
 
 void FfnLayer::allocate(Arena& acts, Arena& scratch) {

@@ -66,7 +66,8 @@ MlaLayer::MlaLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
     return store.add({.name = p + name,
                       .global_shape = {rows, cols},
                       .init_std = m.init_std,
-                      .tp_replicas = tp});
+                      .tp_replicas = tp,
+                      .gemm = true});
   };
   // The up-projections: this rank's heads' rows.
   const auto head_rows = [&](const std::string& name, int64_t per_head, int64_t cols) {
@@ -74,7 +75,8 @@ MlaLayer::MlaLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
                       .global_shape = {h * per_head, cols},
                       .local_shape = {heads_ * per_head, cols},
                       .offset = {r * heads_ * per_head, 0},
-                      .init_std = m.init_std});
+                      .init_std = m.init_std,
+                      .gemm = true});
   };
   norm_ = replicated_norm("norm", d);
   if (q_lora()) {
@@ -91,7 +93,8 @@ MlaLayer::MlaLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
                    .global_shape = {d, h * dv_},
                    .local_shape = {d, heads_ * dv_},
                    .offset = {0, r * heads_ * dv_},
-                   .init_std = env.out_init_std()});
+                   .init_std = env.out_init_std(),
+                   .gemm = true});
 }
 
 void MlaLayer::allocate(Arena& acts, Arena& scratch) {

@@ -5,6 +5,7 @@
 #include "kernels/attention.h"
 #include "kernels/copy.h"
 #include "kernels/embedding.h"
+#include "kernels/fp8.h"
 #include "kernels/grouped_linear.h"
 #include "kernels/linear.h"
 #include "kernels/moe_dispatch.h"
@@ -417,6 +418,16 @@ size_t Model::workspace_bytes() const {
     bytes = std::max({bytes, grouped_linear_workspace_bytes(device, local_experts),
                       moe_dispatch_workspace_bytes(device, assignments),
                       router_loss_workspace_bytes(device, m.moe->n_experts)});
+  }
+  // FP8 GEMMs: each weight's codes and scales and its operands' (kernels/fp8.h; 0 on the CPU).
+  if (env_.fp8) {
+    for (const Param& p : params_.all()) {
+      if (!p.spec.gemm) continue;
+      const Shape& s = p.spec.local_shape.rank() > 0 ? p.spec.local_shape : p.spec.global_shape;
+      const int64_t k = s[s.rank() - 1];
+      const int64_t n = s.numel() / k / (p.spec.kind == ParamKind::kExpert ? s[0] : 1);
+      bytes = std::max(bytes, fp8_linear_workspace_bytes(device, n, k));
+    }
   }
   return bytes;
 }

@@ -49,13 +49,15 @@ MoeLayer::MoeLayer(const LayerEnv& env, int64_t layer, ParamStore& store)
                     .local_shape = {le, 2, hidden_, d},
                     .offset = {first, 0, slice, 0},
                     .kind = ParamKind::kExpert,
-                    .init_std = m.init_std});
+                    .init_std = m.init_std,
+                    .gemm = true});
   w2_ = store.add({.name = p + "w2",
                    .global_shape = {experts_, d, fe},
                    .local_shape = {le, d, hidden_},
                    .offset = {first, 0, slice},
                    .kind = ParamKind::kExpert,
-                   .init_std = env.out_init_std()});
+                   .init_std = env.out_init_std(),
+                   .gemm = true});
   // The expert bias steers the choice only: a buffer (no gradient), replicated like the router and
   // kept equal on every rank by the trainer's update (update_expert_bias).
   if (e.expert_bias()) {

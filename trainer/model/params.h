@@ -53,6 +53,10 @@ struct ParamSpec {
   // /param, no moments) like a parameter, but in no group, so no gradient reduction, norm or
   // AdamW touches it; its owner updates `value` (also its `weight`, in any compute dtype).
   bool trainable = true;
+  // The weight of a linear or expert GEMM (trainer/model/gemm.h): with train.precision fp8 on cuda
+  // its [N, K] (the local shape's last dim K, N the rest, an expert's for kExpert) sizes the FP8
+  // scratch (Model::workspace_bytes).
+  bool gemm = false;
 };
 
 struct Param {

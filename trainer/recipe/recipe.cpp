@@ -264,6 +264,59 @@ void check_cuda_head_dims(const Recipe& r) {
   too_large("model.mla.v_head_dim", m.mla->v_head_dim, "value");
 }
 
+// FP8 on cuda (kernels/cuda/fp8_linear.h): bf16 operands, the blockwise recipe, and every linear's
+// per-rank N and K in whole 16-byte rows of e4m3 codes (the GEMM's TMA unit).
+void check_cuda_fp8(const Recipe& r) {
+  if (r.train.dtype != DType::kBF16) {
+    fail(r, "train.dtype",
+         "train.precision fp8 on cuda takes bf16 operands: set train.dtype: bf16");
+  }
+  if (r.fp8.recipe != Fp8Scaling::kBlockwise) {
+    fail(r, "fp8.recipe",
+         "the FP8 kernels on cuda are blockwise; tensorwise and mxfp8 run on the CPU only "
+         "(mxfp8's GEMMs need Blackwell)");
+  }
+  const ModelConfig& m = r.model;
+  const int64_t tp = std::max<int64_t>(1, r.parallel.tp),
+                etp = std::max<int64_t>(1, r.parallel.etp);
+  const auto whole_rows = [&](const std::string& key, int64_t dim, const char* what) {
+    if (dim % 16 == 0) return;
+    fail(r, key,
+         fmt::format("makes {} {} on a rank, not a multiple of 16: the FP8 GEMMs on cuda take "
+                     "whole 16-byte rows (train.precision: fp8)",
+                     what, dim));
+  };
+  whole_rows("model.d_model", m.d_model, "the model width");
+  if (m.is_mla()) {
+    const MlaConfig& a = *m.mla;
+    const int64_t heads = m.n_heads / tp;
+    if (a.q_lora_rank > 0) whole_rows("model.mla.q_lora_rank", a.q_lora_rank, "the query latent");
+    whole_rows("model.mla.qk_nope_head_dim", heads * (a.qk_nope_head_dim + a.qk_rope_head_dim),
+               "the query projection's width");
+    whole_rows("model.mla.kv_lora_rank", a.kv_lora_rank, "the key-value latent");
+    whole_rows("model.mla.qk_rope_head_dim", a.kv_lora_rank + a.qk_rope_head_dim,
+               "the latent projection's width (kv_lora_rank + qk_rope_head_dim)");
+    whole_rows("model.mla.v_head_dim", heads * (a.qk_nope_head_dim + a.v_head_dim),
+               "the key-value expansion's width");
+    whole_rows("model.mla.v_head_dim", heads * a.v_head_dim, "the output projection's input");
+  } else {
+    const int64_t kv_heads = m.n_kv_heads % tp == 0 ? m.n_kv_heads / tp : 1;
+    whole_rows("model.head_dim", m.n_heads / tp * m.head_dim, "the query projection's width");
+    whole_rows("model.n_kv_heads", kv_heads * m.head_dim, "the key and value projections' width");
+  }
+  const bool dense_layers = !m.moe || m.moe->first_dense_layers > 0;
+  if (dense_layers) whole_rows("model.ffn_hidden", m.ffn_hidden / tp, "the FFN's hidden width");
+  if (m.moe) {
+    whole_rows("model.moe.expert_ffn_hidden", m.moe->expert_ffn_hidden / etp,
+               "an expert's hidden width");
+    if (m.moe->n_shared_experts > 0) {
+      whole_rows("model.moe.shared_expert_ffn_hidden",
+                 m.moe->n_shared_experts * m.moe->shared_expert_ffn_hidden / tp,
+                 "the shared experts' hidden width");
+    }
+  }
+}
+
 void check_training(const Recipe& r) {
   const TrainConfig& t = r.train;
   if (t.global_batch % t.micro_batch != 0) {
@@ -278,11 +331,7 @@ void check_training(const Recipe& r) {
     fail(r, "train.dtype",
          "bf16 (mixed precision) needs train.device: cuda; the CPU backend trains in fp32");
   }
-  if (t.precision == Precision::kFp8 && t.device != Device::kCpu) {
-    fail(r, "train.precision",
-         "fp8 runs on the CPU (fake quantization) in this version; the FP8 GEMM kernels for "
-         "cuda are not written yet");
-  }
+  if (t.precision == Precision::kFp8 && t.device == Device::kCuda) check_cuda_fp8(r);
   if (t.device == Device::kCuda) check_cuda_head_dims(r);
   if (r.schedule.min_lr > r.optimizer.lr) {
     fail(r, "schedule.min_lr",

@@ -410,8 +410,9 @@ void visit(V& v, R& t) {
            {.fallback = Precision::kDtype,
             .meaning = "the linears' and experts' GEMMs: dtype = in train.dtype; fp8 = e4m3 "
                        "operands with fp32 scales as section fp8 says (the embedding, head, "
-                       "router and attention core stay in train.dtype); fp8 runs on the CPU "
-                       "(fake quantization, the reference the GPU kernels will be held to)"});
+                       "router and attention core stay in train.dtype); on the CPU fake "
+                       "quantization (the reference), on cuda Hopper's FP8 GEMMs (bf16, "
+                       "blockwise, widths in multiples of 16; not yet run on a GPU)"});
   v.key("timeout_s", t.timeout_s,
         {.fallback = 300.0,
          .range = {.min = 0, .min_open = true},
@@ -449,7 +450,8 @@ void visit(V& v, R& f) {
          .meaning = "the MoE dispatch all-to-all carries e4m3 rows and their 1x128 (mxfp8: "
                     "1x32) scales, the experts' first GEMM takes them as they arrive; the "
                     "combine and the backward's moves stay in train.dtype; tensorwise "
-                    "dispatches in train.dtype (its one scale spans every row)"});
+                    "dispatches in train.dtype (its one scale spans every row), and so does "
+                    "cuda for now"});
 }
 
 template <class V, class R>

@@ -7,6 +7,8 @@
 // norm on the dense variant of the model (with experts, bf16 rounding flips the choice of a few
 // tokens between near-tied experts, which moves those experts' gradients by tens of percent: a
 // property of the routing, not an error).
+// (f) FP8 training (train.precision fp8, blockwise) in bf16 on the GPU: 20 steps against the CPU's
+// FP8 fake quantization in fp32, within the bf16 step tolerance.
 // (e) the same for multi-head latent attention as Mistral Large 3 builds it (interleaved RoPE,
 // YaRN's softmax scale, Llama 4's query scale, sigmoid routing with the expert bias): forward and
 // backward in fp32 and bf16, and 20 steps in fp32 and bf16 — the latent layer's column moves
@@ -164,6 +166,14 @@ TEST(CudaTraining, TwentyStepsMatchCpu) {
 
 TEST(CudaTraining, Bf16TwentyStepsFollowCpuFp32) {
   expect_same_curve({"train.device=cuda", "train.dtype=bf16"}, kBf16StepRtol, "gpu bf16");
+}
+
+// FP8 (blockwise, kernels/cuda/fp8_linear.h) on the GPU with bf16 operands against the CPU's FP8
+// fake quantization in fp32: the same tiles and scales, so what differs is bf16's rounding (the
+// bf16 tolerance). The experts 32 wide instead of 24: the FP8 GEMMs take whole 16-byte rows.
+TEST(CudaTraining, Fp8TwentyStepsFollowCpuFp8) {
+  expect_same_curve({"train.device=cuda", "train.dtype=bf16"}, kBf16StepRtol, "gpu fp8",
+                    {"train.precision=fp8", "model.moe.expert_ffn_hidden=32"});
 }
 
 // The small recipe's attention as Mistral Large 3's: latent attention with the query latent, Dqk
